@@ -1,0 +1,37 @@
+// swift-tools-version:6.0
+// The I-JEPA engine: pure-Swift CPU kernels, tensors and (later) the model.
+//
+// No `unsafeFlags` here on purpose: SwiftPM refuses a versioned dependency whose manifest declares any, so
+// the fast path (AVX2 + FMA) is switched on from the command line (`-Xcc -mavx2 -Xcc -mfma`, or a --toolset
+// file), never from this file. See docs/building.md. `SIMDProbe` tells the Swift code at compile time which
+// instruction set it is being compiled for, so a build without FMA uses mul + add instead of per-lane `fmaf`.
+import PackageDescription
+
+let package = Package(
+    name: "ijepa-swift",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "CPUKernels", targets: ["CPUKernels"]),
+        .library(name: "TensorCore", targets: ["TensorCore"]),
+        .executable(name: "ijepa", targets: ["ijepa"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Header-only compile-time probe of the target's SIMD features (no C code, nothing linked).
+        .systemLibrary(name: "SIMDProbe", path: "Sources/SIMDProbe"),
+        .target(name: "CPUKernels", dependencies: ["SIMDProbe"]),
+        .target(name: "TensorCore", dependencies: ["CPUKernels"]),
+        .target(name: "KernelBench", dependencies: ["CPUKernels", "TensorCore"]),
+        .executableTarget(
+            name: "ijepa",
+            dependencies: [
+                "CPUKernels", "TensorCore", "KernelBench",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "CPUKernelsTests", dependencies: ["CPUKernels"]),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "CPUKernels"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

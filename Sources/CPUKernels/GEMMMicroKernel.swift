@@ -1,0 +1,86 @@
+/// The 6x16 micro-kernel: C[0..<mr, 0..<nr] = alpha * (Ap * Bp) + beta * C over one kc-deep rank update.
+///
+/// Contract (docs/gemm.md): `a` is a packed (kc, 6) panel, `b` a packed (kc, 16) panel, both zero-padded;
+/// 12 SIMD8 accumulators stay in registers; beta == 0 never reads C. Edge tiles (mr < 6 or nr < 16) go
+/// through a stack tile and store the same expression per element, so an element's value does not depend
+/// on whether it sat in a full or an edge tile.
+@inline(__always)
+func microKernel6x16(
+    c: UnsafeMutablePointer<Float>, ldc: Int, // (mr, nr) block of C, row stride ldc
+    a: UnsafePointer<Float>,                  // (kc, 6) packed
+    b: UnsafePointer<Float>,                  // (kc, 16) packed
+    kc: Int, mr: Int, nr: Int, alpha: Float, beta: Float
+) {
+    typealias V = SIMD8<Float>
+    var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
+    var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
+    var pa = UnsafeRawPointer(a)
+    var pb = UnsafeRawPointer(b)
+    for _ in 0..<kc {
+        let b0 = pb.loadUnaligned(as: V.self)
+        let b1 = pb.loadUnaligned(fromByteOffset: 32, as: V.self)
+        var av = V(repeating: pa.load(as: Float.self))
+        c00 = fmadd(c00, av, b0); c01 = fmadd(c01, av, b1)
+        av = V(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+        c10 = fmadd(c10, av, b0); c11 = fmadd(c11, av, b1)
+        av = V(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+        c20 = fmadd(c20, av, b0); c21 = fmadd(c21, av, b1)
+        av = V(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+        c30 = fmadd(c30, av, b0); c31 = fmadd(c31, av, b1)
+        av = V(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+        c40 = fmadd(c40, av, b0); c41 = fmadd(c41, av, b1)
+        av = V(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+        c50 = fmadd(c50, av, b0); c51 = fmadd(c51, av, b1)
+        pa += 24
+        pb += 64
+    }
+    let al = V(repeating: alpha)
+    if mr == 6 && nr == 16 {
+        storeRow(c, c00, c01, al, beta)
+        storeRow(c + ldc, c10, c11, al, beta)
+        storeRow(c + 2 * ldc, c20, c21, al, beta)
+        storeRow(c + 3 * ldc, c30, c31, al, beta)
+        storeRow(c + 4 * ldc, c40, c41, al, beta)
+        storeRow(c + 5 * ldc, c50, c51, al, beta)
+        return
+    }
+    withUnsafeTemporaryAllocation(of: V.self, capacity: 12) { t in
+        t[0] = c00; t[1] = c01; t[2] = c10; t[3] = c11; t[4] = c20; t[5] = c21
+        t[6] = c30; t[7] = c31; t[8] = c40; t[9] = c41; t[10] = c50; t[11] = c51
+        let tile = UnsafeRawPointer(t.baseAddress!).assumingMemoryBound(to: Float.self) // (6, 16)
+        for i in 0..<mr {
+            for j in 0..<nr {
+                let ab = alpha * tile[i * 16 + j]
+                c[i * ldc + j] = beta == 0 ? ab : ab + beta * c[i * ldc + j]
+            }
+        }
+    }
+}
+
+@inline(__always)
+private func storeRow(
+    _ c: UnsafeMutablePointer<Float>, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ alpha: SIMD8<Float>, _ beta: Float
+) {
+    let p = UnsafeMutableRawPointer(c)
+    if beta == 0 {
+        p.storeBytes(of: alpha * x0, as: SIMD8<Float>.self)
+        p.storeBytes(of: alpha * x1, toByteOffset: 32, as: SIMD8<Float>.self)
+    } else {
+        let bv = SIMD8<Float>(repeating: beta)
+        let y0 = alpha * x0 + bv * p.loadUnaligned(as: SIMD8<Float>.self)
+        let y1 = alpha * x1 + bv * p.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+        p.storeBytes(of: y0, as: SIMD8<Float>.self)
+        p.storeBytes(of: y1, toByteOffset: 32, as: SIMD8<Float>.self)
+    }
+}
+
+public func _microKernelProbe(iterations: Int, kc: Int, panels: Int) -> Double {
+    let a = UnsafeMutablePointer<Float>.allocate(capacity: 6 * kc * panels); a.initialize(repeating: 0.5, count: 6 * kc * panels)
+    let b = UnsafeMutablePointer<Float>.allocate(capacity: 16 * kc); b.initialize(repeating: 0.25, count: 16 * kc)
+    let c = UnsafeMutablePointer<Float>.allocate(capacity: 6 * 16 * panels)
+    for it in 0..<iterations {
+        let p = it % panels
+        microKernel6x16(c: c + p * 96, ldc: 16, a: a + p * 6 * kc, b: b, kc: kc, mr: 6, nr: 16, alpha: 1, beta: 0)
+    }
+    return Double(c[0])
+}

@@ -1,0 +1,363 @@
+// Row kernels of a transformer, each with its backward pass. Layouts: row-major (rows, cols) unless stated.
+// Backward passes ADD into their gradient outputs (autograd accumulates); zero them first for a plain gradient.
+// Reductions across rows (dgamma, dbeta, dbias) use a row chunking that depends on the shape only, and sum the
+// chunks in a fixed order, so results do not depend on the thread count.
+
+@inline(__always) func load8(_ p: UnsafePointer<Float>) -> Float8 {
+    UnsafeRawPointer(p).loadUnaligned(as: Float8.self)
+}
+@inline(__always) func load8(_ p: UnsafeMutablePointer<Float>) -> Float8 {
+    UnsafeRawPointer(p).loadUnaligned(as: Float8.self)
+}
+@inline(__always) func store8(_ p: UnsafeMutablePointer<Float>, _ v: Float8) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: Float8.self)
+}
+
+/// Runs `body(r0, r1)` over contiguous row ranges, in parallel when the work is worth it (>= ~32K elements
+/// per chunk: a Dispatch call costs 5-10 us, ../docs/performance.md).
+@inline(__always)
+func forEachRowChunk(rows: Int, cols: Int, threads: Int?, _ body: (Int, Int) -> Void) {
+    let (chunks, size) = rowChunking(rows: rows, cols: cols)
+    if chunks <= 1 {
+        if rows > 0 { body(0, rows) }
+        return
+    }
+    Parallel.forEach(tasks: chunks, threads: threads) { c, _ in
+        body(c * size, min(rows, (c + 1) * size))
+    }
+}
+
+@inline(__always)
+func rowChunking(rows: Int, cols: Int) -> (chunks: Int, size: Int) {
+    Parallel.chunking(count: rows, minChunk: max(1, 32_768 / max(1, cols)), maxChunks: 16)
+}
+
+/// Sum of the 8 lanes in a fixed order.
+@inline(__always) func hsum(_ v: Float8) -> Float { v.sum() }
+
+// MARK: - LayerNorm
+
+/// LayerNorm over the last axis: y = (x - mean) * rstd * gamma + beta, biased variance, rstd = 1/sqrt(var + eps).
+/// Saves mean and rstd per row for the backward pass when given. gamma/beta nil: no affine transform (as the
+/// official target normalisation `F.layer_norm(h, (D,))`).
+public func layerNormForward(
+    _ y: UnsafeMutablePointer<Float>,          // (rows, dim)
+    mean: UnsafeMutablePointer<Float>?,        // (rows) or nil
+    rstd: UnsafeMutablePointer<Float>?,        // (rows) or nil
+    _ x: UnsafePointer<Float>,                 // (rows, dim)
+    gamma: UnsafePointer<Float>?,              // (dim) or nil
+    beta: UnsafePointer<Float>?,               // (dim) or nil
+    rows: Int, dim: Int, eps: Float, threads: Int? = nil
+) {
+    precondition(rows >= 0 && dim > 0, "layerNormForward: rows \(rows) must be >= 0 and dim \(dim) > 0")
+    forEachRowChunk(rows: rows, cols: dim, threads: threads) { r0, r1 in
+        let d8 = dim & ~7
+        let inv = 1 / Float(dim)
+        for r in r0..<r1 {
+            let xr = x + r * dim
+            let yr = y + r * dim
+            var s = Float8()
+            var j = 0
+            while j < d8 { s += load8(xr + j); j += 8 }
+            var sum = hsum(s)
+            while j < dim { sum += xr[j]; j += 1 }
+            let mu = sum * inv
+            let m8 = splat(mu)
+            var q = Float8()
+            j = 0
+            while j < d8 { let d = load8(xr + j) - m8; q = fmadd(q, d, d); j += 8 }
+            var sq = hsum(q)
+            while j < dim { let d = xr[j] - mu; sq = fmadd(sq, d, d); j += 1 }
+            let rs = 1 / (sq * inv + eps).squareRoot()
+            mean?[r] = mu
+            rstd?[r] = rs
+            let r8 = splat(rs)
+            j = 0
+            if let gamma, let beta {
+                while j < d8 {
+                    store8(yr + j, fmadd(load8(beta + j), (load8(xr + j) - m8) * r8, load8(gamma + j)))
+                    j += 8
+                }
+                while j < dim { yr[j] = fmadd(beta[j], (xr[j] - mu) * rs, gamma[j]); j += 1 }
+            } else {
+                while j < d8 { store8(yr + j, (load8(xr + j) - m8) * r8); j += 8 }
+                while j < dim { yr[j] = (xr[j] - mu) * rs; j += 1 }
+            }
+        }
+    }
+}
+
+/// Backward of `layerNormForward`. Adds into dx (rows, dim), dgamma (dim) and dbeta (dim):
+/// dx += rstd (g - mean(g) - xhat mean(g xhat)) with g = dy gamma; dgamma += sum_rows dy xhat; dbeta += sum_rows dy.
+public func layerNormBackward(
+    dx: UnsafeMutablePointer<Float>,           // (rows, dim), accumulated
+    dgamma: UnsafeMutablePointer<Float>?,      // (dim), accumulated, or nil
+    dbeta: UnsafeMutablePointer<Float>?,       // (dim), accumulated, or nil
+    dy: UnsafePointer<Float>,                  // (rows, dim)
+    x: UnsafePointer<Float>,                   // (rows, dim)
+    mean: UnsafePointer<Float>,                // (rows)
+    rstd: UnsafePointer<Float>,                // (rows)
+    gamma: UnsafePointer<Float>?,              // (dim) or nil (non-affine)
+    rows: Int, dim: Int, threads: Int? = nil
+) {
+    precondition(rows >= 0 && dim > 0, "layerNormBackward: rows \(rows) must be >= 0 and dim \(dim) > 0")
+    let (chunks, size) = rowChunking(rows: rows, cols: dim)
+    let wantParams = dgamma != nil || dbeta != nil
+    ScratchPool.shared.withFloats(wantParams ? 2 * chunks * dim : 0) { partial in
+        // partial: (chunks, 2, dim): per chunk, dgamma then dbeta
+        let body: (Int, Int, Int) -> Void = { c, r0, r1 in
+            let d8 = dim & ~7
+            let inv = 1 / Float(dim)
+            let pg = partial + c * 2 * dim
+            let pb = pg + dim
+            if wantParams { pg.update(repeating: 0, count: 2 * dim) }
+            for r in r0..<r1 {
+                let xr = x + r * dim, dyr = dy + r * dim, dxr = dx + r * dim
+                let mu = splat(mean[r]), rs = splat(rstd[r])
+                var sg = Float8(), sgx = Float8()
+                var j = 0
+                while j < d8 {
+                    let xh = (load8(xr + j) - mu) * rs
+                    let d = load8(dyr + j)
+                    let g = gamma.map { d * load8($0 + j) } ?? d
+                    sg += g
+                    sgx = fmadd(sgx, g, xh)
+                    if wantParams {
+                        store8(pg + j, fmadd(load8(pg + j), d, xh))
+                        store8(pb + j, load8(pb + j) + d)
+                    }
+                    j += 8
+                }
+                var tg = hsum(sg), tgx = hsum(sgx)
+                while j < dim {
+                    let xh = (xr[j] - mu[0]) * rs[0]
+                    let d = dyr[j]
+                    let g = gamma.map { d * $0[j] } ?? d
+                    tg += g
+                    tgx = fmadd(tgx, g, xh)
+                    if wantParams { pg[j] = fmadd(pg[j], d, xh); pb[j] += d }
+                    j += 1
+                }
+                let mg = splat(tg * inv), mgx = splat(tgx * inv)
+                j = 0
+                while j < d8 {
+                    let xh = (load8(xr + j) - mu) * rs
+                    let d = load8(dyr + j)
+                    let g = gamma.map { d * load8($0 + j) } ?? d
+                    store8(dxr + j, fmadd(load8(dxr + j), rs, g - mg - xh * mgx))
+                    j += 8
+                }
+                while j < dim {
+                    let xh = (xr[j] - mu[0]) * rs[0]
+                    let d = dyr[j]
+                    let g = gamma.map { d * $0[j] } ?? d
+                    dxr[j] = fmadd(dxr[j], rs[0], g - mg[0] - xh * mgx[0])
+                    j += 1
+                }
+            }
+        }
+        Parallel.forEach(tasks: chunks, threads: chunks > 1 ? threads : 1) { c, _ in
+            body(c, c * size, min(rows, (c + 1) * size))
+        }
+        if wantParams { reduceColumnPartials(partial, chunks: chunks, dim: dim, dgamma: dgamma, dbeta: dbeta) }
+    }
+}
+
+/// Adds the per-chunk partial sums (chunks, 2, dim) into dgamma and dbeta, chunk 0 first.
+@inline(__always)
+func reduceColumnPartials(
+    _ partial: UnsafeMutablePointer<Float>, chunks: Int, dim: Int,
+    dgamma: UnsafeMutablePointer<Float>?, dbeta: UnsafeMutablePointer<Float>?
+) {
+    for (slot, out) in [dgamma, dbeta].enumerated() {
+        guard let out else { continue }
+        for j in 0..<dim {
+            var s: Float = 0
+            for c in 0..<chunks { s += partial[(c * 2 + slot) * dim + j] }
+            out[j] += s
+        }
+    }
+}
+
+// MARK: - GELU
+
+/// y = GELU(x), exact erf form, elementwise over `count` values.
+public func geluForward(
+    _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int, threads: Int? = nil
+) {
+    forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 8, threads: threads) { b0, b1 in
+        for b in b0..<b1 {
+            let i = b * 8
+            if i + 8 <= count {
+                store8(y + i, vgelu(load8(x + i)))
+            } else {
+                for t in i..<count { y[t] = vgelu(x[t]) }
+            }
+        }
+    }
+}
+
+/// dx += dy * GELU'(x).
+public func geluBackward(
+    dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int,
+    threads: Int? = nil
+) {
+    forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 8, threads: threads) { b0, b1 in
+        for b in b0..<b1 {
+            let i = b * 8
+            if i + 8 <= count {
+                store8(dx + i, fmadd(load8(dx + i), load8(dy + i), vgeluDerivative(load8(x + i))))
+            } else {
+                for t in i..<count { dx[t] = fmadd(dx[t], dy[t], vgeluDerivative(x[t])) }
+            }
+        }
+    }
+}
+
+// MARK: - Softmax
+
+/// Row softmax: y = exp(x - max) / sum(exp(x - max)).
+public func softmaxForward(
+    _ y: UnsafeMutablePointer<Float>,          // (rows, cols)
+    _ x: UnsafePointer<Float>,                 // (rows, cols)
+    rows: Int, cols: Int, threads: Int? = nil
+) {
+    precondition(rows >= 0 && cols > 0, "softmaxForward: rows \(rows) must be >= 0 and cols \(cols) > 0")
+    forEachRowChunk(rows: rows, cols: cols * 4, threads: threads) { r0, r1 in
+        for r in r0..<r1 { softmaxRow(y + r * cols, x + r * cols, cols: cols, scale: 1) }
+    }
+}
+
+/// One row of softmax(scale * x), in place allowed (y == x).
+@inline(__always)
+public func softmaxRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, cols: Int, scale: Float) {
+    let c8 = cols & ~7
+    var m8 = Float8(repeating: -.infinity)
+    var j = 0
+    while j < c8 { m8 = pointwiseMax(m8, load8(x + j)); j += 8 }
+    var mx = m8.max()
+    while j < cols { mx = max(mx, x[j]); j += 1 }
+    let sm = splat(scale * mx), s8 = splat(scale)
+    var acc = Float8()
+    j = 0
+    while j < c8 {
+        let e = vexp(fmadd(-sm, load8(x + j), s8))
+        store8(y + j, e)
+        acc += e
+        j += 8
+    }
+    var sum = hsum(acc)
+    while j < cols {
+        let e = vexp(fmadd(-sm[0], x[j], scale))
+        y[j] = e
+        sum += e
+        j += 1
+    }
+    let inv = splat(1 / sum)
+    j = 0
+    while j < c8 { store8(y + j, load8(y + j) * inv); j += 8 }
+    while j < cols { y[j] *= inv[0]; j += 1 }
+}
+
+/// dx += y * (dy - sum(dy * y)) per row.
+public func softmaxBackward(
+    dx: UnsafeMutablePointer<Float>,           // (rows, cols), accumulated
+    dy: UnsafePointer<Float>,                  // (rows, cols)
+    y: UnsafePointer<Float>,                   // (rows, cols), the forward output
+    rows: Int, cols: Int, threads: Int? = nil
+) {
+    precondition(rows >= 0 && cols > 0, "softmaxBackward: rows \(rows) must be >= 0 and cols \(cols) > 0")
+    forEachRowChunk(rows: rows, cols: cols * 2, threads: threads) { r0, r1 in
+        for r in r0..<r1 {
+            softmaxBackwardRow(dx + r * cols, dy + r * cols, y + r * cols, cols: cols, scale: 1)
+        }
+    }
+}
+
+/// One row of the softmax backward, times `scale` (the chain rule through softmax(scale * x)).
+@inline(__always)
+public func softmaxBackwardRow(
+    _ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ y: UnsafePointer<Float>, cols: Int, scale: Float
+) {
+    let c8 = cols & ~7
+    var acc = Float8()
+    var j = 0
+    while j < c8 { acc = fmadd(acc, load8(dy + j), load8(y + j)); j += 8 }
+    var dot = hsum(acc)
+    while j < cols { dot = fmadd(dot, dy[j], y[j]); j += 1 }
+    let d8 = splat(dot), s8 = splat(scale)
+    j = 0
+    while j < c8 {
+        store8(dx + j, fmadd(load8(dx + j), load8(y + j) * s8, load8(dy + j) - d8))
+        j += 8
+    }
+    while j < cols { dx[j] = fmadd(dx[j], y[j] * scale, dy[j] - dot); j += 1 }
+}
+
+// MARK: - Bias and residual
+
+/// y[r, :] += bias for every row.
+public func addBias(
+    _ y: UnsafeMutablePointer<Float>,          // (rows, cols)
+    bias: UnsafePointer<Float>,                // (cols)
+    rows: Int, cols: Int, threads: Int? = nil
+) {
+    forEachRowChunk(rows: rows, cols: cols, threads: threads) { r0, r1 in
+        let c8 = cols & ~7
+        for r in r0..<r1 {
+            let yr = y + r * cols
+            var j = 0
+            while j < c8 { store8(yr + j, load8(yr + j) + load8(bias + j)); j += 8 }
+            while j < cols { yr[j] += bias[j]; j += 1 }
+        }
+    }
+}
+
+/// dbias += column sums of dy.
+public func biasBackward(
+    dbias: UnsafeMutablePointer<Float>,        // (cols), accumulated
+    dy: UnsafePointer<Float>,                  // (rows, cols)
+    rows: Int, cols: Int, threads: Int? = nil
+) {
+    let (chunks, size) = rowChunking(rows: rows, cols: cols)
+    if chunks == 0 { return }
+    ScratchPool.shared.withFloats(2 * chunks * cols) { partial in
+        // partial: (chunks, 2, cols); slot 1 is unused so the layout matches reduceColumnPartials.
+        Parallel.forEach(tasks: chunks, threads: chunks > 1 ? threads : 1) { c, _ in
+            let p = partial + c * 2 * cols
+            p.update(repeating: 0, count: cols)
+            let c8 = cols & ~7
+            for r in c * size..<min(rows, (c + 1) * size) {
+                let d = dy + r * cols
+                var j = 0
+                while j < c8 { store8(p + j, load8(p + j) + load8(d + j)); j += 8 }
+                while j < cols { p[j] += d[j]; j += 1 }
+            }
+        }
+        reduceColumnPartials(partial, chunks: chunks, dim: cols, dgamma: dbias, dbeta: nil)
+    }
+}
+
+/// out = a + b (the residual connection; out may alias a or b).
+public func addElementwise(
+    _ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int,
+    threads: Int? = nil
+) {
+    forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 4, threads: threads) { b0, b1 in
+        for blk in b0..<b1 {
+            let i = blk * 8
+            if i + 8 <= count {
+                store8(out + i, load8(a + i) + load8(b + i))
+            } else {
+                for t in i..<count { out[t] = a[t] + b[t] }
+            }
+        }
+    }
+}
+
+/// dst += src (the residual backward: both inputs receive dy).
+public func accumulate(
+    _ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int, threads: Int? = nil
+) {
+    addElementwise(dst, UnsafePointer(dst), src, count: count, threads: threads)
+}

@@ -1,0 +1,143 @@
+// SIMD8<Float> approximations of exp, erf, tanh and 1/sqrt, for the row kernels (softmax, GELU, LayerNorm).
+// Coefficients: tools/fit_vector_math.py (least squares on Chebyshev nodes) and Cephes' expf polynomial.
+// Measured max errors against libm (in Double, rounded) over dense sweeps are asserted in
+// Tests/CPUKernelsTests/VectorMathTests.swift and listed in docs/vector-math.md.
+
+public typealias Float8 = SIMD8<Float>
+
+@usableFromInline enum VM {
+    // exp
+    @usableFromInline static let log2e: Float = 1.442_695_04
+    @usableFromInline static let ln2Hi: Float = 0.693_359_375     // few mantissa bits: n * ln2Hi is exact
+    @usableFromInline static let ln2Lo: Float = -2.121_944_40e-4
+    @usableFromInline static let roundMagic: Float = 12_582_912   // 1.5 * 2^23: adding it rounds to an integer
+    @usableFromInline static let expP: (Float, Float, Float, Float, Float, Float) =
+        (1.987_569_150_0e-4, 1.398_199_950_7e-3, 8.333_451_907_3e-3, 4.166_579_589_4e-2, 1.666_666_545_9e-1, 5.000_000_120_1e-1)
+    // erf(x) = x * P(x^2), |x| < 1
+    @usableFromInline static let erfSmall: (Float, Float, Float, Float, Float, Float, Float) =
+        (1.128379167e+00, -3.761262988e-01, 1.128362573e-01, -2.685539945e-02, 5.191218374e-03, -8.034846623e-04, 7.933493808e-05)
+    // erfc(x) = exp(-x^2) * Q(1/x), 1 <= x <= 4
+    @usableFromInline static let erfcLarge: (Float, Float, Float, Float, Float, Float, Float, Float, Float, Float, Float) =
+        (2.596134825e-05, 5.637192283e-01, 3.015458261e-03, -2.851863087e-01, -6.926850837e-02, 8.994859738e-01,
+         -1.524053959e+00, 1.424004875e+00, -8.106041742e-01, 2.646626336e-01, -3.821760485e-02)
+    // tanh(x) = x + x^3 * P(x^2), |x| < 0.625
+    @usableFromInline static let tanhSmall: (Float, Float, Float, Float, Float, Float) =
+        (-3.333333101e-01, 1.333321258e-01, -5.394746204e-02, 2.170403794e-02, -8.184744453e-03, 2.149052865e-03)
+}
+
+@inlinable @inline(__always)
+func splat(_ x: Float) -> Float8 { Float8(repeating: x) }
+
+/// e^x, 8 lanes. Cody-Waite reduction x = n ln2 + r, degree-7 polynomial for e^r, 2^n applied in two halves so
+/// that results from the subnormal range up to overflow (x > 88.72 gives +inf) come out right. NaN propagates.
+@inlinable @inline(__always)
+public func vexp(_ x: Float8) -> Float8 {
+    let xc = x.clamped(lowerBound: splat(-104), upperBound: splat(89))
+    let t = fmadd(splat(VM.roundMagic), xc, splat(VM.log2e))  // magic + round(x log2 e) in the low bits
+    let n = t - splat(VM.roundMagic)
+    var r = fmadd(xc, n, splat(-VM.ln2Hi))
+    r = fmadd(r, n, splat(-VM.ln2Lo))
+    let c = VM.expP
+    var p = fmadd(splat(c.1), splat(c.0), r)
+    p = fmadd(splat(c.2), p, r)
+    p = fmadd(splat(c.3), p, r)
+    p = fmadd(splat(c.4), p, r)
+    p = fmadd(splat(c.5), p, r)
+    p = fmadd(r + 1, p, r * r)
+    let ni = unsafeBitCast(t, to: SIMD8<Int32>.self) &- unsafeBitCast(splat(VM.roundMagic), to: SIMD8<Int32>.self)
+    let n1 = ni &>> 1
+    let n2 = ni &- n1
+    let s1 = unsafeBitCast((n1 &+ 127) &<< 23, to: Float8.self)
+    let s2 = unsafeBitCast((n2 &+ 127) &<< 23, to: Float8.self)
+    let y = p * s1 * s2
+    return y.replacing(with: x, where: x .!= x)
+}
+
+/// erf(x), 8 lanes: x P(x^2) below |x| = 1, 1 - e^{-x^2} Q(1/|x|) above (erf rounds to +-1 past 3.92).
+@inlinable @inline(__always)
+public func verf(_ x: Float8) -> Float8 {
+    let z = x * x
+    let s = VM.erfSmall
+    var p = fmadd(splat(s.5), splat(s.6), z)
+    p = fmadd(splat(s.4), p, z)
+    p = fmadd(splat(s.3), p, z)
+    p = fmadd(splat(s.2), p, z)
+    p = fmadd(splat(s.1), p, z)
+    p = fmadd(splat(s.0), p, z)
+    let small = x * p
+
+    let ax = vabs(x)
+    let a = ax.clamped(lowerBound: splat(1), upperBound: splat(4))
+    let t = 1 / a
+    let l = VM.erfcLarge
+    var q = fmadd(splat(l.9), splat(l.10), t)
+    q = fmadd(splat(l.8), q, t)
+    q = fmadd(splat(l.7), q, t)
+    q = fmadd(splat(l.6), q, t)
+    q = fmadd(splat(l.5), q, t)
+    q = fmadd(splat(l.4), q, t)
+    q = fmadd(splat(l.3), q, t)
+    q = fmadd(splat(l.2), q, t)
+    q = fmadd(splat(l.1), q, t)
+    q = fmadd(splat(l.0), q, t)
+    let large = 1 - vexp(-(a * a)) * q
+    let signed = copySign(large, x)
+    return small.replacing(with: signed, where: ax .>= 1)
+}
+
+/// tanh(x), 8 lanes: x + x^3 P(x^2) below |x| = 0.625, 1 - 2 / (e^{2|x|} + 1) above.
+@inlinable @inline(__always)
+public func vtanh(_ x: Float8) -> Float8 {
+    let z = x * x
+    let c = VM.tanhSmall
+    var p = fmadd(splat(c.4), splat(c.5), z)
+    p = fmadd(splat(c.3), p, z)
+    p = fmadd(splat(c.2), p, z)
+    p = fmadd(splat(c.1), p, z)
+    p = fmadd(splat(c.0), p, z)
+    let small = fmadd(x, x * z, p)
+    let ax = vabs(x).clamped(lowerBound: splat(0), upperBound: splat(44))
+    let large = copySign(1 - 2 / (vexp(ax + ax) + 1), x)
+    return small.replacing(with: large, where: vabs(x) .>= 0.625)
+}
+
+/// 1 / sqrt(x), 8 lanes: correctly rounded sqrt and one division (<= 1.5 ulps; a single call per LayerNorm row
+/// makes the faster rsqrt-estimate-plus-Newton form not worth its 2-3 ulps).
+@inlinable @inline(__always)
+public func vrsqrt(_ x: Float8) -> Float8 {
+    1 / x.squareRoot()
+}
+
+/// The exact (erf) GELU, as `nn.GELU()` in the official code: 0.5 x (1 + erf(x / sqrt 2)).
+@inlinable @inline(__always)
+public func vgelu(_ x: Float8) -> Float8 {
+    let h = 0.5 * x
+    return fmadd(h, h, verf(x * 0.707_106_77))
+}
+
+/// d GELU / dx = Phi(x) + x phi(x) = 0.5 (1 + erf(x / sqrt 2)) + x e^{-x^2/2} / sqrt(2 pi).
+@inlinable @inline(__always)
+public func vgeluDerivative(_ x: Float8) -> Float8 {
+    let cdf = fmadd(splat(0.5), splat(0.5), verf(x * 0.707_106_77))
+    let pdf = vexp(-0.5 * x * x) * 0.398_942_28
+    return fmadd(cdf, x, pdf)
+}
+
+@inlinable @inline(__always)
+func vabs(_ x: Float8) -> Float8 {
+    unsafeBitCast(unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x7fff_ffff, to: Float8.self)
+}
+
+@inlinable @inline(__always)
+func copySign(_ magnitude: Float8, _ sign: Float8) -> Float8 {
+    let m = unsafeBitCast(magnitude, to: SIMD8<UInt32>.self) & 0x7fff_ffff
+    let s = unsafeBitCast(sign, to: SIMD8<UInt32>.self) & 0x8000_0000
+    return unsafeBitCast(m | s, to: Float8.self)
+}
+
+// Scalar forms for tails and tests: the same arithmetic on lane 0, so a row's tail matches its body.
+@inlinable @inline(__always) public func vexp(_ x: Float) -> Float { vexp(Float8(repeating: x))[0] }
+@inlinable @inline(__always) public func verf(_ x: Float) -> Float { verf(Float8(repeating: x))[0] }
+@inlinable @inline(__always) public func vtanh(_ x: Float) -> Float { vtanh(Float8(repeating: x))[0] }
+@inlinable @inline(__always) public func vgelu(_ x: Float) -> Float { vgelu(Float8(repeating: x))[0] }
+@inlinable @inline(__always) public func vgeluDerivative(_ x: Float) -> Float { vgeluDerivative(Float8(repeating: x))[0] }

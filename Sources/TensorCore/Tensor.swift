@@ -1,0 +1,165 @@
+import CPUKernels
+
+/// Errors of tensor construction and shape handling, with messages that say what was expected.
+public enum TensorError: Error, CustomStringConvertible, Equatable {
+    case invalidShape([Int])
+    case countMismatch(shape: [Int], expected: Int, got: Int)
+    case reshapeMismatch(from: [Int], to: [Int])
+    case incompatibleShapes(operation: String, [Int], [Int])
+
+    public var description: String {
+        switch self {
+        case .invalidShape(let s): return "invalid tensor shape \(s): dimensions must be >= 0"
+        case let .countMismatch(shape, expected, got):
+            return "shape \(shape) holds \(expected) values, but \(got) were given"
+        case let .reshapeMismatch(from, to):
+            return "cannot reshape \(from) (\(from.reduce(1, *)) values) to \(to) (\(to.reduce(1, *)) values)"
+        case let .incompatibleShapes(op, a, b): return "\(op): incompatible shapes \(a) and \(b)"
+        }
+    }
+}
+
+/// 64-byte-aligned, contiguous Float32 storage.
+public final class TensorStorage: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+
+    /// Zero-filled storage of `count` floats (64-byte aligned: a cache line, and an AVX-512 vector).
+    public init(count: Int) {
+        precondition(count >= 0, "TensorStorage: negative count \(count)")
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(64, count * 4), alignment: 64)
+        pointer = raw.bindMemory(to: Float.self, capacity: max(16, count))
+        pointer.initialize(repeating: 0, count: count)
+        self.count = count
+    }
+
+    deinit { pointer.deallocate() }
+}
+
+/// An n-dimensional array of Float32, row-major and contiguous, with value semantics (copy on write).
+public struct Tensor: @unchecked Sendable, CustomStringConvertible {
+    public private(set) var shape: [Int]
+    @usableFromInline var storage: TensorStorage
+
+    /// Number of elements.
+    public var count: Int { storage.count }
+    public var rank: Int { shape.count }
+
+    /// Zeros of the given shape.
+    public init(zeros shape: [Int]) throws {
+        guard shape.allSatisfy({ $0 >= 0 }) else { throw TensorError.invalidShape(shape) }
+        self.shape = shape
+        storage = TensorStorage(count: shape.reduce(1, *))
+    }
+
+    /// A tensor filled with `value`.
+    public init(shape: [Int], repeating value: Float) throws {
+        try self.init(zeros: shape)
+        storage.pointer.update(repeating: value, count: count)
+    }
+
+    /// A tensor holding `values` in row-major order; their number must match the shape.
+    public init(shape: [Int], values: [Float]) throws {
+        try self.init(zeros: shape)
+        guard values.count == count else {
+            throw TensorError.countMismatch(shape: shape, expected: count, got: values.count)
+        }
+        values.withUnsafeBufferPointer { storage.pointer.update(from: $0.baseAddress!, count: count) }
+    }
+
+    /// Zeros; for shapes known to be valid (stops with a message otherwise).
+    public static func zeros(_ shape: Int...) -> Tensor {
+        do { return try Tensor(zeros: shape) } catch { fatalError("\(error)") }
+    }
+
+    /// The values, row-major.
+    public var scalars: [Float] { Array(UnsafeBufferPointer(start: storage.pointer, count: count)) }
+
+    /// Reads the buffer without copying.
+    @inlinable
+    public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: storage.pointer, count: storage.count))
+    }
+
+    /// Writes the buffer; copies first if the storage is shared with another tensor.
+    @inlinable
+    public mutating func withUnsafeMutableBufferPointer<R>(
+        _ body: (UnsafeMutableBufferPointer<Float>) throws -> R
+    ) rethrows -> R {
+        makeUnique()
+        return try body(UnsafeMutableBufferPointer(start: storage.pointer, count: storage.count))
+    }
+
+    @usableFromInline
+    mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&storage) {
+            let copy = TensorStorage(count: storage.count)
+            copy.pointer.update(from: storage.pointer, count: storage.count)
+            storage = copy
+        }
+    }
+
+    /// The same values under another shape with the same number of elements (shares storage).
+    public func reshaped(_ newShape: [Int]) throws -> Tensor {
+        guard newShape.allSatisfy({ $0 >= 0 }) else { throw TensorError.invalidShape(newShape) }
+        guard newShape.reduce(1, *) == count else { throw TensorError.reshapeMismatch(from: shape, to: newShape) }
+        var t = self
+        t.shape = newShape
+        return t
+    }
+
+    /// Element at a multi-index (bounds-checked; for tests and small tools, not for kernels).
+    public subscript(_ index: Int...) -> Float {
+        get { storage.pointer[flatIndex(index)] }
+        set {
+            let i = flatIndex(index)
+            makeUnique()
+            storage.pointer[i] = newValue
+        }
+    }
+
+    func flatIndex(_ index: [Int]) -> Int {
+        precondition(index.count == shape.count, "index \(index) has rank \(index.count), tensor has shape \(shape)")
+        var flat = 0
+        for (i, (x, n)) in zip(index, shape).enumerated() {
+            precondition(x >= 0 && x < n, "index \(index) out of range for shape \(shape) (axis \(i))")
+            flat = flat * n + x
+        }
+        return flat
+    }
+
+    public var description: String {
+        let head = scalars.prefix(8).map { "\($0)" }.joined(separator: ", ")
+        return "Tensor(shape: \(shape), [\(head)\(count > 8 ? ", ..." : "")])"
+    }
+}
+
+extension Tensor {
+    /// Matrix product of two rank-2 tensors, optionally transposed: op(a) (m, k) x op(b) (k, n).
+    public static func matmul(
+        _ a: Tensor, _ b: Tensor, transposeA ta: Bool = false, transposeB tb: Bool = false, threads: Int? = nil
+    ) throws -> Tensor {
+        guard a.rank == 2, b.rank == 2 else {
+            throw TensorError.incompatibleShapes(operation: "matmul needs two matrices", a.shape, b.shape)
+        }
+        let (m, k) = ta ? (a.shape[1], a.shape[0]) : (a.shape[0], a.shape[1])
+        let (k2, n) = tb ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
+        guard k == k2 else {
+            throw TensorError.incompatibleShapes(
+                operation: "matmul\(ta ? " (a transposed)" : "")\(tb ? " (b transposed)" : ""): inner sizes \(k) != \(k2)",
+                a.shape, b.shape)
+        }
+        var c = try Tensor(zeros: [m, n])
+        c.withUnsafeMutableBufferPointer { cp in
+            a.withUnsafeBufferPointer { ap in
+                b.withUnsafeBufferPointer { bp in
+                    sgemm(c: cp.baseAddress!, ldc: max(1, n),
+                          a: ap.baseAddress!, lda: max(1, a.shape[1]), transA: ta,
+                          b: bp.baseAddress!, ldb: max(1, b.shape[1]), transB: tb,
+                          m: m, n: n, k: k, threads: threads)
+                }
+            }
+        }
+        return c
+    }
+}

@@ -1,0 +1,154 @@
+import XCTest
+@testable import CPUKernels
+
+final class GEMMTests: XCTestCase {
+    /// Runs sgemm and the Double reference on the same inputs; checks |C - ref| <= tol * K * eps * magnitude,
+    /// where magnitude = |alpha| sum |a||b| + |beta c0| per element (the classic GEMM forward error bound).
+    func check(
+        m: Int, n: Int, k: Int, transA: Bool, transB: Bool, alpha: Float = 1, beta: Float = 0,
+        pad: Int = 0, threads: Int = 1, nanC: Bool = false, seed: UInt64 = 1,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
+        var rng = TestRNG(seed)
+        let lda = (transA ? m : k) + pad, ldb = (transB ? k : n) + pad, ldc = n + pad
+        let a = rng.floats(max(1, (transA ? k : m) * lda))
+        let b = rng.floats(max(1, (transB ? n : k) * ldb))
+        let c0 = nanC ? [Float](repeating: .nan, count: max(1, m * ldc)) : rng.floats(max(1, m * ldc))
+        var c = c0, ref = c0
+        var mag = [Double](repeating: 0, count: max(1, m * ldc))
+        sgemm(c: &c, ldc: ldc, a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB,
+              m: m, n: n, k: k, alpha: alpha, beta: beta, threads: threads)
+        sgemmReference(c: &ref, ldc: ldc, a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB,
+                       m: m, n: n, k: k, alpha: alpha, beta: beta)
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = 0.0
+                for p in 0..<k {
+                    let av = transA ? a[p * lda + i] : a[i * lda + p]
+                    let bv = transB ? b[j * ldb + p] : b[p * ldb + j]
+                    s += abs(Double(av) * Double(bv))
+                }
+                mag[i * ldc + j] = abs(Double(alpha)) * s + (beta == 0 ? 0 : abs(Double(beta) * Double(c0[i * ldc + j])))
+            }
+        }
+        let eps = Double(Float.ulpOfOne)
+        var worst = 0.0
+        for i in 0..<m {
+            for j in 0..<n {
+                let idx = i * ldc + j
+                let err = abs(Double(c[idx]) - Double(ref[idx]))
+                let bound = Double(max(k, 1)) * eps * mag[idx] + Double(Float.leastNormalMagnitude)
+                worst = max(worst, err / bound)
+                if !(err <= 2 * bound) {
+                    XCTFail("m \(m) n \(n) k \(k) tA \(transA) tB \(transB) alpha \(alpha) beta \(beta): C[\(i),\(j)] = \(c[idx]), reference \(ref[idx])",
+                            file: file, line: line)
+                    return
+                }
+            }
+            // Padding columns are never written.
+            for j in n..<ldc where m > 0 {
+                let idx = i * ldc + j
+                XCTAssert(c[idx].bitPattern == c0[idx].bitPattern, "padding C[\(i),\(j)] was written", file: file, line: line)
+            }
+        }
+        _ = worst
+    }
+
+    func testAwkwardShapesAllTransposes() {
+        let dims = [1, 2, 5, 7, 13, 17, 31]
+        for transA in [false, true] {
+            for transB in [false, true] {
+                for m in dims {
+                    for n in [1, 3, 16, 17, 33] {
+                        for k in [1, 2, 7, 19] {
+                            check(m: m, n: n, k: k, transA: transA, transB: transB)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Shapes that cross every blocking boundary: MR 6, NR 16, KC 256, MC 144, the packed-B column cap.
+    func testShapesCrossingBlocking() {
+        let shapes = [(145, 97, 257), (6, 16, 256), (150, 48, 513), (289, 35, 300), (7, 2000, 600), (1, 1, 1000)]
+        for (m, n, k) in shapes {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                check(m: m, n: n, k: k, transA: ta, transB: tb, threads: 2)
+            }
+        }
+    }
+
+    func testAlphaBetaAndLeadingDimensions() {
+        for (alpha, beta) in [(Float(1), Float(0)), (-0.5, 0), (1, 1), (2, 0.7), (0.3, -1.5)] {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                check(m: 37, n: 41, k: 29, transA: ta, transB: tb, alpha: alpha, beta: beta, pad: 3)
+                check(m: 13, n: 70, k: 300, transA: ta, transB: tb, alpha: alpha, beta: beta, pad: 5, threads: 2)
+            }
+        }
+    }
+
+    /// beta == 0 must not read C: a NaN-prefilled C must come out clean.
+    func testBetaZeroNeverReadsC() {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            check(m: 23, n: 45, k: 260, transA: ta, transB: tb, beta: 0, pad: 2, nanC: true)
+            check(m: 150, n: 33, k: 7, transA: ta, transB: tb, alpha: 0.5, beta: 0, threads: 2, nanC: true)
+        }
+        // k == 0 and alpha == 0 reduce to C = beta * C; with beta 0 that is zeros, even over NaN.
+        var c = [Float](repeating: .nan, count: 12)
+        let a: [Float] = [1], b: [Float] = [1]
+        sgemm(c: &c, ldc: 4, a: a, lda: 1, transA: false, b: b, ldb: 4, transB: false, m: 3, n: 4, k: 0)
+        XCTAssertEqual(c, [Float](repeating: 0, count: 12))
+        c = [Float](repeating: 2, count: 12)
+        let a2 = [Float](repeating: .nan, count: 6), b2 = [Float](repeating: 1, count: 8)
+        sgemm(c: &c, ldc: 4, a: a2, lda: 2, transA: false, b: b2, ldb: 4, transB: false, m: 3, n: 4, k: 2,
+              alpha: 0, beta: 0.5)
+        XCTAssertEqual(c, [Float](repeating: 1, count: 12), "alpha == 0 must not touch A or B")
+    }
+
+    /// The same bits for 1 and 2 threads (and for the task split chosen for either).
+    func testThreadCountDoesNotChangeBits() {
+        for (m, n, k, ta, tb) in [(300, 200, 600, false, true), (768, 192, 1100, true, false), (97, 700, 300, false, false)] {
+            var rng = TestRNG(42)
+            let a = rng.floats(m * k), b = rng.floats(k * n)
+            var c1 = [Float](repeating: 0, count: m * n), c2 = c1, c3 = c1
+            let lda = ta ? m : k, ldb = tb ? k : n
+            sgemm(c: &c1, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k, threads: 1)
+            sgemm(c: &c2, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k, threads: 2)
+            sgemm(c: &c3, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k, threads: 7)
+            XCTAssertEqual(c1.map(\.bitPattern), c2.map(\.bitPattern), "1 vs 2 threads differ for \(m)x\(n)x\(k)")
+            XCTAssertEqual(c1.map(\.bitPattern), c3.map(\.bitPattern), "1 vs 7 threads differ for \(m)x\(n)x\(k)")
+        }
+    }
+
+    func testArgumentProblemsAreNamed() {
+        XCTAssertNil(gemmArgumentProblem(ldc: 4, lda: 3, transA: false, ldb: 4, transB: false, m: 2, n: 4, k: 3))
+        let negative = gemmArgumentProblem(ldc: 4, lda: 3, transA: false, ldb: 4, transB: false, m: -1, n: 4, k: 3)
+        XCTAssertEqual(negative?.contains("negative dimension"), true, negative ?? "nil")
+        let lda = gemmArgumentProblem(ldc: 4, lda: 2, transA: false, ldb: 4, transB: false, m: 2, n: 4, k: 3)
+        XCTAssertEqual(lda?.contains("lda 2 too small"), true, lda ?? "nil")
+        let ldaT = gemmArgumentProblem(ldc: 4, lda: 2, transA: true, ldb: 4, transB: false, m: 3, n: 4, k: 2)
+        XCTAssertEqual(ldaT?.contains("needs lda >= 3"), true, ldaT ?? "nil")
+        let ldb = gemmArgumentProblem(ldc: 4, lda: 3, transA: false, ldb: 2, transB: true, m: 2, n: 4, k: 3)
+        XCTAssertEqual(ldb?.contains("ldb 2 too small"), true, ldb ?? "nil")
+        let ldc = gemmArgumentProblem(ldc: 3, lda: 3, transA: false, ldb: 4, transB: false, m: 2, n: 4, k: 3)
+        XCTAssertEqual(ldc?.contains("ldc 3 too small"), true, ldc ?? "nil")
+        let zero = gemmArgumentProblem(ldc: 0, lda: 1, transA: false, ldb: 1, transB: false, m: 0, n: 0, k: 0)
+        XCTAssertEqual(zero?.contains("ldc 0"), true, "leading dimensions must be >= 1 even when empty")
+        let overflow = gemmArgumentProblem(ldc: Int.max / 2, lda: 1, transA: false, ldb: Int.max / 2, transB: false,
+                                           m: 4, n: 4, k: 1)
+        XCTAssertEqual(overflow?.contains("overflows"), true, overflow ?? "nil")
+    }
+
+    func testTaskPlanCoversEveryRowAndPanel() {
+        for (m, nc, k) in [(1, 16, 1), (4096, 576, 192), (768, 192, 4096), (5, 3072, 256), (145, 17, 300)] {
+            let plan = GEMMTaskPlan(m: m, nc: nc, k: k)
+            XCTAssertGreaterThanOrEqual(plan.mBlocks * plan.mc, m)
+            XCTAssertLessThan((plan.mBlocks - 1) * plan.mc, m)
+            let panels = (nc + 15) / 16
+            XCTAssertGreaterThanOrEqual(plan.nBlocks * plan.panelsPerBlock, panels)
+            XCTAssertLessThan((plan.nBlocks - 1) * plan.panelsPerBlock, panels)
+            XCTAssertLessThanOrEqual(plan.mc, GEMMBlocking.MC)
+        }
+    }
+}

@@ -1,0 +1,211 @@
+import XCTest
+@testable import CPUKernels
+
+/// Forward results against straightforward Double loops, and every backward pass against central differences.
+final class RowKernelTests: XCTestCase {
+    let shapes = [(1, 1), (3, 7), (5, 8), (4, 13), (2, 33), (7, 192)]
+
+    func testLayerNormForwardMatchesDouble() {
+        var rng = TestRNG(3)
+        for (rows, dim) in shapes + [(300, 384)] {
+            for affine in [true, false] {
+                let x = rng.floats(rows * dim, scale: 3).map { $0 + 0.5 }
+                let g = rng.floats(dim), b = rng.floats(dim)
+                var y = [Float](repeating: 0, count: rows * dim)
+                var mean = [Float](repeating: 0, count: rows), rstd = mean
+                layerNormForward(&y, mean: &mean, rstd: &rstd, x, gamma: affine ? g : nil, beta: affine ? b : nil,
+                                 rows: rows, dim: dim, eps: 1e-6)
+                for r in 0..<rows {
+                    let row = x[r * dim..<(r + 1) * dim].map(Double.init)
+                    let mu = row.reduce(0, +) / Double(dim)
+                    let v = row.map { ($0 - mu) * ($0 - mu) }.reduce(0, +) / Double(dim)
+                    let rs = 1 / (v + 1e-6).squareRoot()
+                    XCTAssertEqual(Double(mean[r]), mu, accuracy: 1e-5 * max(1, abs(mu)))
+                    XCTAssertEqual(Double(rstd[r]), rs, accuracy: 1e-5 * rs)
+                    for j in 0..<dim {
+                        let ref = (row[j] - mu) * rs * (affine ? Double(g[j]) : 1) + (affine ? Double(b[j]) : 0)
+                        XCTAssertEqual(Double(y[r * dim + j]), ref, accuracy: 2e-5 * max(1, abs(ref)), "LN (\(rows),\(dim)) [\(r),\(j)]")
+                    }
+                }
+            }
+        }
+    }
+
+    func testLayerNormPropertiesMeanZeroVarianceOne() {
+        var rng = TestRNG(4)
+        let rows = 64, dim = 96
+        let x = rng.floats(rows * dim, scale: 10)
+        var y = [Float](repeating: 0, count: rows * dim)
+        layerNormForward(&y, mean: nil, rstd: nil, x, gamma: nil, beta: nil, rows: rows, dim: dim, eps: 1e-5)
+        for r in 0..<rows {
+            let row = y[r * dim..<(r + 1) * dim].map(Double.init)
+            let mu = row.reduce(0, +) / Double(dim)
+            let v = row.map { ($0 - mu) * ($0 - mu) }.reduce(0, +) / Double(dim)
+            XCTAssertEqual(mu, 0, accuracy: 1e-5)
+            XCTAssertEqual(v, 1, accuracy: 1e-3)
+        }
+    }
+
+    func testLayerNormBackwardFiniteDifferences() {
+        var rng = TestRNG(5)
+        for (rows, dim) in shapes {
+            for affine in [true, false] {
+                let x = rng.floats(rows * dim, scale: 2)
+                let g = rng.floats(dim).map { $0 + 1.2 }, b = rng.floats(dim)
+                let w = rng.floats(rows * dim)
+                func fwd(_ x: [Float], _ g: [Float], _ b: [Float]) -> [Float] {
+                    var y = [Float](repeating: 0, count: rows * dim)
+                    layerNormForward(&y, mean: nil, rstd: nil, x, gamma: affine ? g : nil, beta: affine ? b : nil,
+                                     rows: rows, dim: dim, eps: 1e-5)
+                    return y
+                }
+                var y = [Float](repeating: 0, count: rows * dim)
+                var mean = [Float](repeating: 0, count: rows), rstd = mean
+                layerNormForward(&y, mean: &mean, rstd: &rstd, x, gamma: affine ? g : nil, beta: affine ? b : nil,
+                                 rows: rows, dim: dim, eps: 1e-5)
+                let seed: Float = 0.25  // gradients accumulate: start from a non-zero buffer and subtract it
+                var dx = [Float](repeating: seed, count: rows * dim)
+                var dg = [Float](repeating: seed, count: dim), db = dg
+                dg.withUnsafeMutableBufferPointer { dgp in
+                    db.withUnsafeMutableBufferPointer { dbp in
+                        layerNormBackward(dx: &dx, dgamma: affine ? dgp.baseAddress : nil, dbeta: affine ? dbp.baseAddress : nil,
+                                          dy: w, x: x, mean: mean, rstd: rstd, gamma: affine ? g : nil, rows: rows, dim: dim)
+                    }
+                }
+                if dim == 1 { continue }  // d/dx of a 1-element LayerNorm is 0 and FD is dominated by eps
+                checkGradient("LN dx (\(rows),\(dim)) affine \(affine)", x: x, weights: w, step: 1e-2, tolerance: 5e-3,
+                              forward: { fwd($0, g, b) }, analytic: dx.map { $0 - seed })
+                if affine {
+                    checkGradient("LN dgamma (\(rows),\(dim))", x: g, weights: w, forward: { fwd(x, $0, b) },
+                                  analytic: dg.map { $0 - seed })
+                    checkGradient("LN dbeta (\(rows),\(dim))", x: b, weights: w, forward: { fwd(x, g, $0) },
+                                  analytic: db.map { $0 - seed })
+                }
+            }
+        }
+    }
+
+    func testGeluBackwardFiniteDifferences() {
+        var rng = TestRNG(6)
+        for n in [1, 7, 8, 9, 100] {
+            let x = rng.floats(n, scale: 4), w = rng.floats(n)
+            var dx = [Float](repeating: 0, count: n)
+            geluBackward(dx: &dx, dy: w, x: x, count: n)
+            checkGradient("GELU (\(n))", x: x, weights: w, step: 1e-2, forward: { x in
+                var y = [Float](repeating: 0, count: n)
+                geluForward(&y, x, count: n)
+                return y
+            }, analytic: dx)
+        }
+    }
+
+    func testSoftmaxForwardAndBackward() {
+        var rng = TestRNG(7)
+        for (rows, cols) in shapes + [(3, 200)] {
+            let x = rng.floats(rows * cols, scale: 5)
+            var y = [Float](repeating: 0, count: rows * cols)
+            softmaxForward(&y, x, rows: rows, cols: cols)
+            for r in 0..<rows {
+                let row = x[r * cols..<(r + 1) * cols].map(Double.init)
+                let m = row.max()!
+                let e = row.map { Foundation.exp($0 - m) }
+                let s = e.reduce(0, +)
+                XCTAssertEqual(y[r * cols..<(r + 1) * cols].map(Double.init).reduce(0, +), 1, accuracy: 1e-5, "softmax row sums to 1")
+                for j in 0..<cols { XCTAssertEqual(Double(y[r * cols + j]), e[j] / s, accuracy: 3e-7 + 1e-5 * e[j] / s) }
+            }
+            let w = rng.floats(rows * cols)
+            var dx = [Float](repeating: 0, count: rows * cols)
+            softmaxBackward(dx: &dx, dy: w, y: y, rows: rows, cols: cols)
+            checkGradient("softmax (\(rows),\(cols))", x: x, weights: w, step: 1e-2, forward: { x in
+                var y = [Float](repeating: 0, count: rows * cols)
+                softmaxForward(&y, x, rows: rows, cols: cols)
+                return y
+            }, analytic: dx)
+        }
+        // Large logits do not overflow.
+        var y = [Float](repeating: 0, count: 3)
+        softmaxForward(&y, [1000, 1000, -1000], rows: 1, cols: 3)
+        XCTAssertEqual(y, [0.5, 0.5, 0])
+    }
+
+    func testBiasAndResidualWithGradients() {
+        var rng = TestRNG(8)
+        for (rows, cols) in shapes {
+            let x = rng.floats(rows * cols), bias = rng.floats(cols), w = rng.floats(rows * cols)
+            func fwd(_ bias: [Float]) -> [Float] {
+                var y = x
+                addBias(&y, bias: bias, rows: rows, cols: cols)
+                return y
+            }
+            let y = fwd(bias)
+            for r in 0..<rows { for j in 0..<cols { XCTAssertEqual(y[r * cols + j], x[r * cols + j] + bias[j]) } }
+            var db = [Float](repeating: 0, count: cols)
+            biasBackward(dbias: &db, dy: w, rows: rows, cols: cols)
+            checkGradient("bias (\(rows),\(cols))", x: bias, weights: w, forward: fwd, analytic: db)
+
+            let other = rng.floats(rows * cols)
+            var sum = [Float](repeating: 0, count: rows * cols)
+            addElementwise(&sum, x, other, count: rows * cols)
+            XCTAssertEqual(sum, zip(x, other).map { $0 + $1 })
+            var da = [Float](repeating: 1, count: rows * cols)
+            accumulate(&da, w, count: rows * cols)
+            checkGradient("residual (\(rows),\(cols))", x: x, weights: w, forward: { x in zip(x, other).map { $0 + $1 } },
+                          analytic: da.map { $0 - 1 })
+        }
+    }
+
+    /// Column reductions (dgamma, dbeta, dbias) and everything else: the same bits for 1 and 2 threads.
+    func testRowKernelsIndependentOfThreadCount() {
+        var rng = TestRNG(9)
+        let rows = 3000, dim = 192
+        let x = rng.floats(rows * dim), dy = rng.floats(rows * dim), g = rng.floats(dim), b = rng.floats(dim)
+        func run(_ threads: Int) -> [[Float]] {
+            var y = [Float](repeating: 0, count: rows * dim)
+            var mean = [Float](repeating: 0, count: rows), rstd = mean
+            layerNormForward(&y, mean: &mean, rstd: &rstd, x, gamma: g, beta: b, rows: rows, dim: dim, eps: 1e-6, threads: threads)
+            var dx = [Float](repeating: 0, count: rows * dim), dg = [Float](repeating: 0, count: dim), db = dg
+            layerNormBackward(dx: &dx, dgamma: &dg, dbeta: &db, dy: dy, x: x, mean: mean, rstd: rstd, gamma: g,
+                              rows: rows, dim: dim, threads: threads)
+            var dbias = [Float](repeating: 0, count: dim)
+            biasBackward(dbias: &dbias, dy: dy, rows: rows, cols: dim, threads: threads)
+            var s = [Float](repeating: 0, count: rows * dim)
+            softmaxForward(&s, x, rows: rows, cols: dim, threads: threads)
+            var ge = [Float](repeating: 0, count: rows * dim)
+            geluForward(&ge, x, count: rows * dim, threads: threads)
+            return [y, dx, dg, db, dbias, s, ge]
+        }
+        let one = run(1), two = run(2)
+        for (i, (a, b)) in zip(one, two).enumerated() {
+            XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "output \(i) differs between 1 and 2 threads")
+        }
+    }
+
+    func testAdamWMatchesDoubleReference() {
+        var rng = TestRNG(10)
+        let n = 37
+        var p = rng.floats(n), m = [Float](repeating: 0, count: n), v = m
+        var pd = p.map(Double.init), md = [Double](repeating: 0, count: n), vd = md
+        let lr: Float = 1e-3, b1: Float = 0.9, b2: Float = 0.999, eps: Float = 1e-8, wd: Float = 0.04
+        for step in 1...5 {
+            let g = rng.floats(n)
+            adamwUpdate(param: &p, m: &m, v: &v, grad: g, count: n, lr: lr, beta1: b1, beta2: b2, eps: eps,
+                        weightDecay: wd, step: step)
+            for i in 0..<n {
+                let gd = Double(g[i])
+                pd[i] *= 1 - Double(lr) * Double(wd)
+                md[i] = Double(b1) * md[i] + (1 - Double(b1)) * gd
+                vd[i] = Double(b2) * vd[i] + (1 - Double(b2)) * gd * gd
+                let mh = md[i] / (1 - pow(Double(b1), Double(step)))
+                let vh = vd[i] / (1 - pow(Double(b2), Double(step)))
+                pd[i] -= Double(lr) * mh / (vh.squareRoot() + Double(eps))
+            }
+        }
+        for i in 0..<n {
+            XCTAssertEqual(Double(p[i]), pd[i], accuracy: 1e-6, "param \(i)")
+            XCTAssertEqual(Double(m[i]), md[i], accuracy: 1e-6)
+            XCTAssertEqual(Double(v[i]), vd[i], accuracy: 1e-7)
+        }
+    }
+}
+
+import Foundation

@@ -1,0 +1,102 @@
+import Foundation
+import XCTest
+@testable import CPUKernels
+
+/// Max error of the SIMD approximations against libm (Double, so the reference is exact to Float precision),
+/// over dense sweeps. The bounds here are the ones stated in docs/vector-math.md.
+final class VectorMathTests: XCTestCase {
+    /// Evaluates `f` 8 lanes at a time over `n` evenly spaced points of [lo, hi] and returns the max ulp error.
+    func sweep(_ lo: Float, _ hi: Float, n: Int, _ f: (Float8) -> Float8, _ ref: (Double) -> Double,
+               where include: (Double) -> Bool = { _ in true }) -> (ulps: Double, at: Float) {
+        var worst = (0.0, Float(0))
+        var i = 0
+        while i < n {
+            var x = Float8()
+            for l in 0..<8 { x[l] = lo + (hi - lo) * Float(min(i + l, n - 1)) / Float(n - 1) }
+            let y = f(x)
+            for l in 0..<8 {
+                let r = ref(Double(x[l]))
+                guard include(r) else { continue }
+                let e = ulpError(y[l], r)
+                if e > worst.0 { worst = (e, x[l]) }
+            }
+            i += 8
+        }
+        return worst
+    }
+
+    func testExpWithinTwoUlps() {
+        // Normal results: x in [-87.3, 88.7].
+        let e = sweep(-87.3, 88.72, n: 2_000_000, vexp, Foundation.exp)
+        XCTAssertLessThanOrEqual(e.ulps, 2, "exp: \(e.ulps) ulps at x = \(e.at)")
+        let small = sweep(-2, 2, n: 1_000_000, vexp, Foundation.exp)
+        XCTAssertLessThanOrEqual(small.ulps, 2, "exp near 0: \(small.ulps) ulps at x = \(small.at)")
+        print("vexp max error: \(max(e.ulps, small.ulps)) ulps")
+        // Edges: overflow to +inf, underflow to 0, subnormal results within a subnormal ulp or two, NaN.
+        let edges = vexp(Float8(89, 100, -104, -200, .nan, 0, -.infinity, .infinity))
+        XCTAssertEqual(edges[0], .infinity)
+        XCTAssertEqual(edges[1], .infinity)
+        XCTAssertEqual(edges[2], 0)
+        XCTAssertEqual(edges[3], 0)
+        XCTAssert(edges[4].isNaN)
+        XCTAssertEqual(edges[5], 1)
+        XCTAssertEqual(edges[6], 0)
+        XCTAssertEqual(edges[7], .infinity)
+        for x: Float in [-88, -90, -95, -100, -103] {
+            let y = vexp(x), r = Foundation.exp(Double(x))
+            XCTAssertLessThanOrEqual(abs(Double(y) - r), 2 * Double(Float.leastNonzeroMagnitude) + r * 1e-6,
+                                     "subnormal exp(\(x)) = \(y), expected \(r)")
+        }
+    }
+
+    func testErfWithinThreeUlps() {
+        let e = sweep(-5, 5, n: 2_000_000, verf, Foundation.erf)
+        XCTAssertLessThanOrEqual(e.ulps, 3, "erf: \(e.ulps) ulps at x = \(e.at)")
+        let tiny = sweep(-1e-3, 1e-3, n: 100_000, verf, Foundation.erf)
+        XCTAssertLessThanOrEqual(tiny.ulps, 3, "erf near 0: \(tiny.ulps) ulps at x = \(tiny.at)")
+        print("verf max error: \(max(e.ulps, tiny.ulps)) ulps")
+        let edges = verf(Float8(10, -10, .infinity, -.infinity, 0, -0.0, .nan, 1))
+        XCTAssertEqual(Array(edges.indices.map { edges[$0] }.prefix(6)), [1, -1, 1, -1, 0, 0])
+        XCTAssert(edges[6].isNaN)
+    }
+
+    func testTanhWithinThreeUlps() {
+        let e = sweep(-10, 10, n: 2_000_000, vtanh, Foundation.tanh)
+        XCTAssertLessThanOrEqual(e.ulps, 3, "tanh: \(e.ulps) ulps at x = \(e.at)")
+        let tiny = sweep(-1e-2, 1e-2, n: 100_000, vtanh, Foundation.tanh)
+        XCTAssertLessThanOrEqual(tiny.ulps, 3, "tanh near 0: \(tiny.ulps) ulps at x = \(tiny.at)")
+        print("vtanh max error: \(max(e.ulps, tiny.ulps)) ulps")
+        XCTAssertEqual(vtanh(100), 1)
+        XCTAssertEqual(vtanh(-100), -1)
+    }
+
+    func testRsqrtWithinOneAndAHalfUlps() {
+        let e = sweep(1e-6, 1e4, n: 1_000_000, vrsqrt, { 1 / $0.squareRoot() })
+        XCTAssertLessThanOrEqual(e.ulps, 1.5, "rsqrt: \(e.ulps) ulps at x = \(e.at)")
+    }
+
+    /// GELU = 0.5 x (1 + erf(x / sqrt 2)) computed in Float loses relative accuracy for very negative x (as in
+    /// PyTorch, which uses the same formula): the bound is absolute, scaled by |x|.
+    func testGeluAndDerivativeMatchDouble() {
+        func gelu(_ x: Double) -> Double { 0.5 * x * (1 + Foundation.erf(x / 2.0.squareRoot())) }
+        func dgelu(_ x: Double) -> Double {
+            0.5 * (1 + Foundation.erf(x / 2.0.squareRoot())) + x * Foundation.exp(-x * x / 2) / (2 * Double.pi).squareRoot()
+        }
+        var worst = 0.0, worstD = 0.0
+        for i in 0...200_000 {
+            let x = Float(-10 + 20 * Double(i) / 200_000)
+            worst = max(worst, abs(Double(vgelu(x)) - gelu(Double(x))) / max(1, Double(abs(x))))
+            worstD = max(worstD, abs(Double(vgeluDerivative(x)) - dgelu(Double(x))))
+        }
+        XCTAssertLessThan(worst, 4e-7, "gelu error \(worst)")
+        XCTAssertLessThan(worstD, 1e-6, "gelu derivative error \(worstD)")
+    }
+
+    func testCompiledPathIsNamed() {
+        XCTAssertFalse(SIMDPath.name.isEmpty)
+        #if arch(x86_64)
+        XCTAssert(SIMDPath.name.contains("fma") || SIMDPath.name.contains("mul+add"))
+        #endif
+        print("SIMD path under test: \(SIMDPath.name)")
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import XCTest
+import CPUKernels
+@testable import TensorCore
+
+final class RandomGeneratorTests: XCTestCase {
+    /// Known-answer test from the Random123 distribution (kat_vectors: philox4x32 10 rounds, counter 0, key 0).
+    func testPhiloxKnownAnswer() {
+        let zero = RandomGenerator.philox(seed: 0, block: 0)
+        XCTAssertEqual(zero, SIMD4(0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8))
+    }
+
+    func testSameSeedSameStreamDifferentSeedDifferentStream() throws {
+        var g1 = RandomGenerator(seed: 7), g2 = RandomGenerator(seed: 7), g3 = RandomGenerator(seed: 8)
+        let a = try g1.normal([1000]).scalars, b = try g2.normal([1000]).scalars, c = try g3.normal([1000]).scalars
+        XCTAssertEqual(a, b)
+        XCTAssertNotEqual(a, c)
+        XCTAssertEqual(g1, g2, "the state advances identically")
+        // Draws continue the stream: two fills of 500 + 500 equal one fill of 1000 when 500 is a multiple of 4.
+        var g4 = RandomGenerator(seed: 7)
+        let first = try g4.normal([500]).scalars, second = try g4.normal([500]).scalars
+        XCTAssertEqual(first + second, a)
+    }
+
+    func testStreamDoesNotDependOnThreadCount() {
+        let n = 200_003
+        var out1 = [Float](repeating: 0, count: n), out2 = out1
+        var g1 = RandomGenerator(seed: 11), g2 = RandomGenerator(seed: 11)
+        g1.fillTruncatedNormal(&out1, count: n, std: 0.02, threads: 1)
+        g2.fillTruncatedNormal(&out2, count: n, std: 0.02, threads: 2)
+        XCTAssertEqual(out1.map(\.bitPattern), out2.map(\.bitPattern))
+        g1.fillUniform(&out1, count: n, threads: 1)
+        g2.fillUniform(&out2, count: n, threads: 2)
+        XCTAssertEqual(out1.map(\.bitPattern), out2.map(\.bitPattern))
+    }
+
+    func testMomentsAndBounds() throws {
+        var g = RandomGenerator(seed: 1)
+        let n = 400_000
+        let u = try g.uniform([n], low: -1, high: 3).scalars
+        XCTAssert(u.allSatisfy { $0 >= -1 && $0 < 3 })
+        XCTAssertEqual(u.map(Double.init).reduce(0, +) / Double(n), 1, accuracy: 0.01)
+        let z = try g.normal([n], mean: 2, std: 3).scalars.map(Double.init)
+        let mean = z.reduce(0, +) / Double(n)
+        let std = (z.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(n)).squareRoot()
+        XCTAssertEqual(mean, 2, accuracy: 0.03)
+        XCTAssertEqual(std, 3, accuracy: 0.03)
+        // The official trunc_normal_(std=0.02) with absolute bounds +-2 is in effect N(0, 0.02^2).
+        let t = try g.truncatedNormal([n], std: 0.02).scalars.map(Double.init)
+        let tm = t.reduce(0, +) / Double(n)
+        let ts = (t.map { ($0 - tm) * ($0 - tm) }.reduce(0, +) / Double(n)).squareRoot()
+        XCTAssertEqual(tm, 0, accuracy: 2e-4)
+        XCTAssertEqual(ts, 0.02, accuracy: 2e-4)
+        // A tight truncation is respected and has the truncated normal's variance: for [-1, 1] std 1, 0.2911.
+        let tight = try g.truncatedNormal([n], std: 1, a: -1, b: 1).scalars.map(Double.init)
+        XCTAssert(tight.allSatisfy { $0 >= -1 && $0 <= 1 })
+        let tv = tight.map { $0 * $0 }.reduce(0, +) / Double(n)
+        XCTAssertEqual(tv, 0.2911, accuracy: 0.005)
+    }
+
+    func testInverseErf() {
+        for p in stride(from: -0.999_999, through: 0.999_999, by: 0.001_37) {
+            XCTAssertEqual(erf(inverseErf(p)), p, accuracy: 1e-14)
+        }
+        XCTAssertEqual(inverseErf(1), .infinity)
+        XCTAssertEqual(inverseErf(-1), -.infinity)
+    }
+}

@@ -1,0 +1,52 @@
+import XCTest
+import CPUKernels
+@testable import TensorCore
+
+final class TensorTests: XCTestCase {
+    func testStorageIsAlignedAndZeroed() throws {
+        for n in [0, 1, 3, 17, 1000] {
+            let t = try Tensor(zeros: [n])
+            t.withUnsafeBufferPointer { p in
+                XCTAssertEqual(Int(bitPattern: p.baseAddress!) % 64, 0, "storage of \(n) floats is not 64-byte aligned")
+                XCTAssert(p.allSatisfy { $0 == 0 })
+            }
+        }
+    }
+
+    func testBadShapesAreClearErrors() {
+        XCTAssertThrowsError(try Tensor(zeros: [2, -1])) { e in
+            XCTAssertEqual("\(e)", "invalid tensor shape [2, -1]: dimensions must be >= 0")
+        }
+        XCTAssertThrowsError(try Tensor(shape: [2, 3], values: [1, 2])) { e in
+            XCTAssertEqual("\(e)", "shape [2, 3] holds 6 values, but 2 were given")
+        }
+        XCTAssertThrowsError(try Tensor.zeros(2, 3).reshaped([4, 2])) { e in
+            XCTAssert("\(e)".contains("cannot reshape [2, 3]"), "\(e)")
+        }
+        XCTAssertThrowsError(try Tensor.matmul(Tensor.zeros(2, 3), Tensor.zeros(2, 3))) { e in
+            XCTAssert("\(e)".contains("inner sizes 3 != 2"), "\(e)")
+        }
+    }
+
+    func testCopyOnWrite() throws {
+        let a = try Tensor(shape: [2, 2], values: [1, 2, 3, 4])
+        var b = a
+        b[0, 1] = 9
+        XCTAssertEqual(a.scalars, [1, 2, 3, 4])
+        XCTAssertEqual(b.scalars, [1, 9, 3, 4])
+        let r = try b.reshaped([4])
+        XCTAssertEqual(r.shape, [4])
+        XCTAssertEqual(r[1], 9)
+    }
+
+    func testMatmulAllTransposes() throws {
+        let a = try Tensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6])
+        let b = try Tensor(shape: [3, 2], values: [7, 8, 9, 10, 11, 12])
+        XCTAssertEqual(try Tensor.matmul(a, b).scalars, [58, 64, 139, 154])
+        let bt = try Tensor(shape: [2, 3], values: [7, 9, 11, 8, 10, 12])
+        XCTAssertEqual(try Tensor.matmul(a, bt, transposeB: true).scalars, [58, 64, 139, 154])
+        let at = try Tensor(shape: [3, 2], values: [1, 4, 2, 5, 3, 6])
+        XCTAssertEqual(try Tensor.matmul(at, b, transposeA: true).scalars, [58, 64, 139, 154])
+        XCTAssertEqual(try Tensor.matmul(at, bt, transposeA: true, transposeB: true).scalars, [58, 64, 139, 154])
+    }
+}
