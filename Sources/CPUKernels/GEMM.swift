@@ -13,7 +13,7 @@
 public enum GEMMBlocking {
     public static let MR = 6
     public static let NR = 16
-    public static var KC: Int { gemmTuningKC }
+    public static let KC = 256
     public static let MC = 144
     public static let NC = 3072
     /// Work below which a GEMM runs on one thread: ~50 us at 90 GFLOP/s (Dispatch costs 5-10 us per call).
@@ -21,8 +21,8 @@ public enum GEMMBlocking {
     /// Work per task the splitter aims at: ~25 us of compute, >= 4-8 tasks per thread for big problems.
     public static let flopsPerTask = 2_000_000
     public static let maxTasks = 32
-    /// Cap on the packed op(B) block (all of k x nc): 4 MiB, an eighth of L3.
-    public static let packedBFloats = 1 << 20
+    /// Rows of op(A) packed per rank-kc update: 8192 x 256 x 4 = 8 MiB, a quarter of L3.
+    public static let MOuter = 8192
 }
 
 /// Single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C`, row-major with leading dimensions.
@@ -47,101 +47,100 @@ public func sgemm(
     typealias P = GEMMBlocking
     let flops = 2 * m * n * k
     let threads = flops < P.serialFlops ? 1 : (threads ?? Parallel.maxThreads)
-    let kBlocks = (k + P.KC - 1) / P.KC
-    // Columns per jc block: all of op(B)[:, jc..<jc+nc] is packed up front (every kc block), so a task can keep
-    // its C block in L2 across the whole k loop; the packed block is capped at `packedBFloats`.
-    let ncMax = min(n, max(P.NR, min(P.NC, P.packedBFloats / k / P.NR * P.NR)))
-    let panelsMax = (ncMax + P.NR - 1) / P.NR
+    let ncMax = min(n, P.NC)
     let kcMax = min(P.KC, k)
-    let workers = max(1, threads)
-    let bFloats = panelsMax * P.NR * k
-    let aFloats = (min(P.MC, m) + P.MR - 1) / P.MR * P.MR * kcMax
+    let mOuterMax = min(m, P.MOuter)
+    let bFloats = (ncMax + P.NR - 1) / P.NR * P.NR * kcMax
+    let aFloats = (mOuterMax + P.MR - 1) / P.MR * P.MR * kcMax
 
-    ScratchPool.shared.withFloats(bFloats + workers * aFloats) { scratch in
-        let bPack = scratch  // kBlocks x panels x (kc, NR); block pb starts at pb * KC * panels * NR
+    ScratchPool.shared.withFloats(bFloats + aFloats) { scratch in
+        let bPack = scratch           // ceil(nc/NR) panels of (kc, NR)
+        let aPack = scratch + bFloats // ceil(mo/MR) panels of (kc, MR)
         var jc = 0
         while jc < n {
-            let nc = min(ncMax, n - jc)
+            let nc = min(P.NC, n - jc)
             let panels = (nc + P.NR - 1) / P.NR
-            let plan = GEMMTaskPlan(m: m, nc: nc, k: k)
-            // Pack op(B)[:, jc..<jc+nc]: one task per (k block, group of panels).
-            let groups = min(panels, max(1, 16 / kBlocks))
-            let perGroup = (panels + groups - 1) / groups
-            let groupCount = (panels + perGroup - 1) / perGroup
-            Parallel.forEach(tasks: kBlocks * groupCount, threads: threads) { t, _ in
-                let pb = t / groupCount
-                let p0 = (t % groupCount) * perGroup
-                let pc = pb * P.KC
-                let kc = min(P.KC, k - pc)
-                packB(bPack + pc * panels * P.NR + p0 * P.NR * kc, b: b, ldb: ldb, transB: transB,
-                      k0: pc, kc: kc, n0: jc, nc: nc, panels: p0..<min(panels, p0 + perGroup))
-            }
-            Parallel.forEach(tasks: plan.tasks, threads: threads) { task, worker in
-                let mi = task / plan.nBlocks
-                let ni = task % plan.nBlocks
-                let i0 = mi * plan.mc
-                let mcur = min(plan.mc, m - i0)
-                let q0 = ni * plan.panelsPerBlock
-                let q1 = min(panels, q0 + plan.panelsPerBlock)
-                if q0 >= q1 { return }
-                let aPack = scratch + bFloats + worker * aFloats
-                let rowPanels = (mcur + P.MR - 1) / P.MR
+            var i0 = 0
+            while i0 < m {
+                let mo = min(P.MOuter, m - i0)
+                let rowPanels = (mo + P.MR - 1) / P.MR
+                let plan = GEMMTaskPlan(m: mo, nc: nc, kc: kcMax)
                 var pc = 0
                 while pc < k {
                     let kc = min(P.KC, k - pc)
                     let betaNow: Float = pc == 0 ? beta : 1
-                    packA(aPack, a: a, lda: lda, transA: transA, m0: i0, mc: mcur, k0: pc, kc: kc)
-                    let bBlock = bPack + pc * panels * P.NR
-                    for q in q0..<q1 {
-                        let j = q * P.NR
-                        let nr = min(P.NR, nc - j)
-                        let bp = UnsafePointer(bBlock + q * P.NR * kc)
-                        let cBlock = c + i0 * ldc + jc + j
-                        for r in 0..<rowPanels {
-                            let i = r * P.MR
-                            microKernel6x16(
-                                c: cBlock + i * ldc, ldc: ldc, a: UnsafePointer(aPack + i * kc), b: bp,
-                                kc: kc, mr: min(P.MR, mcur - i), nr: nr, alpha: alpha, beta: betaNow)
+                    // Phase 1: pack op(A)[i0..<i0+mo, pc..<pc+kc] and op(B)[pc..<pc+kc, jc..<jc+nc], shared by all
+                    // tasks of phase 2 (each A block is packed once, however the tiles are split).
+                    let aGroups = min(rowPanels, 8), bGroups = min(panels, 8)
+                    let aPer = (rowPanels + aGroups - 1) / aGroups, bPer = (panels + bGroups - 1) / bGroups
+                    let aTasks = (rowPanels + aPer - 1) / aPer, bTasks = (panels + bPer - 1) / bPer
+                    Parallel.forEach(tasks: aTasks + bTasks, threads: threads) { t, _ in
+                        if t < aTasks {
+                            let r0 = t * aPer * P.MR
+                            let rows = min(mo, r0 + aPer * P.MR) - r0
+                            packA(aPack + r0 * kc, a: a, lda: lda, transA: transA, m0: i0 + r0, mc: rows, k0: pc, kc: kc)
+                        } else {
+                            let p0 = (t - aTasks) * bPer
+                            packB(bPack + p0 * P.NR * kc, b: b, ldb: ldb, transB: transB,
+                                  k0: pc, kc: kc, n0: jc, nc: nc, panels: p0..<min(panels, p0 + bPer))
+                        }
+                    }
+                    // Phase 2: tiles of mc rows x panelsPerBlock panels; B micro-panel in L1 across the rows,
+                    // the A block in L2 across the panels.
+                    Parallel.forEach(tasks: plan.tasks, threads: threads) { task, _ in
+                        let mi = task / plan.nBlocks, ni = task % plan.nBlocks
+                        let r0 = mi * plan.mc
+                        let rEnd = min(mo, r0 + plan.mc)
+                        let q0 = ni * plan.panelsPerBlock
+                        let q1 = min(panels, q0 + plan.panelsPerBlock)
+                        if q0 >= q1 || r0 >= rEnd { return }
+                        for q in q0..<q1 {
+                            let j = q * P.NR
+                            let nr = min(P.NR, nc - j)
+                            let bp = UnsafePointer(bPack + q * P.NR * kc)
+                            var i = r0
+                            while i < rEnd {
+                                microKernel6x16(
+                                    c: c + (i0 + i) * ldc + jc + j, ldc: ldc, a: UnsafePointer(aPack + i * kc), b: bp,
+                                    kc: kc, mr: min(P.MR, rEnd - i), nr: nr, alpha: alpha, beta: betaNow)
+                                i += P.MR
+                            }
                         }
                     }
                     pc += kc
                 }
+                i0 += mo
             }
             jc += nc
         }
     }
 }
 
-/// How the (m, nc) block of C of one jc step is cut into tasks: row blocks of `mc` rows times column
-/// blocks of `panelsPerBlock` NR-panels. Depends on the problem size only.
+/// How one rank-kc update of an (m, nc) block of C is cut into tiles: row blocks of `mc` rows (a multiple of
+/// MR) times column blocks of `panelsPerBlock` NR-panels. Rows are cut first, down to 4 MR (below that the B
+/// micro-panel, loaded into L1 for each tile, is reused too little); then columns. Speed only: every C element
+/// is computed the same way whatever the plan.
 struct GEMMTaskPlan {
     var mc: Int
     var mBlocks: Int
     var nBlocks: Int
     var panelsPerBlock: Int
-    var mcPanels: Int { (mc + GEMMBlocking.MR - 1) / GEMMBlocking.MR }
     var tasks: Int { mBlocks * nBlocks }
 
-    init(m: Int, nc: Int, k: Int) {
+    init(m: Int, nc: Int, kc: Int) {
         typealias P = GEMMBlocking
         let panels = (nc + P.NR - 1) / P.NR
-        let wanted = max(1, min(gemmTuningMaxTasks, 2 * m * nc * k / P.flopsPerTask))
-        // Prefer splitting rows (each task then packs its A block once); keep >= 4 MR rows per block so the
-        // B micro-panel in L1 is reused enough.
-        var mc = min(gemmTuningMC, m)
-        if (m + mc - 1) / mc < wanted {
-            let rows = (m + wanted - 1) / wanted
-            mc = max(4 * P.MR, (rows + P.MR - 1) / P.MR * P.MR)
-            mc = min(mc, gemmTuningMC)
+        let wanted = max(1, min(P.maxTasks, 2 * m * nc * kc / P.flopsPerTask))
+        let rowPanels = (m + P.MR - 1) / P.MR
+        var mcPanels = min(P.MC / P.MR, rowPanels)
+        if (rowPanels + mcPanels - 1) / mcPanels < wanted {
+            mcPanels = max(min(4, rowPanels), (rowPanels + wanted - 1) / wanted)
         }
-        mc = max(1, mc)
-        let mBlocks = (m + mc - 1) / mc
+        let mBlocks = (rowPanels + mcPanels - 1) / mcPanels
         var nBlocks = 1
-        if mBlocks < wanted {
-            nBlocks = min(panels, (wanted + mBlocks - 1) / mBlocks)
-        }
+        if mBlocks < wanted { nBlocks = min(panels, (wanted + mBlocks - 1) / mBlocks) }
         let per = (panels + nBlocks - 1) / nBlocks
-        self.mc = mc
+        self.mc = mcPanels * P.MR
         self.mBlocks = mBlocks
         self.panelsPerBlock = per
         self.nBlocks = (panels + per - 1) / per
@@ -161,6 +160,3 @@ func scaleMatrix(_ c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, cols: In
     }
 }
 
-nonisolated(unsafe) public var gemmTuningMaxTasks = 32
-nonisolated(unsafe) public var gemmTuningMC = 144
-nonisolated(unsafe) public var gemmTuningKC = 256

@@ -73,14 +73,3 @@ private func storeRow(
         p.storeBytes(of: y1, toByteOffset: 32, as: SIMD8<Float>.self)
     }
 }
-
-public func _microKernelProbe(iterations: Int, kc: Int, panels: Int) -> Double {
-    let a = UnsafeMutablePointer<Float>.allocate(capacity: 6 * kc * panels); a.initialize(repeating: 0.5, count: 6 * kc * panels)
-    let b = UnsafeMutablePointer<Float>.allocate(capacity: 16 * kc); b.initialize(repeating: 0.25, count: 16 * kc)
-    let c = UnsafeMutablePointer<Float>.allocate(capacity: 6 * 16 * panels)
-    for it in 0..<iterations {
-        let p = it % panels
-        microKernel6x16(c: c + p * 96, ldc: 16, a: a + p * 6 * kc, b: b, kc: kc, mr: 6, nr: 16, alpha: 1, beta: 0)
-    }
-    return Double(c[0])
-}

@@ -142,7 +142,7 @@ final class GEMMTests: XCTestCase {
 
     func testTaskPlanCoversEveryRowAndPanel() {
         for (m, nc, k) in [(1, 16, 1), (4096, 576, 192), (768, 192, 4096), (5, 3072, 256), (145, 17, 300)] {
-            let plan = GEMMTaskPlan(m: m, nc: nc, k: k)
+            let plan = GEMMTaskPlan(m: m, nc: nc, kc: min(256, k))
             XCTAssertGreaterThanOrEqual(plan.mBlocks * plan.mc, m)
             XCTAssertLessThan((plan.mBlocks - 1) * plan.mc, m)
             let panels = (nc + 15) / 16

@@ -1,0 +1,104 @@
+import CPUKernels
+
+/// One GEMM shape of the suite, named after where it occurs in a ViT.
+public struct GEMMCase: Sendable {
+    public var name: String
+    public var m: Int, n: Int, k: Int
+    public var transA: Bool, transB: Bool
+
+    public init(_ name: String, m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false) {
+        (self.name, self.m, self.n, self.k, self.transA, self.transB) = (name, m, n, k, transA, transB)
+    }
+}
+
+public enum GEMMSuite {
+    /// A Linear layer y = x W^T with W stored [out, in] (PyTorch's layout, which our checkpoints keep) gives three
+    /// GEMMs per training step: forward (NT), input gradient dX = dY W (NN), weight gradient dW = dY^T X (TN).
+    public static func linear(_ prefix: String, rows: Int, inFeatures: Int, outFeatures: Int) -> [GEMMCase] {
+        [
+            GEMMCase(prefix, m: rows, n: outFeatures, k: inFeatures, transB: true),
+            GEMMCase(prefix + ".dgrad", m: rows, n: inFeatures, k: outFeatures),
+            GEMMCase(prefix + ".wgrad", m: outFeatures, n: inFeatures, k: rows, transA: true),
+        ]
+    }
+
+    /// The transformer-block GEMMs of a ViT of width d, MLP width 4d, over `rows` tokens.
+    public static func vit(_ name: String, d: Int, rows: Int) -> [GEMMCase] {
+        linear("\(name).qkv", rows: rows, inFeatures: d, outFeatures: 3 * d)
+            + linear("\(name).proj", rows: rows, inFeatures: d, outFeatures: d)
+            + linear("\(name).fc1", rows: rows, inFeatures: d, outFeatures: 4 * d)
+            + linear("\(name).fc2", rows: rows, inFeatures: 4 * d, outFeatures: d)
+    }
+
+    /// ViT-Tiny (D 192, 64 tokens x batch 64), ViT-S/16 (D 384, 196 tokens x batch 16), and square anchors.
+    public static var standard: [GEMMCase] {
+        vit("vit-tiny", d: 192, rows: 64 * 64) + vit("vit-s16", d: 384, rows: 196 * 16) + [
+            GEMMCase("square512", m: 512, n: 512, k: 512),
+            GEMMCase("square1024", m: 1024, n: 1024, k: 1024),
+            GEMMCase("square2048", m: 2048, n: 2048, k: 2048),
+        ]
+    }
+}
+
+/// One measured benchmark, as printed in the JSON lines.
+public struct BenchResult: Sendable {
+    public var name: String
+    public var kind: String
+    public var threads: Int
+    public var medianMs: Double
+    public var bestMs: Double
+    public var gflops: Double
+    public var pctPeak: Double
+    public var gbPerSecond: Double
+    /// Max error of the validated sample relative to the GEMM error bound K eps sum|a||b| (<= 1 passes).
+    public var validationError: Double
+    public var extra: [(String, JSONValue)]
+}
+
+/// Validates a sample of C against Double dot products, then times the GEMM.
+public func benchmarkGEMM(
+    _ c: GEMMCase, threads: Int, peakPerCore: Double, minSeconds: Double = 0.3, seed: UInt64 = 1
+) -> BenchResult {
+    let (m, n, k) = (c.m, c.n, c.k)
+    let lda = c.transA ? m : k, ldb = c.transB ? k : n
+    let a = UnsafeMutablePointer<Float>.allocate(capacity: m * k)
+    let b = UnsafeMutablePointer<Float>.allocate(capacity: k * n)
+    let out = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
+    defer { a.deallocate(); b.deallocate(); out.deallocate() }
+    var state = seed
+    func next() -> Float {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int64(bitPattern: state) >> 40) * 0x1p-23
+    }
+    for i in 0..<m * k { a[i] = next() }
+    for i in 0..<k * n { b[i] = next() }
+    out.initialize(repeating: .nan, count: m * n)  // beta == 0 must not read C
+    let run = {
+        sgemm(c: out, ldc: n, a: a, lda: lda, transA: c.transA, b: b, ldb: ldb, transB: c.transB,
+              m: m, n: n, k: k, threads: threads)
+    }
+    run()
+    var worst = 0.0
+    for s in 0..<256 {
+        let i = (s &* 7919 &+ 13) % m, j = (s &* 104_729 &+ 7) % n
+        var ref = 0.0, mag = 0.0
+        for p in 0..<k {
+            let av = Double(c.transA ? a[p * lda + i] : a[i * lda + p])
+            let bv = Double(c.transB ? b[j * ldb + p] : b[p * ldb + j])
+            ref += av * bv
+            mag += abs(av * bv)
+        }
+        let bound = Double(k) * Double(Float.ulpOfOne) * mag + 1e-30
+        worst = max(worst, abs(Double(out[i * n + j]) - ref) / bound)
+        if out[i * n + j].isNaN { worst = .infinity }
+    }
+    let cost = KernelCost.gemm(m: m, n: n, k: k)
+    let stats = worst <= 2 ? measure(minSeconds: minSeconds, run) : TimingStats(samples: [.nan])
+    let gflops = cost.flops / stats.median / 1e9
+    return BenchResult(
+        name: c.name, kind: "gemm", threads: threads, medianMs: stats.median * 1e3, bestMs: stats.best * 1e3,
+        gflops: gflops, pctPeak: 100 * gflops / (peakPerCore * Double(threads)),
+        gbPerSecond: cost.bytes / stats.median / 1e9, validationError: worst,
+        extra: [("m", .int(m)), ("n", .int(n)), ("k", .int(k)), ("transA", .bool(c.transA)), ("transB", .bool(c.transB)),
+                ("bestGflops", .double(cost.flops / stats.best / 1e9))])
+}

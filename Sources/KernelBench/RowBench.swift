@@ -1,0 +1,216 @@
+import CPUKernels
+import Foundation
+
+/// Benchmarks of the row kernels on ViT-shaped data. Each case first checks a few rows against a Double
+/// reference (validationError = max |error| / (1e-5 * max(1, |reference|)); <= 1 passes), then is timed.
+public enum RowKernelSuite {
+    public struct Case {
+        public var name: String
+        public var cost: KernelCost.Cost
+        /// Prepares buffers and returns (run, validate) closures.
+        var make: (_ threads: Int) -> (run: () -> Void, validate: () -> Double, free: () -> Void)
+    }
+
+    static func buffer(_ n: Int, seed: UInt64, scale: Float = 1, offset: Float = 0) -> UnsafeMutablePointer<Float> {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(1, n))
+        var s = seed
+        for i in 0..<n {
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            p[i] = offset + scale * Float(Int64(bitPattern: s) >> 40) * 0x1p-23
+        }
+        return p
+    }
+
+    static func relErr(_ got: Float, _ ref: Double) -> Double { abs(Double(got) - ref) / (1e-5 * max(1, abs(ref))) }
+
+    static func layerNorm(_ tag: String, rows: Int, dim: Int, backward: Bool) -> Case {
+        let cost = backward ? KernelCost.layerNormBackward(rows: rows, dim: dim) : KernelCost.layerNormForward(rows: rows, dim: dim)
+        return Case(name: "layernorm.\(backward ? "bwd" : "fwd").\(tag)", cost: cost) { threads in
+            let n = rows * dim
+            let x = buffer(n, seed: 1, scale: 2, offset: 0.3), g = buffer(dim, seed: 2, offset: 1), b = buffer(dim, seed: 3)
+            let y = buffer(n, seed: 4), dy = buffer(n, seed: 5), dx = buffer(n, seed: 6)
+            let dg = buffer(dim, seed: 7), db = buffer(dim, seed: 8)
+            let mean = buffer(rows, seed: 9), rstd = buffer(rows, seed: 10)
+            layerNormForward(y, mean: mean, rstd: rstd, x, gamma: g, beta: b, rows: rows, dim: dim, eps: 1e-6, threads: threads)
+            let run = {
+                if backward {
+                    layerNormBackward(dx: dx, dgamma: dg, dbeta: db, dy: dy, x: x, mean: mean, rstd: rstd, gamma: g,
+                                      rows: rows, dim: dim, threads: threads)
+                } else {
+                    layerNormForward(y, mean: mean, rstd: rstd, x, gamma: g, beta: b, rows: rows, dim: dim, eps: 1e-6, threads: threads)
+                }
+            }
+            let validate = { () -> Double in
+                var worst = 0.0
+                if backward { dx.update(repeating: 0, count: n) }
+                run()
+                for r in [0, rows / 2, rows - 1] {
+                    let row = (0..<dim).map { Double(x[r * dim + $0]) }
+                    let mu = row.reduce(0, +) / Double(dim)
+                    let rs = 1 / (row.map { ($0 - mu) * ($0 - mu) }.reduce(0, +) / Double(dim) + 1e-6).squareRoot()
+                    let xh = row.map { ($0 - mu) * rs }
+                    if backward {
+                        let gr = (0..<dim).map { Double(dy[r * dim + $0]) * Double(g[$0]) }
+                        let mg = gr.reduce(0, +) / Double(dim)
+                        let mgx = zip(gr, xh).map { $0 * $1 }.reduce(0, +) / Double(dim)
+                        for j in 0..<dim { worst = max(worst, relErr(dx[r * dim + j], rs * (gr[j] - mg - xh[j] * mgx))) }
+                    } else {
+                        for j in 0..<dim { worst = max(worst, relErr(y[r * dim + j], xh[j] * Double(g[j]) + Double(b[j]))) }
+                    }
+                }
+                return worst
+            }
+            return (run, validate, { for p in [x, g, b, y, dy, dx, dg, db, mean, rstd] { p.deallocate() } })
+        }
+    }
+
+    static func gelu(_ tag: String, count n: Int, backward: Bool) -> Case {
+        let cost = backward ? KernelCost.geluBackward(count: n) : KernelCost.geluForward(count: n)
+        return Case(name: "gelu.\(backward ? "bwd" : "fwd").\(tag)", cost: cost) { threads in
+            let x = buffer(n, seed: 1, scale: 4), y = buffer(n, seed: 2), dy = buffer(n, seed: 3)
+            let run = {
+                if backward { geluBackward(dx: y, dy: dy, x: x, count: n, threads: threads) } else { geluForward(y, x, count: n, threads: threads) }
+            }
+            let validate = { () -> Double in
+                y.update(repeating: 0, count: n)
+                run()
+                var worst = 0.0
+                for i in stride(from: 0, to: n, by: max(1, n / 997)) {
+                    let v = Double(x[i])
+                    let cdf = 0.5 * (1 + erf(v / 2.0.squareRoot()))
+                    let ref = backward ? Double(dy[i]) * (cdf + v * exp(-v * v / 2) / (2 * Double.pi).squareRoot()) : v * cdf
+                    worst = max(worst, relErr(y[i], ref))
+                }
+                return worst
+            }
+            return (run, validate, { for p in [x, y, dy] { p.deallocate() } })
+        }
+    }
+
+    static func softmax(_ tag: String, rows: Int, cols: Int, backward: Bool) -> Case {
+        let cost = backward ? KernelCost.softmaxBackward(rows: rows, cols: cols) : KernelCost.softmaxForward(rows: rows, cols: cols)
+        return Case(name: "softmax.\(backward ? "bwd" : "fwd").\(tag)", cost: cost) { threads in
+            let n = rows * cols
+            let x = buffer(n, seed: 1, scale: 5), y = buffer(n, seed: 2), dy = buffer(n, seed: 3), dx = buffer(n, seed: 4)
+            softmaxForward(y, x, rows: rows, cols: cols, threads: threads)
+            let run = {
+                if backward { softmaxBackward(dx: dx, dy: dy, y: y, rows: rows, cols: cols, threads: threads) } else { softmaxForward(y, x, rows: rows, cols: cols, threads: threads) }
+            }
+            let validate = { () -> Double in
+                dx.update(repeating: 0, count: n)
+                run()
+                var worst = 0.0
+                for r in [0, rows / 2, rows - 1] {
+                    let row = (0..<cols).map { Double(x[r * cols + $0]) }
+                    let m = row.max()!
+                    let e = row.map { exp($0 - m) }
+                    let s = e.reduce(0, +)
+                    let p = e.map { $0 / s }
+                    if backward {
+                        let dot = (0..<cols).map { Double(dy[r * cols + $0]) * p[$0] }.reduce(0, +)
+                        for j in 0..<cols { worst = max(worst, relErr(dx[r * cols + j], p[j] * (Double(dy[r * cols + j]) - dot))) }
+                    } else {
+                        for j in 0..<cols { worst = max(worst, relErr(y[r * cols + j], p[j])) }
+                    }
+                }
+                return worst
+            }
+            return (run, validate, { for p in [x, y, dy, dx] { p.deallocate() } })
+        }
+    }
+
+    static func bias(_ tag: String, rows: Int, cols: Int, backward: Bool) -> Case {
+        let cost = backward ? KernelCost.biasBackward(rows: rows, cols: cols) : KernelCost.addBias(rows: rows, cols: cols)
+        return Case(name: "bias.\(backward ? "bwd" : "fwd").\(tag)", cost: cost) { threads in
+            let n = rows * cols
+            let y = buffer(n, seed: 1), bias = buffer(cols, seed: 2)
+            let run = {
+                if backward { biasBackward(dbias: bias, dy: y, rows: rows, cols: cols, threads: threads) } else { addBias(y, bias: bias, rows: rows, cols: cols, threads: threads) }
+            }
+            let validate = { () -> Double in
+                if backward {
+                    bias.update(repeating: 0, count: cols)
+                    run()
+                    var worst = 0.0
+                    for j in 0..<cols {
+                        let ref = (0..<rows).map { Double(y[$0 * cols + j]) }.reduce(0, +)
+                        worst = max(worst, abs(Double(bias[j]) - ref) / (1e-5 * max(1, Double(rows).squareRoot())))
+                    }
+                    return worst
+                }
+                let before = (0..<cols).map { Double(y[$0]) }
+                run()
+                return (0..<cols).map { relErr(y[$0], before[$0] + Double(bias[$0])) }.max()!
+            }
+            return (run, validate, { y.deallocate(); bias.deallocate() })
+        }
+    }
+
+    static func residual(_ tag: String, count n: Int) -> Case {
+        Case(name: "residual.add.\(tag)", cost: KernelCost.addElementwise(count: n)) { threads in
+            let a = buffer(n, seed: 1), b = buffer(n, seed: 2), out = buffer(n, seed: 3)
+            let run = { addElementwise(out, a, b, count: n, threads: threads) }
+            let validate = { () -> Double in
+                run()
+                return stride(from: 0, to: n, by: max(1, n / 997)).map { relErr(out[$0], Double(a[$0]) + Double(b[$0])) }.max()!
+            }
+            return (run, validate, { for p in [a, b, out] { p.deallocate() } })
+        }
+    }
+
+    static func adamw(_ tag: String, count n: Int) -> Case {
+        Case(name: "adamw.\(tag)", cost: KernelCost.adamw(count: n)) { threads in
+            let p = buffer(n, seed: 1), m = buffer(n, seed: 2, scale: 0.1), v = buffer(n, seed: 3, scale: 0.01, offset: 0.02)
+            let g = buffer(n, seed: 4)
+            var step = 1
+            let run = {
+                adamwUpdate(param: p, m: m, v: v, grad: g, count: n, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8,
+                            weightDecay: 0.04, step: step, threads: threads)
+                step += 1
+            }
+            let validate = { () -> Double in
+                let idx = stride(from: 0, to: n, by: max(1, n / 997)).map { $0 }
+                let before = idx.map { (Double(p[$0]), Double(m[$0]), Double(v[$0]), Double(g[$0])) }
+                let t = Double(step)
+                run()
+                var worst = 0.0
+                for (i, (p0, m0, v0, g0)) in zip(idx, before) {
+                    let mm = 0.9 * m0 + 0.1 * g0, vv = 0.999 * v0 + 0.001 * g0 * g0
+                    let ref = p0 * (1 - 1e-4 * 0.04) - 1e-4 * (mm / (1 - pow(0.9, t))) / ((vv / (1 - pow(0.999, t))).squareRoot() + 1e-8)
+                    worst = max(worst, relErr(p[i], ref))
+                }
+                return worst
+            }
+            return (run, validate, { for b in [p, m, v, g] { b.deallocate() } })
+        }
+    }
+
+    /// ViT-Tiny (4096 tokens, D 192, 3 heads of 64 tokens) and ViT-S/16 (3136 tokens, D 384, 6 heads of 196).
+    public static var standard: [Case] {
+        var cases: [Case] = []
+        for (tag, rows, d, attnRows, tokens, params) in [("vit-tiny", 4096, 192, 64 * 3 * 64, 64, 5_526_000),
+                                                         ("vit-s16", 3136, 384, 16 * 6 * 196, 196, 21_590_000)] {
+            for bwd in [false, true] {
+                cases.append(layerNorm(tag, rows: rows, dim: d, backward: bwd))
+                cases.append(gelu(tag, count: rows * 4 * d, backward: bwd))
+                cases.append(softmax(tag, rows: attnRows, cols: tokens, backward: bwd))
+                cases.append(bias(tag, rows: rows, cols: 4 * d, backward: bwd))
+            }
+            cases.append(residual(tag, count: rows * d))
+            cases.append(adamw(tag, count: params))
+        }
+        return cases
+    }
+
+    public static func run(_ c: Case, threads: Int, peakPerCore: Double, minSeconds: Double = 0.2) -> BenchResult {
+        let (body, validate, free) = c.make(threads)
+        defer { free() }
+        let err = validate()
+        let stats = err <= 1 ? measure(minSeconds: minSeconds, body) : TimingStats(samples: [.nan])
+        let gflops = c.cost.flops / stats.median / 1e9
+        return BenchResult(
+            name: c.name, kind: "row", threads: threads, medianMs: stats.median * 1e3, bestMs: stats.best * 1e3,
+            gflops: gflops, pctPeak: 100 * gflops / (peakPerCore * Double(threads)),
+            gbPerSecond: c.cost.bytes / stats.median / 1e9, validationError: err, extra: [])
+    }
+}

@@ -1,0 +1,149 @@
+import ArgumentParser
+import CPUKernels
+import Foundation
+import KernelBench
+
+struct BenchOptions: ParsableArguments {
+    @Flag(help: "Print one JSON object per line instead of a table.")
+    var json = false
+
+    @Option(help: "Thread counts to run, comma separated (default: all cores).")
+    var threads: String?
+
+    @Option(help: "Run only the cases whose name contains this text.")
+    var filter: String?
+
+    @Option(help: "Minimum seconds of timed runs per case (median of at least 5 runs is reported).")
+    var minSeconds: Double = 0.3
+
+    @Flag(help: "A short smoke run: a few cases, little timing (for CI).")
+    var quick = false
+
+    func threadCounts() throws -> [Int] {
+        guard let threads else { return [Parallel.hardwareThreads] }
+        let values = threads.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) >= 1 }) else {
+            throw ValidationError("--threads expects positive integers separated by commas, got '\(threads)'")
+        }
+        return values.map { $0! }
+    }
+
+    func selected<T>(_ items: [T], name: (T) -> String, quickNames: Set<String>) -> [T] {
+        items.filter { item in
+            (filter.map { name(item).contains($0) } ?? true) && (!quick || quickNames.contains(name(item)))
+        }
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks: GEMM and row kernels, in GFLOP/s and % of the peak measured in the same run.",
+        subcommands: [All.self, GEMM.self, Kernels.self, Peak.self],
+        defaultSubcommand: All.self)
+
+    struct All: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Peak probe, GEMM suite and row kernels.")
+        @OptionGroup var options: BenchOptions
+        func run() throws { try runSuites(options, gemm: true, kernels: true) }
+    }
+
+    struct GEMM: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "GEMM on ViT-Tiny / ViT-S/16 layer shapes (forward NT, input-gradient NN, weight-gradient TN) and squares.")
+        @OptionGroup var options: BenchOptions
+        func run() throws { try runSuites(options, gemm: true, kernels: false) }
+    }
+
+    struct Kernels: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Row kernels (LayerNorm, GELU, softmax, bias, residual, AdamW), forward and backward.")
+        @OptionGroup var options: BenchOptions
+        func run() throws { try runSuites(options, gemm: false, kernels: true) }
+    }
+
+    struct Peak: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Measure fp32 FMA throughput per core and on all cores.")
+        @OptionGroup var options: BenchOptions
+        func run() throws { try runSuites(options, gemm: false, kernels: false) }
+    }
+}
+
+/// The measured machine peak, printed first so every later percentage can be checked.
+struct PeakInfo {
+    var perCore: Double
+    var allCores: Double
+    var cores: Int
+}
+
+func measurePeak(_ options: BenchOptions) -> PeakInfo {
+    let cores = Parallel.hardwareThreads
+    let iterations = options.quick ? 2_000_000 : 20_000_000
+    let one = PeakProbe.gflops(threads: 1, iterations: iterations)
+    let all = cores > 1 ? PeakProbe.gflops(threads: cores, iterations: iterations) : one
+    return PeakInfo(perCore: one, allCores: all, cores: cores)
+}
+
+func runSuites(_ options: BenchOptions, gemm: Bool, kernels: Bool) throws {
+    let threads = try options.threadCounts()
+    let peak = measurePeak(options)
+    let header: [(String, JSONValue)] = [
+        ("peakGflops", .double(peak.perCore)), ("peakGflopsAllCores", .double(peak.allCores)),
+        ("cores", .int(peak.cores)), ("simd", .string(SIMDPath.name)),
+        ("threads", .string(threads.map(String.init).joined(separator: ","))),
+        ("date", .string(ISO8601DateFormatter().string(from: Date()))),
+    ]
+    if options.json {
+        print(jsonLine(header))
+    } else {
+        print("SIMD path: \(SIMDPath.name)")
+        if let advice = SIMDPath.advice { print("note: \(advice)") }
+        print(String(format: "measured peak: %.1f GFLOP/s per core, %.1f on %d cores", peak.perCore, peak.allCores, peak.cores))
+    }
+    var failures: [String] = []
+    let minSeconds = options.quick ? 0.02 : options.minSeconds
+    if gemm {
+        let cases = options.selected(GEMMSuite.standard, name: \.name,
+                                     quickNames: ["vit-tiny.qkv", "vit-tiny.fc2.wgrad", "square512"])
+        if !options.json { print("\n" + gemmTableHeader) }
+        for t in threads {
+            for c in cases {
+                let r = benchmarkGEMM(c, threads: t, peakPerCore: peak.perCore, minSeconds: minSeconds)
+                if r.validationError > 2 { failures.append("\(c.name) (\(t) threads): result does not match the reference") }
+                print(options.json ? r.json : gemmTableRow(r, c))
+                fflush(stdout)
+            }
+        }
+    }
+    if kernels {
+        let cases = options.selected(RowKernelSuite.standard, name: \.name,
+                                     quickNames: ["layernorm.fwd.vit-tiny", "softmax.bwd.vit-tiny", "gelu.fwd.vit-tiny"])
+        if !options.json { print("\n" + rowTableHeader) }
+        for t in threads {
+            for c in cases {
+                let r = RowKernelSuite.run(c, threads: t, peakPerCore: peak.perCore, minSeconds: minSeconds * 0.7)
+                if r.validationError > 1 { failures.append("\(c.name) (\(t) threads): result does not match the reference") }
+                print(options.json ? r.json : rowTableRow(r))
+                fflush(stdout)
+            }
+        }
+    }
+    if !failures.isEmpty {
+        throw ValidationError("validation failed, timings skipped:\n  " + failures.joined(separator: "\n  "))
+    }
+}
+
+let gemmTableHeader = "name                      m      n      k  op  thr   GFLOP/s  %peak  median ms   best ms"
+func gemmTableRow(_ r: BenchResult, _ c: GEMMCase) -> String {
+    let op = (c.transA ? "T" : "N") + (c.transB ? "T" : "N")
+    return r.name.padded(to: 22) + String(format: "%7d%7d%7d  %@ %4d  %8.1f  %5.1f  %9.3f  %8.3f",
+                                          c.m, c.n, c.k, op, r.threads, r.gflops, r.pctPeak, r.medianMs, r.bestMs)
+}
+
+let rowTableHeader = "name                         thr   GFLOP/s   GB/s  median ms"
+func rowTableRow(_ r: BenchResult) -> String {
+    r.name.padded(to: 27) + String(format: "%5d  %8.1f  %5.1f  %9.3f", r.threads, r.gflops, r.gbPerSecond, r.medianMs)
+}
+
+extension String {
+    func padded(to n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
+}

@@ -1,0 +1,26 @@
+import ArgumentParser
+import CPUKernels
+
+@main
+struct IJEPA: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ijepa",
+        abstract: "A pure-Swift CPU engine for I-JEPA: kernels, benchmarks (training comes next).",
+        discussion: """
+            Examples:
+              ijepa bench                      all benchmarks at 1 thread and all cores, as a table
+              ijepa bench gemm --json          GEMM suite as JSON lines (first line: measured peak, SIMD path)
+              ijepa bench gemm --threads 1 --filter vit-tiny
+              ijepa info                       compiled SIMD path and thread count
+            """,
+        subcommands: [Bench.self, Info.self])
+}
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the compiled SIMD path and the hardware threads.")
+    func run() {
+        print("SIMD path: \(SIMDPath.name)")
+        print("hardware threads: \(Parallel.hardwareThreads)")
+        if let advice = SIMDPath.advice { print("note: \(advice)") }
+    }
+}
