@@ -21,8 +21,11 @@ public enum GEMMBlocking {
     /// Work per task the splitter aims at: ~25 us of compute, >= 4-8 tasks per thread for big problems.
     public static let flopsPerTask = 2_000_000
     public static let maxTasks = 32
-    /// Rows of op(A) packed per rank-kc update: 8192 x 256 x 4 = 8 MiB, a quarter of L3.
-    public static let MOuter = 8192
+    /// Packed op(B) of one k group: 512K floats = 2 MiB, so it stays in L3 (and mostly L2 for narrow n).
+    public static let packedBFloats = 1 << 19
+    /// C block of a task that runs several k blocks: 32K floats = 128 KiB, so it, the A block (144 KiB) and
+    /// the B panels in flight share L2 (512 KiB).
+    public static let maxTileFloats = 1 << 15
 }
 
 /// Single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C`, row-major with leading dimensions.
@@ -48,78 +51,82 @@ public func sgemm(
     let flops = 2 * m * n * k
     let threads = flops < P.serialFlops ? 1 : (threads ?? Parallel.maxThreads)
     let ncMax = min(n, P.NC)
-    let kcMax = min(P.KC, k)
-    let mOuterMax = min(m, P.MOuter)
-    let bFloats = (ncMax + P.NR - 1) / P.NR * P.NR * kcMax
-    let aFloats = (mOuterMax + P.MR - 1) / P.MR * P.MR * kcMax
+    let panelsMax = (ncMax + P.NR - 1) / P.NR
+    // k blocks per group: as many as keep the group's packed B under `packedBFloats`.
+    let groupBlocks = max(1, P.packedBFloats / (panelsMax * P.NR * P.KC))
+    let bFloats = panelsMax * P.NR * min(k, groupBlocks * P.KC)
+    let aFloats = (min(m, P.MC) + P.MR - 1) / P.MR * P.MR * min(k, P.KC) + packASlack
 
-    ScratchPool.shared.withFloats(bFloats + aFloats) { scratch in
-        let bPack = scratch           // ceil(nc/NR) panels of (kc, NR)
-        let aPack = scratch + bFloats // ceil(mo/MR) panels of (kc, MR)
+    // Loop order: jc (NC columns) > k group > tiles (mc rows x panels) > pc (KC deep) > NR panel > MR panel.
+    // op(B) for a group of k blocks is packed once and shared (L2/L3); each task packs its own op(A) block
+    // per k block into a buffer that stays in L2, and runs the group's k blocks over its C tile, which stays
+    // in L2 too. Small k: one group, C never leaves L2. Large k (weight gradients): groups keep the packed B
+    // out of DRAM. Measured (4096x192x768, 192x768x4096): packing all of A, or a 12 MiB B, up front wrote it
+    // through DRAM (a third of the time); one k block per group re-read C from L3 on every block.
+    ScratchPool.shared.withFloats(bFloats + threads * aFloats) { scratch in
+        let bPack = scratch  // per k block of the group: ceil(nc/NR) panels of (kc, NR)
         var jc = 0
         while jc < n {
             let nc = min(P.NC, n - jc)
             let panels = (nc + P.NR - 1) / P.NR
-            var i0 = 0
-            while i0 < m {
-                let mo = min(P.MOuter, m - i0)
-                let rowPanels = (mo + P.MR - 1) / P.MR
-                let plan = GEMMTaskPlan(m: mo, nc: nc, kc: kcMax)
-                var pc = 0
-                while pc < k {
-                    let kc = min(P.KC, k - pc)
-                    let betaNow: Float = pc == 0 ? beta : 1
-                    // Phase 1: pack op(A)[i0..<i0+mo, pc..<pc+kc] and op(B)[pc..<pc+kc, jc..<jc+nc], shared by all
-                    // tasks of phase 2 (each A block is packed once, however the tiles are split).
-                    let aGroups = min(rowPanels, 8), bGroups = min(panels, 8)
-                    let aPer = (rowPanels + aGroups - 1) / aGroups, bPer = (panels + bGroups - 1) / bGroups
-                    let aTasks = (rowPanels + aPer - 1) / aPer, bTasks = (panels + bPer - 1) / bPer
-                    Parallel.forEach(tasks: aTasks + bTasks, threads: threads) { t, _ in
-                        if t < aTasks {
-                            let r0 = t * aPer * P.MR
-                            let rows = min(mo, r0 + aPer * P.MR) - r0
-                            packA(aPack + r0 * kc, a: a, lda: lda, transA: transA, m0: i0 + r0, mc: rows, k0: pc, kc: kc)
-                        } else {
-                            let p0 = (t - aTasks) * bPer
-                            packB(bPack + p0 * P.NR * kc, b: b, ldb: ldb, transB: transB,
-                                  k0: pc, kc: kc, n0: jc, nc: nc, panels: p0..<min(panels, p0 + bPer))
-                        }
-                    }
-                    // Phase 2: tiles of mc rows x panelsPerBlock panels; B micro-panel in L1 across the rows,
-                    // the A block in L2 across the panels.
-                    Parallel.forEach(tasks: plan.tasks, threads: threads) { task, _ in
-                        let mi = task / plan.nBlocks, ni = task % plan.nBlocks
-                        let r0 = mi * plan.mc
-                        let rEnd = min(mo, r0 + plan.mc)
-                        let q0 = ni * plan.panelsPerBlock
-                        let q1 = min(panels, q0 + plan.panelsPerBlock)
-                        if q0 >= q1 || r0 >= rEnd { return }
+            var k0 = 0
+            while k0 < k {
+                let kg = min(k - k0, groupBlocks * P.KC)
+                let blocks = (kg + P.KC - 1) / P.KC
+                let plan = GEMMTaskPlan(m: m, nc: nc, k: kg, threads: threads)
+                let bGroups = threads == 1 ? 1 : min(panels, max(1, 8 / blocks))
+                let bPer = (panels + bGroups - 1) / bGroups
+                let bTasks = (panels + bPer - 1) / bPer
+                Parallel.forEach(tasks: blocks * bTasks, threads: threads) { t, _ in
+                    let kb = t / bTasks, p0 = t % bTasks * bPer
+                    let pc = kb * P.KC, kc = min(P.KC, kg - pc)
+                    packB(bPack + pc * panels * P.NR + p0 * P.NR * kc, b: b, ldb: ldb, transB: transB,
+                          k0: k0 + pc, kc: kc, n0: jc, nc: nc, panels: p0..<min(panels, p0 + bPer))
+                }
+                Parallel.forEach(tasks: plan.tasks, threads: threads) { task, worker in
+                    let mi = task / plan.nBlocks, ni = task % plan.nBlocks
+                    let i0 = mi * plan.mc
+                    let mc = min(plan.mc, m - i0)
+                    let q0 = ni * plan.panelsPerBlock
+                    let q1 = min(panels, q0 + plan.panelsPerBlock)
+                    if q0 >= q1 || mc <= 0 { return }
+                    let aPack = scratch + bFloats + worker * aFloats  // ceil(mc/MR) panels of (kc, MR)
+                    var pc = 0
+                    while pc < kg {
+                        let kc = min(P.KC, kg - pc)
+                        let betaNow: Float = k0 + pc == 0 ? beta : 1
+                        packA(aPack, a: a, lda: lda, transA: transA, m0: i0, mc: mc, k0: k0 + pc, kc: kc, aColumns: m)
+                        let bBlock = bPack + pc * panels * P.NR
                         for q in q0..<q1 {
                             let j = q * P.NR
                             let nr = min(P.NR, nc - j)
-                            let bp = UnsafePointer(bPack + q * P.NR * kc)
-                            var i = r0
-                            while i < rEnd {
+                            let bp = UnsafePointer(bBlock + q * P.NR * kc)
+                            let cq = c + i0 * ldc + jc + j
+                            var i = 0
+                            while i < mc {
                                 microKernel6x16(
-                                    c: c + (i0 + i) * ldc + jc + j, ldc: ldc, a: UnsafePointer(aPack + i * kc), b: bp,
-                                    kc: kc, mr: min(P.MR, rEnd - i), nr: nr, alpha: alpha, beta: betaNow)
+                                    c: cq + i * ldc, ldc: ldc, a: UnsafePointer(aPack + i * kc), b: bp,
+                                    kc: kc, mr: min(P.MR, mc - i), nr: nr, alpha: alpha, beta: betaNow)
                                 i += P.MR
                             }
                         }
+                        pc += kc
                     }
-                    pc += kc
                 }
-                i0 += mo
+                k0 += kg
             }
             jc += nc
         }
     }
 }
 
-/// How one rank-kc update of an (m, nc) block of C is cut into tiles: row blocks of `mc` rows (a multiple of
-/// MR) times column blocks of `panelsPerBlock` NR-panels. Rows are cut first, down to 4 MR (below that the B
-/// micro-panel, loaded into L1 for each tile, is reused too little); then columns. Speed only: every C element
-/// is computed the same way whatever the plan.
+/// How a k group of an (m, nc) block of C is cut into tasks: row blocks of `mc` rows (a multiple of MR) times
+/// column blocks of `panelsPerBlock` NR-panels. A tile that runs several k blocks keeps its C block under
+/// `maxTileFloats` so it stays in L2. One thread gets one task per tile; more threads get about 6 tasks each,
+/// so that a thread slowed by another process on the machine delays a small task, not half the work. Rows
+/// are cut first, down to 12 MR (each task packs its own A block, so a column cut packs A again), then
+/// columns. Speed only: every C element is computed the same way whatever the plan, so results do not depend
+/// on the thread count.
 struct GEMMTaskPlan {
     var mc: Int
     var mBlocks: Int
@@ -127,18 +134,22 @@ struct GEMMTaskPlan {
     var panelsPerBlock: Int
     var tasks: Int { mBlocks * nBlocks }
 
-    init(m: Int, nc: Int, kc: Int) {
+    init(m: Int, nc: Int, k: Int, threads: Int) {
         typealias P = GEMMBlocking
         let panels = (nc + P.NR - 1) / P.NR
-        let wanted = max(1, min(P.maxTasks, 2 * m * nc * kc / P.flopsPerTask))
         let rowPanels = (m + P.MR - 1) / P.MR
+        let wanted = threads <= 1 ? 1 : max(1, min(P.maxTasks, 6 * threads, 2 * m * nc * k / P.flopsPerTask))
         var mcPanels = min(P.MC / P.MR, rowPanels)
         if (rowPanels + mcPanels - 1) / mcPanels < wanted {
-            mcPanels = max(min(4, rowPanels), (rowPanels + wanted - 1) / wanted)
+            mcPanels = max(min(12, rowPanels), (rowPanels + wanted - 1) / wanted)
         }
         let mBlocks = (rowPanels + mcPanels - 1) / mcPanels
         var nBlocks = 1
-        if mBlocks < wanted { nBlocks = min(panels, (wanted + mBlocks - 1) / mBlocks) }
+        if k > P.KC {
+            let maxPanels = max(1, P.maxTileFloats / (mcPanels * P.MR * P.NR))
+            nBlocks = (panels + maxPanels - 1) / maxPanels
+        }
+        if mBlocks * nBlocks < wanted { nBlocks = min(panels, (wanted + mBlocks - 1) / mBlocks) }
         let per = (panels + nBlocks - 1) / nBlocks
         self.mc = mcPanels * P.MR
         self.mBlocks = mBlocks

@@ -1,12 +1,16 @@
 // Packing routines of the GEMM. They absorb the transposes: the micro-kernel always reads
 // A panels as (kc, MR) and B panels as (kc, NR), contiguous, zero-padded at the edges (docs/gemm.md).
 
+/// Extra floats a packed-A buffer needs after its last panel (the 8-wide copies of the transposed path).
+let packASlack = 8
+
 /// Packs rows m0..<m0+mc, columns k0..<k0+kc of op(A) into MR-row panels.
 @inline(__always)
 func packA(
     _ dst: UnsafeMutablePointer<Float>,              // ceil(mc/MR) panels, each (kc, MR) row-major
     a: UnsafePointer<Float>, lda: Int, transA: Bool, // op(A) (m, k): A (m, k) or, transposed, (k, m)
-    m0: Int, mc: Int, k0: Int, kc: Int
+    m0: Int, mc: Int, k0: Int, kc: Int,
+    aColumns: Int                                    // m when transA (the valid width of A's rows), else unused
 ) {
     let MR = GEMMBlocking.MR
     var panel = 0
@@ -15,7 +19,20 @@ func packA(
         let mr = min(MR, mc - i)
         let d = dst + panel * MR * kc
         if transA {
-            // A(k, m): the MR values of one k are contiguous.
+            // A(k, m): the MR values of one k are contiguous. Copied as 8 floats per k (one load, one store):
+            // the 2 extra floats land where the next k's values are written next, or in the buffer's slack
+            // after the last panel (`packASlack`); only panels with 2 more valid columns take this path.
+            if mr == MR && m0 + i + 8 <= aColumns {
+                var src = UnsafeRawPointer(a + k0 * lda + m0 + i)
+                let out = UnsafeMutableRawPointer(d)
+                for p in 0..<kc {
+                    out.storeBytes(of: src.loadUnaligned(as: Float8.self), toByteOffset: p * MR * 4, as: Float8.self)
+                    src += lda * 4
+                }
+                panel += 1
+                i += MR
+                continue
+            }
             for p in 0..<kc {
                 let src = a + (k0 + p) * lda + m0 + i
                 let out = d + p * MR
@@ -28,7 +45,34 @@ func packA(
                 }
             }
         } else {
-            // A(m, k): each row is contiguous in k; interleave the MR rows.
+            // A(m, k): each row is contiguous in k; interleave the MR rows. Full panels go 8 columns at a
+            // time through registers (a 6x8 -> 8x6 transpose): the scalar strided stores ran at 1.3 ns per
+            // float, 3x a plain read of A, and packing cost a third of a 4096x192x768 GEMM.
+            if mr == MR {
+                let r0 = a + (m0 + i) * lda + k0
+                let r1 = r0 + lda, r2 = r1 + lda, r3 = r2 + lda, r4 = r3 + lda, r5 = r4 + lda
+                var p = 0
+                while p + 8 <= kc {
+                    let v0 = load8(r0 + p), v1 = load8(r1 + p), v2 = load8(r2 + p)
+                    let v3 = load8(r3 + p), v4 = load8(r4 + p), v5 = load8(r5 + p)
+                    let o = d + p * MR
+                    store8(o, Float8(v0[0], v1[0], v2[0], v3[0], v4[0], v5[0], v0[1], v1[1]))
+                    store8(o + 8, Float8(v2[1], v3[1], v4[1], v5[1], v0[2], v1[2], v2[2], v3[2]))
+                    store8(o + 16, Float8(v4[2], v5[2], v0[3], v1[3], v2[3], v3[3], v4[3], v5[3]))
+                    store8(o + 24, Float8(v0[4], v1[4], v2[4], v3[4], v4[4], v5[4], v0[5], v1[5]))
+                    store8(o + 32, Float8(v2[5], v3[5], v4[5], v5[5], v0[6], v1[6], v2[6], v3[6]))
+                    store8(o + 40, Float8(v4[6], v5[6], v0[7], v1[7], v2[7], v3[7], v4[7], v5[7]))
+                    p += 8
+                }
+                while p < kc {
+                    let o = d + p * MR
+                    o[0] = r0[p]; o[1] = r1[p]; o[2] = r2[p]; o[3] = r3[p]; o[4] = r4[p]; o[5] = r5[p]
+                    p += 1
+                }
+                panel += 1
+                i += MR
+                continue
+            }
             for r in 0..<mr {
                 let src = a + (m0 + i + r) * lda + k0
                 var out = d + r

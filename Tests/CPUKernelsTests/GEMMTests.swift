@@ -69,9 +69,10 @@ final class GEMMTests: XCTestCase {
         }
     }
 
-    /// Shapes that cross every blocking boundary: MR 6, NR 16, KC 256, MC 144, the packed-B column cap.
+    /// Shapes that cross every blocking boundary: MR 6, NR 16, KC 256, MC 144, NC 3072, the k-group size.
     func testShapesCrossingBlocking() {
-        let shapes = [(145, 97, 257), (6, 16, 256), (150, 48, 513), (289, 35, 300), (7, 2000, 600), (1, 1, 1000)]
+        let shapes = [(145, 97, 257), (6, 16, 256), (150, 48, 513), (289, 35, 300), (7, 2000, 600), (1, 1, 1000),
+                      (5, 3100, 300), (13, 3073, 7)]
         for (m, n, k) in shapes {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 check(m: m, n: n, k: k, transA: ta, transB: tb, threads: 2)
@@ -142,13 +143,15 @@ final class GEMMTests: XCTestCase {
 
     func testTaskPlanCoversEveryRowAndPanel() {
         for (m, nc, k) in [(1, 16, 1), (4096, 576, 192), (768, 192, 4096), (5, 3072, 256), (145, 17, 300)] {
-            let plan = GEMMTaskPlan(m: m, nc: nc, kc: min(256, k))
+          for threads in [1, 2, 3] {
+            let plan = GEMMTaskPlan(m: m, nc: nc, k: k, threads: threads)
             XCTAssertGreaterThanOrEqual(plan.mBlocks * plan.mc, m)
             XCTAssertLessThan((plan.mBlocks - 1) * plan.mc, m)
             let panels = (nc + 15) / 16
             XCTAssertGreaterThanOrEqual(plan.nBlocks * plan.panelsPerBlock, panels)
             XCTAssertLessThan((plan.nBlocks - 1) * plan.panelsPerBlock, panels)
             XCTAssertLessThanOrEqual(plan.mc, GEMMBlocking.MC)
+          }
         }
     }
 }
