@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .library(name: "CPUKernels", targets: ["CPUKernels"]),
         .library(name: "TensorCore", targets: ["TensorCore"]),
+        .library(name: "KernelBench", targets: ["KernelBench"]),
         .executable(name: "ijepa", targets: ["ijepa"]),
     ],
     dependencies: [
