@@ -234,7 +234,7 @@ public func softmaxRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Floa
     let c8 = cols & ~7
     var m8 = Float8(repeating: -.infinity)
     var j = 0
-    while j < c8 { m8 = pointwiseMax(m8, load8(x + j)); j += 8 }
+    while j < c8 { m8 = vmax(m8, load8(x + j)); j += 8 }
     var mx = m8.max()
     while j < cols { mx = max(mx, x[j]); j += 1 }
     let sm = splat(scale * mx), s8 = splat(scale)
