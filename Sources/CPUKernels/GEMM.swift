@@ -74,14 +74,22 @@ public func sgemm(
                 let kg = min(k - k0, groupBlocks * P.KC)
                 let blocks = (kg + P.KC - 1) / P.KC
                 let plan = GEMMTaskPlan(m: m, nc: nc, k: kg, threads: threads)
-                let bGroups = threads == 1 ? 1 : min(panels, max(1, 8 / blocks))
-                let bPer = (panels + bGroups - 1) / bGroups
-                let bTasks = (panels + bPer - 1) / bPer
-                Parallel.forEach(tasks: blocks * bTasks, threads: threads) { t, _ in
-                    let kb = t / bTasks, p0 = t % bTasks * bPer
+                // Pack the group's op(B): row-major B in chunks of k rows (each row read front to back),
+                // transposed B in groups of panels (each panel's columns are rows of B).
+                let splits = threads == 1 ? 1 : max(1, 8 / blocks)
+                Parallel.forEach(tasks: blocks * splits, threads: threads) { t, _ in
+                    let kb = t / splits, s = t % splits
                     let pc = kb * P.KC, kc = min(P.KC, kg - pc)
-                    packB(bPack + pc * panels * P.NR + p0 * P.NR * kc, b: b, ldb: ldb, transB: transB,
-                          k0: k0 + pc, kc: kc, n0: jc, nc: nc, panels: p0..<min(panels, p0 + bPer))
+                    let dst = bPack + pc * panels * P.NR
+                    if transB {
+                        let per = (panels + splits - 1) / splits
+                        packB(dst, b: b, ldb: ldb, transB: true, k0: k0 + pc, kc: kc, rows: 0..<kc,
+                              n0: jc, nc: nc, panels: min(panels, s * per)..<min(panels, (s + 1) * per))
+                    } else {
+                        let per = (kc + splits - 1) / splits
+                        packB(dst, b: b, ldb: ldb, transB: false, k0: k0 + pc, kc: kc,
+                              rows: min(kc, s * per)..<min(kc, (s + 1) * per), n0: jc, nc: nc, panels: 0..<panels)
+                    }
                 }
                 Parallel.forEach(tasks: plan.tasks, threads: threads) { task, worker in
                     let mi = task / plan.nBlocks, ni = task % plan.nBlocks

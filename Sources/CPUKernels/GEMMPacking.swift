@@ -93,48 +93,53 @@ func packA(
 }
 
 /// Packs rows k0..<k0+kc, columns n0 + NR*panels of op(B) into NR-column panels.
+///
+/// Row-major B is walked row by row, each row across all the panels, so that B streams from memory front to
+/// back: panel by panel it was a 64-byte read every ldb floats, and packing a 4096x768 B that way took 17 %
+/// of a 192x768x4096 GEMM (1.3 ns per float against 0.4 for a plain read).
 @inline(__always)
 func packB(
-    _ dst: UnsafeMutablePointer<Float>,              // one (kc, NR) row-major panel per index in `panels`
+    _ dst: UnsafeMutablePointer<Float>,              // the k block: panels of (kc, NR), panel q at dst + q*NR*kc
     b: UnsafePointer<Float>, ldb: Int, transB: Bool, // op(B) (k, n): B (k, n) or, transposed, (n, k)
-    k0: Int, kc: Int, n0: Int, nc: Int, panels: Range<Int>
+    k0: Int, kc: Int, rows: Range<Int>,              // rows (within 0..<kc) of the k block to pack
+    n0: Int, nc: Int, panels: Range<Int>
 ) {
     let NR = GEMMBlocking.NR
-    var d = dst
-    for q in panels {
-        let j = q * NR
-        let nr = min(NR, nc - j)
-        if transB {
-            // B(n, k): each of the NR columns of op(B) is a contiguous row of B.
+    if transB {
+        // B(n, k): each of the NR columns of op(B) is a contiguous row of B.
+        for q in panels {
+            let d = dst + q * NR * kc
+            let j = q * NR
+            let nr = min(NR, nc - j)
             for col in 0..<nr {
                 let src = b + (n0 + j + col) * ldb + k0
-                var out = d + col
-                for p in 0..<kc {
+                var out = d + rows.lowerBound * NR + col
+                for p in rows {
                     out.pointee = src[p]
                     out += NR
                 }
             }
             if nr < NR {
-                for p in 0..<kc {
+                for p in rows {
                     for col in nr..<NR { d[p * NR + col] = 0 }
                 }
             }
-        } else {
-            for p in 0..<kc {
-                let src = b + (k0 + p) * ldb + n0 + j
-                let out = d + p * NR
-                if nr == NR {
-                    let s = UnsafeRawPointer(src)
-                    let o = UnsafeMutableRawPointer(out)
-                    o.storeBytes(of: s.loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
-                    o.storeBytes(of: s.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self),
-                                 toByteOffset: 32, as: SIMD8<Float>.self)
-                } else {
-                    for col in 0..<nr { out[col] = src[col] }
-                    for col in nr..<NR { out[col] = 0 }
-                }
+        }
+        return
+    }
+    for p in rows {
+        let src = b + (k0 + p) * ldb + n0
+        for q in panels {
+            let j = q * NR
+            let out = dst + q * NR * kc + p * NR
+            if j + NR <= nc {
+                store8(out, load8(src + j))
+                store8(out + 8, load8(src + j + 8))
+            } else {
+                let nr = nc - j
+                for col in 0..<nr { out[col] = src[j + col] }
+                for col in nr..<NR { out[col] = 0 }
             }
         }
-        d += NR * kc
     }
 }
