@@ -21,10 +21,10 @@ public enum GEMMBlocking {
     /// Work per task the splitter aims at: ~25 us of compute, >= 4-8 tasks per thread for big problems.
     public static let flopsPerTask = 2_000_000
     public static let maxTasks = 32
-    /// Packed op(B) of one k group: 512K floats = 2 MiB, so it stays in L3 (and mostly L2 for narrow n).
-    public static let packedBFloats = 1 << 19
-    /// C block of a task that runs several k blocks: 32K floats = 128 KiB, so it, the A block (144 KiB) and
-    /// the B panels in flight share L2 (512 KiB).
+    /// Packed op(B) of one k group: 1M floats = 4 MiB, so it stays in L3 (32 MiB, shared).
+    public static let packedBFloats = 1 << 20
+    /// C block that a task keeps across a k group: 32K floats = 128 KiB, so it, the A block of one k block
+    /// (144 KiB) and the B panels in flight share L2 (512 KiB).
     public static let maxTileFloats = 1 << 15
 }
 
@@ -54,24 +54,26 @@ public func sgemm(
     let panelsMax = (ncMax + P.NR - 1) / P.NR
     // k blocks per group: as many as keep the group's packed B under `packedBFloats`.
     let groupBlocks = max(1, P.packedBFloats / (panelsMax * P.NR * P.KC))
-    let bFloats = panelsMax * P.NR * min(k, groupBlocks * P.KC)
-    let aFloats = (min(m, P.MC) + P.MR - 1) / P.MR * P.MR * min(k, P.KC) + packASlack
+    let kgMax = min(k, groupBlocks * P.KC)
+    let mcPadMax = (min(m, P.MC) + P.MR - 1) / P.MR * P.MR
+    let bFloats = panelsMax * P.NR * kgMax
+    let aFloats = mcPadMax * kgMax + packASlack
 
-    // Loop order: jc (NC columns) > k group > tiles (mc rows x panels) > pc (KC deep) > NR panel > MR panel.
-    // op(B) for a group of k blocks is packed once and shared (L2/L3); each task packs its own op(A) block
-    // per k block into a buffer that stays in L2, and runs the group's k blocks over its C tile, which stays
-    // in L2 too. Small k: one group, C never leaves L2. Large k (weight gradients): groups keep the packed B
-    // out of DRAM. Measured (4096x192x768, 192x768x4096): packing all of A, or a 12 MiB B, up front wrote it
-    // through DRAM (a third of the time); one k block per group re-read C from L3 on every block.
+    // Loop order: jc (NC columns) > k group > tasks (mc rows x panels) > column chunk > k block > NR panel >
+    // MR panel. op(B) for a group of k blocks is packed once and shared (L3); each task packs its stripe of
+    // op(A) for the group's k blocks once, then walks its columns in chunks whose C block (`maxTileFloats`)
+    // stays in L2 across the group's k blocks. Measured (docs/performance.md): packing all of A or a 12 MiB B
+    // up front wrote it through DRAM (a third of the time of 4096x192x768, 192x768x4096); one k block at a
+    // time re-read all of C from L3 or DRAM for every block (square 2048 at 0.7x OpenBLAS).
     ScratchPool.shared.withFloats(bFloats + threads * aFloats) { scratch in
-        let bPack = scratch  // per k block of the group: ceil(nc/NR) panels of (kc, NR)
+        let bPack = scratch  // per k block pc of the group, at bPack + pc * panels * NR: panels of (kc, NR)
         var jc = 0
         while jc < n {
             let nc = min(P.NC, n - jc)
             let panels = (nc + P.NR - 1) / P.NR
             var k0 = 0
             while k0 < k {
-                let kg = min(k - k0, groupBlocks * P.KC)
+                let kg = min(k - k0, kgMax)
                 let blocks = (kg + P.KC - 1) / P.KC
                 let plan = GEMMTaskPlan(m: m, nc: nc, k: kg, threads: threads)
                 // Pack the group's op(B): row-major B in chunks of k rows (each row read front to back),
@@ -98,27 +100,42 @@ public func sgemm(
                     let q0 = ni * plan.panelsPerBlock
                     let q1 = min(panels, q0 + plan.panelsPerBlock)
                     if q0 >= q1 || mc <= 0 { return }
-                    let aPack = scratch + bFloats + worker * aFloats  // ceil(mc/MR) panels of (kc, MR)
+                    let mcPad = (mc + P.MR - 1) / P.MR * P.MR
+                    // The task's A stripe: per k block pc, at aStripe + pc * mcPad: ceil(mc/MR) panels of (kc, MR).
+                    let aStripe = scratch + bFloats + worker * aFloats
                     var pc = 0
                     while pc < kg {
                         let kc = min(P.KC, kg - pc)
-                        let betaNow: Float = k0 + pc == 0 ? beta : 1
-                        packA(aPack, a: a, lda: lda, transA: transA, m0: i0, mc: mc, k0: k0 + pc, kc: kc, aColumns: m)
-                        let bBlock = bPack + pc * panels * P.NR
-                        for q in q0..<q1 {
-                            let j = q * P.NR
-                            let nr = min(P.NR, nc - j)
-                            let bp = UnsafePointer(bBlock + q * P.NR * kc)
-                            let cq = c + i0 * ldc + jc + j
-                            var i = 0
-                            while i < mc {
-                                microKernel6x16(
-                                    c: cq + i * ldc, ldc: ldc, a: UnsafePointer(aPack + i * kc), b: bp,
-                                    kc: kc, mr: min(P.MR, mc - i), nr: nr, alpha: alpha, beta: betaNow)
-                                i += P.MR
-                            }
-                        }
+                        packA(aStripe + pc * mcPad, a: a, lda: lda, transA: transA, m0: i0, mc: mc,
+                              k0: k0 + pc, kc: kc, aColumns: m)
                         pc += kc
+                    }
+                    let chunk = max(1, P.maxTileFloats / (mcPad * P.NR))
+                    var qc = q0
+                    while qc < q1 {
+                        let qe = min(q1, qc + chunk)
+                        pc = 0
+                        while pc < kg {
+                            let kc = min(P.KC, kg - pc)
+                            let betaNow: Float = k0 + pc == 0 ? beta : 1
+                            let aBlock = aStripe + pc * mcPad
+                            let bBlock = bPack + pc * panels * P.NR
+                            for q in qc..<qe {
+                                let j = q * P.NR
+                                let nr = min(P.NR, nc - j)
+                                let bp = UnsafePointer(bBlock + q * P.NR * kc)
+                                let cq = c + i0 * ldc + jc + j
+                                var i = 0
+                                while i < mc {
+                                    microKernel6x16(
+                                        c: cq + i * ldc, ldc: ldc, a: UnsafePointer(aBlock + i * kc), b: bp,
+                                        kc: kc, mr: min(P.MR, mc - i), nr: nr, alpha: alpha, beta: betaNow)
+                                    i += P.MR
+                                }
+                            }
+                            pc += kc
+                        }
+                        qc = qe
                     }
                 }
                 k0 += kg
@@ -129,8 +146,7 @@ public func sgemm(
 }
 
 /// How a k group of an (m, nc) block of C is cut into tasks: row blocks of `mc` rows (a multiple of MR) times
-/// column blocks of `panelsPerBlock` NR-panels. A tile that runs several k blocks keeps its C block under
-/// `maxTileFloats` so it stays in L2. One thread gets one task per tile; more threads get about 6 tasks each,
+/// column blocks of `panelsPerBlock` NR-panels. One thread gets one task per tile; more threads get about 6 tasks each,
 /// so that a thread slowed by another process on the machine delays a small task, not half the work. Rows
 /// are cut first, down to 12 MR (each task packs its own A block, so a column cut packs A again), then
 /// columns. Speed only: every C element is computed the same way whatever the plan, so results do not depend
@@ -153,10 +169,6 @@ struct GEMMTaskPlan {
         }
         let mBlocks = (rowPanels + mcPanels - 1) / mcPanels
         var nBlocks = 1
-        if k > P.KC {
-            let maxPanels = max(1, P.maxTileFloats / (mcPanels * P.MR * P.NR))
-            nBlocks = (panels + maxPanels - 1) / maxPanels
-        }
         if mBlocks * nBlocks < wanted { nBlocks = min(panels, (wanted + mBlocks - 1) / mBlocks) }
         let per = (panels + nBlocks - 1) / nBlocks
         self.mc = mcPanels * P.MR

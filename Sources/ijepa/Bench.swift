@@ -13,11 +13,20 @@ struct BenchOptions: ParsableArguments {
     @Option(help: "Run only the cases whose name contains this text.")
     var filter: String?
 
+    @Flag(help: "With --filter: only the case with exactly that name.")
+    var exact = false
+
+    @Option(help: "Use this per-core peak (GFLOP/s) instead of measuring it (for tools that run many short benchmarks).")
+    var peakGflops: Double?
+
     @Option(help: "Minimum seconds of timed runs per case (median of at least 5 runs is reported).")
     var minSeconds: Double = 0.3
 
     @Flag(help: "A short smoke run: a few cases, little timing (for CI).")
     var quick = false
+
+    @Flag(help: "List the selected cases as JSON lines (name and shape) without running them.")
+    var list = false
 
     func threadCounts() throws -> [Int] {
         guard let threads else { return [Parallel.hardwareThreads] }
@@ -30,7 +39,8 @@ struct BenchOptions: ParsableArguments {
 
     func selected<T>(_ items: [T], name: (T) -> String, quickNames: Set<String>) -> [T] {
         items.filter { item in
-            (filter.map { name(item).contains($0) } ?? true) && (!quick || quickNames.contains(name(item)))
+            (filter.map { exact ? name(item) == $0 : name(item).contains($0) } ?? true)
+                && (!quick || quickNames.contains(name(item)))
         }
     }
 }
@@ -77,6 +87,7 @@ struct PeakInfo {
 
 func measurePeak(_ options: BenchOptions) -> PeakInfo {
     let cores = Parallel.hardwareThreads
+    if let given = options.peakGflops { return PeakInfo(perCore: given, allCores: given * Double(cores), cores: cores) }
     let iterations = options.quick ? 2_000_000 : 20_000_000
     let one = PeakProbe.gflops(threads: 1, iterations: iterations)
     let all = cores > 1 ? PeakProbe.gflops(threads: cores, iterations: iterations) : one
@@ -85,14 +96,16 @@ func measurePeak(_ options: BenchOptions) -> PeakInfo {
 
 func runSuites(_ options: BenchOptions, gemm: Bool, kernels: Bool) throws {
     let threads = try options.threadCounts()
-    let peak = measurePeak(options)
+    let peak = options.list ? PeakInfo(perCore: 0, allCores: 0, cores: Parallel.hardwareThreads) : measurePeak(options)
     let header: [(String, JSONValue)] = [
         ("peakGflops", .double(peak.perCore)), ("peakGflopsAllCores", .double(peak.allCores)),
         ("cores", .int(peak.cores)), ("simd", .string(SIMDPath.name)),
         ("threads", .string(threads.map(String.init).joined(separator: ","))),
         ("date", .string(ISO8601DateFormatter().string(from: Date()))),
     ]
-    if options.json {
+    if options.list {
+        // no header: the list is the whole output
+    } else if options.json {
         print(jsonLine(header))
     } else {
         print("SIMD path: \(SIMDPath.name)")
@@ -104,6 +117,13 @@ func runSuites(_ options: BenchOptions, gemm: Bool, kernels: Bool) throws {
     if gemm {
         let cases = options.selected(GEMMSuite.standard, name: \.name,
                                      quickNames: ["vit-tiny.qkv", "vit-tiny.fc2.wgrad", "square512"])
+        if options.list {
+            for c in cases {
+                print(jsonLine([("name", .string(c.name)), ("m", .int(c.m)), ("n", .int(c.n)), ("k", .int(c.k)),
+                                ("transA", .bool(c.transA)), ("transB", .bool(c.transB))]))
+            }
+            return
+        }
         if !options.json { print("\n" + gemmTableHeader) }
         for t in threads {
             for c in cases {
