@@ -6,11 +6,14 @@
 #  3. the library consumed as a versioned SwiftPM dependency, without and with the fast-path flags.
 source "$(dirname "$0")/setup.sh"
 
+logs="$(mktemp -d)"
+trap 'rm -rf "$logs"' EXIT
+
 echo "== 1/3 swift test -c release ${SWIFT_FLAGS[*]}"
-swift test -c release "${SWIFT_FLAGS[@]}"
+swift test -c release "${SWIFT_FLAGS[@]}" 2>&1 | tee "$logs/fast.log"
 
 echo "== 2/3 portable build (no AVX2/FMA flags): kernel tests"
-swift test -c release --scratch-path .build-portable --filter CPUKernelsTests
+swift test -c release --scratch-path .build-portable --filter CPUKernelsTests 2>&1 | tee "$logs/portable.log"
 if nm .build-portable/release/CPUKernels.build/*.o 2>/dev/null | grep -qE ' U fmaf?$'; then
     echo "error: the portable build of CPUKernels calls libm fma/fmaf (the per-lane trap)" >&2
     exit 1
@@ -19,3 +22,10 @@ echo "portable build: no fmaf calls in CPUKernels"
 
 echo "== 3/3 versioned-dependency check"
 bash tools/check-versioned-dependency.sh
+
+# One plain closing line for tools that read it: XCTest's totals of steps 1 and 2 (Swift Testing, which runs
+# after XCTest in each `swift test`, has no tests here and prints a 0-test line last).
+total() { grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$1" | tail -1 | sed -E 's/.*Executed ([0-9]+) tests?, with ([0-9]+) failures?.*/\1 \2/'; }
+read -r n1 f1 < <(total "$logs/fast.log")
+read -r n2 f2 < <(total "$logs/portable.log")
+echo "tests: $((n1 + n2 - f1 - f2)) passed, $((f1 + f2)) failed"
