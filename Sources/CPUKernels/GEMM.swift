@@ -23,6 +23,9 @@ public enum GEMMBlocking {
     public static let maxTasks = 32
     /// Packed op(B) of one k group: 1M floats = 4 MiB, so it stays in L3 (32 MiB, shared).
     public static let packedBFloats = 1 << 20
+    /// A stripe a task packs for a k group: 80K floats = 320 KiB (2 k blocks of 144 rows), so it stays in L2:
+    /// a stripe of all k (2.4 MiB for k 4096) went through L3 and cost the weight gradients 10-20 %.
+    public static let stripeFloats = 80 * 1024
     /// C block that a task keeps across a k group: 32K floats = 128 KiB, so it, the A block of one k block
     /// (144 KiB) and the B panels in flight share L2 (512 KiB).
     public static let maxTileFloats = 1 << 15
@@ -52,8 +55,9 @@ public func sgemm(
     let threads = flops < P.serialFlops ? 1 : (threads ?? Parallel.maxThreads)
     let ncMax = min(n, P.NC)
     let panelsMax = (ncMax + P.NR - 1) / P.NR
-    // k blocks per group: as many as keep the group's packed B under `packedBFloats`.
-    let groupBlocks = max(1, P.packedBFloats / (panelsMax * P.NR * P.KC))
+    // k blocks per group: as many as keep the group's packed B under `packedBFloats` and a task's A stripe
+    // (MC x group depth) under `stripeFloats`, so the stripe stays in L2.
+    let groupBlocks = max(1, min(P.packedBFloats / (panelsMax * P.NR * P.KC), P.stripeFloats / (P.MC * P.KC)))
     let kgMax = min(k, groupBlocks * P.KC)
     let mcPadMax = (min(m, P.MC) + P.MR - 1) / P.MR * P.MR
     let bFloats = panelsMax * P.NR * kgMax
