@@ -1,0 +1,97 @@
+import CPUKernels
+
+/// A value in the define-by-run graph: a tensor, and the gradient of the loss with respect to it.
+///
+/// Gradients accumulate: every op's backward adds into `grad`, which is allocated (zeroed) the first time
+/// something flows into it. Parameters keep their gradient buffer across steps; `zeroGrad()` clears it in
+/// place, so a steady-state step does not reallocate it.
+public final class Variable {
+    public var value: Tensor
+    public internal(set) var grad: Tensor?
+    public let requiresGrad: Bool
+    /// Optional name for error messages and the profiler.
+    public var name: String
+
+    public init(_ value: Tensor, requiresGrad: Bool = false, name: String = "") {
+        self.value = value
+        self.requiresGrad = requiresGrad
+        self.name = name
+    }
+
+    public var shape: [Int] { value.shape }
+
+    /// Clears the gradient in place (keeps the buffer).
+    public func zeroGrad() {
+        guard grad != nil else { return }
+        grad!.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+    }
+
+    /// Calls `body` with the gradient buffer (allocated and zeroed on first use).
+    @inline(__always)
+    func withGrad(_ body: (UnsafeMutablePointer<Float>) -> Void) {
+        if grad == nil { grad = Tensor.zeros(like: value) }
+        grad!.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+    }
+
+    @inline(__always)
+    func withValue<R>(_ body: (UnsafePointer<Float>) -> R) -> R {
+        value.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+}
+
+/// The tape of a forward pass: each differentiable op records a closure that propagates the gradient of its
+/// output to its inputs; `backward(from:)` runs them in reverse order.
+///
+/// An op called with a nil tape (or while `isRecording` is false) records nothing: that is the no-grad mode
+/// of the target encoder and of evaluation.
+public final class Tape {
+    var entries: [() -> Void] = []
+    public var isRecording = true
+
+    public init() {}
+
+    @inline(__always)
+    func record(_ backward: @escaping () -> Void) {
+        if isRecording { entries.append(backward) }
+    }
+
+    /// Seeds d loss / d loss = 1 and runs the recorded backward passes, newest first. `loss` must hold one value.
+    public func backward(from loss: Variable) throws {
+        guard loss.value.count == 1 else {
+            throw TensorError.incompatibleShapes(operation: "backward needs a scalar loss", loss.shape, [1])
+        }
+        loss.withGrad { $0[0] += 1 }
+        for e in entries.reversed() { e() }
+        entries.removeAll(keepingCapacity: true)
+    }
+
+    /// Runs the backward passes from a non-scalar output, seeded with `seed` = d loss / d output.
+    public func backward(from output: Variable, seed: Tensor) throws {
+        guard seed.shape == output.shape else {
+            throw TensorError.incompatibleShapes(operation: "backward seed must have the output's shape", seed.shape, output.shape)
+        }
+        output.withGrad { g in seed.withUnsafeBufferPointer { accumulate(g, $0.baseAddress!, count: seed.count) } }
+        for e in entries.reversed() { e() }
+        entries.removeAll(keepingCapacity: true)
+    }
+
+    /// Number of recorded backward entries (0 in no-grad mode).
+    public var count: Int { entries.count }
+
+    /// Drops the recorded entries (e.g. after a forward pass that will not be differentiated).
+    public func reset() { entries.removeAll(keepingCapacity: true) }
+}
+
+extension Tensor {
+    /// Zeros with the same shape.
+    public static func zeros(like t: Tensor) -> Tensor {
+        do { return try Tensor(zeros: t.shape) } catch { fatalError("\(error)") }
+    }
+}
+
+/// Whether an op must record: a tape that is recording, and at least one input that wants a gradient.
+@inline(__always)
+func recording(_ tape: Tape?, _ inputs: Variable?...) -> Tape? {
+    guard let tape, tape.isRecording else { return nil }
+    return inputs.contains { $0?.requiresGrad == true } ? tape : nil
+}

@@ -1,0 +1,158 @@
+import CPUKernels
+
+// Differentiable ops. Each takes its inputs as Variables and an optional Tape; with a recording tape and an
+// input that requires a gradient, it records a backward closure that ADDS into the inputs' gradients.
+// Layouts are row-major; shapes are checked up front and mismatches throw TensorError with both shapes.
+
+@inline(__always)
+func output(_ t: Tensor, _ tape: Tape?) -> Variable { Variable(t, requiresGrad: tape != nil) }
+
+@inline(__always)
+func mutablePointer(_ t: inout Tensor) -> UnsafeMutablePointer<Float> {
+    t.withUnsafeMutableBufferPointer { $0.baseAddress! }  // storage is uniquely owned by the op here
+}
+
+func check(_ ok: Bool, _ op: String, _ a: [Int], _ b: [Int]) throws {
+    if !ok { throw TensorError.incompatibleShapes(operation: op, a, b) }
+}
+
+// MARK: - Linear
+
+/// y = x W^T + b over the last axis: x (..., in), W (out, in) as PyTorch stores it, b (out). y (..., out).
+public func linear(_ x: Variable, weight w: Variable, bias b: Variable?, tape: Tape?) throws -> Variable {
+    try check(w.shape.count == 2 && x.shape.last == w.shape[1], "linear: x (..., in) and weight (out, in)", x.shape, w.shape)
+    let (outF, inF) = (w.shape[0], w.shape[1])
+    if let b { try check(b.value.count == outF, "linear: bias (out)", b.shape, w.shape) }
+    let rows = x.value.count / max(1, inF)
+    var y = try Tensor(zeros: Array(x.shape.dropLast()) + [outF])
+    let yp = mutablePointer(&y)
+    x.withValue { xp in
+        w.withValue { wp in
+            sgemm(c: yp, ldc: max(1, outF), a: xp, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF), transB: true,
+                  m: rows, n: outF, k: inF)
+        }
+    }
+    b?.withValue { addBias(yp, bias: $0, rows: rows, cols: outF) }
+    let out = output(y, recording(tape, x, w, b))
+    recording(tape, x, w, b)?.record { [weak out] in
+        guard let dyT = out?.grad else { return }
+        dyT.withUnsafeBufferPointer { dyb in
+            let dy = dyb.baseAddress!
+            if x.requiresGrad {
+                x.withGrad { dx in
+                    w.withValue { wp in
+                        sgemm(c: dx, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: false, b: wp, ldb: max(1, inF),
+                              transB: false, m: rows, n: inF, k: outF, beta: 1)
+                    }
+                }
+            }
+            if w.requiresGrad {
+                w.withGrad { dw in
+                    x.withValue { xp in
+                        sgemm(c: dw, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: true, b: xp, ldb: max(1, inF),
+                              transB: false, m: outF, n: inF, k: rows, beta: 1)
+                    }
+                }
+            }
+            if let b, b.requiresGrad { b.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: outF) } }
+        }
+    }
+    return out
+}
+
+// MARK: - LayerNorm
+
+/// LayerNorm over the last axis, biased variance; gamma/beta nil for the non-affine form.
+public func layerNorm(
+    _ x: Variable, gamma: Variable?, beta: Variable?, eps: Float, tape: Tape?
+) throws -> Variable {
+    let dim = x.shape.last ?? 0
+    try check(dim > 0, "layerNorm: x (..., D) with D > 0", x.shape, [])
+    if let gamma { try check(gamma.value.count == dim, "layerNorm: gamma (D)", gamma.shape, x.shape) }
+    if let beta { try check(beta.value.count == dim, "layerNorm: beta (D)", beta.shape, x.shape) }
+    let rows = x.value.count / dim
+    var y = Tensor.zeros(like: x.value)
+    var mean = try Tensor(zeros: [rows]), rstd = try Tensor(zeros: [rows])
+    let yp = mutablePointer(&y), mp = mutablePointer(&mean), rp = mutablePointer(&rstd)
+    x.withValue { xp in
+        let g = gamma?.value, b = beta?.value
+        withOptionalPointer(g) { gp in
+            withOptionalPointer(b) { bp in
+                layerNormForward(yp, mean: mp, rstd: rp, xp, gamma: gp, beta: bp, rows: rows, dim: dim, eps: eps)
+            }
+        }
+    }
+    let t = recording(tape, x, gamma, beta)
+    let out = output(y, t)
+    t?.record { [weak out] in
+        guard let dyT = out?.grad else { return }
+        dyT.withUnsafeBufferPointer { dyb in
+            withGradOrNil(x) { dx in
+                withGradOrNil(gamma) { dg in
+                    withGradOrNil(beta) { db in
+                        withOptionalPointer(gamma?.value) { gp in
+                            x.withValue { xp in
+                                ScratchPool.shared.withFloats(dx == nil ? x.value.count : 0) { sink in
+                                    layerNormBackward(dx: dx ?? sink, dgamma: dg, dbeta: db, dy: dyb.baseAddress!, x: xp,
+                                                      mean: mp, rstd: rp, gamma: gp, rows: rows, dim: dim)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        _ = (mean, rstd)  // keep the saved statistics alive until the backward pass
+    }
+    return out
+}
+
+@inline(__always)
+func withOptionalPointer<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+    guard let t else { return body(nil) }
+    return t.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+/// Calls body with the variable's gradient buffer when it wants one, else nil.
+@inline(__always)
+func withGradOrNil(_ v: Variable?, _ body: (UnsafeMutablePointer<Float>?) -> Void) {
+    guard let v, v.requiresGrad else { return body(nil) }
+    v.withGrad { body($0) }
+}
+
+// MARK: - Elementwise
+
+/// Exact-erf GELU.
+public func gelu(_ x: Variable, tape: Tape?) -> Variable {
+    var y = Tensor.zeros(like: x.value)
+    let yp = mutablePointer(&y)
+    x.withValue { geluForward(yp, $0, count: x.value.count) }
+    let t = recording(tape, x)
+    let out = output(y, t)
+    t?.record { [weak out] in
+        guard let dyT = out?.grad else { return }
+        dyT.withUnsafeBufferPointer { dy in
+            x.withGrad { dx in x.withValue { geluBackward(dx: dx, dy: dy.baseAddress!, x: $0, count: x.value.count) } }
+        }
+    }
+    return out
+}
+
+/// a + b, same shapes (the residual connection).
+public func add(_ a: Variable, _ b: Variable, tape: Tape?) throws -> Variable {
+    try check(a.shape == b.shape, "add: same shapes", a.shape, b.shape)
+    var y = Tensor.zeros(like: a.value)
+    let yp = mutablePointer(&y)
+    a.withValue { ap in b.withValue { bp in addElementwise(yp, ap, bp, count: a.value.count) } }
+    let t = recording(tape, a, b)
+    let out = output(y, t)
+    t?.record { [weak out] in
+        guard let dyT = out?.grad else { return }
+        dyT.withUnsafeBufferPointer { dy in
+            for v in [a, b] where v.requiresGrad {
+                v.withGrad { accumulate($0, dy.baseAddress!, count: v.value.count) }
+            }
+        }
+    }
+    return out
+}

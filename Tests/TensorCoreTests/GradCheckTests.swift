@@ -1,0 +1,168 @@
+import XCTest
+import CPUKernels
+@testable import TensorCore
+
+/// Finite-difference gradient checks for every differentiable op, on awkward shapes, and for a whole
+/// pre-norm transformer block built from them.
+final class GradCheckTests: XCTestCase {
+    var rng = RandomGenerator(seed: 2024)
+
+    func param(_ shape: [Int], scale: Float = 1, offset: Float = 0) throws -> Variable {
+        Variable(try rng.uniform(shape, low: offset - scale, high: offset + scale), requiresGrad: true)
+    }
+
+    /// loss = sum(w * f()), w random; checks d loss / d input for every input that requires a gradient
+    /// against central differences (f evaluated in Float without a tape, the loss summed in Double).
+    func gradCheck(
+        _ name: String, _ inputs: [Variable], step: Float = 1e-2, tolerance: Double = 1.5e-3,
+        file: StaticString = #filePath, line: UInt = #line, _ f: (Tape?) throws -> Variable
+    ) throws {
+        let tape = Tape()
+        let out = try f(tape)
+        let w = try rng.uniform(out.shape, low: -1, high: 1)
+        for v in inputs { v.zeroGrad() }
+        try tape.backward(from: out, seed: w)
+        func loss() throws -> Double {
+            let y = try f(nil)
+            return zip(y.value.scalars, w.scalars).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        for (vi, v) in inputs.enumerated() where v.requiresGrad {
+            let analytic = v.grad?.scalars ?? [Float](repeating: 0, count: v.value.count)
+            let scale = max(1e-3, analytic.map { Double(abs($0)) }.max() ?? 0)
+            var worst = 0.0, at = -1
+            for i in 0..<v.value.count {
+                let x0 = v.value.scalars[i]
+                v.value.withUnsafeMutableBufferPointer { $0[i] = x0 + step }
+                let lp = try loss()
+                v.value.withUnsafeMutableBufferPointer { $0[i] = x0 - step }
+                let lm = try loss()
+                v.value.withUnsafeMutableBufferPointer { $0[i] = x0 }
+                let h = Double(x0 + step) - Double(x0 - step)
+                let e = abs((lp - lm) / h - Double(analytic[i])) / scale
+                if e > worst { (worst, at) = (e, i) }
+            }
+            XCTAssertLessThan(worst, tolerance, "\(name): input \(vi) \(v.shape): FD mismatch \(worst) at \(at)", file: file, line: line)
+        }
+    }
+
+    func testLinear() throws {
+        let x = try param([2, 3, 5]), w = try param([4, 5]), b = try param([4])
+        try gradCheck("linear", [x, w, b]) { try linear(x, weight: w, bias: b, tape: $0) }
+        let x1 = try param([1, 1]), w1 = try param([1, 1])
+        try gradCheck("linear 1x1 no bias", [x1, w1]) { try linear(x1, weight: w1, bias: nil, tape: $0) }
+    }
+
+    func testLayerNorm() throws {
+        let x = try param([3, 7], scale: 2), g = try param([7], offset: 1), b = try param([7])
+        try gradCheck("layerNorm affine", [x, g, b]) { try layerNorm(x, gamma: g, beta: b, eps: 1e-6, tape: $0) }
+        let x2 = try param([2, 2, 9], scale: 2)
+        try gradCheck("layerNorm plain", [x2]) { try layerNorm(x2, gamma: nil, beta: nil, eps: 1e-5, tape: $0) }
+    }
+
+    func testGeluAndAdd() throws {
+        let x = try param([13], scale: 3), y = try param([13])
+        try gradCheck("gelu", [x]) { gelu(x, tape: $0) }
+        try gradCheck("add", [x, y]) { try add(x, y, tape: $0) }
+    }
+
+    func testAttention() throws {
+        let qkv = try param([2, 5, 18])  // B 2, n 5, D 6, 2 heads of 3
+        try gradCheck("attention", [qkv]) { try attention(qkv, heads: 2, tape: $0) }
+        let one = try param([1, 1, 3])
+        try gradCheck("attention n=1", [one]) { try attention(one, heads: 1, tape: $0) }
+    }
+
+    func testTokenOps() throws {
+        let x = try param([2, 6, 3])
+        let m1 = try TokenIndices(batch: 2, count: 3, indices: [0, 2, 5, 1, 2, 3])
+        let m2 = try TokenIndices(batch: 2, count: 3, indices: [2, 3, 4, 0, 1, 5])
+        try gradCheck("gatherTokens", [x]) { try gatherTokens(x, [m1, m2], tape: $0) }
+        let a = try param([2, 3, 4]), b = try param([2, 1, 4])
+        try gradCheck("concatTokens", [a, b]) { try concatTokens(a, b, tape: $0) }
+        try gradCheck("meanTokens", [a]) { try meanTokens(a, tape: $0) }
+    }
+
+    func testGatherTokensMatchesApplyMasks() throws {
+        // x[b, t, :] = 100 b + t: the gathered rows are mask-major, then batch.
+        var v = try Tensor(zeros: [2, 4, 1])
+        for b in 0..<2 { for t in 0..<4 { v[b, t, 0] = Float(100 * b + t) } }
+        let m1 = try TokenIndices(batch: 2, count: 2, indices: [0, 3, 1, 2])
+        let m2 = try TokenIndices(batch: 2, count: 2, indices: [2, 3, 0, 1])
+        let y = try gatherTokens(Variable(v), [m1, m2], tape: nil)
+        XCTAssertEqual(y.shape, [4, 2, 1])
+        XCTAssertEqual(y.value.scalars, [0, 3, 101, 102, 2, 3, 100, 101])
+        XCTAssertThrowsError(try gatherTokens(Variable(v), [try TokenIndices(batch: 2, count: 1, indices: [0, 4])], tape: nil)) {
+            XCTAssert("\($0)".contains("index 4 out of range 0..<4"), "\($0)")
+        }
+    }
+
+    func testLosses() throws {
+        let p = try param([3, 5], scale: 2), t = Variable(try rng.uniform([3, 5], low: -2, high: 2))
+        try gradCheck("smoothL1", [p], step: 1e-3) { try smoothL1Loss(p, t, tape: $0) }
+        try gradCheck("mse", [p]) { try mseLoss(p, t, tape: $0) }
+        let logits = try param([4, 3], scale: 2)
+        try gradCheck("softmaxCrossEntropy", [logits]) { try softmaxCrossEntropy(logits, labels: [0, 2, 1, 2], tape: $0) }
+        // smooth-L1 values: 0.5 d^2 inside |d| < 1, |d| - 0.5 outside.
+        let l = try smoothL1Loss(Variable(try Tensor(shape: [2], values: [0.5, 3])), Variable(try Tensor(shape: [2], values: [0, 0])), tape: nil)
+        XCTAssertEqual(l.value.scalars[0], (0.125 + 2.5) / 2, accuracy: 1e-7)
+    }
+
+    func testPatchEmbed() throws {
+        let images = try param([2, 2, 4, 6]), w = try param([3, 2, 2, 2]), b = try param([3])
+        try gradCheck("patchEmbed", [images, w, b]) { try patchEmbed(images, weight: w, bias: b, patch: 2, tape: $0) }
+        // Equivalence with the convolution: token k = i * (W/P) + j, features in (c, ky, kx) order.
+        let y = try patchEmbed(images, weight: w, bias: b, patch: 2, tape: nil)
+        XCTAssertEqual(y.shape, [2, 6, 3])
+        var ref = Double(b.value[1])
+        for c in 0..<2 { for ky in 0..<2 { for kx in 0..<2 {
+            ref += Double(w.value[1, c, ky, kx]) * Double(images.value[1, c, 2 + ky, 4 + kx])
+        } } }
+        XCTAssertEqual(Double(y.value[1, 1 * 3 + 2, 1]), ref, accuracy: 1e-5)
+    }
+
+    /// A whole pre-norm block: y = x + proj(attn(qkv(LN1 x))); out = y + fc2(gelu(fc1(LN2 y))).
+    func testTransformerBlockEndToEnd() throws {
+        let (d, heads) = (6, 2)
+        let x = try param([2, 4, d])
+        let g1 = try param([d], scale: 0.2, offset: 1), b1 = try param([d], scale: 0.2)
+        let wqkv = try param([3 * d, d], scale: 0.5), bqkv = try param([3 * d], scale: 0.1)
+        let wp = try param([d, d], scale: 0.5), bp = try param([d], scale: 0.1)
+        let g2 = try param([d], scale: 0.2, offset: 1), b2 = try param([d], scale: 0.2)
+        let w1 = try param([4 * d, d], scale: 0.5), bb1 = try param([4 * d], scale: 0.1)
+        let w2 = try param([d, 4 * d], scale: 0.5), bb2 = try param([d], scale: 0.1)
+        let all = [x, g1, b1, wqkv, bqkv, wp, bp, g2, b2, w1, bb1, w2, bb2]
+        try gradCheck("block", all, tolerance: 4e-3) { t in
+            let h = try layerNorm(x, gamma: g1, beta: b1, eps: 1e-6, tape: t)
+            let a = try attention(try linear(h, weight: wqkv, bias: bqkv, tape: t), heads: heads, tape: t)
+            let y = try add(x, try linear(a, weight: wp, bias: bp, tape: t), tape: t)
+            let h2 = try layerNorm(y, gamma: g2, beta: b2, eps: 1e-6, tape: t)
+            let m = try linear(gelu(try linear(h2, weight: w1, bias: bb1, tape: t), tape: t), weight: w2, bias: bb2, tape: t)
+            return try add(y, m, tape: t)
+        }
+    }
+
+    func testNoGradModeRecordsNothing() throws {
+        let x = try param([2, 3]), w = try param([4, 3])
+        let tape = Tape()
+        tape.isRecording = false
+        _ = try linear(x, weight: w, bias: nil, tape: tape)
+        XCTAssertEqual(tape.count, 0)
+        tape.isRecording = true
+        let frozen = Variable(w.value)  // no gradient wanted: nothing recorded either
+        _ = try linear(Variable(x.value), weight: frozen, bias: nil, tape: tape)
+        XCTAssertEqual(tape.count, 0)
+        _ = try linear(x, weight: w, bias: nil, tape: tape)
+        XCTAssertEqual(tape.count, 1)
+    }
+
+    func testShapeErrorsAreClear() throws {
+        let x = try param([2, 3]), w = try param([4, 5])
+        XCTAssertThrowsError(try linear(x, weight: w, bias: nil, tape: nil)) {
+            XCTAssert("\($0)".contains("linear: x (..., in) and weight (out, in): incompatible shapes [2, 3] and [4, 5]"), "\($0)")
+        }
+        XCTAssertThrowsError(try attention(try param([1, 2, 9]), heads: 2, tape: nil)) {
+            XCTAssert("\($0)".contains("D divisible by heads 2"), "\($0)")
+        }
+        XCTAssertThrowsError(try Tape().backward(from: x)) { XCTAssert("\($0)".contains("scalar loss"), "\($0)") }
+    }
+}
