@@ -13,6 +13,8 @@ let package = Package(
     products: [
         .library(name: "CPUKernels", targets: ["CPUKernels"]),
         .library(name: "TensorCore", targets: ["TensorCore"]),
+        .library(name: "NNLayers", targets: ["NNLayers"]),
+        .library(name: "JEPA", targets: ["JEPA"]),
         .library(name: "KernelBench", targets: ["KernelBench"]),
         .executable(name: "ijepa", targets: ["ijepa"]),
     ],
@@ -24,7 +26,9 @@ let package = Package(
         .systemLibrary(name: "SIMDProbe", path: "Sources/SIMDProbe"),
         .target(name: "CPUKernels", dependencies: ["SIMDProbe"]),
         .target(name: "TensorCore", dependencies: ["CPUKernels"]),
-        .target(name: "KernelBench", dependencies: ["CPUKernels", "TensorCore"]),
+        .target(name: "NNLayers", dependencies: ["CPUKernels", "TensorCore"]),
+        .target(name: "JEPA", dependencies: ["CPUKernels", "TensorCore", "NNLayers"]),
+        .target(name: "KernelBench", dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA"]),
         .executableTarget(
             name: "ijepa",
             dependencies: [
@@ -33,6 +37,8 @@ let package = Package(
             ]),
         .testTarget(name: "CPUKernelsTests", dependencies: ["CPUKernels"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "CPUKernels"]),
+        .testTarget(name: "JEPATests", dependencies: ["JEPA", "NNLayers", "TensorCore", "CPUKernels"],
+                    resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

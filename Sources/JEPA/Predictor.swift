@@ -1,0 +1,102 @@
+import CPUKernels
+import NNLayers
+import TensorCore
+
+/// The I-JEPA predictor (`VisionTransformerPredictor`, reference section 2): a narrow ViT that takes the
+/// context tokens and, for each target block, mask tokens at the target positions, and predicts the target
+/// encoder's representations there.
+public final class Predictor: ParameterContainer {
+    public let embedDim: Int
+    public let predictorDim: Int
+    public let tokens: Int
+    public let predictorEmbed: Linear  // D -> Dp
+    public let maskToken: Variable     // (1, 1, Dp)
+    public let posEmbed: Variable      // (N, Dp), fixed
+    public let blocks: [Block]
+    public let norm: LayerNorm
+    public let proj: Linear            // Dp -> D
+
+    /// `heads` is the encoder's number of heads (the official `init_model` passes it; head dim Dp / heads).
+    public init(gridSize: Int, embedDim: Int, predictorDim: Int, depth: Int, heads: Int, rng: inout RandomGenerator) throws {
+        guard predictorDim % heads == 0, predictorDim % 4 == 0 else {
+            throw TensorError.incompatibleShapes(
+                operation: "Predictor: predictor dim must be divisible by 4 and by heads", [predictorDim], [heads])
+        }
+        (self.embedDim, self.predictorDim, self.tokens) = (embedDim, predictorDim, gridSize * gridSize)
+        predictorEmbed = try Linear(embedDim, predictorDim, rng: &rng)
+        maskToken = try officialWeight([1, 1, predictorDim], rng: &rng)
+        posEmbed = Variable(try sinCosPositionTable(gridSize: gridSize, dim: predictorDim))
+        blocks = try (0..<depth).map { _ in try Block(dim: predictorDim, heads: heads, rng: &rng) }
+        norm = try LayerNorm(predictorDim)
+        proj = try Linear(predictorDim, embedDim, rng: &rng)
+    }
+
+    /// x (nenc B, Kc, D): the context encoder's output; `contextMasks` nenc masks (B, Kc); `targetMasks` npred
+    /// masks (B, Kp). Returns (npred nenc B, Kp, D), rows in (target mask, context mask, image) order.
+    public func callAsFunction(
+        _ x: Variable, contextMasks: [TokenIndices], targetMasks: [TokenIndices], tape: Tape?
+    ) throws -> Variable {
+        let nenc = contextMasks.count, npred = targetMasks.count
+        guard nenc > 0, npred > 0, x.shape.count == 3, x.shape[0] % nenc == 0, x.shape[2] == embedDim else {
+            throw TensorError.incompatibleShapes(
+                operation: "Predictor: x (nenc B, Kc, \(embedDim)) with \(nenc) context and \(npred) target masks", x.shape, [])
+        }
+        let batch = x.shape[0] / nenc
+        // Positions of the tables, gathered per mask (constants: the tables are fixed).
+        let posBatch = Variable(try repeatRows(posEmbed.value, batch: batch))  // (B, N, Dp)
+        var h = try predictorEmbed(x, tape: tape)
+        h = try add(h, try gatherTokens(posBatch, contextMasks, tape: nil), tape: tape)
+        var targetPos = try gatherTokens(posBatch, targetMasks, tape: nil).value  // (npred B, Kp, Dp)
+        targetPos = try repeatInterleaveBatch(targetPos, batch: batch, repeat: nenc)
+        let predTokens = try addBroadcast(Variable(targetPos), maskToken, tape: tape)
+        h = try repeatBatch(h, times: npred, tape: tape)
+        let kc = h.shape[1]
+        h = try concatTokens(h, predTokens, tape: tape)
+        for block in blocks { h = try block(h, tape: tape) }
+        h = try norm(h, tape: tape)
+        return try proj(try sliceTokens(h, from: kc, tape: tape), tape: tape)
+    }
+
+    public var namedParameters: [(String, Variable)] {
+        var out: [(String, Variable)] = [("mask_token", maskToken)]
+        out += prefixed("predictor_embed", predictorEmbed)
+        for (i, b) in blocks.enumerated() { out += prefixed("predictor_blocks.\(i)", b) }
+        return out + prefixed("predictor_norm", norm) + prefixed("predictor_proj", proj)
+    }
+
+    public var stateDict: [(String, Variable)] { [("predictor_pos_embed", posEmbed)] + namedParameters }
+}
+
+/// (N, D) -> (B, N, D): the table repeated for every image (`pos.repeat(B, 1, 1)`).
+func repeatRows(_ table: Tensor, batch: Int) throws -> Tensor {
+    var out = try Tensor(zeros: [batch] + table.shape)
+    let n = table.count
+    out.withUnsafeMutableBufferPointer { o in
+        table.withUnsafeBufferPointer { t in
+            for b in 0..<batch { (o.baseAddress! + b * n).update(from: t.baseAddress!, count: n) }
+        }
+    }
+    return out
+}
+
+/// The official `repeat_interleave_batch(x, B, repeat)`: x is cut into chunks of B rows, each chunk tiled
+/// `repeat` times in place: [c0, c0, c1, c1, ...] for repeat 2.
+public func repeatInterleaveBatch(_ x: Tensor, batch: Int, repeat times: Int) throws -> Tensor {
+    guard batch > 0, times > 0, x.shape.count >= 1, x.shape[0] % batch == 0 else {
+        throw TensorError.incompatibleShapes(operation: "repeatInterleaveBatch: rows divisible by batch", x.shape, [batch])
+    }
+    if times == 1 { return x }
+    let chunks = x.shape[0] / batch
+    let chunk = x.count / chunks
+    var out = try Tensor(zeros: [x.shape[0] * times] + x.shape.dropFirst())
+    out.withUnsafeMutableBufferPointer { o in
+        x.withUnsafeBufferPointer { s in
+            for c in 0..<chunks {
+                for r in 0..<times {
+                    (o.baseAddress! + (c * times + r) * chunk).update(from: s.baseAddress! + c * chunk, count: chunk)
+                }
+            }
+        }
+    }
+    return out
+}

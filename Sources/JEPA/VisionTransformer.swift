@@ -1,0 +1,106 @@
+import CPUKernels
+import NNLayers
+import TensorCore
+
+/// Shape of a ViT encoder. No cls token, fixed sin-cos positions, LayerNorm eps 1e-6, MLP ratio 4.
+public struct ViTConfig: Sendable, Equatable, Codable {
+    public var imageSize: Int
+    public var patchSize: Int
+    public var inChannels: Int
+    public var embedDim: Int
+    public var depth: Int
+    public var heads: Int
+    public var mlpRatio: Int = 4
+
+    public init(imageSize: Int, patchSize: Int, inChannels: Int = 3, embedDim: Int, depth: Int, heads: Int, mlpRatio: Int = 4) {
+        (self.imageSize, self.patchSize, self.inChannels) = (imageSize, patchSize, inChannels)
+        (self.embedDim, self.depth, self.heads, self.mlpRatio) = (embedDim, depth, heads, mlpRatio)
+    }
+
+    public var gridSize: Int { imageSize / patchSize }
+    public var tokens: Int { gridSize * gridSize }
+
+    /// The official variants (reference section 1), at 224 px with patch 16 unless changed.
+    public static func tiny(imageSize: Int = 224, patchSize: Int = 16, inChannels: Int = 3) -> ViTConfig {
+        ViTConfig(imageSize: imageSize, patchSize: patchSize, inChannels: inChannels, embedDim: 192, depth: 12, heads: 3)
+    }
+    public static func small(imageSize: Int = 224, patchSize: Int = 16, inChannels: Int = 3) -> ViTConfig {
+        ViTConfig(imageSize: imageSize, patchSize: patchSize, inChannels: inChannels, embedDim: 384, depth: 12, heads: 6)
+    }
+    public static func base(imageSize: Int = 224, patchSize: Int = 16, inChannels: Int = 3) -> ViTConfig {
+        ViTConfig(imageSize: imageSize, patchSize: patchSize, inChannels: inChannels, embedDim: 768, depth: 12, heads: 12)
+    }
+    public static func large(imageSize: Int = 224, patchSize: Int = 16, inChannels: Int = 3) -> ViTConfig {
+        ViTConfig(imageSize: imageSize, patchSize: patchSize, inChannels: inChannels, embedDim: 1024, depth: 24, heads: 16)
+    }
+    public static func huge(imageSize: Int = 224, patchSize: Int = 14, inChannels: Int = 3) -> ViTConfig {
+        ViTConfig(imageSize: imageSize, patchSize: patchSize, inChannels: inChannels, embedDim: 1280, depth: 32, heads: 16)
+    }
+    /// Small-image presets: ViT-Tiny width on 32x32 (8x8 grid) and 28x28 (7x7 grid, e.g. Fashion-MNIST) inputs.
+    public static func tiny32(inChannels: Int = 3, depth: Int = 12) -> ViTConfig {
+        ViTConfig(imageSize: 32, patchSize: 4, inChannels: inChannels, embedDim: 192, depth: depth, heads: 3)
+    }
+    public static func tiny28(inChannels: Int = 1, depth: Int = 6) -> ViTConfig {
+        ViTConfig(imageSize: 28, patchSize: 4, inChannels: inChannels, embedDim: 192, depth: depth, heads: 3)
+    }
+
+    func validate() throws {
+        guard imageSize > 0, patchSize > 0, imageSize % patchSize == 0, inChannels > 0, depth >= 0,
+              heads > 0, embedDim % heads == 0, embedDim % 4 == 0, mlpRatio > 0 else {
+            throw TensorError.incompatibleShapes(
+                operation: "ViTConfig: image \(imageSize) must be a multiple of patch \(patchSize); embedDim \(embedDim) divisible by 4 and by heads \(heads)",
+                [imageSize, patchSize, embedDim], [heads])
+        }
+    }
+}
+
+/// The I-JEPA Vision Transformer encoder (`src/models/vision_transformer.py`): patch embedding, fixed
+/// positions, optional `masks` (keep those patch indices, after the positions are added), blocks, final norm.
+public final class VisionTransformer: ParameterContainer {
+    public let config: ViTConfig
+    public let patchWeight: Variable  // (D, C, P, P)
+    public let patchBias: Variable    // (D)
+    public let posEmbed: Variable     // (N, D), fixed
+    public let blocks: [Block]
+    public let norm: LayerNorm
+
+    public init(_ config: ViTConfig, rng: inout RandomGenerator) throws {
+        try config.validate()
+        self.config = config
+        let (d, p) = (config.embedDim, config.patchSize)
+        patchWeight = try officialWeight([d, config.inChannels, p, p], rng: &rng)
+        patchBias = Variable(try Tensor(zeros: [d]), requiresGrad: true)
+        posEmbed = Variable(try sinCosPositionTable(gridSize: config.gridSize, dim: d))
+        blocks = try (0..<config.depth).map { _ in
+            try Block(dim: d, heads: config.heads, mlpRatio: config.mlpRatio, rng: &rng)
+        }
+        norm = try LayerNorm(d)
+    }
+
+    /// images (B, C, H, W) -> (B M, K, D) for M masks of K indices each, or (B, N, D) without masks.
+    public func callAsFunction(_ images: Variable, masks: [TokenIndices]? = nil, tape: Tape?) throws -> Variable {
+        let c = config
+        guard images.shape.count == 4, images.shape[1] == c.inChannels, images.shape[2] == c.imageSize,
+              images.shape[3] == c.imageSize else {
+            throw TensorError.incompatibleShapes(
+                operation: "VisionTransformer: images (B, \(c.inChannels), \(c.imageSize), \(c.imageSize))", images.shape, [])
+        }
+        var x = try patchEmbed(images, weight: patchWeight, bias: patchBias, patch: c.patchSize, tape: tape)
+        x = try addBroadcast(x, posEmbed, tape: tape)
+        if let masks { x = try gatherTokens(x, masks, tape: tape) }
+        for block in blocks { x = try block(x, tape: tape) }
+        return try norm(x, tape: tape)
+    }
+
+    /// Official state_dict names: pos_embed, patch_embed.proj.{weight,bias}, blocks.i.*, norm.*.
+    public var namedParameters: [(String, Variable)] {
+        var out: [(String, Variable)] = [("patch_embed.proj.weight", patchWeight), ("patch_embed.proj.bias", patchBias)]
+        for (i, b) in blocks.enumerated() { out += prefixed("blocks.\(i)", b) }
+        return out + prefixed("norm", norm)
+    }
+
+    /// Parameters plus the fixed buffers a state_dict carries (pos_embed as (1, N, D)).
+    public var stateDict: [(String, Variable)] {
+        [("pos_embed", posEmbed)] + namedParameters
+    }
+}

@@ -1,0 +1,124 @@
+import CPUKernels
+import TensorCore
+
+/// Something with named parameters, named as in the official state_dict (`qkv.weight`, `norm1.bias`, ...).
+public protocol ParameterContainer: AnyObject {
+    /// (name relative to this container, parameter), in a fixed order.
+    var namedParameters: [(String, Variable)] { get }
+}
+
+extension ParameterContainer {
+    /// Parameters of a child, with `prefix.` in front of their names.
+    public func prefixed(_ prefix: String, _ child: ParameterContainer) -> [(String, Variable)] {
+        child.namedParameters.map { ("\(prefix).\($0.0)", $0.1) }
+    }
+    public var parameterCount: Int { namedParameters.reduce(0) { $0 + $1.1.value.count } }
+    public func zeroGrad() { for (_, p) in namedParameters { p.zeroGrad() } }
+}
+
+/// The official init of every Linear (and the patch-embedding conv): trunc_normal(std 0.02) with absolute
+/// bounds +-2 (so in effect N(0, 0.02^2)), biases 0 (src/helper.py init_model, reference section 1.2).
+public func officialWeight(_ shape: [Int], rng: inout RandomGenerator) throws -> Variable {
+    Variable(try rng.truncatedNormal(shape, std: 0.02, a: -2, b: 2), requiresGrad: true)
+}
+
+/// y = x W^T + b, W (out, in).
+public final class Linear: ParameterContainer {
+    public let weight: Variable
+    public let bias: Variable?
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout RandomGenerator) throws {
+        weight = try officialWeight([outFeatures, inFeatures], rng: &rng)
+        self.bias = bias ? Variable(try Tensor(zeros: [outFeatures]), requiresGrad: true) : nil
+    }
+
+    public func callAsFunction(_ x: Variable, tape: Tape?) throws -> Variable {
+        try linear(x, weight: weight, bias: bias, tape: tape)
+    }
+
+    public var namedParameters: [(String, Variable)] {
+        [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
+    }
+}
+
+/// LayerNorm over the last axis with affine gamma (1) and beta (0).
+public final class LayerNorm: ParameterContainer {
+    public let weight: Variable
+    public let bias: Variable
+    public let eps: Float
+
+    public init(_ dim: Int, eps: Float = 1e-6) throws {
+        weight = Variable(try Tensor(shape: [dim], repeating: 1), requiresGrad: true)
+        bias = Variable(try Tensor(zeros: [dim]), requiresGrad: true)
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Variable, tape: Tape?) throws -> Variable {
+        try layerNorm(x, gamma: weight, beta: bias, eps: eps, tape: tape)
+    }
+
+    public var namedParameters: [(String, Variable)] { [("weight", weight), ("bias", bias)] }
+}
+
+/// Multi-head self-attention: qkv Linear (D -> 3D, bias), fused softmax(q k^T / sqrt(D/h)) v, proj Linear.
+public final class Attention: ParameterContainer {
+    public let qkv: Linear
+    public let proj: Linear
+    public let heads: Int
+
+    public init(dim: Int, heads: Int, rng: inout RandomGenerator) throws {
+        guard heads > 0, dim % heads == 0 else {
+            throw TensorError.incompatibleShapes(operation: "Attention: dim must be divisible by heads", [dim], [heads])
+        }
+        qkv = try Linear(dim, 3 * dim, rng: &rng)
+        proj = try Linear(dim, dim, rng: &rng)
+        self.heads = heads
+    }
+
+    public func callAsFunction(_ x: Variable, tape: Tape?) throws -> Variable {
+        try proj(try attention(try qkv(x, tape: tape), heads: heads, tape: tape), tape: tape)
+    }
+
+    public var namedParameters: [(String, Variable)] { prefixed("qkv", qkv) + prefixed("proj", proj) }
+}
+
+/// fc1 (D -> hidden), exact GELU, fc2 (hidden -> D).
+public final class MLP: ParameterContainer {
+    public let fc1: Linear
+    public let fc2: Linear
+
+    public init(dim: Int, hidden: Int, rng: inout RandomGenerator) throws {
+        fc1 = try Linear(dim, hidden, rng: &rng)
+        fc2 = try Linear(hidden, dim, rng: &rng)
+    }
+
+    public func callAsFunction(_ x: Variable, tape: Tape?) throws -> Variable {
+        try fc2(gelu(try fc1(x, tape: tape), tape: tape), tape: tape)
+    }
+
+    public var namedParameters: [(String, Variable)] { prefixed("fc1", fc1) + prefixed("fc2", fc2) }
+}
+
+/// Pre-norm transformer block: y = x + attn(norm1 x); out = y + mlp(norm2 y). No LayerScale, no DropPath.
+public final class Block: ParameterContainer {
+    public let norm1: LayerNorm
+    public let attn: Attention
+    public let norm2: LayerNorm
+    public let mlp: MLP
+
+    public init(dim: Int, heads: Int, mlpRatio: Int = 4, eps: Float = 1e-6, rng: inout RandomGenerator) throws {
+        norm1 = try LayerNorm(dim, eps: eps)
+        attn = try Attention(dim: dim, heads: heads, rng: &rng)
+        norm2 = try LayerNorm(dim, eps: eps)
+        mlp = try MLP(dim: dim, hidden: dim * mlpRatio, rng: &rng)
+    }
+
+    public func callAsFunction(_ x: Variable, tape: Tape?) throws -> Variable {
+        let y = try add(x, try attn(try norm1(x, tape: tape), tape: tape), tape: tape)
+        return try add(y, try mlp(try norm2(y, tape: tape), tape: tape), tape: tape)
+    }
+
+    public var namedParameters: [(String, Variable)] {
+        prefixed("norm1", norm1) + prefixed("attn", attn) + prefixed("norm2", norm2) + prefixed("mlp", mlp)
+    }
+}

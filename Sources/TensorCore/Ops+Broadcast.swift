@@ -1,0 +1,65 @@
+import CPUKernels
+
+/// x + table, with the table repeated over the leading axes: x (..., T...) where table's shape is the
+/// trailing part of x's (e.g. x (B, N, D) + positional table (N, D); x (R, K, D) + mask token (D)).
+/// The table's gradient is the sum over the repeats (fixed order).
+public func addBroadcast(_ x: Variable, _ table: Variable, tape: Tape?) throws -> Variable {
+    let t = table.shape.drop(while: { $0 == 1 })  // (1, 1, D) broadcasts like (D)
+    try check(t.count <= x.shape.count && Array(x.shape.suffix(t.count)) == Array(t) && table.value.count > 0,
+              "addBroadcast: table shape must be the trailing part of x's", x.shape, table.shape)
+    let cols = table.value.count
+    let rows = x.value.count / cols
+    var y = x.value
+    let yp = mutablePointer(&y)
+    table.withValue { addBias(yp, bias: $0, rows: rows, cols: cols) }
+    let tp = recording(tape, x, table)
+    let out = output(y, tp)
+    tp?.record { [weak out] in
+        guard let dyT = out?.grad else { return }
+        dyT.withUnsafeBufferPointer { dyb in
+            if x.requiresGrad { x.withGrad { accumulate($0, dyb.baseAddress!, count: x.value.count) } }
+            if table.requiresGrad { table.withGrad { biasBackward(dbias: $0, dy: dyb.baseAddress!, rows: rows, cols: cols) } }
+        }
+    }
+    return out
+}
+
+/// `x.repeat(times, 1, 1)`: the whole batch tiled `times` times along the first axis.
+public func repeatBatch(_ x: Variable, times: Int, tape: Tape?) throws -> Variable {
+    try check(times >= 1 && x.shape.count >= 1, "repeatBatch: times >= 1", x.shape, [times])
+    let n = x.value.count
+    var y = try Tensor(zeros: [x.shape[0] * times] + x.shape.dropFirst())
+    let yp = mutablePointer(&y)
+    x.withValue { xp in for r in 0..<times { (yp + r * n).update(from: xp, count: n) } }
+    let tp = recording(tape, x)
+    let out = output(y, tp)
+    tp?.record { [weak out] in
+        guard let dyT = out?.grad else { return }
+        dyT.withUnsafeBufferPointer { dyb in
+            x.withGrad { dx in for r in 0..<times { accumulate(dx, dyb.baseAddress! + r * n, count: n) } }
+        }
+    }
+    return out
+}
+
+/// Tokens `from..<n` of x (B, n, D): the predictor's `x[:, Kc:]`.
+public func sliceTokens(_ x: Variable, from start: Int, tape: Tape?) throws -> Variable {
+    try check(x.shape.count == 3 && start >= 0 && start <= x.shape[1], "sliceTokens: x (B, n, D), 0 <= start <= n",
+              x.shape, [start])
+    let (batch, n, d) = (x.shape[0], x.shape[1], x.shape[2])
+    let k = n - start
+    var y = try Tensor(zeros: [batch, k, d])
+    let yp = mutablePointer(&y)
+    x.withValue { xp in for b in 0..<batch { (yp + b * k * d).update(from: xp + (b * n + start) * d, count: k * d) } }
+    let tp = recording(tape, x)
+    let out = output(y, tp)
+    tp?.record { [weak out] in
+        guard let dyT = out?.grad else { return }
+        dyT.withUnsafeBufferPointer { dyb in
+            x.withGrad { dx in
+                for b in 0..<batch { accumulate(dx + (b * n + start) * d, dyb.baseAddress! + b * k * d, count: k * d, threads: 1) }
+            }
+        }
+    }
+    return out
+}

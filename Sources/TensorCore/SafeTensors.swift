@@ -1,0 +1,156 @@
+import Foundation
+
+/// Errors reading or writing a safetensors file; each names the file and what is wrong with it.
+public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
+    public let path: String
+    public let problem: String
+    public var description: String { "\(path): \(problem)" }
+    public init(path: String, problem: String) { (self.path, self.problem) = (path, problem) }
+}
+
+/// The safetensors format (huggingface/safetensors): an 8-byte little-endian header size, a JSON header
+/// `{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {string: string}}`, then the raw
+/// little-endian data. Float32 tensors are read and written; F64, F16 and BF16 are converted to Float32 on
+/// read, and integer tensors (I64, I32) too, for index masks.
+public enum SafeTensors {
+    /// Reads every tensor of a file. Throws on a truncated or malformed file, a header that lies about offsets
+    /// (outside the data, overlapping, or not matching the shape), or an unsupported dtype.
+    public static func read(_ path: String) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+        func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: problem) }
+        guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot be read (missing or unreadable)") }
+        return try parse(data, fail: fail)
+    }
+
+    static func parse(_ data: Data, fail: (String) -> SafeTensorsError) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+        guard data.count >= 8 else { throw fail("truncated: \(data.count) bytes, shorter than the 8-byte header size") }
+        let headerSize = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.1) << (8 * UInt64($1.0)) }
+        guard headerSize <= UInt64(data.count - 8), headerSize <= 100_000_000 else {
+            throw fail("header size \(headerSize) is larger than the file (\(data.count) bytes): truncated or not a safetensors file")
+        }
+        let headerEnd = 8 + Int(headerSize)
+        guard let json = try? JSONSerialization.jsonObject(with: data.subdata(in: 8..<headerEnd)),
+              let header = json as? [String: Any] else {
+            throw fail("the header is not a JSON object")
+        }
+        let body = data.count - headerEnd
+        var tensors: [String: Tensor] = [:]
+        var metadata: [String: String] = [:]
+        var ranges: [(Int, Int, String)] = []
+        for (name, value) in header {
+            if name == "__metadata__" {
+                guard let m = value as? [String: Any] else { throw fail("__metadata__ is not an object") }
+                for (k, v) in m { metadata[k] = "\(v)" }
+                continue
+            }
+            guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
+                  let shapeAny = entry["shape"] as? [Any], let offsetsAny = entry["data_offsets"] as? [Any],
+                  offsetsAny.count == 2 else {
+                throw fail("tensor '\(name)': entry needs dtype, shape and two data_offsets")
+            }
+            let shape = try shapeAny.map { v -> Int in
+                guard let i = (v as? NSNumber)?.intValue, i >= 0 else { throw fail("tensor '\(name)': bad shape \(shapeAny)") }
+                return i
+            }
+            let offsets = try offsetsAny.map { v -> Int in
+                guard let i = (v as? NSNumber)?.intValue, i >= 0 else { throw fail("tensor '\(name)': bad data_offsets \(offsetsAny)") }
+                return i
+            }
+            let (begin, end) = (offsets[0], offsets[1])
+            guard begin <= end, end <= body else {
+                throw fail("tensor '\(name)': data_offsets [\(begin), \(end)] outside the data section of \(body) bytes")
+            }
+            let (count, overflow) = shape.reduce((1, false)) { acc, d in
+                let (r, o) = acc.0.multipliedReportingOverflow(by: d)
+                return (r, acc.1 || o)
+            }
+            guard let width = byteWidth(dtype) else { throw fail("tensor '\(name)': unsupported dtype \(dtype)") }
+            guard !overflow, count * width == end - begin else {
+                throw fail("tensor '\(name)': shape \(shape) of \(dtype) needs \(overflow ? -1 : count * width) bytes, data_offsets give \(end - begin)")
+            }
+            ranges.append((begin, end, name))
+            let raw = data.subdata(in: headerEnd + begin..<headerEnd + end)
+            tensors[name] = try decode(raw, dtype: dtype, shape: shape)
+        }
+        ranges.sort { $0.0 < $1.0 }
+        for (a, b) in zip(ranges, ranges.dropFirst()) where b.0 < a.1 {
+            throw fail("tensors '\(a.2)' and '\(b.2)' overlap in the data section")
+        }
+        return (tensors, metadata)
+    }
+
+    static func byteWidth(_ dtype: String) -> Int? {
+        switch dtype {
+        case "F32", "I32": return 4
+        case "F64", "I64": return 8
+        case "F16", "BF16": return 2
+        default: return nil
+        }
+    }
+
+    static func decode(_ raw: Data, dtype: String, shape: [Int]) throws -> Tensor {
+        var t = try Tensor(zeros: shape)
+        t.withUnsafeMutableBufferPointer { out in
+            raw.withUnsafeBytes { (src: UnsafeRawBufferPointer) in
+                for i in 0..<out.count {
+                    switch dtype {
+                    case "F32": out[i] = Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                    case "F64": out[i] = Float(Double(bitPattern: UInt64(littleEndian: src.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
+                    case "I32": out[i] = Float(Int32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)))
+                    case "I64": out[i] = Float(Int64(littleEndian: src.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)))
+                    case "BF16":
+                        out[i] = Float(bitPattern: UInt32(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16)
+                    default:  // F16
+                        #if arch(x86_64) || arch(arm64)
+                        out[i] = Float(Float16(bitPattern: UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))))
+                        #else
+                        out[i] = .nan
+                        #endif
+                    }
+                }
+            }
+        }
+        return t
+    }
+
+    /// Writes Float32 tensors (sorted by name) atomically: to a temporary file beside `path`, then renamed over
+    /// it, so a crash never leaves a half-written file.
+    public static func write(_ tensors: [(String, Tensor)], metadata: [String: String] = [:], to path: String) throws {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        let sorted = tensors.sorted { $0.0 < $1.0 }
+        for (name, t) in sorted {
+            header[name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + 4 * t.count]] as [String: Any]
+            offset += 4 * t.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while (8 + json.count) % 8 != 0 { json.append(0x20) }  // pad so the data starts 8-byte aligned
+        var out = Data(capacity: 8 + json.count + offset)
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        for (_, t) in sorted {
+            t.withUnsafeBufferPointer { buf in
+                for v in buf { withUnsafeBytes(of: v.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
+            }
+        }
+        try writeAtomically(out, to: path)
+    }
+}
+
+/// Writes `data` to `path` through a temporary file in the same folder and a rename (atomic on POSIX).
+public func writeAtomically(_ data: Data, to path: String) throws {
+    let url = URL(fileURLWithPath: path)
+    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+    do {
+        try data.write(to: tmp)
+        if rename(tmp.path, url.path) != 0 {
+            throw SafeTensorsError(path: path, problem: "cannot rename the temporary file into place (errno \(errno))")
+        }
+    } catch let e as SafeTensorsError {
+        try? FileManager.default.removeItem(at: tmp)
+        throw e
+    } catch {
+        try? FileManager.default.removeItem(at: tmp)
+        throw SafeTensorsError(path: path, problem: "cannot be written: \(error.localizedDescription)")
+    }
+}

@@ -1,0 +1,85 @@
+import Foundation
+import XCTest
+import CPUKernels
+import NNLayers
+@testable import JEPA
+@testable import TensorCore
+
+/// Parity with PyTorch: tools/make_parity_fixtures.py builds the same encoder, predictor and loss in PyTorch
+/// from the same weights, runs a fixed batch with fixed masks and saves outputs, the loss and every gradient.
+final class ParityTests: XCTestCase {
+    static let fixtureVersion = "parity-v1"
+
+    func loadFixture() throws -> (tensors: [String: Tensor], metadata: [String: String], path: String) {
+        guard let path = Bundle.module.path(forResource: "parity", ofType: "safetensors", inDirectory: "Fixtures") else {
+            throw XCTSkip("parity fixture missing: run tools/make_parity_fixtures.py")
+        }
+        let (t, m) = try SafeTensors.read(path)
+        guard m["version"] == Self.fixtureVersion else {
+            XCTFail("\(path) is version \(m["version"] ?? "none"), the test expects \(Self.fixtureVersion): the fixture is stale; regenerate it with tools/make_parity_fixtures.py")
+            throw XCTSkip("stale fixture")
+        }
+        return (t, m, path)
+    }
+
+    func indices(_ t: Tensor) throws -> TokenIndices {
+        try TokenIndices(batch: t.shape[0], count: t.shape[1], indices: t.scalars.map { Int32($0) })
+    }
+
+    /// max |a - b| / max(max |b|, 1e-6), printed per tensor.
+    func compare(_ name: String, _ a: Tensor, _ b: Tensor?, tolerance: Double, file: StaticString = #filePath, line: UInt = #line) {
+        guard let b else { return XCTFail("fixture has no tensor \(name)", file: file, line: line) }
+        XCTAssertEqual(a.count, b.count, "\(name): \(a.shape) vs \(b.shape)", file: file, line: line)
+        let x = a.scalars, y = b.scalars
+        let scale = max(y.map { Double(abs($0)) }.max() ?? 0, 1e-6)
+        let err = zip(x, y).map { abs(Double($0) - Double($1)) }.max() ?? 0
+        print(String(format: "parity %-52@ max abs err %.3e, relative %.3e", name as NSString, err, err / scale))
+        XCTAssertLessThanOrEqual(err / scale, tolerance, "\(name): relative error \(err / scale)", file: file, line: line)
+    }
+
+    func testEncoderPredictorLossAndGradientsMatchPyTorch() throws {
+        let (t, meta, path) = try loadFixture()
+        let cfg = try JSONSerialization.jsonObject(with: Data(meta["config"]!.utf8)) as! [String: Int]
+        let vit = ViTConfig(imageSize: cfg["image"]!, patchSize: cfg["patch"]!, inChannels: cfg["channels"]!,
+                            embedDim: cfg["dim"]!, depth: cfg["depth"]!, heads: cfg["heads"]!)
+        var rng = RandomGenerator(seed: 0)
+        let encoder = try VisionTransformer(vit, rng: &rng)
+        let target = try VisionTransformer(vit, rng: &rng)
+        let predictor = try Predictor(gridSize: vit.gridSize, embedDim: vit.embedDim, predictorDim: cfg["pred_dim"]!,
+                                      depth: cfg["pred_depth"]!, heads: vit.heads, rng: &rng)
+        // Our fixed tables must equal the official ones; then load the weights by their official names.
+        compare("encoder.pos_embed (sin-cos table)", encoder.posEmbed.value, t["encoder.pos_embed"], tolerance: 1e-6)
+        compare("predictor.predictor_pos_embed", predictor.posEmbed.value, t["predictor.predictor_pos_embed"], tolerance: 1e-6)
+        try loadParameters(encoder.namedParameters, from: t, prefix: "encoder.", file: path)
+        try loadParameters(target.namedParameters, from: t, prefix: "encoder.", file: path)
+        try loadParameters(predictor.namedParameters, from: t, prefix: "predictor.", file: path)
+
+        let images = Variable(t["input.images"]!)
+        let ctx = try indices(t["mask.context.0"]!)
+        let tgts = [try indices(t["mask.target.0"]!), try indices(t["mask.target.1"]!)]
+
+        // Target branch, no grad: full image, non-affine layer norm (eps 1e-5), target blocks.
+        let h = try target(images, tape: nil)
+        compare("output.target_full", h.value, t["output.target_full"], tolerance: 1e-4)
+        let hNorm = try layerNorm(h, gamma: nil, beta: nil, eps: 1e-5, tape: nil)
+        let tgt = try gatherTokens(hNorm, tgts, tape: nil)
+        compare("output.target", tgt.value, t["output.target"], tolerance: 1e-4)
+
+        let tape = Tape()
+        let zCtx = try encoder(images, masks: [ctx], tape: tape)
+        compare("output.context", zCtx.value, t["output.context"], tolerance: 1e-4)
+        let z = try predictor(zCtx, contextMasks: [ctx], targetMasks: tgts, tape: tape)
+        compare("output.prediction", z.value, t["output.prediction"], tolerance: 1e-4)
+        let loss = try smoothL1Loss(z, tgt, tape: tape)
+        compare("output.loss", loss.value, t["output.loss"], tolerance: 1e-5)
+
+        try tape.backward(from: loss)
+        compare("grad.context", zCtx.grad!, t["grad.context"], tolerance: 1e-3)
+        for (name, p) in encoder.namedParameters {
+            compare("grad.encoder.\(name)", p.grad ?? Tensor.zeros(like: p.value), t["grad.encoder.\(name)"], tolerance: 1e-3)
+        }
+        for (name, p) in predictor.namedParameters {
+            compare("grad.predictor.\(name)", p.grad ?? Tensor.zeros(like: p.value), t["grad.predictor.\(name)"], tolerance: 1e-3)
+        }
+    }
+}
