@@ -67,7 +67,7 @@ public enum SafeTensors {
             guard !overflow, count * width == end - begin else {
                 throw fail("tensor '\(name)': shape \(shape) of \(dtype) needs \(overflow ? -1 : count * width) bytes, data_offsets give \(end - begin)")
             }
-            ranges.append((begin, end, name))
+            if end > begin { ranges.append((begin, end, name)) }  // empty tensors overlap nothing
             let raw = data.subdata(in: headerEnd + begin..<headerEnd + end)
             tensors[name] = try decode(raw, dtype: dtype, shape: shape)
         }

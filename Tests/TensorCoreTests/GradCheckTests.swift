@@ -96,6 +96,19 @@ final class GradCheckTests: XCTestCase {
         }
     }
 
+    func testBroadcastRepeatSlice() throws {
+        let x = try param([2, 3, 4]), table = try param([3, 4]), token = try param([1, 1, 4])
+        try gradCheck("addBroadcast (N, D) table", [x, table]) { try addBroadcast(x, table, tape: $0) }
+        try gradCheck("addBroadcast (1, 1, D) token", [x, token]) { try addBroadcast(x, token, tape: $0) }
+        try gradCheck("repeatBatch", [x]) { try repeatBatch(x, times: 3, tape: $0) }
+        try gradCheck("sliceTokens", [x]) { try sliceTokens(x, from: 1, tape: $0) }
+        XCTAssertThrowsError(try addBroadcast(x, try param([4, 3]), tape: nil)) {
+            XCTAssert("\($0)".contains("trailing part"), "\($0)")
+        }
+        let r = try repeatBatch(Variable(try Tensor(shape: [2, 1, 1], values: [1, 2])), times: 2, tape: nil)
+        XCTAssertEqual(r.value.scalars, [1, 2, 1, 2], "x.repeat(2, 1, 1) tiles the whole batch")
+    }
+
     func testLosses() throws {
         let p = try param([3, 5], scale: 2), t = Variable(try rng.uniform([3, 5], low: -2, high: 2))
         try gradCheck("smoothL1", [p], step: 1e-3) { try smoothL1Loss(p, t, tape: $0) }
