@@ -48,7 +48,7 @@ struct BenchOptions: ParsableArguments {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: GEMM and row kernels, in GFLOP/s and % of the peak measured in the same run.",
-        subcommands: [All.self, GEMM.self, Kernels.self, Peak.self],
+        subcommands: [All.self, GEMM.self, Kernels.self, ViT.self, Peak.self],
         defaultSubcommand: All.self)
 
     struct All: ParsableCommand {
@@ -69,6 +69,43 @@ struct Bench: ParsableCommand {
             abstract: "Row kernels (LayerNorm, GELU, softmax, bias, residual, AdamW), forward and backward.")
         @OptionGroup var options: BenchOptions
         func run() throws { try runSuites(options, gemm: false, kernels: true) }
+    }
+
+    struct ViT: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "vit",
+            abstract: "ViT forward and training step (forward + backward + AdamW): tiny32 (batch 64) and ViT-S/16 (batch 16).")
+        @OptionGroup var options: BenchOptions
+        @Option(help: "Timed steps per case (median reported).")
+        var steps = 3
+        func run() throws {
+            let threads = try options.threadCounts()
+            let peak = measurePeak(options)
+            if options.json {
+                print(jsonLine([("peakGflops", .double(peak.perCore)), ("simd", .string(SIMDPath.name))]))
+            } else {
+                print(String(format: "SIMD path: %@, measured peak %.1f GFLOP/s per core", SIMDPath.name, peak.perCore))
+                print("name                   thr  batch   images/s   GFLOP/s  %peak  median ms  peak RSS MiB")
+            }
+            let cases = options.selected(ViTBench.standard, name: \.name, quickNames: ["tiny32"])
+            for t in threads {
+                for c in cases {
+                    for training in [false, true] {
+                        let r = try ViTBench.run(c, training: training, threads: t, peakPerCore: peak.perCore,
+                                                 minRuns: options.quick ? 1 : steps)
+                        if options.json {
+                            print(r.json)
+                        } else {
+                            let images = Double(c.batch) / (r.medianMs / 1e3)
+                            let rss = Double(ViTBench.peakRSSBytes()) / 1_048_576
+                            print(r.name.padded(to: 22) + String(format: "%4d  %5d  %9.1f  %8.1f  %5.1f  %9.1f  %12.0f",
+                                                                 t, c.batch, images, r.gflops, r.pctPeak, r.medianMs, rss))
+                        }
+                        fflush(stdout)
+                    }
+                }
+            }
+        }
     }
 
     struct Peak: ParsableCommand {

@@ -1,0 +1,85 @@
+import CPUKernels
+import Foundation
+import JEPA
+import NNLayers
+import TensorCore
+
+/// ViT forward (inference) and training-step (forward + backward + AdamW) benchmarks.
+public enum ViTBench {
+    public struct Case: Sendable {
+        public var name: String
+        public var config: ViTConfig
+        public var batch: Int
+    }
+
+    /// ViT-Tiny on 32 px (patch 4, 64 tokens, batch 64) and ViT-S/16 on 224 px (196 tokens, batch 16).
+    public static var standard: [Case] {
+        [Case(name: "tiny32", config: .tiny32(inChannels: 3, depth: 12), batch: 64),
+         Case(name: "vit-s16", config: .small(), batch: 16)]
+    }
+
+    /// Forward FLOPs per image: 2 x (matmul parameters per token) x tokens + depth x 4 N^2 D (reference section 8).
+    public static func forwardFlopsPerImage(_ c: ViTConfig) -> Double {
+        let (n, d) = (Double(c.tokens), Double(c.embedDim))
+        let perToken = Double(c.inChannels * c.patchSize * c.patchSize) * d + Double(c.depth) * (4 + 2 * Double(c.mlpRatio)) * d * d
+        return 2 * perToken * n + Double(c.depth) * 4 * n * n * d
+    }
+
+    /// Peak resident memory of this process (VmHWM), in bytes.
+    public static func peakRSSBytes() -> Int {
+        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return 0 }
+        return kb * 1024
+    }
+
+    /// Resets VmHWM to the current RSS (Linux `clear_refs` 5), so each case reports its own peak.
+    public static func resetPeakRSS() {
+        try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+    }
+
+    public static func run(_ c: Case, training: Bool, threads: Int, peakPerCore: Double, minRuns: Int = 3) throws -> BenchResult {
+        let saved = Parallel.maxThreads
+        Parallel.maxThreads = threads
+        defer { Parallel.maxThreads = saved }
+        resetPeakRSS()
+        var rng = RandomGenerator(seed: 1)
+        let model = try VisionTransformer(c.config, rng: &rng)
+        let params = model.namedParameters
+        let optimizer = try AdamW(params, lr: 1e-4, weightDecay: 0.04)
+        let images = Variable(try rng.normal([c.batch, c.config.inChannels, c.config.imageSize, c.config.imageSize]))
+        let zeros = Variable(try Tensor(zeros: [c.batch, c.config.tokens, c.config.embedDim]))
+        var lossValue: Float = 0
+        let step = {
+            if training {
+                let tape = Tape()
+                let y = try model(images, tape: tape)
+                let loss = try mseLoss(y, zeros, tape: tape)
+                try tape.backward(from: loss)
+                optimizer.update()
+                for (_, p) in params { p.zeroGrad() }
+                lossValue = loss.value.scalars[0]
+            } else {
+                lossValue = try model(images, tape: nil).value.scalars[0]
+            }
+        }
+        try step()  // warm-up; also checks the result is finite
+        guard lossValue.isFinite else { throw TensorError.invalidShape([]) }
+        var samples: [Double] = []
+        while samples.count < minRuns {
+            let t0 = monotonicSeconds()
+            try step()
+            samples.append(monotonicSeconds() - t0)
+        }
+        samples.sort()
+        let median = samples[samples.count / 2]
+        let flops = forwardFlopsPerImage(c.config) * Double(c.batch) * (training ? 3 : 1)
+        let gflops = flops / median / 1e9
+        return BenchResult(
+            name: "\(c.name).\(training ? "train" : "forward")", kind: "vit", threads: threads, medianMs: median * 1e3,
+            bestMs: samples[0] * 1e3, gflops: gflops, pctPeak: 100 * gflops / (peakPerCore * Double(threads)),
+            gbPerSecond: 0, validationError: 0,
+            extra: [("batch", .int(c.batch)), ("imagesPerSecond", .double(Double(c.batch) / median)),
+                    ("peakRSSBytes", .int(peakRSSBytes()))])
+    }
+}

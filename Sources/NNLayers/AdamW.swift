@@ -1,0 +1,47 @@
+import CPUKernels
+import TensorCore
+
+/// AdamW over named parameters with PyTorch's arithmetic (`adamwUpdate`), and the official I-JEPA parameter
+/// groups: weight decay on every parameter except biases and 1-D parameters (LayerNorm weights).
+public final class AdamW {
+    public let parameters: [(String, Variable)]
+    public var lr: Float
+    public var weightDecay: Float
+    public var beta1: Float, beta2: Float, eps: Float
+    public private(set) var step = 0
+    /// First and second moments, one tensor per parameter.
+    public private(set) var m: [Tensor]
+    public private(set) var v: [Tensor]
+    let decays: [Bool]
+
+    public init(
+        _ parameters: [(String, Variable)], lr: Float, weightDecay: Float, beta1: Float = 0.9, beta2: Float = 0.999,
+        eps: Float = 1e-8
+    ) throws {
+        self.parameters = parameters
+        (self.lr, self.weightDecay, self.beta1, self.beta2, self.eps) = (lr, weightDecay, beta1, beta2, eps)
+        m = try parameters.map { try Tensor(zeros: $0.1.shape) }
+        v = try parameters.map { try Tensor(zeros: $0.1.shape) }
+        decays = parameters.map { name, p in !name.hasSuffix(".bias") && name != "bias" && p.value.rank > 1 }
+    }
+
+    /// One step over every parameter that has a gradient.
+    public func update() {
+        step += 1
+        for i in parameters.indices {
+            let p = parameters[i].1
+            guard let g = p.grad else { continue }
+            let wd = decays[i] ? weightDecay : 0
+            p.value.withUnsafeMutableBufferPointer { pv in
+                m[i].withUnsafeMutableBufferPointer { m in
+                    v[i].withUnsafeMutableBufferPointer { v in
+                        g.withUnsafeBufferPointer { gp in
+                            adamwUpdate(param: pv.baseAddress!, m: m.baseAddress!, v: v.baseAddress!, grad: gp.baseAddress!,
+                                        count: pv.count, lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: wd, step: step)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
