@@ -11,8 +11,8 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variab
     let (batch, n, d) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3)
     let dh = d / heads
     let scale = 1 / Float(dh).squareRoot()
-    var y = try Tensor(zeros: [batch, n, d])
-    var probs = try Tensor(zeros: [batch, heads, n, n])
+    var y = try Tensor(uninitialized: [batch, n, d])
+    var probs = try Tensor(uninitialized: [batch, heads, n, n])
     let yp = mutablePointer(&y), pp = mutablePointer(&probs)
     let threads = 2 * batch * heads * n * n * dh < 4_000_000 ? 1 : Parallel.maxThreads
     qkv.withValue { x in

@@ -28,7 +28,7 @@ public func addBroadcast(_ x: Variable, _ table: Variable, tape: Tape?) throws -
 public func repeatBatch(_ x: Variable, times: Int, tape: Tape?) throws -> Variable {
     try check(times >= 1 && x.shape.count >= 1, "repeatBatch: times >= 1", x.shape, [times])
     let n = x.value.count
-    var y = try Tensor(zeros: [x.shape[0] * times] + x.shape.dropFirst())
+    var y = try Tensor(uninitialized: [x.shape[0] * times] + x.shape.dropFirst())
     let yp = mutablePointer(&y)
     x.withValue { xp in for r in 0..<times { (yp + r * n).update(from: xp, count: n) } }
     let tp = recording(tape, x)
@@ -48,7 +48,7 @@ public func sliceTokens(_ x: Variable, from start: Int, tape: Tape?) throws -> V
               x.shape, [start])
     let (batch, n, d) = (x.shape[0], x.shape[1], x.shape[2])
     let k = n - start
-    var y = try Tensor(zeros: [batch, k, d])
+    var y = try Tensor(uninitialized: [batch, k, d])
     let yp = mutablePointer(&y)
     x.withValue { xp in for b in 0..<batch { (yp + b * k * d).update(from: xp + (b * n + start) * d, count: k * d) } }
     let tp = recording(tape, x)

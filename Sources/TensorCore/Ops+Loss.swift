@@ -50,7 +50,7 @@ public func softmaxCrossEntropy(_ logits: Variable, labels: [Int], tape: Tape?) 
         throw TensorError.incompatibleShapes(operation: "softmaxCrossEntropy: label \(bad) out of range 0..<\(classes)",
                                              logits.shape, [labels.count])
     }
-    var probs = Tensor.zeros(like: logits.value)
+    var probs = try Tensor(uninitialized: logits.shape)
     let pp = mutablePointer(&probs)
     logits.withValue { softmaxForward(pp, $0, rows: rows, cols: classes) }
     var loss = 0.0

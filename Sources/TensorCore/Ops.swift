@@ -24,7 +24,7 @@ public func linear(_ x: Variable, weight w: Variable, bias b: Variable?, tape: T
     let (outF, inF) = (w.shape[0], w.shape[1])
     if let b { try check(b.value.count == outF, "linear: bias (out)", b.shape, w.shape) }
     let rows = x.value.count / max(1, inF)
-    var y = try Tensor(zeros: Array(x.shape.dropLast()) + [outF])
+    var y = try Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
     let yp = mutablePointer(&y)
     x.withValue { xp in
         w.withValue { wp in
@@ -71,8 +71,8 @@ public func layerNorm(
     if let gamma { try check(gamma.value.count == dim, "layerNorm: gamma (D)", gamma.shape, x.shape) }
     if let beta { try check(beta.value.count == dim, "layerNorm: beta (D)", beta.shape, x.shape) }
     let rows = x.value.count / dim
-    var y = Tensor.zeros(like: x.value)
-    var mean = try Tensor(zeros: [rows]), rstd = try Tensor(zeros: [rows])
+    var y = try Tensor(uninitialized: x.shape)
+    var mean = try Tensor(uninitialized: [rows]), rstd = try Tensor(uninitialized: [rows])
     let yp = mutablePointer(&y), mp = mutablePointer(&mean), rp = mutablePointer(&rstd)
     x.withValue { xp in
         let g = gamma?.value, b = beta?.value
@@ -124,7 +124,7 @@ func withGradOrNil(_ v: Variable?, _ body: (UnsafeMutablePointer<Float>?) -> Voi
 
 /// Exact-erf GELU.
 public func gelu(_ x: Variable, tape: Tape?) -> Variable {
-    var y = Tensor.zeros(like: x.value)
+    var y = (try? Tensor(uninitialized: x.shape)) ?? Tensor.zeros(like: x.value)
     let yp = mutablePointer(&y)
     x.withValue { geluForward(yp, $0, count: x.value.count) }
     let t = recording(tape, x)
@@ -141,7 +141,7 @@ public func gelu(_ x: Variable, tape: Tape?) -> Variable {
 /// a + b, same shapes (the residual connection).
 public func add(_ a: Variable, _ b: Variable, tape: Tape?) throws -> Variable {
     try check(a.shape == b.shape, "add: same shapes", a.shape, b.shape)
-    var y = Tensor.zeros(like: a.value)
+    var y = try Tensor(uninitialized: a.shape)
     let yp = mutablePointer(&y)
     a.withValue { ap in b.withValue { bp in addElementwise(yp, ap, bp, count: a.value.count) } }
     let t = recording(tape, a, b)
