@@ -197,18 +197,22 @@ public func geluForward(
     }
 }
 
-/// dx += dy * GELU'(x).
+/// dx += dy * GELU'(x), or dx = dy * GELU'(x) with `accumulate: false` (dx is then only written).
 public func geluBackward(
     dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int,
-    threads: Int? = nil
+    accumulate: Bool = true, threads: Int? = nil
 ) {
     forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 8, threads: threads) { b0, b1 in
         for b in b0..<b1 {
             let i = b * 8
             if i + 8 <= count {
-                store8(dx + i, fmadd(load8(dx + i), load8(dy + i), vgeluDerivative(load8(x + i))))
+                let g = load8(dy + i) * vgeluDerivative(load8(x + i))
+                store8(dx + i, accumulate ? load8(dx + i) + g : g)
             } else {
-                for t in i..<count { dx[t] = fmadd(dx[t], dy[t], vgeluDerivative(x[t])) }
+                for t in i..<count {
+                    let g = dy[t] * vgeluDerivative(x[t])
+                    dx[t] = accumulate ? dx[t] + g : g
+                }
             }
         }
     }

@@ -33,6 +33,19 @@ public final class Variable {
         grad!.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
     }
 
+    /// Calls `body(gradient, fresh)`. When `fresh` is true the buffer was just allocated and holds garbage: the
+    /// caller must write every element (gradient = contribution) instead of adding; this skips zero-filling and
+    /// re-reading a buffer of zeros (an op's first contribution to an activation's gradient, every step).
+    @inline(__always)
+    func withGradForWrite(_ body: (UnsafeMutablePointer<Float>, Bool) -> Void) {
+        var fresh = false
+        if grad == nil {
+            grad = (try? Tensor(uninitialized: value.shape)) ?? Tensor.zeros(like: value)
+            fresh = true
+        }
+        grad!.withUnsafeMutableBufferPointer { body($0.baseAddress!, fresh) }
+    }
+
     @inline(__always)
     func withValue<R>(_ body: (UnsafePointer<Float>) -> R) -> R {
         value.withUnsafeBufferPointer { body($0.baseAddress!) }

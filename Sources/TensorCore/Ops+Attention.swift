@@ -34,7 +34,9 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variab
         _ = probs  // the saved probabilities live until the backward pass
         dyT.withUnsafeBufferPointer { dyb in
             let dy = dyb.baseAddress!
-            qkv.withGrad { dx in
+            qkv.withGradForWrite { dx, fresh in
+                // Every (batch, head) writes its q, k, v slices in full: the first contribution can overwrite.
+                let acc: Float = fresh ? 0 : 1
                 qkv.withValue { x in
                     Parallel.forEach(tasks: batch * heads, threads: threads) { task, _ in
                         let (b, h) = (task / heads, task % heads)
@@ -46,7 +48,7 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variab
                             let dP = scratch, dS = scratch + n * n
                             // dV += P^T dO;  dP = dO V^T
                             sgemm(c: dv, ldc: 3 * d, a: p, lda: n, transA: true, b: dO, ldb: d, transB: false,
-                                  m: n, n: dh, k: n, beta: 1, threads: 1)
+                                  m: n, n: dh, k: n, beta: acc, threads: 1)
                             sgemm(c: dP, ldc: n, a: dO, lda: d, transA: false, b: v, ldb: 3 * d, transB: true,
                                   m: n, n: n, k: dh, threads: 1)
                             // dS = scale * softmax'(dP)
@@ -56,9 +58,9 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variab
                             }
                             // dQ += dS K;  dK += dS^T Q
                             sgemm(c: dq, ldc: 3 * d, a: dS, lda: n, transA: false, b: k, ldb: 3 * d, transB: false,
-                                  m: n, n: dh, k: n, beta: 1, threads: 1)
+                                  m: n, n: dh, k: n, beta: acc, threads: 1)
                             sgemm(c: dk, ldc: 3 * d, a: dS, lda: n, transA: true, b: q, ldb: 3 * d, transB: false,
-                                  m: n, n: dh, k: n, beta: 1, threads: 1)
+                                  m: n, n: dh, k: n, beta: acc, threads: 1)
                         }
                     }
                 }

@@ -39,10 +39,10 @@ public func linear(_ x: Variable, weight w: Variable, bias b: Variable?, tape: T
         dyT.withUnsafeBufferPointer { dyb in
             let dy = dyb.baseAddress!
             if x.requiresGrad {
-                x.withGrad { dx in
+                x.withGradForWrite { dx, fresh in
                     w.withValue { wp in
                         sgemm(c: dx, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: false, b: wp, ldb: max(1, inF),
-                              transB: false, m: rows, n: inF, k: outF, beta: 1)
+                              transB: false, m: rows, n: inF, k: outF, beta: fresh ? 0 : 1)
                     }
                 }
             }
@@ -132,7 +132,9 @@ public func gelu(_ x: Variable, tape: Tape?) -> Variable {
     t?.record { [weak out] in
         guard let dyT = out?.grad else { return }
         dyT.withUnsafeBufferPointer { dy in
-            x.withGrad { dx in x.withValue { geluBackward(dx: dx, dy: dy.baseAddress!, x: $0, count: x.value.count) } }
+            x.withGradForWrite { dx, fresh in
+                x.withValue { geluBackward(dx: dx, dy: dy.baseAddress!, x: $0, count: x.value.count, accumulate: !fresh) }
+            }
         }
     }
     return out
@@ -150,7 +152,13 @@ public func add(_ a: Variable, _ b: Variable, tape: Tape?) throws -> Variable {
         guard let dyT = out?.grad else { return }
         dyT.withUnsafeBufferPointer { dy in
             for v in [a, b] where v.requiresGrad {
-                v.withGrad { accumulate($0, dy.baseAddress!, count: v.value.count) }
+                v.withGradForWrite { g, fresh in
+                    if fresh {
+                        g.update(from: dy.baseAddress!, count: v.value.count)
+                    } else {
+                        accumulate(g, dy.baseAddress!, count: v.value.count)
+                    }
+                }
             }
         }
     }
