@@ -9,6 +9,10 @@ public final class Variable {
     public var value: Tensor
     public internal(set) var grad: Tensor?
     public let requiresGrad: Bool
+    /// Whether the gradient stays after the backward pass has used it. True for variables made by the user
+    /// (parameters, inputs); false for op outputs, whose gradient is released as soon as the op has propagated
+    /// it (as PyTorch does), so the peak memory of a backward pass holds few activation gradients at a time.
+    public internal(set) var retainsGrad = true
     /// Optional name for error messages and the profiler.
     public var name: String
 
@@ -19,6 +23,9 @@ public final class Variable {
     }
 
     public var shape: [Int] { value.shape }
+
+    /// Keeps this op output's gradient after the backward pass (PyTorch's `retain_grad()`).
+    public func retainGrad() { retainsGrad = true }
 
     /// Clears the gradient in place (keeps the buffer).
     public func zeroGrad() {
@@ -58,14 +65,27 @@ public final class Variable {
 /// An op called with a nil tape (or while `isRecording` is false) records nothing: that is the no-grad mode
 /// of the target encoder and of evaluation.
 public final class Tape {
-    var entries: [() -> Void] = []
+    struct Entry {
+        weak var output: Variable?
+        let run: () -> Void
+    }
+    var entries: [Entry] = []
     public var isRecording = true
 
     public init() {}
 
+    /// Records `backward`; after it runs, `output`'s gradient is released unless it retains it.
     @inline(__always)
-    func record(_ backward: @escaping () -> Void) {
-        if isRecording { entries.append(backward) }
+    func record(releasing output: Variable? = nil, _ backward: @escaping () -> Void) {
+        if isRecording { entries.append(Entry(output: output, run: backward)) }
+    }
+
+    func runEntries() {
+        for e in entries.reversed() {
+            e.run()
+            if let o = e.output, !o.retainsGrad { o.grad = nil }
+        }
+        entries.removeAll(keepingCapacity: true)
     }
 
     /// Seeds d loss / d loss = 1 and runs the recorded backward passes, newest first. `loss` must hold one value.
@@ -74,8 +94,7 @@ public final class Tape {
             throw TensorError.incompatibleShapes(operation: "backward needs a scalar loss", loss.shape, [1])
         }
         loss.withGrad { $0[0] += 1 }
-        for e in entries.reversed() { e() }
-        entries.removeAll(keepingCapacity: true)
+        runEntries()
     }
 
     /// Runs the backward passes from a non-scalar output, seeded with `seed` = d loss / d output.
@@ -84,8 +103,7 @@ public final class Tape {
             throw TensorError.incompatibleShapes(operation: "backward seed must have the output's shape", seed.shape, output.shape)
         }
         output.withGrad { g in seed.withUnsafeBufferPointer { accumulate(g, $0.baseAddress!, count: seed.count) } }
-        for e in entries.reversed() { e() }
-        entries.removeAll(keepingCapacity: true)
+        runEntries()
     }
 
     /// Number of recorded backward entries (0 in no-grad mode).

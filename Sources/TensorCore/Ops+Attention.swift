@@ -29,7 +29,7 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variab
     }
     let t = recording(tape, qkv)
     let out = output(y, t)
-    t?.record { [weak out] in
+    t?.record(releasing: out) { [weak out] in
         guard let dyT = out?.grad else { return }
         _ = probs  // the saved probabilities live until the backward pass
         dyT.withUnsafeBufferPointer { dyb in

@@ -14,7 +14,7 @@ public func addBroadcast(_ x: Variable, _ table: Variable, tape: Tape?) throws -
     table.withValue { addBias(yp, bias: $0, rows: rows, cols: cols) }
     let tp = recording(tape, x, table)
     let out = output(y, tp)
-    tp?.record { [weak out] in
+    tp?.record(releasing: out) { [weak out] in
         guard let dyT = out?.grad else { return }
         dyT.withUnsafeBufferPointer { dyb in
             if x.requiresGrad { x.withGrad { accumulate($0, dyb.baseAddress!, count: x.value.count) } }
@@ -33,7 +33,7 @@ public func repeatBatch(_ x: Variable, times: Int, tape: Tape?) throws -> Variab
     x.withValue { xp in for r in 0..<times { (yp + r * n).update(from: xp, count: n) } }
     let tp = recording(tape, x)
     let out = output(y, tp)
-    tp?.record { [weak out] in
+    tp?.record(releasing: out) { [weak out] in
         guard let dyT = out?.grad else { return }
         dyT.withUnsafeBufferPointer { dyb in
             x.withGrad { dx in for r in 0..<times { accumulate(dx, dyb.baseAddress! + r * n, count: n) } }
@@ -53,7 +53,7 @@ public func sliceTokens(_ x: Variable, from start: Int, tape: Tape?) throws -> V
     x.withValue { xp in for b in 0..<batch { (yp + b * k * d).update(from: xp + (b * n + start) * d, count: k * d) } }
     let tp = recording(tape, x)
     let out = output(y, tp)
-    tp?.record { [weak out] in
+    tp?.record(releasing: out) { [weak out] in
         guard let dyT = out?.grad else { return }
         dyT.withUnsafeBufferPointer { dyb in
             x.withGrad { dx in

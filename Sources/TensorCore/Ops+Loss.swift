@@ -24,7 +24,7 @@ func elementwiseLoss(
     pred.withValue { p in target.withValue { q in for i in 0..<n { sum += f(Double(p[i]) - Double(q[i])).0 } } }
     let t = recording(tape, pred, target)
     let out = output(try Tensor(shape: [1], values: [Float(sum / Double(n))]), t)
-    t?.record { [weak out] in
+    t?.record(releasing: out) { [weak out] in
         guard let g = out?.grad?.scalars.first else { return }
         let scale = Double(g) / Double(n)
         pred.withValue { p in
@@ -57,7 +57,7 @@ public func softmaxCrossEntropy(_ logits: Variable, labels: [Int], tape: Tape?) 
     for r in 0..<rows { loss -= Foundation_log(max(Double(pp[r * classes + labels[r]]), 1e-45)) }
     let t = recording(tape, logits)
     let out = output(try Tensor(shape: [1], values: [Float(loss / Double(rows))]), t)
-    t?.record { [weak out] in
+    t?.record(releasing: out) { [weak out] in
         guard let g = out?.grad?.scalars.first else { return }
         _ = probs
         let scale = g / Float(rows)

@@ -41,7 +41,7 @@ public func gatherTokens(_ x: Variable, _ masks: [TokenIndices], tape: Tape?) th
     }
     let tp = recording(tape, x)
     let out = output(y, tp)
-    tp?.record { [weak out] in
+    tp?.record(releasing: out) { [weak out] in
         guard let dyT = out?.grad else { return }
         dyT.withUnsafeBufferPointer { dyb in
             x.withGrad { dx in
@@ -77,7 +77,7 @@ public func concatTokens(_ a: Variable, _ b: Variable, tape: Tape?) throws -> Va
     }
     let t = recording(tape, a, b)
     let out = output(y, t)
-    t?.record { [weak out] in
+    t?.record(releasing: out) { [weak out] in
         guard let dyT = out?.grad else { return }
         dyT.withUnsafeBufferPointer { dyb in
             let dy = dyb.baseAddress!
@@ -114,7 +114,7 @@ public func meanTokens(_ x: Variable, tape: Tape?) throws -> Variable {
     }
     let tp = recording(tape, x)
     let out = output(y, tp)
-    tp?.record { [weak out] in
+    tp?.record(releasing: out) { [weak out] in
         guard let dyT = out?.grad else { return }
         dyT.withUnsafeBufferPointer { dyb in
             x.withGrad { dx in

@@ -5,7 +5,11 @@ import CPUKernels
 // Layouts are row-major; shapes are checked up front and mismatches throw TensorError with both shapes.
 
 @inline(__always)
-func output(_ t: Tensor, _ tape: Tape?) -> Variable { Variable(t, requiresGrad: tape != nil) }
+func output(_ t: Tensor, _ tape: Tape?) -> Variable {
+    let v = Variable(t, requiresGrad: tape != nil)
+    v.retainsGrad = false
+    return v
+}
 
 @inline(__always)
 func mutablePointer(_ t: inout Tensor) -> UnsafeMutablePointer<Float> {
@@ -34,7 +38,7 @@ public func linear(_ x: Variable, weight w: Variable, bias b: Variable?, tape: T
     }
     b?.withValue { addBias(yp, bias: $0, rows: rows, cols: outF) }
     let out = output(y, recording(tape, x, w, b))
-    recording(tape, x, w, b)?.record { [weak out] in
+    recording(tape, x, w, b)?.record(releasing: out) { [weak out] in
         guard let dyT = out?.grad else { return }
         dyT.withUnsafeBufferPointer { dyb in
             let dy = dyb.baseAddress!
@@ -84,7 +88,7 @@ public func layerNorm(
     }
     let t = recording(tape, x, gamma, beta)
     let out = output(y, t)
-    t?.record { [weak out] in
+    t?.record(releasing: out) { [weak out] in
         guard let dyT = out?.grad else { return }
         dyT.withUnsafeBufferPointer { dyb in
             withGradOrNil(x) { dx in
@@ -129,7 +133,7 @@ public func gelu(_ x: Variable, tape: Tape?) -> Variable {
     x.withValue { geluForward(yp, $0, count: x.value.count) }
     let t = recording(tape, x)
     let out = output(y, t)
-    t?.record { [weak out] in
+    t?.record(releasing: out) { [weak out] in
         guard let dyT = out?.grad else { return }
         dyT.withUnsafeBufferPointer { dy in
             x.withGradForWrite { dx, fresh in
@@ -148,7 +152,7 @@ public func add(_ a: Variable, _ b: Variable, tape: Tape?) throws -> Variable {
     a.withValue { ap in b.withValue { bp in addElementwise(yp, ap, bp, count: a.value.count) } }
     let t = recording(tape, a, b)
     let out = output(y, t)
-    t?.record { [weak out] in
+    t?.record(releasing: out) { [weak out] in
         guard let dyT = out?.grad else { return }
         dyT.withUnsafeBufferPointer { dy in
             for v in [a, b] where v.requiresGrad {

@@ -68,6 +68,7 @@ final class ParityTests: XCTestCase {
         let tape = Tape()
         let zCtx = try encoder(images, masks: [ctx], tape: tape)
         compare("output.context", zCtx.value, t["output.context"], tolerance: 1e-4)
+        zCtx.retainGrad()
         let z = try predictor(zCtx, contextMasks: [ctx], targetMasks: tgts, tape: tape)
         compare("output.prediction", z.value, t["output.prediction"], tolerance: 1e-4)
         let loss = try smoothL1Loss(z, tgt, tape: tape)

@@ -19,6 +19,7 @@ final class GradCheckTests: XCTestCase {
     ) throws {
         let tape = Tape()
         let out = try f(tape)
+        out.retainGrad()
         let w = try rng.uniform(out.shape, low: -1, high: 1)
         for v in inputs { v.zeroGrad() }
         try tape.backward(from: out, seed: w)
