@@ -42,6 +42,7 @@ public enum ViTBench {
         let saved = Parallel.maxThreads
         Parallel.maxThreads = threads
         defer { Parallel.maxThreads = saved }
+        TensorStorage.releaseCachedMemory()  // so the peak below is this case's own
         resetPeakRSS()
         var rng = RandomGenerator(seed: 1)
         let model = try VisionTransformer(c.config, rng: &rng)

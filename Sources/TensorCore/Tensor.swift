@@ -36,6 +36,15 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit { StoragePool.shared.give(UnsafeMutableRawPointer(pointer), bytes: max(64, count * 4)) }
+
+    /// Returns the memory that freed tensors left for reuse to the system (it is otherwise kept, up to 2 GiB,
+    /// for the next tensors of the same sizes).
+    public static func releaseCachedMemory() {
+        StoragePool.shared.drain()
+        #if canImport(Glibc)
+        _ = glibcMallocTrim(0)  // glibc keeps freed heap memory (large blocks move off mmap after the first free)
+        #endif
+    }
 }
 
 /// Keeps freed tensor memory for reuse by the next tensor of the same size. A training step allocates the
@@ -60,6 +69,17 @@ final class StoragePool: @unchecked Sendable {
         return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
     }
 
+    /// Returns every cached block to the system.
+    func drain() {
+        let blocks = lock.with { () -> [UnsafeMutableRawPointer] in
+            let all = free.values.flatMap { $0 }
+            free.removeAll()
+            cachedBytes = 0
+            return all
+        }
+        for p in blocks { p.deallocate() }
+    }
+
     func give(_ p: UnsafeMutableRawPointer, bytes: Int) {
         // Small blocks are cheap for malloc; only pool the ones that would come from mmap.
         let kept = bytes >= 1 << 16 && lock.with { () -> Bool in
@@ -71,6 +91,11 @@ final class StoragePool: @unchecked Sendable {
         if !kept { p.deallocate() }
     }
 }
+
+#if canImport(Glibc)
+/// glibc's `malloc_trim` (declared in malloc.h, which the Glibc module does not export).
+@_silgen_name("malloc_trim") func glibcMallocTrim(_ pad: Int) -> Int32
+#endif
 
 /// A minimal mutex over pthread (TensorCore avoids Foundation's locks in this hot path).
 final class NSLockLike: @unchecked Sendable {
