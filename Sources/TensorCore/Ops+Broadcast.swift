@@ -31,15 +31,9 @@ public func repeatBatch(_ x: Variable, times: Int, tape: Tape?) throws -> Variab
     var y = try Tensor(uninitialized: [x.shape[0] * times] + x.shape.dropFirst())
     let yp = mutablePointer(&y)
     x.withValue { xp in for r in 0..<times { (yp + r * n).update(from: xp, count: n) } }
-    let tp = recording(tape, x)
-    let out = output(y, tp)
-    tp?.record(releasing: out) { [weak out] in
-        guard let dyT = out?.grad else { return }
-        dyT.withUnsafeBufferPointer { dyb in
-            x.withGrad { dx in for r in 0..<times { accumulate(dx, dyb.baseAddress! + r * n, count: n) } }
-        }
+    return unaryOutput(y, of: x, tape: tape) { dx, dy in
+        for r in 0..<times { accumulate(dx, dy + r * n, count: n) }
     }
-    return out
 }
 
 /// Tokens `from..<n` of x (B, n, D): the predictor's `x[:, Kc:]`.
@@ -51,15 +45,7 @@ public func sliceTokens(_ x: Variable, from start: Int, tape: Tape?) throws -> V
     var y = try Tensor(uninitialized: [batch, k, d])
     let yp = mutablePointer(&y)
     x.withValue { xp in for b in 0..<batch { (yp + b * k * d).update(from: xp + (b * n + start) * d, count: k * d) } }
-    let tp = recording(tape, x)
-    let out = output(y, tp)
-    tp?.record(releasing: out) { [weak out] in
-        guard let dyT = out?.grad else { return }
-        dyT.withUnsafeBufferPointer { dyb in
-            x.withGrad { dx in
-                for b in 0..<batch { accumulate(dx + (b * n + start) * d, dyb.baseAddress! + b * k * d, count: k * d, threads: 1) }
-            }
-        }
+    return unaryOutput(y, of: x, tape: tape) { dx, dy in
+        for b in 0..<batch { accumulate(dx + (b * n + start) * d, dy + b * k * d, count: k * d, threads: 1) }
     }
-    return out
 }

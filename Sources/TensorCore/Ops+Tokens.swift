@@ -39,25 +39,17 @@ public func gatherTokens(_ x: Variable, _ masks: [TokenIndices], tape: Tape?) th
             }
         }
     }
-    let tp = recording(tape, x)
-    let out = output(y, tp)
-    tp?.record(releasing: out) { [weak out] in
-        guard let dyT = out?.grad else { return }
-        dyT.withUnsafeBufferPointer { dyb in
-            x.withGrad { dx in
-                // Scatter-add in a fixed order (mask, then token) per image.
-                for (mi, m) in masks.enumerated() {
-                    for b in 0..<batch {
-                        for t in 0..<k {
-                            let dst = dx + (b * tokens + Int(m.indices[b * k + t])) * d
-                            accumulate(dst, dyb.baseAddress! + ((mi * batch + b) * k + t) * d, count: d, threads: 1)
-                        }
-                    }
+    return unaryOutput(y, of: x, tape: tape) { dx, dy in
+        // Scatter-add in a fixed order (mask, then token) per image.
+        for (mi, m) in masks.enumerated() {
+            for b in 0..<batch {
+                for t in 0..<k {
+                    let dst = dx + (b * tokens + Int(m.indices[b * k + t])) * d
+                    accumulate(dst, dy + ((mi * batch + b) * k + t) * d, count: d, threads: 1)
                 }
             }
         }
     }
-    return out
 }
 
 /// Concatenation along the token axis: a (B, n1, D), b (B, n2, D) -> (B, n1 + n2, D).
@@ -112,20 +104,12 @@ public func meanTokens(_ x: Variable, tape: Tape?) throws -> Variable {
             for j in 0..<d { o[j] *= inv }
         }
     }
-    let tp = recording(tape, x)
-    let out = output(y, tp)
-    tp?.record(releasing: out) { [weak out] in
-        guard let dyT = out?.grad else { return }
-        dyT.withUnsafeBufferPointer { dyb in
-            x.withGrad { dx in
-                for b in 0..<batch {
-                    for t in 0..<n {
-                        let row = dx + (b * n + t) * d
-                        for j in 0..<d { row[j] += dyb[b * d + j] * inv }
-                    }
-                }
+    return unaryOutput(y, of: x, tape: tape) { dx, dy in
+        for b in 0..<batch {
+            for t in 0..<n {
+                let row = dx + (b * n + t) * d
+                for j in 0..<d { row[j] += dy[b * d + j] * inv }
             }
         }
     }
-    return out
 }

@@ -16,6 +16,21 @@ func mutablePointer(_ t: inout Tensor) -> UnsafeMutablePointer<Float> {
     t.withUnsafeMutableBufferPointer { $0.baseAddress! }  // storage is uniquely owned by the op here
 }
 
+/// Wraps `value` as the output of a one-input op. With a recording tape, `backward(dx, dy)` adds the op's
+/// contribution into x's gradient buffer (allocated and zeroed on first use).
+func unaryOutput(
+    _ value: Tensor, of x: Variable, tape: Tape?,
+    backward: @escaping (_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>) -> Void
+) -> Variable {
+    let tp = recording(tape, x)
+    let out = output(value, tp)
+    tp?.record(releasing: out) { [weak out] in
+        guard let dyT = out?.grad else { return }
+        dyT.withUnsafeBufferPointer { dyb in x.withGrad { dx in backward(dx, dyb.baseAddress!) } }
+    }
+    return out
+}
+
 func check(_ ok: Bool, _ op: String, _ a: [Int], _ b: [Int]) throws {
     if !ok { throw TensorError.incompatibleShapes(operation: op, a, b) }
 }
