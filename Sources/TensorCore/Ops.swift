@@ -52,8 +52,9 @@ public func linear(_ x: Variable, weight w: Variable, bias b: Variable?, tape: T
         }
     }
     b?.withValue { addBias(yp, bias: $0, rows: rows, cols: outF) }
-    let out = output(y, recording(tape, x, w, b))
-    recording(tape, x, w, b)?.record(releasing: out) { [weak out] in
+    let t = recording(tape, x, w, b)
+    let out = output(y, t)
+    t?.record(releasing: out) { [weak out] in
         guard let dyT = out?.grad else { return }
         dyT.withUnsafeBufferPointer { dyb in
             let dy = dyb.baseAddress!
