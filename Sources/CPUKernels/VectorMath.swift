@@ -54,7 +54,7 @@ public func vexp(_ x: Float8) -> Float8 {
 }
 
 /// erf(x), 8 lanes: x P(x^2) below |x| = 1, 1 - e^{-x^2} Q(1/|x|) above (erf rounds to +-1 past 3.92).
-@inlinable @inline(__always)
+@_transparent
 public func verf(_ x: Float8) -> Float8 {
     let ax = vabs(x)
     let a = vclamp(ax, 1, 4)
@@ -65,7 +65,7 @@ public func verf(_ x: Float8) -> Float8 {
 /// erf(x) and e^{-x^2}, which the large branch of erf computes anyway: GELU's derivative needs both, and
 /// sharing the exp took its backward from 12.8 to 10.6 ms on 4096x768 values. (A separate form: in `verf`
 /// the unclamped exp measured 13 % slower.)
-@inlinable @inline(__always)
+@_transparent
 public func verfAndGaussian(_ x: Float8) -> (erf: Float8, gaussian: Float8) {
     let ax = vabs(x)
     let gaussian = vexp(-(x * x))  // Q's argument is clamped to [1, 4]; e^{-x^2} is not (it underflows to 0)
@@ -74,7 +74,7 @@ public func verfAndGaussian(_ x: Float8) -> (erf: Float8, gaussian: Float8) {
 }
 
 /// x P(x^2): erf for |x| < 1.
-@inlinable @inline(__always)
+@_transparent @usableFromInline
 func erfSmallBranch(_ x: Float8) -> Float8 {
     let z = x * x
     let s = VM.erfSmall
@@ -87,7 +87,7 @@ func erfSmallBranch(_ x: Float8) -> Float8 {
 }
 
 /// Q(1/a) with erfc(a) = e^{-a^2} Q(1/a), for a in [1, 4].
-@inlinable @inline(__always)
+@_transparent @usableFromInline
 func erfcLargeQ(_ a: Float8) -> Float8 {
     let t = 1 / a
     let l = VM.erfcLarge
@@ -127,14 +127,14 @@ public func vrsqrt(_ x: Float8) -> Float8 {
 }
 
 /// The exact (erf) GELU, as `nn.GELU()` in the official code: 0.5 x (1 + erf(x / sqrt 2)).
-@inlinable @inline(__always)
+@_transparent
 public func vgelu(_ x: Float8) -> Float8 {
     let h = 0.5 * x
     return fmadd(h, h, verf(x * 0.707_106_77))
 }
 
 /// d GELU / dx = Phi(x) + x phi(x) = 0.5 (1 + erf(x / sqrt 2)) + x e^{-x^2/2} / sqrt(2 pi).
-@inlinable @inline(__always)
+@_transparent
 public func vgeluDerivative(_ x: Float8) -> Float8 {
     let (e, g) = verfAndGaussian(x * 0.707_106_77)  // g = e^{-x^2/2}
     let cdf = fmadd(splat(0.5), splat(0.5), e)
