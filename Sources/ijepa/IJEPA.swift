@@ -5,12 +5,13 @@ import CPUKernels
 struct IJEPA: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ijepa",
-        abstract: "A pure-Swift CPU engine for I-JEPA: kernels, benchmarks (training comes next).",
+        abstract: "A pure-Swift CPU engine for I-JEPA: kernels, autograd, the ViT, benchmarks (training comes next).",
         discussion: """
             Examples:
-              ijepa bench                      all benchmarks at 1 thread and all cores, as a table
+              ijepa bench                      peak, GEMM and row kernels at the given threads, as tables
               ijepa bench gemm --json          GEMM suite as JSON lines (first line: measured peak, SIMD path)
               ijepa bench gemm --threads 1 --filter vit-tiny
+              ijepa bench vit --threads 1,2    ViT forward and training step: images/s, GFLOP/s, peak RSS
               ijepa info                       compiled SIMD path and thread count
             """,
         subcommands: [Bench.self, Info.self])
