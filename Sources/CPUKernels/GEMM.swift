@@ -68,7 +68,7 @@ public func sgemm(
     // op(A) for the group's k blocks once, then walks its columns in chunks whose C block (`maxTileFloats`)
     // stays in L2 across the group's k blocks. Measured (docs/performance.md): packing all of A or a 12 MiB B
     // up front wrote it through DRAM (a third of the time of 4096x192x768, 192x768x4096); one k block at a
-    // time re-read all of C from L3 or DRAM for every block (square 2048 at 0.7x OpenBLAS).
+    // time re-read all of C from L3 or DRAM for every block (square 2048 at 0.7x the same-run numpy baseline).
     ScratchPool.shared.withFloats(bFloats + threads * aFloats) { scratch in
         let bPack = scratch  // per k block pc of the group, at bPack + pc * panels * NR: panels of (kc, NR)
         var jc = 0

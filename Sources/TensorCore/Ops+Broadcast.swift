@@ -12,16 +12,10 @@ public func addBroadcast(_ x: Variable, _ table: Variable, tape: Tape?) throws -
     var y = x.value
     let yp = mutablePointer(&y)
     table.withValue { addBias(yp, bias: $0, rows: rows, cols: cols) }
-    let tp = recording(tape, x, table)
-    let out = output(y, tp)
-    tp?.record(releasing: out) { [weak out] in
-        guard let dyT = out?.grad else { return }
-        dyT.withUnsafeBufferPointer { dyb in
-            if x.requiresGrad { x.withGrad { accumulate($0, dyb.baseAddress!, count: x.value.count) } }
-            if table.requiresGrad { table.withGrad { biasBackward(dbias: $0, dy: dyb.baseAddress!, rows: rows, cols: cols) } }
-        }
+    return opOutput(y, inputs: x, table, tape: tape) { dy in
+        if x.requiresGrad { x.withGrad { accumulate($0, dy, count: x.value.count) } }
+        if table.requiresGrad { table.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: cols) } }
     }
-    return out
 }
 
 /// `x.repeat(times, 1, 1)`: the whole batch tiled `times` times along the first axis.

@@ -67,27 +67,18 @@ public func concatTokens(_ a: Variable, _ b: Variable, tape: Tape?) throws -> Va
             }
         }
     }
-    let t = recording(tape, a, b)
-    let out = output(y, t)
-    t?.record(releasing: out) { [weak out] in
-        guard let dyT = out?.grad else { return }
-        dyT.withUnsafeBufferPointer { dyb in
-            let dy = dyb.baseAddress!
-            if a.requiresGrad {
-                a.withGrad { da in
-                    for i in 0..<batch { accumulate(da + i * n1 * d, dy + i * (n1 + n2) * d, count: n1 * d, threads: 1) }
-                }
+    return opOutput(y, inputs: a, b, tape: tape) { dy in
+        if a.requiresGrad {
+            a.withGrad { da in
+                for i in 0..<batch { accumulate(da + i * n1 * d, dy + i * (n1 + n2) * d, count: n1 * d, threads: 1) }
             }
-            if b.requiresGrad {
-                b.withGrad { db in
-                    for i in 0..<batch {
-                        accumulate(db + i * n2 * d, dy + (i * (n1 + n2) + n1) * d, count: n2 * d, threads: 1)
-                    }
-                }
+        }
+        if b.requiresGrad {
+            b.withGrad { db in
+                for i in 0..<batch { accumulate(db + i * n2 * d, dy + (i * (n1 + n2) + n1) * d, count: n2 * d, threads: 1) }
             }
         }
     }
-    return out
 }
 
 /// Mean over the token axis (average pooling): x (B, n, D) -> (B, D).

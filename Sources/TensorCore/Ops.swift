@@ -16,19 +16,26 @@ func mutablePointer(_ t: inout Tensor) -> UnsafeMutablePointer<Float> {
     t.withUnsafeMutableBufferPointer { $0.baseAddress! }  // storage is uniquely owned by the op here
 }
 
-/// Wraps `value` as the output of a one-input op. With a recording tape, `backward(dx, dy)` adds the op's
-/// contribution into x's gradient buffer (allocated and zeroed on first use).
+/// Wraps `value` as an op's output. With a recording tape and an input that wants a gradient, `backward(dy)`
+/// runs in the backward pass with the output's gradient and adds into the inputs' gradients.
+func opOutput(
+    _ value: Tensor, inputs: Variable?..., tape: Tape?, backward: @escaping (_ dy: UnsafePointer<Float>) -> Void
+) -> Variable {
+    let t = tape.flatMap { $0.isRecording && inputs.contains { $0?.requiresGrad == true } ? $0 : nil }
+    let out = output(value, t)
+    t?.record(releasing: out) { [weak out] in
+        guard let dyT = out?.grad else { return }
+        dyT.withUnsafeBufferPointer { backward($0.baseAddress!) }
+    }
+    return out
+}
+
+/// `opOutput` for a one-input op: `backward(dx, dy)` adds into x's gradient (zeroed on first use).
 func unaryOutput(
     _ value: Tensor, of x: Variable, tape: Tape?,
     backward: @escaping (_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>) -> Void
 ) -> Variable {
-    let tp = recording(tape, x)
-    let out = output(value, tp)
-    tp?.record(releasing: out) { [weak out] in
-        guard let dyT = out?.grad else { return }
-        dyT.withUnsafeBufferPointer { dyb in x.withGrad { dx in backward(dx, dyb.baseAddress!) } }
-    }
-    return out
+    opOutput(value, inputs: x, tape: tape) { dy in x.withGrad { dx in backward(dx, dy) } }
 }
 
 func check(_ ok: Bool, _ op: String, _ a: [Int], _ b: [Int]) throws {
@@ -52,32 +59,25 @@ public func linear(_ x: Variable, weight w: Variable, bias b: Variable?, tape: T
         }
     }
     b?.withValue { addBias(yp, bias: $0, rows: rows, cols: outF) }
-    let t = recording(tape, x, w, b)
-    let out = output(y, t)
-    t?.record(releasing: out) { [weak out] in
-        guard let dyT = out?.grad else { return }
-        dyT.withUnsafeBufferPointer { dyb in
-            let dy = dyb.baseAddress!
-            if x.requiresGrad {
-                x.withGradForWrite { dx, fresh in
-                    w.withValue { wp in
-                        sgemm(c: dx, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: false, b: wp, ldb: max(1, inF),
-                              transB: false, m: rows, n: inF, k: outF, beta: fresh ? 0 : 1)
-                    }
+    return opOutput(y, inputs: x, w, b, tape: tape) { dy in
+        if x.requiresGrad {
+            x.withGradForWrite { dx, fresh in
+                w.withValue { wp in
+                    sgemm(c: dx, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: false, b: wp, ldb: max(1, inF),
+                          transB: false, m: rows, n: inF, k: outF, beta: fresh ? 0 : 1)
                 }
             }
-            if w.requiresGrad {
-                w.withGrad { dw in
-                    x.withValue { xp in
-                        sgemm(c: dw, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: true, b: xp, ldb: max(1, inF),
-                              transB: false, m: outF, n: inF, k: rows, beta: 1)
-                    }
-                }
-            }
-            if let b, b.requiresGrad { b.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: outF) } }
         }
+        if w.requiresGrad {
+            w.withGrad { dw in
+                x.withValue { xp in
+                    sgemm(c: dw, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: true, b: xp, ldb: max(1, inF),
+                          transB: false, m: outF, n: inF, k: rows, beta: 1)
+                }
+            }
+        }
+        if let b, b.requiresGrad { b.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: outF) } }
     }
-    return out
 }
 
 // MARK: - LayerNorm
@@ -102,20 +102,15 @@ public func layerNorm(
             }
         }
     }
-    let t = recording(tape, x, gamma, beta)
-    let out = output(y, t)
-    t?.record(releasing: out) { [weak out] in
-        guard let dyT = out?.grad else { return }
-        dyT.withUnsafeBufferPointer { dyb in
-            withGradOrNil(x) { dx in
-                withGradOrNil(gamma) { dg in
-                    withGradOrNil(beta) { db in
-                        withOptionalPointer(gamma?.value) { gp in
-                            x.withValue { xp in
-                                ScratchPool.shared.withFloats(dx == nil ? x.value.count : 0) { sink in
-                                    layerNormBackward(dx: dx ?? sink, dgamma: dg, dbeta: db, dy: dyb.baseAddress!, x: xp,
-                                                      mean: mp, rstd: rp, gamma: gp, rows: rows, dim: dim)
-                                }
+    return opOutput(y, inputs: x, gamma, beta, tape: tape) { dy in
+        withGradOrNil(x) { dx in
+            withGradOrNil(gamma) { dg in
+                withGradOrNil(beta) { db in
+                    withOptionalPointer(gamma?.value) { gp in
+                        x.withValue { xp in
+                            ScratchPool.shared.withFloats(dx == nil ? x.value.count : 0) { sink in
+                                layerNormBackward(dx: dx ?? sink, dgamma: dg, dbeta: db, dy: dy, x: xp,
+                                                  mean: mp, rstd: rp, gamma: gp, rows: rows, dim: dim)
                             }
                         }
                     }
@@ -124,7 +119,6 @@ public func layerNorm(
         }
         _ = (mean, rstd)  // keep the saved statistics alive until the backward pass
     }
-    return out
 }
 
 @inline(__always)
@@ -147,17 +141,11 @@ public func gelu(_ x: Variable, tape: Tape?) -> Variable {
     var y = (try? Tensor(uninitialized: x.shape)) ?? Tensor.zeros(like: x.value)
     let yp = mutablePointer(&y)
     x.withValue { geluForward(yp, $0, count: x.value.count) }
-    let t = recording(tape, x)
-    let out = output(y, t)
-    t?.record(releasing: out) { [weak out] in
-        guard let dyT = out?.grad else { return }
-        dyT.withUnsafeBufferPointer { dy in
-            x.withGradForWrite { dx, fresh in
-                x.withValue { geluBackward(dx: dx, dy: dy.baseAddress!, x: $0, count: x.value.count, accumulate: !fresh) }
-            }
+    return opOutput(y, inputs: x, tape: tape) { dy in
+        x.withGradForWrite { dx, fresh in
+            x.withValue { geluBackward(dx: dx, dy: dy, x: $0, count: x.value.count, accumulate: !fresh) }
         }
     }
-    return out
 }
 
 /// a + b, same shapes (the residual connection).
@@ -166,21 +154,11 @@ public func add(_ a: Variable, _ b: Variable, tape: Tape?) throws -> Variable {
     var y = try Tensor(uninitialized: a.shape)
     let yp = mutablePointer(&y)
     a.withValue { ap in b.withValue { bp in addElementwise(yp, ap, bp, count: a.value.count) } }
-    let t = recording(tape, a, b)
-    let out = output(y, t)
-    t?.record(releasing: out) { [weak out] in
-        guard let dyT = out?.grad else { return }
-        dyT.withUnsafeBufferPointer { dy in
-            for v in [a, b] where v.requiresGrad {
-                v.withGradForWrite { g, fresh in
-                    if fresh {
-                        g.update(from: dy.baseAddress!, count: v.value.count)
-                    } else {
-                        accumulate(g, dy.baseAddress!, count: v.value.count)
-                    }
-                }
+    return opOutput(y, inputs: a, b, tape: tape) { dy in
+        for v in [a, b] where v.requiresGrad {
+            v.withGradForWrite { g, fresh in
+                if fresh { g.update(from: dy, count: v.value.count) } else { accumulate(g, dy, count: v.value.count) }
             }
         }
     }
-    return out
 }
