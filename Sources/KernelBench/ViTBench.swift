@@ -65,7 +65,10 @@ public enum ViTBench {
             }
         }
         try step()  // warm-up; also checks the result is finite
-        guard lossValue.isFinite else { throw TensorError.invalidShape([]) }
+        guard lossValue.isFinite else {
+            throw TensorError.incompatibleShapes(operation: "ViT bench \(c.name): the warm-up step gave a non-finite value \(lossValue)",
+                                                 [c.batch], [])
+        }
         var samples: [Double] = []
         while samples.count < minRuns {
             let t0 = monotonicSeconds()

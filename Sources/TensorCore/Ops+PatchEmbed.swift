@@ -24,8 +24,8 @@ public func patchEmbed(_ images: Variable, weight: Variable, bias: Variable?, pa
     let patchVar = Variable(patches, requiresGrad: images.requiresGrad && recording(tape, images) != nil)
     let w2 = Variable(try weight.value.reshaped([d, cols]), requiresGrad: weight.requiresGrad)
     let t = recording(tape, images, weight, bias)
-    let y = try linear(patchVar, weight: w2, bias: bias, tape: t)
-    // Route the gradient of the (D, C P P) view back to the (D, C, P, P) weight, and of the patches to the images.
+    // Route the gradient of the (D, C P P) view back to the (D, C, P, P) weight, and of the patches to the
+    // images. Recorded before the linear op, so it runs after linear's backward (entries run newest first).
     t?.record {
         if weight.requiresGrad, let g = w2.grad {
             weight.withGrad { dw in g.withUnsafeBufferPointer { accumulate(dw, $0.baseAddress!, count: g.count) } }
@@ -39,8 +39,7 @@ public func patchEmbed(_ images: Variable, weight: Variable, bias: Variable?, pa
             }
         }
     }
-    // The routing closure must run after linear's backward: records run newest first, so move it behind.
-    if let t, t.isRecording, t.entries.count >= 2 { t.entries.swapAt(t.entries.count - 1, t.entries.count - 2) }
+    let y = try linear(patchVar, weight: w2, bias: bias, tape: t)
     return y
 }
 
