@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "NNLayers", targets: ["NNLayers"]),
         .library(name: "JEPA", targets: ["JEPA"]),
+        .library(name: "ImageData", targets: ["ImageData"]),
+        .library(name: "LinearEval", targets: ["LinearEval"]),
         .library(name: "KernelBench", targets: ["KernelBench"]),
         .executable(name: "ijepa", targets: ["ijepa"]),
     ],
@@ -24,19 +26,27 @@ let package = Package(
     targets: [
         // Header-only compile-time probe of the target's SIMD features (no C code, nothing linked).
         .systemLibrary(name: "SIMDProbe", path: "Sources/SIMDProbe"),
+        // System libraries reached through their headers only (no C code of ours): PNG decoding and gzip.
+        .systemLibrary(name: "CLibPNG", path: "Sources/CLibPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CPUKernels", dependencies: ["SIMDProbe"]),
         .target(name: "TensorCore", dependencies: ["CPUKernels"]),
         .target(name: "NNLayers", dependencies: ["CPUKernels", "TensorCore"]),
         .target(name: "JEPA", dependencies: ["CPUKernels", "TensorCore", "NNLayers"]),
+        .target(name: "ImageData", dependencies: ["CLibPNG", "CZlib", "CPUKernels", "TensorCore"]),
+        .target(name: "LinearEval", dependencies: ["CPUKernels", "TensorCore"]),
         .target(name: "KernelBench", dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA"]),
         .executableTarget(
             name: "ijepa",
             dependencies: [
-                "CPUKernels", "TensorCore", "KernelBench",
+                "CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "LinearEval", "KernelBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "CPUKernelsTests", dependencies: ["CPUKernels"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "CPUKernels"]),
+        .testTarget(name: "ImageDataTests", dependencies: ["ImageData", "TensorCore"]),
+        .testTarget(name: "LinearEvalTests", dependencies: ["LinearEval", "TensorCore", "CPUKernels"]),
         .testTarget(name: "JEPATests", dependencies: ["JEPA", "NNLayers", "TensorCore", "CPUKernels"],
                     resources: [.copy("Fixtures")]),
     ],

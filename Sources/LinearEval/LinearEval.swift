@@ -1,0 +1,1 @@
+// Frozen-feature evaluation: multinomial logistic-regression probe and k-NN.
