@@ -67,6 +67,47 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
         offset &+= UInt64(blocks)
     }
 
+    // MARK: Scalars and derived streams (data order, augmentation, masks)
+
+    /// One uniform Double in [0, 1) with 53 random bits; consumes one counter block.
+    public mutating func nextUniform() -> Double {
+        let b = RandomGenerator.philox(seed: seed, block: offset)
+        offset &+= 1
+        let bits = (UInt64(b.x) << 32 | UInt64(b.y)) >> 11
+        return Double(bits) * 0x1p-53
+    }
+
+    /// A uniform integer in 0..<bound (bound > 0), by the multiply-high method on 64 bits (bias below 2^-32
+    /// for any bound this project uses); consumes one counter block.
+    public mutating func nextInt(below bound: Int) -> Int {
+        precondition(bound > 0, "nextInt(below:) needs a positive bound")
+        let b = RandomGenerator.philox(seed: seed, block: offset)
+        offset &+= 1
+        let bits = UInt64(b.z) << 32 | UInt64(b.w)
+        return Int(bits.multipliedFullWidth(by: UInt64(bound)).high)
+    }
+
+    /// An independent stream keyed by (seed, keys...): e.g. `derived(epoch, sampleIndex)` gives every sample
+    /// of every epoch its own generator, so a draw never depends on thread count or on what came before it.
+    public func derived(_ keys: UInt64...) -> RandomGenerator {
+        var h = seed ^ 0x9E37_79B9_7F4A_7C15
+        for k in keys {
+            // splitmix64 finaliser over the running hash: keys that differ in one bit give unrelated seeds.
+            h = (h ^ k) &+ 0x9E37_79B9_7F4A_7C15
+            h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
+            h ^= h >> 31
+        }
+        return RandomGenerator(seed: h)
+    }
+
+    /// Fisher-Yates shuffle of 0..<n drawn from this generator.
+    public mutating func permutation(_ n: Int) -> [Int] {
+        var p = Array(0..<n)
+        if n > 1 { for i in stride(from: n - 1, to: 0, by: -1) { p.swapAt(i, nextInt(below: i + 1)) } }
+        return p
+    }
+
     /// Uniform values in [low, high).
     public mutating func fillUniform(
         _ out: UnsafeMutablePointer<Float>, count: Int, low: Float = 0, high: Float = 1, threads: Int? = nil

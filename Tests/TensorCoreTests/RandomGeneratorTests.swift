@@ -66,3 +66,38 @@ final class RandomGeneratorTests: XCTestCase {
         XCTAssertEqual(inverseErf(-1), -.infinity)
     }
 }
+
+final class RandomScalarTests: XCTestCase {
+    func testScalarDrawsAreInRangeAndRoughlyUniform() {
+        var g = RandomGenerator(seed: 7)
+        var counts = [Int](repeating: 0, count: 7)
+        var sum = 0.0
+        for _ in 0..<70_000 {
+            let u = g.nextUniform()
+            XCTAssert(u >= 0 && u < 1)
+            sum += u
+            counts[g.nextInt(below: 7)] += 1
+        }
+        XCTAssertEqual(sum / 70_000, 0.5, accuracy: 0.01)
+        for c in counts { XCTAssertEqual(Double(c), 10_000, accuracy: 400) }  // ~4 sigma
+        XCTAssertEqual(g.offset, 140_000)
+    }
+
+    func testDerivedStreamsAreReproducibleAndDistinct() {
+        let g = RandomGenerator(seed: 3)
+        var a = g.derived(1, 2), b = g.derived(1, 2), c = g.derived(2, 1)
+        let x = (0..<8).map { _ in a.nextUniform() }
+        XCTAssertEqual(x, (0..<8).map { _ in b.nextUniform() })
+        XCTAssertNotEqual(x, (0..<8).map { _ in c.nextUniform() })
+        XCTAssertNotEqual(RandomGenerator(seed: 4).derived(1, 2).seed, g.derived(1, 2).seed)
+    }
+
+    func testPermutationIsAPermutation() {
+        var g = RandomGenerator(seed: 11)
+        let p = g.permutation(1000)
+        XCTAssertEqual(p.sorted(), Array(0..<1000))
+        XCTAssertNotEqual(p, Array(0..<1000))
+        XCTAssertEqual(g.permutation(1), [0])
+        XCTAssertEqual(g.permutation(0), [])
+    }
+}
