@@ -50,6 +50,26 @@ public func adamwUpdate(
     }
 }
 
+/// The EMA of the I-JEPA target encoder, one pass: `target = m * target + (1 - m) * source`
+/// (official train.py: `param_k.mul_(m).add_((1 - m) * param_q)`).
+public func emaUpdate(
+    target: UnsafeMutablePointer<Float>,       // (count) target-encoder parameter, updated in place
+    source: UnsafePointer<Float>,              // (count) context-encoder parameter
+    count: Int, momentum: Float, threads: Int? = nil
+) {
+    let w = 1 - momentum
+    forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 2, threads: threads) { b0, b1 in
+        for blk in b0..<b1 {
+            let i = blk * 8
+            if i + 8 <= count {
+                store8(target + i, fmadd(load8(target + i) * momentum, splat(w), load8(source + i)))
+            } else {
+                for t in i..<count { target[t] = fmadd(target[t] * momentum, w, source[t]) }
+            }
+        }
+    }
+}
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -25,6 +25,18 @@ public final class AdamW {
         decays = parameters.map { name, p in !name.hasSuffix(".bias") && name != "bias" && p.value.rank > 1 }
     }
 
+    /// Restores the state saved from `step`, `m` and `v` (a checkpoint); every shape must match.
+    public func restore(step: Int, m: [Tensor], v: [Tensor]) throws {
+        guard step >= 0, m.count == parameters.count, v.count == parameters.count else {
+            throw TensorError.countMismatch(shape: [parameters.count], expected: parameters.count, got: m.count)
+        }
+        for i in parameters.indices where m[i].shape != parameters[i].1.shape || v[i].shape != parameters[i].1.shape {
+            throw TensorError.incompatibleShapes(
+                operation: "AdamW.restore: moments of '\(parameters[i].0)'", m[i].shape, parameters[i].1.shape)
+        }
+        (self.step, self.m, self.v) = (step, m, v)
+    }
+
     /// One step over every parameter that has a gradient.
     public func update() {
         step += 1

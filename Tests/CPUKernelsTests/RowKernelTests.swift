@@ -206,6 +206,24 @@ final class RowKernelTests: XCTestCase {
             XCTAssertEqual(Double(v[i]), vd[i], accuracy: 1e-7)
         }
     }
+
+    func testEMAMatchesDoubleReferenceAndIsThreadIndependent() {
+        var rng = TestRNG(11)
+        for n in [1, 7, 8, 37, 20_001] {
+            let src = rng.floats(n), start = rng.floats(n)
+            for m: Float in [0.996, 0.5, 1] {
+                var one = start, two = start
+                emaUpdate(target: &one, source: src, count: n, momentum: m, threads: 1)
+                emaUpdate(target: &two, source: src, count: n, momentum: m, threads: 2)
+                XCTAssertEqual(one.map(\.bitPattern), two.map(\.bitPattern), "n \(n): thread count changed the EMA")
+                for i in 0..<n {
+                    let ref = Double(m) * Double(start[i]) + (1 - Double(m)) * Double(src[i])
+                    XCTAssertEqual(Double(one[i]), ref, accuracy: 1e-6, "n \(n) m \(m) element \(i)")
+                }
+                if m == 1 { XCTAssertEqual(one, start, "momentum 1 must leave the target unchanged") }
+            }
+        }
+    }
 }
 
 import Foundation

@@ -10,35 +10,12 @@ import NNLayers
 final class ParityTests: XCTestCase {
     static let fixtureVersion = "parity-v1"
 
-    func loadFixture() throws -> (tensors: [String: Tensor], metadata: [String: String], path: String) {
-        guard let path = Bundle.module.path(forResource: "parity", ofType: "safetensors", inDirectory: "Fixtures") else {
-            throw XCTSkip("parity fixture missing: run tools/make_parity_fixtures.py")
-        }
-        let (t, m) = try SafeTensors.read(path)
-        guard m["version"] == Self.fixtureVersion else {
-            XCTFail("\(path) is version \(m["version"] ?? "none"), the test expects \(Self.fixtureVersion): the fixture is stale; regenerate it with tools/make_parity_fixtures.py")
-            throw XCTSkip("stale fixture")
-        }
-        return (t, m, path)
-    }
-
-    func indices(_ t: Tensor) throws -> TokenIndices {
-        try TokenIndices(batch: t.shape[0], count: t.shape[1], indices: t.scalars.map { Int32($0) })
-    }
-
-    /// max |a - b| / max(max |b|, 1e-6), printed per tensor.
     func compare(_ name: String, _ a: Tensor, _ b: Tensor?, tolerance: Double, file: StaticString = #filePath, line: UInt = #line) {
-        guard let b else { return XCTFail("fixture has no tensor \(name)", file: file, line: line) }
-        XCTAssertEqual(a.count, b.count, "\(name): \(a.shape) vs \(b.shape)", file: file, line: line)
-        let x = a.scalars, y = b.scalars
-        let scale = max(y.map { Double(abs($0)) }.max() ?? 0, 1e-6)
-        let err = zip(x, y).map { abs(Double($0) - Double($1)) }.max() ?? 0
-        print(String(format: "parity %-52@ max abs err %.3e, relative %.3e", name as NSString, err, err / scale))
-        XCTAssertLessThanOrEqual(err / scale, tolerance, "\(name): relative error \(err / scale)", file: file, line: line)
+        compareToFixture(name, a, b, tolerance: tolerance, file: file, line: line)
     }
 
     func testEncoderPredictorLossAndGradientsMatchPyTorch() throws {
-        let (t, meta, path) = try loadFixture()
+        let (t, meta, path) = try loadFixture("parity", version: Self.fixtureVersion, script: "make_parity_fixtures.py")
         let cfg = try JSONSerialization.jsonObject(with: Data(meta["config"]!.utf8)) as! [String: Int]
         let vit = ViTConfig(imageSize: cfg["image"]!, patchSize: cfg["patch"]!, inChannels: cfg["channels"]!,
                             embedDim: cfg["dim"]!, depth: cfg["depth"]!, heads: cfg["heads"]!)
@@ -55,8 +32,8 @@ final class ParityTests: XCTestCase {
         try loadParameters(predictor.namedParameters, from: t, prefix: "predictor.", file: path)
 
         let images = Variable(t["input.images"]!)
-        let ctx = try indices(t["mask.context.0"]!)
-        let tgts = [try indices(t["mask.target.0"]!), try indices(t["mask.target.1"]!)]
+        let ctx = try tokenIndices(t["mask.context.0"]!)
+        let tgts = [try tokenIndices(t["mask.target.0"]!), try tokenIndices(t["mask.target.1"]!)]
 
         // Target branch, no grad: full image, non-affine layer norm (eps 1e-5), target blocks.
         let h = try target(images, tape: nil)

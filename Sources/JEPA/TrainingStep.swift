@@ -1,0 +1,87 @@
+import CPUKernels
+import NNLayers
+import TensorCore
+
+/// What one training step reports.
+public struct StepResult: Sendable {
+    public var step: Int          // optimizer steps done, counting this one (the schedules' k)
+    public var loss: Float
+    public var learningRate: Double
+    public var weightDecay: Double
+    public var momentum: Double
+    public var contextTokens: Int // Kc (the official log's maskA)
+    public var targetTokens: Int  // Kp (maskB)
+}
+
+/// One I-JEPA optimisation step in the official order (train.py L290-338, reference section 4):
+/// schedules -> target encoder on the full image (no grad) + non-affine LayerNorm (eps 1e-5) + target blocks
+/// -> context encoder on the context blocks -> predictor -> smooth-L1 -> backward -> AdamW -> zero grad -> EMA.
+public final class IJEPATrainer {
+    public let model: IJEPAModel
+    public let optimizer: AdamW
+    public let schedules: Schedules
+    /// Optimizer steps done so far; the next step uses k = stepsDone + 1.
+    public private(set) var stepsDone: Int = 0
+    public var threads: Int?
+
+    public init(model: IJEPAModel, schedules: Schedules, threads: Int? = nil) throws {
+        self.model = model
+        self.schedules = schedules
+        self.threads = threads
+        optimizer = try AdamW(model.trainableParameters, lr: Float(schedules.learningRate(step: 1)),
+                              weightDecay: Float(schedules.weightDecay(step: 1)))
+    }
+
+    /// images (B, C, H, W), normalised; `context` nenc masks (B, Kc), `targets` npred masks (B, Kp).
+    @discardableResult
+    public func step(images: Tensor, context: [TokenIndices], targets: [TokenIndices]) throws -> StepResult {
+        let k = stepsDone + 1
+        let lr = schedules.learningRate(step: k), wd = schedules.weightDecay(step: k)
+        let (loss, _) = try lossAndPrediction(images: images, context: context, targets: targets, backward: true)
+        optimizer.lr = Float(lr)
+        optimizer.weightDecay = Float(wd)
+        optimizer.update()
+        for (_, p) in model.trainableParameters { p.zeroGrad() }
+        let m = schedules.momentum(step: k)
+        updateTarget(momentum: Float(m))
+        stepsDone = k
+        return StepResult(step: k, loss: loss, learningRate: lr, weightDecay: wd, momentum: m,
+                          contextTokens: context.first?.count ?? 0, targetTokens: targets.first?.count ?? 0)
+    }
+
+    /// The loss (and the predictor output); with `backward` the gradients are left in the parameters' `grad`.
+    public func lossAndPrediction(
+        images: Tensor, context: [TokenIndices], targets: [TokenIndices], backward: Bool
+    ) throws -> (Float, Variable) {
+        let batch = images.shape.first ?? 0
+        let x = Variable(images)
+        var h = try model.target(x, tape: nil)
+        h = try layerNorm(h, gamma: nil, beta: nil, eps: 1e-5, tape: nil)
+        h = try gatherTokens(h, targets, tape: nil)
+        let targetReps = Variable(try repeatInterleaveBatch(h.value, batch: batch, repeat: context.count))
+        let tape = backward ? Tape() : nil
+        let z = try model.encoder(x, masks: context, tape: tape)
+        let prediction = try model.predictor(z, contextMasks: context, targetMasks: targets, tape: tape)
+        let loss = try smoothL1Loss(prediction, targetReps, tape: tape)
+        if let tape { try tape.backward(from: loss) }
+        return (loss.value.scalars[0], prediction)
+    }
+
+    /// target <- m target + (1 - m) encoder over every parameter pair (the fixed tables are equal already).
+    func updateTarget(momentum m: Float) {
+        for ((_, s), (_, t)) in zip(model.encoder.namedParameters, model.target.namedParameters) {
+            t.value.withUnsafeMutableBufferPointer { tp in
+                s.value.withUnsafeBufferPointer { sp in
+                    emaUpdate(target: tp.baseAddress!, source: sp.baseAddress!, count: tp.count, momentum: m,
+                              threads: threads)
+                }
+            }
+        }
+    }
+
+    /// Restores the step count and the optimizer state (weights are loaded into `model` separately).
+    public func restore(stepsDone: Int, adamStep: Int, m: [Tensor], v: [Tensor]) throws {
+        try optimizer.restore(step: adamStep, m: m, v: v)
+        self.stepsDone = stepsDone
+    }
+}

@@ -1,0 +1,1 @@
+// The I-JEPA training run: configuration, data, steps, checkpoints, evaluation.

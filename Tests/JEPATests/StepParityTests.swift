@@ -1,0 +1,90 @@
+import Foundation
+import XCTest
+import CPUKernels
+import NNLayers
+@testable import JEPA
+@testable import TensorCore
+
+/// Parity of whole training steps with PyTorch: tools/make_step_fixtures.py runs the official step (schedules,
+/// target encoder + layer norm, context encoder, predictor, smooth-L1, backward, AdamW with the official
+/// groups, EMA) for a few steps from saved weights, images and masks, and saves the loss, lr, wd and momentum of
+/// every step, every gradient of step 1, and all three networks after steps 1 and 3.
+final class StepParityTests: XCTestCase {
+    static let fixtureVersion = "step-v1"
+
+    func testTrainingStepsMatchPyTorch() throws {
+        let (t, meta, path) = try loadFixture("step", version: Self.fixtureVersion, script: "make_step_fixtures.py")
+        let cfg = try JSONSerialization.jsonObject(with: Data(meta["config"]!.utf8)) as! [String: Any]
+        func int(_ k: String) -> Int { (cfg[k] as! NSNumber).intValue }
+        func dbl(_ k: String) -> Double { (cfg[k] as! NSNumber).doubleValue }
+        let vit = ViTConfig(imageSize: int("image"), patchSize: int("patch"), inChannels: int("channels"),
+                            embedDim: int("dim"), depth: int("depth"), heads: int("heads"))
+        let model = try IJEPAModel(vit, predictorDim: int("pred_dim"), predictorDepth: int("pred_depth"), seed: 0)
+        try loadParameters(model.encoder.namedParameters, from: t, prefix: "init.encoder.", file: path)
+        try loadParameters(model.target.namedParameters, from: t, prefix: "init.encoder.", file: path)
+        try loadParameters(model.predictor.namedParameters, from: t, prefix: "init.predictor.", file: path)
+        let schedules = Schedules(
+            itersPerEpoch: int("ipe"), epochs: int("epochs"), warmupEpochs: dbl("warmup_epochs"),
+            ipeScale: dbl("ipe_scale"), startLR: dbl("start_lr"), refLR: dbl("ref_lr"), finalLR: dbl("final_lr"),
+            refWD: dbl("wd0"), finalWD: dbl("wd1"), ema: (dbl("ema0"), dbl("ema1")))
+        let trainer = try IJEPATrainer(model: model, schedules: schedules)
+
+        func networks(after k: Int, tolerance: Double) {
+            for (name, p) in model.encoder.namedParameters {
+                compareToFixture("step\(k).after.encoder.\(name)", p.value, t["step\(k).after.encoder.\(name)"], tolerance: tolerance)
+            }
+            for (name, p) in model.predictor.namedParameters {
+                compareToFixture("step\(k).after.predictor.\(name)", p.value, t["step\(k).after.predictor.\(name)"], tolerance: tolerance)
+            }
+            for (name, p) in model.target.namedParameters {
+                compareToFixture("step\(k).after.target.\(name)", p.value, t["step\(k).after.target.\(name)"], tolerance: tolerance)
+            }
+        }
+
+        for k in 1...int("steps") {
+            let images = try XCTUnwrap(t["step\(k).images"])
+            let context = [try tokenIndices(try XCTUnwrap(t["step\(k).mask.context.0"]))]
+            let targets = try (0..<int("npred")).map { try tokenIndices(try XCTUnwrap(t["step\(k).mask.target.\($0)"])) }
+            if k == 1 {
+                // The gradients of the first step, before AdamW consumes them.
+                let (loss, _) = try trainer.lossAndPrediction(images: images, context: context, targets: targets, backward: true)
+                compareToFixture("step1.loss (gradient pass)", try Tensor(shape: [1], values: [loss]), t["step1.loss"], tolerance: 1e-5)
+                for (name, p) in model.encoder.namedParameters {
+                    compareToFixture("step1.grad.encoder.\(name)", p.grad ?? Tensor.zeros(like: p.value), t["step1.grad.encoder.\(name)"], tolerance: 1e-3)
+                }
+                for (name, p) in model.predictor.namedParameters {
+                    compareToFixture("step1.grad.predictor.\(name)", p.grad ?? Tensor.zeros(like: p.value), t["step1.grad.predictor.\(name)"], tolerance: 1e-3)
+                }
+                for (_, p) in model.trainableParameters { p.zeroGrad() }
+            }
+            let r = try trainer.step(images: images, context: context, targets: targets)
+            XCTAssertEqual(r.step, k)
+            compareToFixture("step\(k).loss", try Tensor(shape: [1], values: [r.loss]), t["step\(k).loss"], tolerance: 1e-5)
+            XCTAssertEqual(r.learningRate, Double(t["step\(k).lr"]!.scalars[0]), accuracy: 1e-9 + 1e-6 * r.learningRate, "lr of step \(k)")
+            XCTAssertEqual(r.weightDecay, Double(t["step\(k).wd"]!.scalars[0]), accuracy: 1e-7, "wd of step \(k)")
+            XCTAssertEqual(r.momentum, Double(t["step\(k).momentum"]!.scalars[0]), accuracy: 1e-7, "momentum of step \(k)")
+            // Parameters after AdamW and after the EMA (relative to each tensor's largest value).
+            if k == 1 { networks(after: 1, tolerance: 1e-5) }
+        }
+        networks(after: int("steps"), tolerance: 1e-4)
+    }
+
+    func testSchedulesMatchTheOfficialTable() {
+        // Reference section 5: ipe 625, 300 epochs, warmup 40, lr 2e-4 -> 1e-3 -> 1e-6, wd 0.04 -> 0.4, EMA 0.996 -> 1.
+        let s = Schedules(itersPerEpoch: 625, epochs: 300, warmupEpochs: 40, startLR: 2e-4, refLR: 1e-3,
+                          finalLR: 1e-6, refWD: 0.04, finalWD: 0.4, ema: (0.996, 1.0))
+        XCTAssertEqual(s.learningRate(step: 1), 2.00032e-4, accuracy: 1e-9)
+        XCTAssertEqual(s.learningRate(step: 25_000), 1e-3, accuracy: 1e-12)
+        XCTAssertEqual(s.learningRate(step: 93_750), 6.20e-4, accuracy: 5e-6)
+        XCTAssertEqual(s.learningRate(step: 187_500), 1e-6, accuracy: 1e-12)
+        XCTAssertEqual(s.weightDecay(step: 1), 0.04, accuracy: 1e-6)
+        XCTAssertEqual(s.weightDecay(step: 25_000), 0.0556, accuracy: 5e-5)
+        XCTAssertEqual(s.weightDecay(step: 93_750), 0.22, accuracy: 1e-6)
+        XCTAssertEqual(s.weightDecay(step: 187_500), 0.4, accuracy: 1e-12)
+        XCTAssertEqual(s.momentum(step: 1), 0.996, accuracy: 1e-15)
+        XCTAssertEqual(s.momentum(step: 25_000), 0.99653, accuracy: 1e-5)
+        XCTAssertEqual(s.momentum(step: 93_751), 0.998, accuracy: 1e-12)
+        XCTAssertEqual(s.momentum(step: 187_501), 1.0, accuracy: 1e-12)
+        XCTAssertEqual(s.momentum(step: 300_000), 1.0, accuracy: 1e-12, "clamped after the end")
+    }
+}
