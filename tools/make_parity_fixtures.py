@@ -126,9 +126,8 @@ class Predictor(nn.Module):
         return self.predictor_proj(self.predictor_norm(x)[:, kc:])
 
 
-def main():
-    torch.manual_seed(0)
-    c = CONFIG
+def build_models(c):
+    """Encoder and predictor with the fixture init; draws from the global torch RNG (seed it first)."""
     enc, pred = Encoder(c), Predictor(c)
     with torch.no_grad():  # official init: trunc_normal(0.02) weights, zero biases, LN 1/0; then perturb norms
         for m in list(enc.modules()) + list(pred.modules()):
@@ -141,6 +140,13 @@ def main():
         nn.init.trunc_normal_(pred.mask_token, std=0.02)
         for p in list(enc.parameters()) + list(pred.parameters()):  # std 0.02 gives tiny signals; scale up
             p.mul_(5.0)
+    return enc, pred
+
+
+def main():
+    torch.manual_seed(0)
+    c = CONFIG
+    enc, pred = build_models(c)
     target = Encoder(c)
     target.load_state_dict(enc.state_dict())
     b, n = c["batch"], (c["image"] // c["patch"]) ** 2
