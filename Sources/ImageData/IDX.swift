@@ -1,0 +1,183 @@
+import CZlib
+import Foundation
+
+/// IDX files (the MNIST format: big-endian header, then raw UInt8 data), gzip-compressed or plain. Reading goes
+/// through zlib's gzopen/gzread, which also reads uncompressed files as they are.
+public enum IDX {
+    /// Magic of an unsigned-byte IDX file with `dims` dimensions: 0x00 0x00 0x08 dims.
+    static func magic(dims: UInt8) -> UInt32 { 0x0000_0800 | UInt32(dims) }
+
+    /// An image file (magic 0x00000803): count, rows, columns, then count * rows * columns bytes.
+    public static func readImages(path: String) throws -> (count: Int, height: Int, width: Int, pixels: [UInt8]) {
+        let bytes = try readDecompressed(path)
+        let dims = try header(bytes, dims: 3, path: path, what: "image")
+        let (count, height, width) = (dims[0], dims[1], dims[2])
+        guard height > 0, width > 0 else {
+            throw ImageDataError(path: path, problem: "IDX image file declares images of \(height)x\(width) pixels")
+        }
+        try checkPayload(bytes.count - 16, expected: count * height * width, path: path,
+                         what: "\(count) images of \(height)x\(width)")
+        return (count, height, width, Array(bytes[16...]))
+    }
+
+    /// A label file (magic 0x00000801): count, then count bytes.
+    public static func readLabels(path: String) throws -> [Int] {
+        let bytes = try readDecompressed(path)
+        let count = try header(bytes, dims: 1, path: path, what: "label")[0]
+        try checkPayload(bytes.count - 8, expected: count, path: path, what: "\(count) labels")
+        return bytes[8...].map { Int($0) }
+    }
+
+    /// Writes an image file (gzip-compressed when `gzip`), atomically.
+    public static func writeImages(path: String, count: Int, height: Int, width: Int, pixels: [UInt8], gzip: Bool) throws {
+        precondition(pixels.count == count * height * width, "IDX.writeImages: \(pixels.count) bytes for \(count)x\(height)x\(width)")
+        try write(path: path, dims: [count, height, width], data: pixels, gzip: gzip)
+    }
+
+    /// Writes a label file (labels in 0...255; gzip-compressed when `gzip`), atomically.
+    public static func writeLabels(path: String, labels: [Int], gzip: Bool) throws {
+        precondition(labels.allSatisfy { (0...255).contains($0) }, "IDX.writeLabels: labels must be in 0...255")
+        try write(path: path, dims: [labels.count], data: labels.map { UInt8($0) }, gzip: gzip)
+    }
+
+    // MARK: Internals
+
+    static func write(path: String, dims: [Int], data: [UInt8], gzip: Bool) throws {
+        var bytes: [UInt8] = [0, 0, 8, UInt8(dims.count)]
+        for d in dims {
+            precondition(d >= 0 && d <= Int(Int32.max), "IDX: dimension \(d) does not fit the format")
+            bytes += [UInt8(d >> 24 & 0xFF), UInt8(d >> 16 & 0xFF), UInt8(d >> 8 & 0xFF), UInt8(d & 0xFF)]
+        }
+        bytes += data
+        let out = gzip ? try Gzip.compress(bytes, path: path) : bytes
+        try out.withUnsafeBytes { try FileIO.writeAtomically($0, to: path) }
+    }
+
+    /// Checks the magic and reads `dims` big-endian sizes.
+    static func header(_ b: [UInt8], dims: Int, path: String, what: String) throws -> [Int] {
+        let headerSize = 4 + 4 * dims
+        guard b.count >= 4 else {
+            throw ImageDataError(path: path, problem: "truncated IDX \(what) file: \(b.count) bytes, the header alone needs \(headerSize)")
+        }
+        let m = be32(b, 0)
+        guard m == magic(dims: UInt8(dims)) else {
+            let got = String(m, radix: 16), want = String(magic(dims: UInt8(dims)), radix: 16)
+            throw ImageDataError(path: path, problem: "not an IDX \(what) file: magic 0x\(String(repeating: "0", count: 8 - got.count))\(got), expected 0x\(String(repeating: "0", count: 8 - want.count))\(want)")
+        }
+        guard b.count >= headerSize else {
+            throw ImageDataError(path: path, problem: "truncated IDX \(what) file: \(b.count) bytes, the header alone needs \(headerSize)")
+        }
+        return (0..<dims).map { Int(be32(b, 4 + 4 * $0)) }
+    }
+
+    static func checkPayload(_ got: Int, expected: Int, path: String, what: String) throws {
+        if got < expected {
+            throw ImageDataError(path: path, problem: "truncated: the header declares \(what) (\(expected) bytes) but only \(got) follow")
+        }
+        if got > expected {
+            throw ImageDataError(path: path, problem: "the header declares \(what) (\(expected) bytes) but \(got) bytes follow (\(got - expected) extra)")
+        }
+    }
+
+    @inline(__always) static func be32(_ b: [UInt8], _ i: Int) -> UInt32 {
+        UInt32(b[i]) << 24 | UInt32(b[i + 1]) << 16 | UInt32(b[i + 2]) << 8 | UInt32(b[i + 3])
+    }
+
+    /// The whole (decompressed) contents through gzread; a plain file comes back as it is.
+    static func readDecompressed(_ path: String) throws -> [UInt8] {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw ImageDataError(path: path, problem: "no such file")
+        }
+        if isDir.boolValue { throw ImageDataError(path: path, problem: "is a folder, not a file") }
+        guard let gz = gzopen(path, "rb") else {
+            throw ImageDataError(path: path, problem: "cannot open: \(String(cString: strerror(errno)))")
+        }
+        defer { gzclose(gz) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { gzread(gz, $0.baseAddress, UInt32($0.count)) }
+            if n < 0 { break }
+            if n == 0 { break }
+            out.append(contentsOf: chunk[0..<Int(n)])
+        }
+        var errnum: Int32 = 0
+        let msg = String(cString: gzerror(gz, &errnum))
+        if errnum != Z_OK && errnum != Z_STREAM_END {
+            let why = errnum == Z_ERRNO ? String(cString: strerror(errno)) : msg
+            throw ImageDataError(path: path, problem: "corrupt or truncated gzip data after \(out.count) bytes: \(why)")
+        }
+        return out
+    }
+}
+
+/// gzip compression in memory (zlib deflate with the gzip wrapper).
+enum Gzip {
+    static func compress(_ input: [UInt8], path: String, level: Int32 = 6) throws -> [UInt8] {
+        var s = z_stream()
+        // windowBits 15 + 16: gzip header and trailer instead of the zlib ones.
+        var rc = deflateInit2_(&s, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, zlibVersion(),
+                               Int32(MemoryLayout<z_stream>.size))
+        guard rc == Z_OK else { throw ImageDataError(path: path, problem: "zlib deflateInit2 failed (\(rc))") }
+        defer { deflateEnd(&s) }
+        let bound = Int(deflateBound(&s, uLong(input.count))) + 64
+        var out = [UInt8](repeating: 0, count: bound)
+        var input = input
+        rc = input.withUnsafeMutableBufferPointer { inp in
+            out.withUnsafeMutableBufferPointer { o in
+                s.next_in = inp.baseAddress
+                s.avail_in = uInt(inp.count)
+                s.next_out = o.baseAddress
+                s.avail_out = uInt(o.count)
+                return deflate(&s, Z_FINISH)
+            }
+        }
+        guard rc == Z_STREAM_END else { throw ImageDataError(path: path, problem: "zlib deflate failed (\(rc))") }
+        out.removeLast(out.count - Int(s.total_out))
+        return out
+    }
+}
+
+/// Fashion-MNIST (Xiao et al. 2017): 28x28 gray, 10 classes, 60000 train and 10000 test images, as the four
+/// IDX files of the original distribution (Debian package `dataset-fashion-mnist`).
+public enum FashionMNIST {
+    public static let defaultDirectory = "/usr/share/datasets/fashion-mnist"
+    public static let classNames = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                    "Sneaker", "Bag", "Ankle boot"]
+
+    /// The file names of a split: "train" -> train-*, "test" -> t10k-*.
+    public static func files(split: String, directory: String = defaultDirectory) throws -> (images: String, labels: String) {
+        let prefix: String
+        switch split {
+        case "train": prefix = "train"
+        case "test", "t10k": prefix = "t10k"
+        default: throw ImageDataError(path: directory, problem: "unknown Fashion-MNIST split \"\(split)\" (use \"train\" or \"test\")")
+        }
+        func pick(_ base: String) -> String {
+            // The .gz files as distributed; an uncompressed copy is used when only that exists.
+            let gz = directory + "/" + base + ".gz", plain = directory + "/" + base
+            return !FileManager.default.fileExists(atPath: gz) && FileManager.default.fileExists(atPath: plain) ? plain : gz
+        }
+        return (pick("\(prefix)-images-idx3-ubyte"), pick("\(prefix)-labels-idx1-ubyte"))
+    }
+
+    /// Loads a split ("train" or "test") as a gray (channels 1) 28x28 data set named "fashion-mnist-<split>".
+    public static func load(split: String, directory: String = defaultDirectory) throws -> ImageDataset {
+        guard FileIO.isDirectory(directory) else {
+            throw ImageDataError(path: directory, problem: "no such folder (Fashion-MNIST: install the Debian package dataset-fashion-mnist, or pass the folder holding the four IDX files)")
+        }
+        let f = try files(split: split, directory: directory)
+        let images = try IDX.readImages(path: f.images)
+        let labels = try IDX.readLabels(path: f.labels)
+        guard images.count == labels.count else {
+            throw ImageDataError(path: f.labels, problem: "\(labels.count) labels for the \(images.count) images of \(f.images)")
+        }
+        if let bad = labels.first(where: { $0 >= classNames.count }) {
+            throw ImageDataError(path: f.labels, problem: "label \(bad) outside 0..<\(classNames.count)")
+        }
+        return ImageDataset(name: "fashion-mnist-\(split == "t10k" ? "test" : split)", width: images.width,
+                            height: images.height, channels: 1, pixels: images.pixels, labels: labels,
+                            classNames: classNames)
+    }
+}
