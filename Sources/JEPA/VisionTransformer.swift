@@ -44,7 +44,7 @@ public struct ViTConfig: Sendable, Equatable, Codable {
         ViTConfig(imageSize: 28, patchSize: 4, inChannels: inChannels, embedDim: 192, depth: depth, heads: 3)
     }
 
-    func validate() throws {
+    public func validate() throws {
         guard imageSize > 0, patchSize > 0, imageSize % patchSize == 0, inChannels > 0, depth >= 0,
               heads > 0, embedDim % heads == 0, embedDim % 4 == 0, mlpRatio > 0 else {
             throw TensorError.incompatibleShapes(

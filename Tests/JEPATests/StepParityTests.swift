@@ -29,16 +29,25 @@ final class StepParityTests: XCTestCase {
             refWD: dbl("wd0"), finalWD: dbl("wd1"), ema: (dbl("ema0"), dbl("ema1")))
         let trainer = try IJEPATrainer(model: model, schedules: schedules)
 
-        func networks(after k: Int, tolerance: Double) {
-            for (name, p) in model.encoder.namedParameters {
-                compareToFixture("step\(k).after.encoder.\(name)", p.value, t["step\(k).after.encoder.\(name)"], tolerance: tolerance)
+        // The key third of every qkv bias has a zero true gradient (softmax ignores a constant added to every
+        // key), so both engines hold rounding noise there (~1e-9) and Adam turns that noise into +-lr steps of
+        // arbitrary sign: those entries are compared only by their gradient (~0 on both sides, checked below).
+        func withoutKeyBias(_ name: String, _ x: Tensor) throws -> Tensor {
+            guard name.hasSuffix("attn.qkv.bias") else { return x }
+            let d = x.count / 3, v = x.scalars
+            return try Tensor(shape: [2 * d], values: Array(v[0..<d]) + Array(v[2 * d..<3 * d]))
+        }
+        func compareNetwork(_ label: String, _ params: [(String, Variable)], tolerance: Double) throws {
+            for (name, p) in params {
+                let key = "\(label).\(name)"
+                compareToFixture(key, try withoutKeyBias(name, p.value), try t[key].map { try withoutKeyBias(name, $0) },
+                                 tolerance: tolerance)
             }
-            for (name, p) in model.predictor.namedParameters {
-                compareToFixture("step\(k).after.predictor.\(name)", p.value, t["step\(k).after.predictor.\(name)"], tolerance: tolerance)
-            }
-            for (name, p) in model.target.namedParameters {
-                compareToFixture("step\(k).after.target.\(name)", p.value, t["step\(k).after.target.\(name)"], tolerance: tolerance)
-            }
+        }
+        func networks(after k: Int) throws {
+            try compareNetwork("step\(k).after.encoder", model.encoder.namedParameters, tolerance: 1e-4)
+            try compareNetwork("step\(k).after.predictor", model.predictor.namedParameters, tolerance: 1e-4)
+            try compareNetwork("step\(k).after.target", model.target.namedParameters, tolerance: 1e-4)
         }
 
         for k in 1...int("steps") {
@@ -55,6 +64,14 @@ final class StepParityTests: XCTestCase {
                 for (name, p) in model.predictor.namedParameters {
                     compareToFixture("step1.grad.predictor.\(name)", p.grad ?? Tensor.zeros(like: p.value), t["step1.grad.predictor.\(name)"], tolerance: 1e-3)
                 }
+                for (name, p) in model.trainableParameters where name.hasSuffix("attn.qkv.bias") {
+                    let d = p.value.count / 3
+                    let ours = p.grad!.scalars[d..<2 * d].map { abs($0) }.max()!
+                    let theirs = t["step1.grad.\(name)"]!.scalars[d..<2 * d].map { abs($0) }.max()!
+                    let scale = p.grad!.scalars.map { abs($0) }.max()!
+                    XCTAssertLessThan(ours, 1e-5 * scale, "\(name): key-bias gradient must vanish")
+                    XCTAssertLessThan(theirs, 1e-5 * scale, "\(name): key-bias gradient must vanish in the fixture")
+                }
                 for (_, p) in model.trainableParameters { p.zeroGrad() }
             }
             let r = try trainer.step(images: images, context: context, targets: targets)
@@ -64,9 +81,9 @@ final class StepParityTests: XCTestCase {
             XCTAssertEqual(r.weightDecay, Double(t["step\(k).wd"]!.scalars[0]), accuracy: 1e-7, "wd of step \(k)")
             XCTAssertEqual(r.momentum, Double(t["step\(k).momentum"]!.scalars[0]), accuracy: 1e-7, "momentum of step \(k)")
             // Parameters after AdamW and after the EMA (relative to each tensor's largest value).
-            if k == 1 { networks(after: 1, tolerance: 1e-5) }
+            if k == 1 { try networks(after: 1) }
         }
-        networks(after: int("steps"), tolerance: 1e-4)
+        try networks(after: int("steps"))
     }
 
     func testSchedulesMatchTheOfficialTable() {

@@ -1,0 +1,373 @@
+import Foundation
+import JEPA
+
+/// A training configuration with the official config's sections (`data`, `mask`, `meta`, `optimization`,
+/// `logging`; configs/*.yaml of facebookresearch/ijepa) and their key names, plus `evaluation`. Read from JSON;
+/// every key is optional (defaults: the small Fashion-MNIST run), an unknown key or a wrong type is an error that
+/// names the file and the key, so a typo never silently trains the default.
+public struct TrainingConfig: Sendable, Equatable {
+    public struct Data: Sendable, Equatable {
+        /// "fashion-mnist" (IDX files, `root_path` is their folder) or "image-folder" (`image_folder` holds
+        /// one subfolder of PNGs per class; `test_folder` the evaluation split).
+        public var dataset = "fashion-mnist"
+        public var rootPath = "/usr/share/datasets/fashion-mnist"
+        public var imageFolder: String? = nil
+        public var testFolder: String? = nil
+        public var batchSize = 64
+        public var cropSize = 28
+        public var cropScale = [0.3, 1.0]
+        public var useHorizontalFlip = false
+        public var channels = 1
+        /// Per-channel normalisation; empty = the data set's default (Fashion-MNIST gray or ImageNet RGB).
+        public var mean: [Double] = []
+        public var std: [Double] = []
+    }
+    public struct Mask: Sendable, Equatable {
+        public var patchSize = 4
+        public var encMaskScale = [0.85, 1.0]
+        public var predMaskScale = [0.15, 0.2]
+        public var aspectRatio = [0.75, 1.5]
+        public var numEncMasks = 1
+        public var numPredMasks = 4
+        /// The official 10 hangs on a 7x7 grid (the smallest target block has 6 patches): see MaskConfig.validate.
+        public var minKeep = 4
+        public var allowOverlap = false
+        /// Removes the official sampler's off-by-one and its top-left trimming bias (see docs/training.md).
+        public var fixed = false
+    }
+    public struct Meta: Sendable, Equatable {
+        public var modelName = "vit_tiny"
+        /// Overrides of the preset (0 = the preset's value).
+        public var depth = 6
+        public var embedDim = 0
+        public var numHeads = 0
+        public var predDepth = 4
+        public var predEmbDim = 96
+        public var seed = 0
+    }
+    public struct Optimization: Sendable, Equatable {
+        public var epochs = 2
+        public var warmup = 0.25
+        public var startLR = 2e-4
+        public var lr = 1e-3
+        public var finalLR = 1e-6
+        public var weightDecay = 0.04
+        public var finalWeightDecay = 0.4
+        public var ema = [0.996, 1.0]
+        public var ipeScale = 1.0
+        /// Stop after this many steps (0 = run every epoch); the schedules still span `epochs`.
+        public var maxSteps = 0
+    }
+    public struct Logging: Sendable, Equatable {
+        public var folder = "runs/fashion-mnist"
+        public var checkpointEvery = 200
+        public var logEvery = 10
+    }
+    public struct Evaluation: Sendable, Equatable {
+        /// Training images used to fit the probes (0 = the whole train split).
+        public var trainSamples = 0
+        public var testSamples = 0
+        public var knnK = 20
+        public var probeIterations = 200
+        public var probeWeightDecay = 1e-4
+    }
+
+    public var data = Data()
+    public var mask = Mask()
+    public var meta = Meta()
+    public var optimization = Optimization()
+    public var logging = Logging()
+    public var evaluation = Evaluation()
+
+    public init() {}
+}
+
+public struct ConfigError: Error, CustomStringConvertible {
+    public let source: String
+    public let problem: String
+    public var description: String { "\(source): \(problem)" }
+}
+
+// MARK: - JSON
+
+extension TrainingConfig {
+    /// Reads a JSON config; `overrides` are "section.key=value" strings applied on top (value in JSON syntax,
+    /// bare words taken as strings), e.g. "optimization.epochs=5", "data.image_folder=/data/train".
+    public static func load(path: String?, overrides: [String] = []) throws -> TrainingConfig {
+        var root: [String: Any] = [:]
+        let source = path ?? "defaults"
+        if let path {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ConfigError(source: path, problem: "cannot read the file (missing or unreadable)")
+            }
+            do {
+                guard let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                    throw ConfigError(source: path, problem: "the top level must be a JSON object with sections data, mask, meta, optimization, logging, evaluation")
+                }
+                root = obj
+            } catch let e as ConfigError {
+                throw e
+            } catch {
+                throw ConfigError(source: path, problem: "malformed JSON: \((error as NSError).userInfo["NSDebugDescription"] ?? error.localizedDescription)")
+            }
+        }
+        for o in overrides {
+            guard let eq = o.firstIndex(of: "="), case let key = String(o[..<eq]), let dot = key.firstIndex(of: ".") else {
+                throw ConfigError(source: "--set \(o)", problem: "expected section.key=value, e.g. optimization.epochs=5")
+            }
+            let section = String(key[..<dot]), name = String(key[key.index(after: dot)...])
+            let text = String(o[o.index(after: eq)...])
+            let parsed = try? JSONSerialization.jsonObject(with: text.data(using: .utf8)!, options: [.fragmentsAllowed])
+            let value: Any = parsed ?? text
+            var sec = root[section] as? [String: Any] ?? [:]
+            sec[name] = value
+            root[section] = sec
+        }
+        var reader = ConfigReader(source: path == nil && !overrides.isEmpty ? "--set" : source, root: root)
+        let config = try reader.read()
+        try config.validate(source: reader.source)
+        return config
+    }
+
+    /// The configuration as JSON with the official key names (what `load` reads back).
+    public var json: [String: Any] {
+        [
+            "data": ["dataset": data.dataset, "root_path": data.rootPath, "image_folder": data.imageFolder as Any,
+                     "test_folder": data.testFolder as Any, "batch_size": data.batchSize, "crop_size": data.cropSize,
+                     "crop_scale": data.cropScale, "use_horizontal_flip": data.useHorizontalFlip,
+                     "channels": data.channels, "mean": data.mean, "std": data.std],
+            "mask": ["patch_size": mask.patchSize, "enc_mask_scale": mask.encMaskScale,
+                     "pred_mask_scale": mask.predMaskScale, "aspect_ratio": mask.aspectRatio,
+                     "num_enc_masks": mask.numEncMasks, "num_pred_masks": mask.numPredMasks,
+                     "min_keep": mask.minKeep, "allow_overlap": mask.allowOverlap, "fixed": mask.fixed],
+            "meta": ["model_name": meta.modelName, "depth": meta.depth, "embed_dim": meta.embedDim,
+                     "num_heads": meta.numHeads, "pred_depth": meta.predDepth, "pred_emb_dim": meta.predEmbDim,
+                     "seed": meta.seed],
+            "optimization": ["epochs": optimization.epochs, "warmup": optimization.warmup,
+                             "start_lr": optimization.startLR, "lr": optimization.lr,
+                             "final_lr": optimization.finalLR, "weight_decay": optimization.weightDecay,
+                             "final_weight_decay": optimization.finalWeightDecay, "ema": optimization.ema,
+                             "ipe_scale": optimization.ipeScale, "max_steps": optimization.maxSteps],
+            "logging": ["folder": logging.folder, "checkpoint_every": logging.checkpointEvery,
+                        "log_every": logging.logEvery],
+            "evaluation": ["train_samples": evaluation.trainSamples, "test_samples": evaluation.testSamples,
+                           "knn_k": evaluation.knnK, "probe_iterations": evaluation.probeIterations,
+                           "probe_weight_decay": evaluation.probeWeightDecay],
+        ]
+    }
+
+    public func jsonText(sections: [String]? = nil) -> String {
+        var obj = json
+        if let sections { obj = obj.filter { sections.contains($0.key) } }
+        let data = try! JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// FNV-1a of the sections that decide the numbers a run produces (not logging or evaluation): a checkpoint
+    /// made under another configuration is refused on resume.
+    public var trainingHash: String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in jsonText(sections: ["data", "mask", "meta", "optimization"]).utf8 {
+            h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3
+        }
+        return String(h, radix: 16)
+    }
+
+    /// The encoder architecture: the named preset at this crop and patch size, with the overrides.
+    public func vitConfig() throws -> ViTConfig {
+        let s = data.cropSize, p = mask.patchSize, c = data.channels
+        var v: ViTConfig
+        switch meta.modelName {
+        case "vit_tiny": v = .tiny(imageSize: s, patchSize: p, inChannels: c)
+        case "vit_small": v = .small(imageSize: s, patchSize: p, inChannels: c)
+        case "vit_base": v = .base(imageSize: s, patchSize: p, inChannels: c)
+        case "vit_large": v = .large(imageSize: s, patchSize: p, inChannels: c)
+        case "vit_huge": v = .huge(imageSize: s, patchSize: p, inChannels: c)
+        default:
+            throw ConfigError(source: "meta.model_name", problem: "unknown model '\(meta.modelName)' (vit_tiny, vit_small, vit_base, vit_large, vit_huge)")
+        }
+        if meta.depth > 0 { v.depth = meta.depth }
+        if meta.embedDim > 0 { v.embedDim = meta.embedDim }
+        if meta.numHeads > 0 { v.heads = meta.numHeads }
+        return v
+    }
+
+    public func maskConfig() -> MaskConfig {
+        var m = MaskConfig(gridSize: data.cropSize / mask.patchSize)
+        m.encScale = mask.encMaskScale
+        m.predScale = mask.predMaskScale
+        m.aspectRatio = mask.aspectRatio
+        m.nenc = mask.numEncMasks
+        m.npred = mask.numPredMasks
+        m.minKeep = mask.minKeep
+        m.allowOverlap = mask.allowOverlap
+        m.fixed = mask.fixed
+        return m
+    }
+
+    func validate(source: String) throws {
+        func need(_ ok: Bool, _ problem: String) throws { if !ok { throw ConfigError(source: source, problem: problem) } }
+        try need(["fashion-mnist", "image-folder"].contains(data.dataset),
+                 "data.dataset must be \"fashion-mnist\" or \"image-folder\", got \"\(data.dataset)\"")
+        try need(data.dataset != "image-folder" || data.imageFolder != nil,
+                 "data.dataset \"image-folder\" needs data.image_folder (a folder with one subfolder of PNGs per class)")
+        try need(data.batchSize >= 1, "data.batch_size must be >= 1, got \(data.batchSize)")
+        try need(data.channels == 1 || data.channels == 3, "data.channels must be 1 (gray) or 3 (RGB), got \(data.channels)")
+        try need(data.cropScale.count == 2 && data.cropScale[0] > 0 && data.cropScale[0] <= data.cropScale[1] && data.cropScale[1] <= 1,
+                 "data.crop_scale must be [min, max] with 0 < min <= max <= 1, got \(data.cropScale)")
+        try need(data.mean.count == data.std.count && (data.mean.isEmpty || data.mean.count == data.channels),
+                 "data.mean and data.std need one value per channel (\(data.channels)) or both empty")
+        try need(data.std.allSatisfy { $0 > 0 }, "data.std values must be > 0")
+        try need(mask.patchSize >= 1 && data.cropSize % mask.patchSize == 0,
+                 "mask.patch_size \(mask.patchSize) must divide data.crop_size \(data.cropSize)")
+        try need(optimization.epochs >= 1, "optimization.epochs must be >= 1")
+        try need(optimization.warmup >= 0 && optimization.warmup <= Double(optimization.epochs),
+                 "optimization.warmup (epochs) must be in 0...epochs")
+        try need(optimization.ema.count == 2 && optimization.ema.allSatisfy { $0 >= 0 && $0 <= 1 },
+                 "optimization.ema must be [start, end] in [0, 1], got \(optimization.ema)")
+        try need(optimization.lr > 0 && optimization.startLR >= 0 && optimization.finalLR >= 0, "learning rates must be >= 0 (lr > 0)")
+        try need(optimization.maxSteps >= 0, "optimization.max_steps must be >= 0")
+        try need(logging.checkpointEvery >= 0 && logging.logEvery >= 1, "logging.checkpoint_every >= 0 and logging.log_every >= 1")
+        try need(evaluation.knnK >= 1, "evaluation.knn_k must be >= 1")
+        do {
+            try vitConfig().validate()
+            try maskConfig().validate()
+        } catch let e as ConfigError {
+            throw ConfigError(source: source, problem: e.problem)
+        } catch {
+            throw ConfigError(source: source, problem: "\(error)")
+        }
+    }
+}
+
+/// Typed access to the JSON sections that records which keys were used, so unknown keys can be reported.
+struct ConfigReader {
+    let source: String
+    let root: [String: Any]
+
+    mutating func read() throws -> TrainingConfig {
+        var c = TrainingConfig()
+        let known: [String: Set<String>] = [
+            "data": ["dataset", "root_path", "image_folder", "test_folder", "batch_size", "crop_size", "crop_scale",
+                     "use_horizontal_flip", "channels", "mean", "std"],
+            "mask": ["patch_size", "enc_mask_scale", "pred_mask_scale", "aspect_ratio", "num_enc_masks",
+                     "num_pred_masks", "min_keep", "allow_overlap", "fixed"],
+            "meta": ["model_name", "depth", "embed_dim", "num_heads", "pred_depth", "pred_emb_dim", "seed"],
+            "optimization": ["epochs", "warmup", "start_lr", "lr", "final_lr", "weight_decay", "final_weight_decay",
+                             "ema", "ipe_scale", "max_steps"],
+            "logging": ["folder", "checkpoint_every", "log_every"],
+            "evaluation": ["train_samples", "test_samples", "knn_k", "probe_iterations", "probe_weight_decay"],
+        ]
+        for (section, value) in root {
+            guard let keys = known[section] else {
+                throw ConfigError(source: source, problem: "unknown section '\(section)' (known: \(known.keys.sorted().joined(separator: ", ")))")
+            }
+            guard let dict = value as? [String: Any] else {
+                throw ConfigError(source: source, problem: "section '\(section)' must be a JSON object")
+            }
+            for k in dict.keys where !keys.contains(k) {
+                throw ConfigError(source: source, problem: "unknown key '\(section).\(k)' (known: \(keys.sorted().joined(separator: ", ")))")
+            }
+        }
+        try get("data", "dataset", &c.data.dataset)
+        try get("data", "root_path", &c.data.rootPath)
+        try getOptional("data", "image_folder", &c.data.imageFolder)
+        try getOptional("data", "test_folder", &c.data.testFolder)
+        try get("data", "batch_size", &c.data.batchSize)
+        try get("data", "crop_size", &c.data.cropSize)
+        try get("data", "crop_scale", &c.data.cropScale)
+        try get("data", "use_horizontal_flip", &c.data.useHorizontalFlip)
+        try get("data", "channels", &c.data.channels)
+        try get("data", "mean", &c.data.mean)
+        try get("data", "std", &c.data.std)
+        try get("mask", "patch_size", &c.mask.patchSize)
+        try get("mask", "enc_mask_scale", &c.mask.encMaskScale)
+        try get("mask", "pred_mask_scale", &c.mask.predMaskScale)
+        try get("mask", "aspect_ratio", &c.mask.aspectRatio)
+        try get("mask", "num_enc_masks", &c.mask.numEncMasks)
+        try get("mask", "num_pred_masks", &c.mask.numPredMasks)
+        try get("mask", "min_keep", &c.mask.minKeep)
+        try get("mask", "allow_overlap", &c.mask.allowOverlap)
+        try get("mask", "fixed", &c.mask.fixed)
+        try get("meta", "model_name", &c.meta.modelName)
+        try get("meta", "depth", &c.meta.depth)
+        try get("meta", "embed_dim", &c.meta.embedDim)
+        try get("meta", "num_heads", &c.meta.numHeads)
+        try get("meta", "pred_depth", &c.meta.predDepth)
+        try get("meta", "pred_emb_dim", &c.meta.predEmbDim)
+        try get("meta", "seed", &c.meta.seed)
+        try get("optimization", "epochs", &c.optimization.epochs)
+        try get("optimization", "warmup", &c.optimization.warmup)
+        try get("optimization", "start_lr", &c.optimization.startLR)
+        try get("optimization", "lr", &c.optimization.lr)
+        try get("optimization", "final_lr", &c.optimization.finalLR)
+        try get("optimization", "weight_decay", &c.optimization.weightDecay)
+        try get("optimization", "final_weight_decay", &c.optimization.finalWeightDecay)
+        try get("optimization", "ema", &c.optimization.ema)
+        try get("optimization", "ipe_scale", &c.optimization.ipeScale)
+        try get("optimization", "max_steps", &c.optimization.maxSteps)
+        try get("logging", "folder", &c.logging.folder)
+        try get("logging", "checkpoint_every", &c.logging.checkpointEvery)
+        try get("logging", "log_every", &c.logging.logEvery)
+        try get("evaluation", "train_samples", &c.evaluation.trainSamples)
+        try get("evaluation", "test_samples", &c.evaluation.testSamples)
+        try get("evaluation", "knn_k", &c.evaluation.knnK)
+        try get("evaluation", "probe_iterations", &c.evaluation.probeIterations)
+        try get("evaluation", "probe_weight_decay", &c.evaluation.probeWeightDecay)
+        return c
+    }
+
+    /// JSON true/false arrive as NSNumber on every platform; only their class tells them from 1 and 0.
+    func isJSONBool(_ v: Any) -> Bool { String(describing: type(of: v)).contains("Boolean") }
+
+    func raw(_ section: String, _ key: String) -> Any? {
+        guard let v = (root[section] as? [String: Any])?[key], !(v is NSNull) else { return nil }
+        return v
+    }
+
+    func wrongType(_ section: String, _ key: String, _ expected: String, _ v: Any) -> ConfigError {
+        ConfigError(source: source, problem: "\(section).\(key) must be \(expected), got \(v)")
+    }
+
+    func get(_ section: String, _ key: String, _ out: inout Int) throws {
+        guard let v = raw(section, key) else { return }
+        guard let n = v as? NSNumber, !isJSONBool(n), n.doubleValue == n.doubleValue.rounded(),
+              abs(n.doubleValue) < 1e15 else { throw wrongType(section, key, "an integer", v) }
+        out = n.intValue
+    }
+
+    func get(_ section: String, _ key: String, _ out: inout Double) throws {
+        guard let v = raw(section, key) else { return }
+        guard let n = v as? NSNumber, !isJSONBool(n), n.doubleValue.isFinite else {
+            throw wrongType(section, key, "a number", v)
+        }
+        out = n.doubleValue
+    }
+
+    func get(_ section: String, _ key: String, _ out: inout Bool) throws {
+        guard let v = raw(section, key) else { return }
+        guard let n = v as? NSNumber, isJSONBool(n) else { throw wrongType(section, key, "true or false", v) }
+        out = n.boolValue
+    }
+
+    func get(_ section: String, _ key: String, _ out: inout String) throws {
+        guard let v = raw(section, key) else { return }
+        guard let s = v as? String else { throw wrongType(section, key, "a string", v) }
+        out = s
+    }
+
+    func getOptional(_ section: String, _ key: String, _ out: inout String?) throws {
+        guard let v = raw(section, key) else { return }
+        guard let s = v as? String else { throw wrongType(section, key, "a string (a path)", v) }
+        out = s
+    }
+
+    func get(_ section: String, _ key: String, _ out: inout [Double]) throws {
+        guard let v = raw(section, key) else { return }
+        guard let a = v as? [Any], let ns = a as? [NSNumber],
+              ns.allSatisfy({ !isJSONBool($0) && $0.doubleValue.isFinite }) else {
+            throw wrongType(section, key, "a list of numbers", v)
+        }
+        out = ns.map(\.doubleValue)
+    }
+}
