@@ -24,9 +24,16 @@ struct LBFGSSettings {
     var history: Int = 10
     /// Stop when |g|_inf <= gradientTolerance.
     var gradientTolerance: Double = 1e-6
+    /// Stop when a step lowers f by no more than this relative amount (scipy's L-BFGS-B default, 1e7 x the
+    /// Double epsilon): the Float GEMMs make f noisy at about 1e-7 relative, so gains below that are noise.
+    var valueTolerance: Double = 2.2e-9
     /// Armijo constant.
     var sufficientDecrease: Double = 1e-4
-    var maxBacktracks: Int = 40
+    /// Halvings of the step before giving up: many on the first iteration (no curvature estimate yet), few
+    /// later, where the quasi-Newton step 1 is nearly always accepted and a failure means f is at its noise
+    /// floor (each trial costs a pass over the data).
+    var maxBacktracksFirst: Int = 30
+    var maxBacktracks: Int = 10
 }
 
 struct LBFGSOutcome {
@@ -36,6 +43,8 @@ struct LBFGSOutcome {
     var iterations: Int
     /// Values after each accepted step, starting with the value at the initial point.
     var history: [Double]
+    /// Calls of `value(at:)`.
+    var evaluations: Int
 }
 
 @inline(__always)
@@ -49,6 +58,7 @@ func dot(_ a: [Double], _ b: [Double]) -> Double {
 func minimizeLBFGS(_ f: LBFGSObjective, from x0: [Double], settings: LBFGSSettings) -> LBFGSOutcome {
     var x = x0
     var fx = f.value(at: x)
+    var evaluations = 1
     var g = f.gradient(at: x)
     var history = [fx]
     var sList: [[Double]] = [], yList: [[Double]] = [], rhoList: [Double] = []
@@ -88,9 +98,10 @@ func minimizeLBFGS(_ f: LBFGSObjective, from x0: [Double], settings: LBFGSSettin
         if sList.isEmpty { step *= min(1, 1 / dot(g, g).squareRoot()) }
         var accepted = false
         var xNew = x, fNew = fx
-        for _ in 0...settings.maxBacktracks {
+        for _ in 0...(sList.isEmpty ? settings.maxBacktracksFirst : settings.maxBacktracks) {
             for j in 0..<p { xNew[j] = x[j] + step * direction[j] }
             fNew = f.value(at: xNew)
+            evaluations += 1
             if fNew.isFinite && fNew <= fx + settings.sufficientDecrease * step * slope {
                 accepted = true
                 break
@@ -112,11 +123,14 @@ func minimizeLBFGS(_ f: LBFGSObjective, from x0: [Double], settings: LBFGSSettin
             }
             sList.append(s); yList.append(y); rhoList.append(1 / sy)
         }
+        let decrease = fx - fNew
+        let small = decrease <= settings.valueTolerance * max(abs(fx), abs(fNew), 1)
         x = xNew
         fx = fNew
         g = gNew
         iterations += 1
         history.append(fx)
+        if small { break }
     }
-    return LBFGSOutcome(x: x, value: fx, iterations: iterations, history: history)
+    return LBFGSOutcome(x: x, value: fx, iterations: iterations, history: history, evaluations: evaluations)
 }

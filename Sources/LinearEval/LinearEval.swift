@@ -70,9 +70,19 @@ func validateMatrix(_ features: Tensor, name: String) throws -> (rows: Int, cols
     let n = features.shape[0], d = features.shape[1]
     guard n > 0, d > 0 else { throw LinearEvalError.empty(name: name, shape: features.shape) }
     let bad: Int? = features.withUnsafeBufferPointer { p in
-        // Sum of x * 0 is NaN exactly when some x is NaN or infinite: a branch-free pass, then a search.
-        var acc: Float = 0
-        for v in p { acc += v * 0 }
+        // Sum of x * 0 is NaN exactly when some x is NaN or infinite: a branch-free pass (8 lanes), then a search.
+        let base = UnsafeRawPointer(p.baseAddress!)
+        var lanes = SIMD8<Float>(repeating: 0)
+        var i = 0
+        while i + 8 <= p.count {
+            lanes += base.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) * 0
+            i += 8
+        }
+        var acc = lanes.sum()
+        while i < p.count {
+            acc += p[i] * 0
+            i += 1
+        }
         if acc == 0 { return nil }
         return p.firstIndex { !$0.isFinite }
     }

@@ -12,7 +12,9 @@ import TensorCore
 /// Settings of `linearProbe`.
 public struct ProbeOptions: Sendable, Codable, Equatable {
     /// Maximum number of optimiser iterations (accepted L-BFGS steps; each is one full pass over the train set
-    /// for the value plus one for the gradient, more when the line search backtracks).
+    /// for the value plus one for the gradient, more when the line search backtracks). Training stops earlier
+    /// when the gradient is below `gradientTolerance`, when a step lowers the loss by less than 2.2e-9
+    /// relative (the Float noise floor), or when the line search finds no decrease.
     public var epochs: Int
     /// L2 penalty `weightDecay / 2 * |W|^2` added to the mean cross-entropy (weights only, not the bias).
     public var weightDecay: Float
@@ -197,6 +199,8 @@ public struct ProbeFit: Sendable {
     public var iterations: Int
     /// Objective at the start (log(classes), all weights zero) and after every accepted step: non-increasing.
     public var lossHistory: [Double]
+    /// Objective evaluations (one GEMM each; accepted steps cost one more for the gradient).
+    public var evaluations: Int
 }
 
 /// Trains a multinomial logistic-regression probe on `features` (n, d) with `labels` in 0..<classes.
@@ -241,7 +245,7 @@ public func fitLinearProbe(
         bias: outcome.x[(d * classes)...].map { Float($0) },
         mean: mean, inverseStd: inverseStd)
     return ProbeFit(model: model, finalLoss: outcome.value, iterations: outcome.iterations,
-                    lossHistory: outcome.history)
+                    lossHistory: outcome.history, evaluations: outcome.evaluations)
 }
 
 /// Multinomial logistic regression (softmax cross-entropy + L2), trained on train, accuracy on test.

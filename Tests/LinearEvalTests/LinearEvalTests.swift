@@ -262,6 +262,14 @@ final class LinearProbeTests: XCTestCase {
         var inf = x
         inf[3, 0] = -.infinity
         expect(.nonFiniteFeature(name: "test", row: 3, column: 0, value: -.infinity)) { try probe(x, y, inf, y) }
+        // A value past the last full 8-lane block of the scan.
+        var tail = try Tensor(zeros: [3, 3])
+        tail[2, 2] = .infinity
+        expect(.nonFiniteFeature(name: "input", row: 2, column: 2, value: .infinity)) {
+            _ = try fitLinearProbe(features: x, labels: y, classes: 2).model.predict(try Tensor(zeros: [3, 2]))
+            _ = try LinearProbeModel(inputDimension: 3, classes: 2, weights: [Float](repeating: 0, count: 6),
+                                     bias: [0, 0]).predict(tail)
+        }
         expect(.invalidClassCount(0)) { try probe(classes: 0) }
         expect(.invalidOption("epochs must be >= 0, got -1")) { try probe(options: ProbeOptions(epochs: -1)) }
         expect(.invalidOption("learningRate must be finite and > 0, got 0.0")) {
