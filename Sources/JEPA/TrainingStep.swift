@@ -11,6 +11,12 @@ public struct StepResult: Sendable {
     public var momentum: Double
     public var contextTokens: Int // Kc (the official log's maskA)
     public var targetTokens: Int  // Kp (maskB)
+
+    public init(step: Int, loss: Float, learningRate: Double, weightDecay: Double, momentum: Double,
+                contextTokens: Int, targetTokens: Int) {
+        (self.step, self.loss, self.learningRate, self.weightDecay, self.momentum) = (step, loss, learningRate, weightDecay, momentum)
+        (self.contextTokens, self.targetTokens) = (contextTokens, targetTokens)
+    }
 }
 
 /// One I-JEPA optimisation step in the official order (train.py L290-338, reference section 4):

@@ -143,6 +143,8 @@ public func writeAtomically(_ data: Data, to path: String) throws {
     let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
     do {
         try data.write(to: tmp)
+        // Flush before the rename, so that even a power cut leaves either the old file or the complete new one.
+        if let h = try? FileHandle(forWritingTo: tmp) { try? h.synchronize(); try? h.close() }
         if rename(tmp.path, url.path) != 0 {
             throw SafeTensorsError(path: path, problem: "cannot rename the temporary file into place (errno \(errno))")
         }

@@ -105,3 +105,16 @@ final class StepParityTests: XCTestCase {
         XCTAssertEqual(s.momentum(step: 300_000), 1.0, accuracy: 1e-12, "clamped after the end")
     }
 }
+
+final class StepCostTests: XCTestCase {
+    /// Reference section 8's table: (a) ViT-T/4 32 px, L6, predictor 96 x 4, npred 4, Kc 12, Kp 11 -> 0.817
+    /// GFLOP per image; (b) ViT-S/16, predictor 384 x 6, Kc 50, Kp 33 -> 38.07.
+    func testMatchesTheReferenceTable() {
+        let a = StepCost(vit: .tiny32(depth: 6), predictorDim: 96, predictorDepth: 4)
+        XCTAssertEqual(a.step(batch: 1, nenc: 1, npred: 4, kc: 12, kp: 11) / 1e9, 0.817, accuracy: 0.002)
+        let b = StepCost(vit: .small(), predictorDim: 384, predictorDepth: 6)
+        XCTAssertEqual(b.step(batch: 1, nenc: 1, npred: 4, kc: 50, kp: 33) / 1e9, 38.07, accuracy: 0.1)
+        XCTAssertEqual(b.encoderForward(tokens: 196, batch: 1) / 1e9, 9.147, accuracy: 0.01)
+        XCTAssertEqual(a.step(batch: 8, nenc: 1, npred: 4, kc: 12, kp: 11), 8 * a.step(batch: 1, nenc: 1, npred: 4, kc: 12, kp: 11), accuracy: 1)
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import CPUKernels
+import ImageData
+import JEPA
+import LinearEval
+import TensorCore
+
+/// Frozen-feature evaluation as the paper does it (reference section 7): average-pooled patch outputs of the
+/// target encoder, a linear probe fitted on the train split and scored on the test split, plus k-NN; the same
+/// for a randomly initialised encoder and for raw pixels, side by side.
+public struct EvaluationReport: Codable, Sendable {
+    public var probe: [String: Double]
+    public var knn: [String: Double]
+    public var trainSamples: Int
+    public var testSamples: Int
+    public var seconds: Double
+}
+
+/// (n, D) average-pooled outputs of `encoder` over `data` (evaluation transform), without autograd.
+public func encoderFeatures(
+    _ encoder: VisionTransformer, data: ImageDataset, augmentation: Augmentation, batchSize: Int = 250
+) throws -> Tensor {
+    let d = encoder.config.embedDim
+    var out = try Tensor(zeros: [data.count, d])
+    var start = 0
+    while start < data.count {
+        let end = min(start + batchSize, data.count)
+        let images = evaluationTensor(data, augmentation: augmentation, range: start..<end)
+        let pooled = try meanTokens(try encoder(Variable(images), tape: nil), tape: nil).value  // (b, D)
+        out.withUnsafeMutableBufferPointer { o in
+            pooled.withUnsafeBufferPointer { p in (o.baseAddress! + start * d).update(from: p.baseAddress!, count: p.count) }
+        }
+        start = end
+    }
+    return out
+}
+
+/// (n, C S S): the normalised pixels themselves (the raw-pixel baseline).
+public func pixelFeatures(_ data: ImageDataset, augmentation: Augmentation) throws -> Tensor {
+    let t = evaluationTensor(data, augmentation: augmentation, range: 0..<data.count)
+    return try t.reshaped([data.count, t.count / max(data.count, 1)])
+}
+
+/// The first `n` images of a seeded permutation (all of them for n = 0 or n >= count): a fixed, unbiased
+/// subset so that probes on a budget stay comparable between runs.
+public func evaluationSubset(_ data: ImageDataset, samples n: Int, seed: UInt64) -> ImageDataset {
+    guard n > 0, n < data.count else { return data }
+    var g = RandomGenerator(seed: seed).derived(0xE7A1)
+    return data.subset(Array(g.permutation(data.count).prefix(n)).sorted())
+}
+
+public struct Evaluator {
+    public let train: ImageDataset
+    public let test: ImageDataset
+    public let augmentation: Augmentation
+    public let options: TrainingConfig.Evaluation
+    public var log: (String) -> Void = { print($0) }
+
+    public init(train: ImageDataset, test: ImageDataset, augmentation: Augmentation, options: TrainingConfig.Evaluation, seed: UInt64) {
+        self.train = evaluationSubset(train, samples: options.trainSamples, seed: seed)
+        self.test = evaluationSubset(test, samples: options.testSamples, seed: seed &+ 1)
+        self.augmentation = augmentation.evaluation
+        self.options = options
+    }
+
+    var classes: Int { max(train.labels.max() ?? 0, test.labels.max() ?? 0) + 1 }
+
+    /// Probe and k-NN accuracy of one feature set.
+    public func score(_ name: String, train xtr: Tensor, test xte: Tensor) throws -> (probe: Double, knn: Double) {
+        let t0 = Date()
+        let opts = ProbeOptions(epochs: options.probeIterations, weightDecay: Float(options.probeWeightDecay))
+        let p = try linearProbe(train: xtr, trainLabels: train.labels, test: xte, testLabels: test.labels,
+                                classes: classes, options: opts)
+        let k = try knnAccuracy(train: xtr, trainLabels: train.labels, test: xte, testLabels: test.labels,
+                                classes: classes, k: min(options.knnK, train.count))
+        log(String(format: "  %-12@ probe %.4f (train %.4f, %d iterations)  %d-NN %.4f  [%.1f s]",
+                   name as NSString, p.testAccuracy, p.trainAccuracy, p.iterations, k.k, k.accuracy,
+                   Date().timeIntervalSince(t0)))
+        return (p.testAccuracy, k.accuracy)
+    }
+
+    public func features(_ encoder: VisionTransformer) throws -> (Tensor, Tensor) {
+        (try encoderFeatures(encoder, data: train, augmentation: augmentation),
+         try encoderFeatures(encoder, data: test, augmentation: augmentation))
+    }
+
+    /// I-JEPA (the target encoder) vs the same architecture at initialisation vs raw pixels.
+    public func compare(trained: VisionTransformer, randomInit: VisionTransformer) throws -> EvaluationReport {
+        let t0 = Date()
+        log("evaluation: linear probe and k-NN on \(train.count) train / \(test.count) test images (\(train.name))")
+        var probe: [String: Double] = [:], knn: [String: Double] = [:]
+        let (a, b) = try features(trained)
+        (probe["ijepa"], knn["ijepa"]) = try score("I-JEPA", train: a, test: b)
+        let (c, d) = try features(randomInit)
+        (probe["randomInit"], knn["randomInit"]) = try score("random init", train: c, test: d)
+        (probe["rawPixels"], knn["rawPixels"]) = try score(
+            "raw pixels", train: try pixelFeatures(train, augmentation: augmentation),
+            test: try pixelFeatures(test, augmentation: augmentation))
+        return EvaluationReport(probe: probe, knn: knn, trainSamples: train.count, testSamples: test.count,
+                                seconds: Date().timeIntervalSince(t0))
+    }
+}

@@ -1,0 +1,243 @@
+import Foundation
+import CPUKernels
+import ImageData
+import JEPA
+import TensorCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The data sets a configuration names: (pretraining/probe-train split, probe-test split).
+public func loadDatasets(_ config: TrainingConfig) throws -> (train: ImageDataset, test: ImageDataset) {
+    let d = config.data
+    switch d.dataset {
+    case "fashion-mnist":
+        if d.channels != 1 {
+            throw ConfigError(source: "data.channels", problem: "Fashion-MNIST is gray: use channels 1")
+        }
+        return (try FashionMNIST.load(split: "train", directory: d.rootPath),
+                try FashionMNIST.load(split: "test", directory: d.rootPath))
+    default:
+        let train = try ImageFolder.load(root: d.imageFolder!, size: d.cropSize, channels: d.channels)
+        if let t = d.testFolder {
+            let test = try ImageFolder.load(root: t, size: d.cropSize, channels: d.channels)
+            guard test.classNames == train.classNames else {
+                throw ImageDataError(path: t, problem: "its class folders \(test.classNames) differ from \(d.imageFolder!)'s \(train.classNames)")
+            }
+            return (train, test)
+        }
+        // No test folder: a fixed, seeded sixth of the images is held out for the probes' test split (the
+        // probes are then fitted on the other five sixths; pretraining sees every image, labels unused).
+        var g = RandomGenerator(seed: 0xF01D)
+        let order = g.permutation(train.count)
+        let cut = max(1, train.count / 6)
+        return (train.subset(Array(order[cut...]).sorted()), train.subset(Array(order[..<cut]).sorted()))
+    }
+}
+
+public func augmentation(_ config: TrainingConfig) -> Augmentation {
+    let d = config.data
+    return Augmentation(
+        outputSize: d.cropSize, channels: d.channels, cropScale: d.cropScale[0]...d.cropScale[1],
+        horizontalFlip: d.useHorizontalFlip, mean: d.mean.isEmpty ? nil : d.mean.map(Float.init),
+        std: d.std.isEmpty ? nil : d.std.map(Float.init))
+}
+
+/// SIGINT / SIGTERM ask the loop to stop after the current step (and write a checkpoint) instead of dying.
+public final class StopRequest: @unchecked Sendable {
+    private let lock = NSLock()
+    private var requested = false
+    private var sources: [DispatchSourceSignal] = []
+
+    public init() {}
+
+    public var isRequested: Bool { lock.lock(); defer { lock.unlock() }; return requested }
+    public func request() { lock.lock(); requested = true; lock.unlock() }
+
+    public func installSignalHandlers() {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { [weak self] in
+                guard let self else { return }
+                if self.isRequested { exit(130) }  // a second Ctrl-C stops at once
+                self.request()
+                FileHandle.standardError.write(Data("\nstopping after this step (checkpoint follows; Ctrl-C again to abort)\n".utf8))
+            }
+            s.resume()
+            sources.append(s)
+        }
+    }
+}
+
+public struct TrainSummary: Sendable {
+    public var stepsDone: Int
+    public var totalSteps: Int
+    public var lastLoss: Float
+    public var interrupted: Bool
+    public var trainSeconds: Double
+}
+
+/// A training run in a folder: config.json, log.csv, log.jsonl, checkpoint.safetensors (+ .json).
+public final class TrainingRun {
+    public let config: TrainingConfig
+    public let folder: String
+    public let model: IJEPAModel
+    public let trainer: IJEPATrainer
+    public let train: ImageDataset
+    public let test: ImageDataset
+    public let collator: MaskCollator
+    public let stop = StopRequest()
+    public var log: (String) -> Void = { print($0); fflush(stdout) }
+    let loader: BatchLoader
+    let totalSteps: Int
+    let cost: StepCost
+    var wallBefore = 0.0
+
+    public var checkpointPath: String { folder + "/checkpoint.safetensors" }
+
+    /// Builds everything; with `resume`, continues from the folder's checkpoint, else refuses to overwrite one.
+    public init(config: TrainingConfig, resume: Bool, overwrite: Bool = false, datasets: (ImageDataset, ImageDataset)? = nil) throws {
+        self.config = config
+        folder = config.logging.folder
+        let ckpt = folder + "/checkpoint.safetensors"
+        if !resume && !overwrite && FileManager.default.fileExists(atPath: ckpt) {
+            throw ConfigError(source: ckpt, problem: "a run already lives here: continue it with --resume, or choose another --out (or --overwrite to start over)")
+        }
+        (train, test) = try datasets ?? loadDatasets(config)
+        let vit = try config.vitConfig()
+        guard train.channels == vit.inChannels else {
+            throw ConfigError(source: train.name, problem: "images have \(train.channels) channels, the model expects \(vit.inChannels) (data.channels)")
+        }
+        collator = try MaskCollator(config.maskConfig())
+        let seed = UInt64(config.meta.seed)
+        loader = try BatchLoader(dataset: train, batchSize: config.data.batchSize, augmentation: augmentation(config),
+                                 seed: seed, startStep: 0, prefetch: 0)
+        let o = config.optimization
+        let ipe = loader.batchesPerEpoch
+        let schedules = Schedules(
+            itersPerEpoch: ipe, epochs: o.epochs, warmupEpochs: o.warmup, ipeScale: o.ipeScale, startLR: o.startLR,
+            refLR: o.lr, finalLR: o.finalLR, refWD: o.weightDecay, finalWD: o.finalWeightDecay, ema: (o.ema[0], o.ema[1]))
+        totalSteps = o.maxSteps > 0 ? min(o.maxSteps, o.epochs * ipe) : o.epochs * ipe
+        model = try IJEPAModel(vit, predictorDim: config.meta.predEmbDim, predictorDepth: config.meta.predDepth, seed: seed)
+        trainer = try IJEPATrainer(model: model, schedules: schedules)
+        cost = StepCost(vit: vit, predictorDim: config.meta.predEmbDim, predictorDepth: config.meta.predDepth)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        if resume {
+            let state = try Checkpoint.restore(trainer, from: ckpt, configHash: config.trainingHash)
+            wallBefore = state.wallSeconds
+            try truncateLogs(after: state.stepsDone)
+        } else {
+            for f in ["log.csv", "log.jsonl"] { try? FileManager.default.removeItem(atPath: folder + "/" + f) }
+        }
+        try writeAtomically(Data((config.jsonText() + "\n").utf8), to: folder + "/config.json")
+    }
+
+    /// The architecture at initialisation (same seed): the random-init baseline of the probes.
+    public func randomInitEncoder() throws -> VisionTransformer {
+        try IJEPAModel(model.config, predictorDim: config.meta.predEmbDim, predictorDepth: config.meta.predDepth,
+                       seed: UInt64(config.meta.seed)).encoder
+    }
+
+    /// Rows of the logs up to `step` (a resumed run rewrites what came after its checkpoint).
+    func truncateLogs(after step: Int) throws {
+        for (file, stepOf) in [("log.csv", { (line: String) in Int(line.split(separator: ",").first ?? "") }),
+                               ("log.jsonl", { (line: String) in
+                                   (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["step"] as? Int })] {
+            let path = folder + "/" + file
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
+            let kept = text.split(separator: "\n").map(String.init).filter { line in stepOf(line).map { $0 <= step } ?? file.hasSuffix(".csv") }
+            try writeAtomically(Data(kept.map { $0 + "\n" }.joined().utf8), to: path)
+        }
+    }
+
+    func appendLog(_ file: String, _ line: String, header: String? = nil) {
+        let path = folder + "/" + file
+        if !FileManager.default.fileExists(atPath: path) {
+            FileManager.default.createFile(atPath: path, contents: Data(((header.map { $0 + "\n" }) ?? "").utf8))
+        }
+        if let h = FileHandle(forWritingAtPath: path) {
+            h.seekToEndOfFile()
+            h.write(Data((line + "\n").utf8))
+            try? h.close()
+        }
+    }
+
+    func saveCheckpoint(lastLoss: Float, wall: Double) throws {
+        let state = TrainingState(
+            stepsDone: trainer.stepsDone, adamStep: trainer.optimizer.step, seed: UInt64(config.meta.seed),
+            configHash: config.trainingHash, config: config.jsonText(), lastLoss: lastLoss, wallSeconds: wall)
+        try Checkpoint.save(trainer, state: state, to: checkpointPath)
+    }
+
+    /// Trains until the last step (or `maxSteps`, or a stop request), printing progress and writing logs and
+    /// checkpoints.
+    public func run() throws -> TrainSummary {
+        let c = config
+        let batch = c.data.batchSize, seed = UInt64(c.meta.seed)
+        let ipe = loader.batchesPerEpoch
+        let start = trainer.stepsDone
+        let prefetching = try BatchLoader(dataset: train, batchSize: batch, augmentation: augmentation(c),
+                                          seed: seed, startStep: start, prefetch: 2)
+        let vit = model.config
+        log(String(format: "I-JEPA %@ %dx%d/%d D%d L%d h%d, predictor %dx%d; %d params; %@ %d images, batch %d, %d steps/epoch, %d epochs%@",
+                   c.meta.modelName, vit.imageSize, vit.imageSize, vit.patchSize, vit.embedDim, vit.depth, vit.heads,
+                   c.meta.predEmbDim, c.meta.predDepth, model.encoder.parameterCount + model.predictor.parameterCount,
+                   train.name, train.count, batch, ipe, c.optimization.epochs,
+                   totalSteps < c.optimization.epochs * ipe ? " (stopping at step \(totalSteps))" : ""))
+        if start > 0 { log("resumed from \(checkpointPath) at step \(start)") }
+        log("threads \(Parallel.maxThreads), SIMD \(SIMDPath.name); logs in \(folder)/log.csv")
+        let isTTY = isatty(1) != 0
+        let t0 = Date()
+        var window = (steps: 0, seconds: 0.0, flops: 0.0, images: 0)
+        var last = StepResult(step: start, loss: .nan, learningRate: 0, weightDecay: 0, momentum: 0, contextTokens: 0, targetTokens: 0)
+        var interrupted = false
+        let csvHeader = "step,epoch,loss,lr,wd,momentum,mask_context,mask_target,images_per_second,gflops,seconds"
+        for s in start..<totalSteps {
+            let ts = Date()
+            let b = try prefetching.next()
+            let masks = collator.sample(batch: batch, step: s, seed: seed)
+            last = try trainer.step(images: b.images, context: masks.context, targets: masks.targets)
+            guard last.loss.isFinite else {
+                throw ConfigError(source: folder, problem: "the loss became \(last.loss) at step \(last.step); lower optimization.lr (the last checkpoint is intact)")
+            }
+            let dt = Date().timeIntervalSince(ts)
+            let flops = cost.step(batch: batch, nenc: masks.context.count, npred: masks.targets.count,
+                                  kc: last.contextTokens, kp: last.targetTokens)
+            window.steps += 1; window.seconds += dt; window.flops += flops; window.images += batch
+            let ips = Double(window.images) / window.seconds, gf = window.flops / window.seconds / 1e9
+            let epoch = Double(s + 1) / Double(ipe)
+            appendLog("log.csv", String(format: "%d,%.4f,%.6f,%.6e,%.6f,%.6f,%d,%d,%.2f,%.2f,%.3f", last.step, epoch,
+                                        last.loss, last.learningRate, last.weightDecay, last.momentum,
+                                        last.contextTokens, last.targetTokens, Double(batch) / dt, flops / dt / 1e9,
+                                        wallBefore + Date().timeIntervalSince(t0)), header: csvHeader)
+            appendLog("log.jsonl", String(format: #"{"step": %d, "epoch": %.4f, "loss": %.6f, "lr": %.6e, "wd": %.6f, "momentum": %.6f, "maskA": %d, "maskB": %d, "imagesPerSecond": %.2f, "gflops": %.2f}"#,
+                                          last.step, epoch, last.loss, last.learningRate, last.weightDecay, last.momentum,
+                                          last.contextTokens, last.targetTokens, Double(batch) / dt, flops / dt / 1e9))
+            let eta = Double(totalSteps - last.step) * window.seconds / Double(window.steps)
+            let line = String(format: "step %5d/%d  epoch %.2f  loss %.4f  lr %.2e  wd %.3f  ema %.4f  masks %d/%d  %6.1f img/s  %5.1f GFLOP/s  ETA %@",
+                              last.step, totalSteps, epoch, last.loss, last.learningRate, last.weightDecay, last.momentum,
+                              last.contextTokens, last.targetTokens, ips, gf, formatDuration(eta) as NSString)
+            let commit = last.step % c.logging.logEvery == 0 || last.step == totalSteps
+            if isTTY { print("\r" + line, terminator: commit ? "\n" : ""); fflush(stdout) } else if commit { log(line) }
+            if commit { window = (0, 0, 0, 0) }
+            if c.logging.checkpointEvery > 0 && last.step % c.logging.checkpointEvery == 0 {
+                try saveCheckpoint(lastLoss: last.loss, wall: wallBefore + Date().timeIntervalSince(t0))
+            }
+            if stop.isRequested { interrupted = true; break }
+        }
+        let trainSeconds = Date().timeIntervalSince(t0)
+        try saveCheckpoint(lastLoss: last.loss, wall: wallBefore + trainSeconds)
+        log(interrupted ? "stopped at step \(trainer.stepsDone); checkpoint written to \(checkpointPath) (continue with --resume)"
+                        : "trained \(trainer.stepsDone - start) steps in \(formatDuration(trainSeconds)); checkpoint \(checkpointPath)")
+        return TrainSummary(stepsDone: trainer.stepsDone, totalSteps: totalSteps, lastLoss: last.loss,
+                            interrupted: interrupted, trainSeconds: trainSeconds)
+    }
+}
+
+public func formatDuration(_ s: Double) -> String {
+    guard s.isFinite, s >= 0 else { return "?" }
+    let t = Int(s.rounded())
+    return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60)
+        : t >= 60 ? String(format: "%dm%02ds", t / 60, t % 60) : "\(t)s"
+}

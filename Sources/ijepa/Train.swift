@@ -1,0 +1,168 @@
+import ArgumentParser
+import CPUKernels
+import Foundation
+import ImageData
+import JEPA
+import Pretraining
+import TensorCore
+
+/// Options every command that runs a model shares.
+struct RunOptions: ParsableArguments {
+    @Option(help: "Threads for every kernel (default: all cores). Results are identical for any value.")
+    var threads: Int?
+
+    func apply() throws {
+        if let threads {
+            guard threads >= 1 else { throw ValidationError("--threads must be >= 1, got \(threads)") }
+            Parallel.maxThreads = threads
+        }
+    }
+}
+
+/// Options that pick a training configuration (a JSON file and overrides).
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .customLong("config"), help: "JSON config with the official sections (data, mask, meta, optimization, logging, evaluation); see docs/training.md. Default: the small Fashion-MNIST run.")
+    var configPath: String?
+
+    @Option(name: .customLong("set"), help: "Override one config value: section.key=value (repeatable), e.g. --set optimization.epochs=5.")
+    var overrides: [String] = []
+
+    @Option(help: "Run folder (logging.folder): config.json, log.csv, log.jsonl, checkpoint.safetensors.")
+    var out: String?
+
+    @Option(help: "Epochs (optimization.epochs).")
+    var epochs: Int?
+
+    @Option(help: "Stop after this many steps (optimization.max_steps); the schedules still span every epoch.")
+    var steps: Int?
+
+    @Option(name: .customLong("batch-size"), help: "Images per step (data.batch_size).")
+    var batchSize: Int?
+
+    @Option(help: "Seed for weights, data order, augmentation and masks (meta.seed).")
+    var seed: Int?
+
+    func load() throws -> TrainingConfig {
+        var o = overrides
+        if let out { o.append("logging.folder=\"\(out)\"") }
+        if let epochs { o.append("optimization.epochs=\(epochs)") }
+        if let steps { o.append("optimization.max_steps=\(steps)") }
+        if let batchSize { o.append("data.batch_size=\(batchSize)") }
+        if let seed { o.append("meta.seed=\(seed)") }
+        return try TrainingConfig.load(path: configPath, overrides: o)
+    }
+}
+
+/// Errors a user can act on are printed as one line (file: problem) with exit code 1, never a stack trace.
+func userFacing<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let e as ValidationError {
+        throw e
+    } catch let e as ExitCode {
+        throw e
+    } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Pretrain an I-JEPA model (default: ViT-Tiny/4 on Fashion-MNIST), optionally followed by the probes.",
+        discussion: """
+            Progress: step, epoch, loss, lr, wd, EMA momentum, context/target tokens per mask, images/s, GFLOP/s, ETA.
+            Every step is also logged to <out>/log.csv and <out>/log.jsonl. A checkpoint is written atomically every
+            logging.checkpoint_every steps, at the end, and on Ctrl-C; --resume continues exactly where it stopped.
+
+            Examples:
+              ijepa train --probe                       the README's main job: train, then the probe table + JSON
+              ijepa train --epochs 1 --out runs/quick   one epoch into runs/quick
+              ijepa train --resume --out runs/quick     continue an interrupted run
+              ijepa train --config my.json --set mask.fixed=true --threads 2
+            """)
+
+    @OptionGroup var config: ConfigOptions
+    @OptionGroup var runOptions: RunOptions
+
+    @Flag(help: "Continue the run in --out from its checkpoint.")
+    var resume = false
+
+    @Flag(help: "Start over in a folder that already holds a run (its checkpoint is replaced).")
+    var overwrite = false
+
+    @Flag(help: "After training: linear probe and k-NN of I-JEPA vs random init vs raw pixels, then one JSON line.")
+    var probe = false
+
+    func run() throws {
+        try runOptions.apply()
+        try userFacing {
+            let wall = Date()
+            let cfg = try config.load()
+            let training = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite)
+            training.stop.installSignalHandlers()
+            let summary = try training.run()
+            if summary.interrupted { throw ExitCode(130) }
+            guard probe else { return }
+            let evaluator = Evaluator(train: training.train, test: training.test, augmentation: augmentation(cfg),
+                                      options: cfg.evaluation, seed: UInt64(cfg.meta.seed))
+            let report = try evaluator.compare(trained: training.model.target, randomInit: try training.randomInitEncoder())
+            try printReport(report, wallSeconds: Date().timeIntervalSince(wall), folder: cfg.logging.folder)
+        }
+    }
+}
+
+/// The probe table, then (last line) one JSON object for tools; also saved as <folder>/evaluation.json.
+func printReport(_ r: EvaluationReport, wallSeconds: Double, folder: String?) throws {
+    print("")
+    print("features            linear probe   \(r.knn.isEmpty ? "" : "k-NN")")
+    for (key, label) in [("ijepa", "I-JEPA (target enc.)"), ("randomInit", "random init"), ("rawPixels", "raw pixels")] {
+        guard let p = r.probe[key] else { continue }
+        print(String(format: "%-20@ %10.2f %%   %6.2f %%", label as NSString, 100 * p, 100 * (r.knn[key] ?? .nan)))
+    }
+    let json: [String: Any] = ["probe": r.probe, "knn": r.knn, "wallSeconds": (wallSeconds * 10).rounded() / 10,
+                               "trainSamples": r.trainSamples, "testSamples": r.testSamples]
+    let text = String(decoding: try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]), as: UTF8.self)
+    if let folder { try writeAtomicallyText(text + "\n", to: folder + "/evaluation.json") }
+    print(text)
+}
+
+func writeAtomicallyText(_ s: String, to path: String) throws {
+    try writeAtomically(Data(s.utf8), to: path)
+}
+
+struct Probe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Linear probe and k-NN of a trained run's target encoder, beside random init and raw pixels.",
+        discussion: """
+            Reads <out>/config.json and <out>/checkpoint.safetensors. The probe is multinomial logistic regression on
+            the average-pooled, frozen target-encoder features (train split -> test split), as in the paper.
+
+            Examples:
+              ijepa probe --out runs/fashion-mnist
+              ijepa probe --out runs/fashion-mnist --set evaluation.train_samples=10000
+            """)
+
+    @Option(help: "Run folder written by `ijepa train`.")
+    var out: String = TrainingConfig().logging.folder
+
+    @Option(name: .customLong("set"), help: "Override an evaluation setting, e.g. evaluation.knn_k=10 (repeatable).")
+    var overrides: [String] = []
+
+    @OptionGroup var runOptions: RunOptions
+
+    func run() throws {
+        try runOptions.apply()
+        try userFacing {
+            let wall = Date()
+            var cfg = try TrainingConfig.load(path: out + "/config.json", overrides: overrides)
+            cfg.logging.folder = out
+            let training = try TrainingRun(config: cfg, resume: true)
+            let evaluator = Evaluator(train: training.train, test: training.test, augmentation: augmentation(cfg),
+                                      options: cfg.evaluation, seed: UInt64(cfg.meta.seed))
+            print("checkpoint \(training.checkpointPath): step \(training.trainer.stepsDone)")
+            let report = try evaluator.compare(trained: training.model.target, randomInit: try training.randomInitEncoder())
+            try printReport(report, wallSeconds: Date().timeIntervalSince(wall), folder: nil)
+        }
+    }
+}
