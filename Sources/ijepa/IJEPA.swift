@@ -14,7 +14,7 @@ struct IJEPA: ParsableCommand {
               ijepa bench vit --threads 1,2    ViT forward and training step: images/s, GFLOP/s, peak RSS
               ijepa info                       compiled SIMD path and thread count
             """,
-        subcommands: [Train.self, Probe.self, Bench.self, Info.self])
+        subcommands: [Train.self, Probe.self, Embed.self, Masks.self, ExportPNG.self, Bench.self, Info.self])
 }
 
 struct Info: ParsableCommand {

@@ -1,0 +1,121 @@
+import ArgumentParser
+import CPUKernels
+import Foundation
+import ImageData
+import JEPA
+import Pretraining
+import TensorCore
+
+struct Masks: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Draw the context and target blocks of one batch over sample images, into a PNG.",
+        discussion: """
+            Blue-tinted patches: the context block (what the context encoder sees); coloured patches: the target
+            blocks (what the predictor must predict, one colour per block); dimmed patches: seen only by the target
+            encoder. The masks are exactly those of training step --step for the configuration's seed.
+
+            Examples:
+              ijepa masks --output masks.png
+              ijepa masks --set mask.fixed=true --images 12 --output fixed-masks.png
+            """)
+
+    @OptionGroup var config: ConfigOptions
+
+    @Option(help: "Where to write the PNG.")
+    var output = "masks.png"
+
+    @Option(help: "Images to draw (the batch size of the drawn masks; the official trimming depends on it).")
+    var images = 8
+
+    @Option(help: "Training step whose masks are drawn.")
+    var step = 0
+
+    func run() throws {
+        try userFacing {
+            let cfg = try config.load()
+            guard images >= 1 && images <= 64 else { throw ValidationError("--images must be in 1...64") }
+            let (_, test) = try loadDatasets(cfg)
+            let sample = test.subset(Array(0..<min(images, test.count)))
+            let collator = try MaskCollator(cfg.maskConfig())
+            let m = collator.sample(batch: sample.count, step: step, seed: UInt64(cfg.meta.seed))
+            let g = cfg.data.cropSize / cfg.mask.patchSize
+            let pic = maskPicture(images: sample, maskBatch: m, gridSize: g, scale: max(1, 224 / max(sample.width, 1)))
+            try PNGCodec.write(path: output, width: pic.width, height: pic.height, channels: 3, pixels: pic.pixels)
+            print("wrote \(output): \(sample.count) images, grid \(g)x\(g); context block \(m.contextBlock.h)x\(m.contextBlock.w) -> \(m.context.first?.count ?? 0) patches kept; \(m.targets.count) target blocks \(m.targetBlock.h)x\(m.targetBlock.w) (\(m.targets.first?.count ?? 0) patches)\(m.relaxedContexts > 0 ? "; \(m.relaxedContexts) contexts relaxed" : "")")
+        }
+    }
+}
+
+struct Embed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write average-pooled target-encoder features of a split to a safetensors file.",
+        discussion: """
+            Output tensors: "features" (n, D) float32 and "labels" (n) float32, plus metadata (run, split, step).
+
+            Example:
+              ijepa embed --out runs/fashion-mnist --split test --output test-features.safetensors
+            """)
+
+    @Option(help: "Run folder written by `ijepa train`.")
+    var out: String = TrainingConfig().logging.folder
+
+    @Option(help: "train or test.")
+    var split = "test"
+
+    @Option(help: "The safetensors file to write.")
+    var output: String
+
+    @OptionGroup var runOptions: RunOptions
+
+    func run() throws {
+        try runOptions.apply()
+        try userFacing {
+            guard split == "train" || split == "test" else { throw ValidationError("--split must be train or test") }
+            var cfg = try TrainingConfig.load(path: out + "/config.json")
+            cfg.logging.folder = out
+            let run = try TrainingRun(config: cfg, resume: true)
+            let data = split == "train" ? run.train : run.test
+            let f = try encoderFeatures(run.model.target, data: data, augmentation: augmentation(cfg).evaluation)
+            let labels = try Tensor(shape: [data.count], values: data.labels.map(Float.init))
+            try SafeTensors.write([("features", f), ("labels", labels)],
+                                  metadata: ["run": out, "split": split, "step": "\(run.trainer.stepsDone)",
+                                             "encoder": "target_encoder, average-pooled"], to: output)
+            print("wrote \(output): features \(f.shape), labels (\(data.count)) from step \(run.trainer.stepsDone)")
+        }
+    }
+}
+
+struct ExportPNG: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export-png",
+        abstract: "Export an IDX data set (Fashion-MNIST by default) as an ImageFolder of PNGs: <to>/<label>_<class>/<n>.png.",
+        discussion: """
+            Example:
+              ijepa export-png --split test --to /tmp/fmnist-test
+              ijepa train --set data.dataset=image-folder --set data.image_folder=/tmp/fmnist-train ...
+            """)
+
+    @Option(help: "Folder with the IDX files (train-images-idx3-ubyte.gz, ...).")
+    var idx = FashionMNIST.defaultDirectory
+
+    @Option(help: "train or test.")
+    var split = "train"
+
+    @Option(help: "Target folder (must not exist or be empty, unless --overwrite).")
+    var to: String
+
+    @Option(help: "Export only the first N images.")
+    var limit: Int?
+
+    @Flag(help: "Write into a non-empty folder.")
+    var overwrite = false
+
+    func run() throws {
+        try userFacing {
+            var data = try FashionMNIST.load(split: split, directory: idx)
+            if let limit { data = data.subset(Array(0..<min(max(limit, 0), data.count))) }
+            try ImageFolder.export(data, to: to, overwrite: overwrite)
+            print("wrote \(data.count) PNGs in \(data.classNames.count) class folders under \(to)")
+        }
+    }
+}
