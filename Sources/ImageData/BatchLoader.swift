@@ -1,0 +1,235 @@
+import CPUKernels
+import Foundation
+import Synchronization
+import TensorCore
+
+/// One training batch.
+public struct Batch: Sendable {
+    /// (B, C, S, S) normalised images.
+    public var images: Tensor
+    /// The class of each image.
+    public var labels: [Int]
+    /// The dataset index of each image.
+    public var indices: [Int]
+    public var epoch: Int
+    /// Global batch index: epoch * batchesPerEpoch + batch within the epoch.
+    public var step: Int
+}
+
+/// Deterministic, resumable batches with one background thread decoding ahead.
+///
+/// - Epoch e visits the images in the order `RandomGenerator(seed: seed).derived(e).permutation(count)`
+///   (`0..<count` without shuffle); the last incomplete batch is dropped (`drop_last`).
+/// - Batch b of epoch e holds `order[b * B ..< (b + 1) * B]`; its global index is `e * batchesPerEpoch + b`.
+/// - Image `i` of epoch e is augmented with `RandomGenerator(seed: seed).derived(e, i)`.
+/// So every batch is a pure function of (dataset, augmentation, seed, global index): the same for any thread
+/// count, with or without prefetch, and `startStep: s` resumes a run exactly where batch s would have come.
+///
+/// With `prefetch > 0` one background thread (never more: the training step uses the cores) prepares up to
+/// `prefetch` batches ahead; `deinit` stops it (it checks between images) and waits for it to exit.
+public final class BatchLoader {
+    public let dataset: ImageDataset
+    public let batchSize: Int
+    public let augmentation: Augmentation
+    public let seed: UInt64
+    public let shuffle: Bool
+    public let prefetch: Int
+    /// Global index of the batch the next `next()` returns.
+    public private(set) var nextStep: Int
+
+    public var batchesPerEpoch: Int { dataset.count / batchSize }
+    /// Epoch of the batch the next `next()` returns.
+    public var epoch: Int { nextStep / batchesPerEpoch }
+
+    private let prefetcher: Prefetcher?
+    private let orders = OrderCache()
+
+    public init(
+        dataset: ImageDataset, batchSize: Int, augmentation: Augmentation, seed: UInt64, startStep: Int = 0,
+        prefetch: Int = 2, shuffle: Bool = true
+    ) throws {
+        guard batchSize > 0 else { throw ImageDataError(path: dataset.name, problem: "batch size must be positive (got \(batchSize))") }
+        guard dataset.count >= batchSize else {
+            throw ImageDataError(path: dataset.name, problem: "\(dataset.count) images cannot fill one batch of \(batchSize) (incomplete batches are dropped)")
+        }
+        guard startStep >= 0 else { throw ImageDataError(path: dataset.name, problem: "startStep must be >= 0 (got \(startStep))") }
+        guard prefetch >= 0 else { throw ImageDataError(path: dataset.name, problem: "prefetch must be >= 0 (got \(prefetch))") }
+        try augmentation.validate(channels: dataset.channels)
+        self.dataset = dataset
+        self.batchSize = batchSize
+        self.augmentation = augmentation
+        self.seed = seed
+        self.shuffle = shuffle
+        self.prefetch = prefetch
+        self.nextStep = startStep
+        if prefetch > 0 {
+            let cache = OrderCache()
+            let p = Prefetcher(capacity: prefetch, startStep: startStep) { step, cancelled in
+                try BatchLoader.makeBatch(dataset: dataset, augmentation: augmentation, seed: seed, batchSize: batchSize,
+                                          step: step, shuffle: shuffle, order: cache.order, threads: 1,
+                                          cancelled: cancelled)
+            }
+            prefetcher = p
+            p.start()
+        } else {
+            prefetcher = nil
+        }
+    }
+
+    deinit { prefetcher?.stop() }
+
+    /// The next batch; epochs roll over forever.
+    public func next() throws -> Batch {
+        let b: Batch
+        if let p = prefetcher {
+            b = try p.take()
+        } else {
+            b = try BatchLoader.makeBatch(dataset: dataset, augmentation: augmentation, seed: seed,
+                                          batchSize: batchSize, step: nextStep, shuffle: shuffle, order: orders.order,
+                                          threads: nil)
+        }
+        precondition(b.step == nextStep, "BatchLoader: got batch \(b.step), expected \(nextStep)")
+        nextStep += 1
+        return b
+    }
+
+    /// The image order of `epoch`.
+    public static func epochOrder(count: Int, seed: UInt64, epoch: Int, shuffle: Bool = true) -> [Int] {
+        guard shuffle else { return Array(0..<count) }
+        var g = RandomGenerator(seed: seed).derived(UInt64(epoch))
+        return g.permutation(count)
+    }
+
+    /// Batch `step` (global index), computed from scratch: what the loader returns for it. `order`, if given,
+    /// supplies the epoch order (a cache; it must return `epochOrder(...)`). Images are augmented on up to
+    /// `threads` threads (nil: all); the result does not depend on it.
+    public static func makeBatch(
+        dataset: ImageDataset, augmentation: Augmentation, seed: UInt64, batchSize: Int, step: Int,
+        shuffle: Bool = true, order: ((_ count: Int, _ seed: UInt64, _ epoch: Int, _ shuffle: Bool) -> [Int])? = nil,
+        threads: Int? = nil
+    ) throws -> Batch {
+        try makeBatch(dataset: dataset, augmentation: augmentation, seed: seed, batchSize: batchSize, step: step,
+                      shuffle: shuffle, order: order, threads: threads, cancelled: nil)
+    }
+
+    static func makeBatch(
+        dataset: ImageDataset, augmentation: Augmentation, seed: UInt64, batchSize: Int, step: Int, shuffle: Bool,
+        order: ((Int, UInt64, Int, Bool) -> [Int])?, threads: Int?, cancelled: (() -> Bool)?
+    ) throws -> Batch {
+        guard batchSize > 0, dataset.count >= batchSize, step >= 0 else {
+            throw ImageDataError(path: dataset.name, problem: "no batch \(step) of size \(batchSize) from \(dataset.count) images")
+        }
+        try augmentation.validate(channels: dataset.channels)
+        let perEpoch = dataset.count / batchSize
+        let epoch = step / perEpoch, b = step % perEpoch
+        let ord = order?(dataset.count, seed, epoch, shuffle) ?? epochOrder(count: dataset.count, seed: seed, epoch: epoch, shuffle: shuffle)
+        let indices = Array(ord[b * batchSize..<(b + 1) * batchSize])
+        let s = augmentation.outputSize, c = dataset.channels, per = c * s * s
+        var images = try Tensor(zeros: [batchSize, c, s, s])
+        let base = RandomGenerator(seed: seed)
+        let stopped = Atomic<Bool>(false)
+        images.withUnsafeMutableBufferPointer { buf in
+            let out = buf.baseAddress!
+            Parallel.forEach(tasks: batchSize, threads: threads) { k, _ in
+                if let cancelled, cancelled() { stopped.store(true, ordering: .relaxed); return }
+                let i = indices[k]
+                var rng = base.derived(UInt64(epoch), UInt64(i))
+                augmentation.apply(dataset.image(i), width: dataset.width, height: dataset.height, channels: c,
+                                   rng: &rng, into: out + k * per)
+            }
+        }
+        if stopped.load(ordering: .relaxed) { throw CancellationError() }
+        return Batch(images: images, labels: indices.map { dataset.labels[$0] }, indices: indices, epoch: epoch, step: step)
+    }
+}
+
+/// Keeps the order of the last epoch asked for (a permutation of 60000 costs about a millisecond). Used by one
+/// thread at a time.
+final class OrderCache: @unchecked Sendable {
+    private var epoch = -1, count = -1, seed: UInt64 = 0, shuffle = true
+    private var cached: [Int] = []
+
+    func order(count: Int, seed: UInt64, epoch: Int, shuffle: Bool) -> [Int] {
+        if epoch != self.epoch || count != self.count || seed != self.seed || shuffle != self.shuffle {
+            cached = BatchLoader.epochOrder(count: count, seed: seed, epoch: epoch, shuffle: shuffle)
+            (self.epoch, self.count, self.seed, self.shuffle) = (epoch, count, seed, shuffle)
+        }
+        return cached
+    }
+}
+
+/// One background thread producing batches step, step + 1, ... into a queue of at most `capacity`.
+final class Prefetcher: @unchecked Sendable {
+    typealias Make = @Sendable (_ step: Int, _ cancelled: @escaping () -> Bool) throws -> Batch
+    private let condition = NSCondition()
+    private var queue: [Result<Batch, Error>] = []  // guarded by condition
+    private var finished = false  // guarded by condition
+    private let stopping = Atomic<Bool>(false)
+    private let capacity: Int
+    private var step: Int  // producer thread only
+    private let make: Make
+
+    init(capacity: Int, startStep: Int, make: @escaping Make) {
+        self.capacity = capacity
+        self.step = startStep
+        self.make = make
+    }
+
+    func start() {
+        let t = Thread { [self] in
+            // Named from inside: on Linux, Foundation passes the name to the OS only for the current thread.
+            Thread.current.name = "ijepa-prefetch"  // Linux keeps 15 characters
+            run()
+        }
+        t.start()
+    }
+
+    private func run() {
+        let cancelled: () -> Bool = { [self] in stopping.load(ordering: .relaxed) }
+        while true {
+            condition.lock()
+            while queue.count >= capacity && !stopping.load(ordering: .relaxed) { condition.wait() }
+            if stopping.load(ordering: .relaxed) { return exit() }
+            condition.unlock()
+            let r: Result<Batch, Error>
+            do { r = .success(try make(step, cancelled)) } catch is CancellationError {
+                condition.lock()
+                return exit()
+            } catch { r = .failure(error) }
+            condition.lock()
+            queue.append(r)
+            step += 1
+            condition.broadcast()
+            if case .failure = r { return exit() }  // an error is delivered once; nothing follows it
+            condition.unlock()
+        }
+    }
+
+    /// Marks the thread finished; called with the lock held, releases it.
+    private func exit() {
+        finished = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func take() throws -> Batch {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty && !finished { condition.wait() }
+        guard !queue.isEmpty else {
+            throw ImageDataError(path: "BatchLoader", problem: "the prefetch thread stopped after an error")
+        }
+        let r = queue.removeFirst()
+        condition.broadcast()
+        return try r.get()
+    }
+
+    /// Stops the thread and waits until it has left its loop (at most one image's augmentation).
+    func stop() {
+        condition.lock()
+        stopping.store(true, ordering: .relaxed)
+        condition.broadcast()
+        while !finished { condition.wait() }
+        condition.unlock()
+    }
+}
