@@ -5,7 +5,7 @@ import Foundation
 ///
 /// Rules of `load`:
 /// - classes are the sub-folders of `root`, sorted by name (byte order); label = position in that order;
-/// - the images of a class are its `.png` files (any case), found recursively, sorted by relative path;
+/// - the images of a class are its `.png` files (any case), found recursively, in name order folder by folder;
 /// - names starting with "." (`.DS_Store`, `.git`, editor swap files) are skipped, as are plain files directly
 ///   in `root` (a README next to the class folders);
 /// - any other file in a class folder is an error naming it: a `.jpg` or `.txt` silently left out would change
@@ -144,7 +144,7 @@ public enum ImageFolder {
         }
     }
 
-    /// The .png files under `dir`, recursively, sorted by relative path; hidden entries skipped; any other file
+    /// The .png files under `dir`, recursively, in name order folder by folder; hidden entries skipped; any other file
     /// is an error naming it.
     static func pngFiles(in dir: String, fm: FileManager) throws -> [String] {
         var out: [String] = []
