@@ -163,11 +163,13 @@ extension TrainingConfig {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// FNV-1a of the sections that decide the numbers a run produces (not logging or evaluation): a checkpoint
-    /// made under another configuration is refused on resume.
+    /// FNV-1a of the sections that decide the numbers a run produces (not logging, evaluation, or where the run
+    /// stops: max_steps): a checkpoint made under another configuration is refused on resume.
     public var trainingHash: String {
+        var c = self
+        c.optimization.maxSteps = 0
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in jsonText(sections: ["data", "mask", "meta", "optimization"]).utf8 {
+        for b in c.jsonText(sections: ["data", "mask", "meta", "optimization"]).utf8 {
             h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3
         }
         return String(h, radix: 16)

@@ -1,2 +1,171 @@
+import Foundation
 import XCTest
+import ImageData
+import JEPA
 @testable import Pretraining
+import TensorCore
+
+/// A tiny synthetic gray data set (deterministic), so runs take well under a second per step.
+func syntheticDataset(count: Int, size: Int = 16, classes: Int = 4, seed: UInt64 = 1) -> ImageDataset {
+    var g = RandomGenerator(seed: seed)
+    var pixels = [UInt8](repeating: 0, count: count * size * size)
+    var labels = [Int](repeating: 0, count: count)
+    for i in 0..<count {
+        labels[i] = i % classes
+        for p in 0..<size * size {
+            // Class-dependent stripes plus noise: learnable, not trivial.
+            let stripe = ((p % size) / (size / 4)) == labels[i] ? 160.0 : 40.0
+            pixels[i * size * size + p] = UInt8(min(255, stripe + 60 * g.nextUniform()))
+        }
+    }
+    return ImageDataset(name: "synthetic", width: size, height: size, channels: 1, pixels: pixels, labels: labels,
+                        classNames: (0..<classes).map { "c\($0)" })
+}
+
+func tinyConfig(folder: String, extra: [String] = []) throws -> TrainingConfig {
+    try TrainingConfig.load(path: nil, overrides: [
+        "data.dataset=\"image-folder\"", "data.image_folder=\"unused\"", "data.crop_size=16", "data.batch_size=4",
+        "mask.patch_size=4", "mask.min_keep=2", "mask.num_pred_masks=2", "mask.pred_mask_scale=[0.3, 0.4]",
+        "meta.depth=1", "meta.embed_dim=32", "meta.num_heads=2", "meta.pred_depth=1", "meta.pred_emb_dim=16",
+        "optimization.epochs=2", "optimization.warmup=0.5", "logging.folder=\"\(folder)\"", "logging.checkpoint_every=3",
+        "logging.log_every=100",
+    ] + extra)
+}
+
+func temporaryFolder() -> String {
+    let p = NSTemporaryDirectory() + "ijepa-test-\(UUID().uuidString)"
+    try? FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
+    return p
+}
+
+func losses(_ folder: String) throws -> [String] {
+    try String(contentsOfFile: folder + "/log.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+        .map { $0.split(separator: ",").prefix(3).joined(separator: ",") }  // step, epoch, loss
+}
+
+final class TrainingConfigTests: XCTestCase {
+    func write(_ text: String) -> String {
+        let p = temporaryFolder() + "/config.json"
+        FileManager.default.createFile(atPath: p, contents: Data(text.utf8))
+        return p
+    }
+
+    func assertRefused(_ text: String, mentions words: [String], file: StaticString = #filePath, line: UInt = #line) {
+        let path = write(text)
+        XCTAssertThrowsError(try TrainingConfig.load(path: path), file: file, line: line) { error in
+            let message = "\(error)"
+            for w in words { XCTAssert(message.contains(w), "message '\(message)' should mention '\(w)'", file: file, line: line) }
+        }
+    }
+
+    func testDefaultsAreValidAndRoundTrip() throws {
+        let c = try TrainingConfig.load(path: nil)
+        XCTAssertEqual(c.meta.modelName, "vit_tiny")
+        let again = try TrainingConfig.load(path: write(c.jsonText()))
+        XCTAssertEqual(again, c)
+        XCTAssertEqual(again.trainingHash, c.trainingHash)
+        var other = c
+        other.optimization.lr = 2e-3
+        XCTAssertNotEqual(other.trainingHash, c.trainingHash)
+        other = c
+        other.logging.folder = "elsewhere"
+        XCTAssertEqual(other.trainingHash, c.trainingHash, "the run folder does not change the numbers")
+    }
+
+    func testBadConfigsAreRefusedWithTheFileAndKey() {
+        assertRefused("{\"mask\": {\"min_kep\": 3}}", mentions: ["config.json", "mask.min_kep", "min_keep"])
+        assertRefused("{\"masks\": {}}", mentions: ["unknown section 'masks'"])
+        assertRefused("{\"optimization\": {\"epochs\": \"ten\"}}", mentions: ["optimization.epochs", "integer"])
+        assertRefused("{\"optimization\": {\"epochs\": 2.5}}", mentions: ["optimization.epochs"])
+        assertRefused("{\"data\": {\"use_horizontal_flip\": 1}}", mentions: ["data.use_horizontal_flip", "true or false"])
+        assertRefused("{\"data\": {\"batch_size\": 0}}", mentions: ["batch_size"])
+        assertRefused("{\"data\": {\"crop_scale\": [0.5, 0.2]}}", mentions: ["crop_scale"])
+        assertRefused("{\"mask\": {\"patch_size\": 5}}", mentions: ["patch_size", "crop_size"])
+        assertRefused("{\"meta\": {\"model_name\": \"vit_gigantic\"}}", mentions: ["vit_gigantic"])
+        assertRefused("{\"data\": {\"batch_size\": 4,}", mentions: ["config.json", "malformed JSON"])
+        assertRefused("[1, 2]", mentions: ["top level"])
+        // The official sampler would loop forever here (a 7x7 grid's smallest target has 6 patches).
+        assertRefused("{\"mask\": {\"min_keep\": 10}}", mentions: ["min_keep"])
+        XCTAssertThrowsError(try TrainingConfig.load(path: "/nonexistent/config.json")) {
+            XCTAssert("\($0)".contains("/nonexistent/config.json"))
+        }
+        XCTAssertThrowsError(try TrainingConfig.load(path: nil, overrides: ["epochs=3"])) {
+            XCTAssert("\($0)".contains("section.key=value"))
+        }
+    }
+
+    func testOverridesApply() throws {
+        let c = try TrainingConfig.load(path: nil, overrides: ["optimization.epochs=7", "mask.fixed=true", "logging.folder=/tmp/x"])
+        XCTAssertEqual(c.optimization.epochs, 7)
+        XCTAssertTrue(c.mask.fixed)
+        XCTAssertEqual(c.logging.folder, "/tmp/x")
+    }
+}
+
+final class TrainingRunTests: XCTestCase {
+    /// Stop after 5 steps (checkpoints at 3 and at the stop), resume to the end: the losses after resuming equal
+    /// those of an uninterrupted run, bit for bit; and so do the final weights.
+    func testResumeReproducesTheUninterruptedRun() throws {
+        let data = syntheticDataset(count: 24)
+        let a = temporaryFolder(), b = temporaryFolder()
+        let full = try TrainingRun(config: try tinyConfig(folder: a), resume: false, datasets: (data, data))
+        full.log = { _ in }
+        let s = try full.run()
+        XCTAssertEqual(s.stepsDone, 12)
+
+        let first = try TrainingRun(config: try tinyConfig(folder: b, extra: ["optimization.max_steps=5"]), resume: false, datasets: (data, data))
+        first.log = { _ in }
+        _ = try first.run()
+        // Refuses to start over a run unless told to.
+        XCTAssertThrowsError(try TrainingRun(config: try tinyConfig(folder: b), resume: false, datasets: (data, data))) {
+            XCTAssert("\($0)".contains("--resume"))
+        }
+        let second = try TrainingRun(config: try tinyConfig(folder: b), resume: true, datasets: (data, data))
+        XCTAssertEqual(second.trainer.stepsDone, 5)
+        second.log = { _ in }
+        _ = try second.run()
+        XCTAssertEqual(try losses(b), try losses(a))
+        for ((name, p), (_, q)) in zip(full.model.stateDict, second.model.stateDict) {
+            XCTAssertEqual(p.value.scalars, q.value.scalars, "\(name) differs after resuming")
+        }
+    }
+
+    func testCorruptAndMismatchedCheckpointsAreRefused() throws {
+        let data = syntheticDataset(count: 16)
+        let f = temporaryFolder()
+        let run = try TrainingRun(config: try tinyConfig(folder: f, extra: ["optimization.max_steps=2"]), resume: false, datasets: (data, data))
+        run.log = { _ in }
+        _ = try run.run()
+        let path = f + "/checkpoint.safetensors"
+        let good = try Data(contentsOf: URL(fileURLWithPath: path))
+
+        // Another configuration.
+        XCTAssertThrowsError(try TrainingRun(config: try tinyConfig(folder: f, extra: ["optimization.lr=0.5"]), resume: true, datasets: (data, data))) {
+            XCTAssert("\($0)".contains(path) && "\($0)".contains("configuration"), "\($0)")
+        }
+        // Truncated.
+        try good.prefix(good.count / 2).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try TrainingRun(config: try tinyConfig(folder: f), resume: true, datasets: (data, data))) {
+            XCTAssert("\($0)".contains(path), "\($0)")
+        }
+        // A bit flipped in the header's state record.
+        var bad = good
+        if let r = bad.range(of: Data("stepsDone".utf8)) { bad[r.lowerBound] = UInt8(ascii: "x") }
+        try bad.write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try TrainingRun(config: try tinyConfig(folder: f), resume: true, datasets: (data, data))) {
+            XCTAssert("\($0)".contains(path), "\($0)")
+        }
+        // Missing.
+        try FileManager.default.removeItem(atPath: path)
+        XCTAssertThrowsError(try TrainingRun(config: try tinyConfig(folder: f), resume: true, datasets: (data, data))) {
+            XCTAssert("\($0)".contains("no checkpoint"), "\($0)")
+        }
+    }
+
+    func testStepFLOPsAndProgressFormatting() {
+        XCTAssertEqual(formatDuration(59.4), "59s")
+        XCTAssertEqual(formatDuration(61), "1m01s")
+        XCTAssertEqual(formatDuration(3 * 3600 + 120), "3h02m")
+        XCTAssertEqual(formatDuration(.nan), "?")
+    }
+}
