@@ -50,3 +50,24 @@ final class TensorTests: XCTestCase {
         XCTAssertEqual(try Tensor.matmul(at, bt, transposeA: true, transposeB: true).scalars, [58, 64, 139, 154])
     }
 }
+
+final class StoragePoolTests: XCTestCase {
+    func testSizeClassesBoundTheSlackAndAreStable() {
+        var previous = 0
+        for bytes in stride(from: 1 << 16, to: 1 << 26, by: 4093) {
+            let c = StoragePool.sizeClass(bytes)
+            XCTAssertGreaterThanOrEqual(c, bytes)
+            XCTAssertLessThanOrEqual(Double(c), 1.125 * Double(bytes), "\(bytes) -> \(c)")
+            XCTAssertGreaterThanOrEqual(c, previous, "size classes must grow with the request")
+            XCTAssertEqual(StoragePool.sizeClass(c), c, "a class is its own class")
+            previous = c
+        }
+        XCTAssertEqual(StoragePool.sizeClass(100), 100, "small blocks are not pooled and keep their size")
+        // A freed block serves the next request of the same class.
+        let a = Tensor.zeros(20_000)
+        let p = a.withUnsafeBufferPointer { $0.baseAddress! }
+        _ = consume a
+        let b = Tensor.zeros(19_500)
+        XCTAssertEqual(b.withUnsafeBufferPointer { $0.baseAddress! }, p, "same size class, same block")
+    }
+}
