@@ -16,19 +16,39 @@ public struct EvaluationReport: Codable, Sendable {
     public var seconds: Double
 }
 
-/// (n, D) average-pooled outputs of `encoder` over `data` (evaluation transform), without autograd.
+/// (n, layers D): average-pooled outputs of the last `layers` blocks of `encoder` over `data` (evaluation
+/// transform), each through the encoder's final LayerNorm as the last one is, concatenated last block first;
+/// no autograd. layers = 1 is the encoder's output; 4 is the paper's other probe representation ("the
+/// concatenation of the last 4 layers' average-pooled patch representations", reference section 7).
 public func encoderFeatures(
-    _ encoder: VisionTransformer, data: ImageDataset, augmentation: Augmentation, batchSize: Int = 250
+    _ encoder: VisionTransformer, data: ImageDataset, augmentation: Augmentation, layers: Int = 1, batchSize: Int = 250
 ) throws -> Tensor {
-    let d = encoder.config.embedDim
-    var out = try Tensor(zeros: [data.count, d])
+    let d = encoder.config.embedDim, depth = encoder.blocks.count
+    guard layers >= 1 && layers <= max(depth, 1) else {
+        throw ConfigError(source: "evaluation.layers", problem: "must be in 1...\(depth) (the encoder's depth), got \(layers)")
+    }
+    let width = layers * d
+    var out = try Tensor(zeros: [data.count, width])
     var start = 0
     while start < data.count {
-        let end = min(start + batchSize, data.count)
-        let images = evaluationTensor(data, augmentation: augmentation, range: start..<end)
-        let pooled = try meanTokens(try encoder(Variable(images), tape: nil), tape: nil).value  // (b, D)
+        let end = min(start + batchSize, data.count), n = end - start
+        let images = Variable(evaluationTensor(data, augmentation: augmentation, range: start..<end))
+        var x = try patchEmbed(images, weight: encoder.patchWeight, bias: encoder.patchBias, patch: encoder.config.patchSize, tape: nil)
+        x = try addBroadcast(x, encoder.posEmbed, tape: nil)
+        var pooled: [Tensor] = []
+        for (i, block) in encoder.blocks.enumerated() {
+            x = try block(x, tape: nil)
+            if i >= depth - layers { pooled.append(try meanTokens(try encoder.norm(x, tape: nil), tape: nil).value) }
+        }
+        if depth == 0 { pooled = [try meanTokens(try encoder.norm(x, tape: nil), tape: nil).value] }
         out.withUnsafeMutableBufferPointer { o in
-            pooled.withUnsafeBufferPointer { p in (o.baseAddress! + start * d).update(from: p.baseAddress!, count: p.count) }
+            for (j, p) in pooled.reversed().enumerated() {  // (n, D) each, last block first
+                p.withUnsafeBufferPointer { src in
+                    for r in 0..<n {
+                        (o.baseAddress! + (start + r) * width + j * d).update(from: src.baseAddress! + r * d, count: d)
+                    }
+                }
+            }
         }
         start = end
     }
@@ -80,14 +100,14 @@ public struct Evaluator {
     }
 
     public func features(_ encoder: VisionTransformer) throws -> (Tensor, Tensor) {
-        (try encoderFeatures(encoder, data: train, augmentation: augmentation),
-         try encoderFeatures(encoder, data: test, augmentation: augmentation))
+        (try encoderFeatures(encoder, data: train, augmentation: augmentation, layers: options.layers),
+         try encoderFeatures(encoder, data: test, augmentation: augmentation, layers: options.layers))
     }
 
     /// I-JEPA (the target encoder) vs the same architecture at initialisation vs raw pixels.
     public func compare(trained: VisionTransformer, randomInit: VisionTransformer) throws -> EvaluationReport {
         let t0 = Date()
-        log("evaluation: linear probe and k-NN on \(train.count) train / \(test.count) test images (\(train.name))")
+        log("evaluation: linear probe and k-NN on \(train.count) train / \(test.count) test images (\(train.name)); features: average-pooled \(options.layers == 1 ? "output" : "outputs of the last \(options.layers) blocks, concatenated")")
         var probe: [String: Double] = [:], knn: [String: Double] = [:]
         let (a, b) = try features(trained)
         (probe["ijepa"], knn["ijepa"]) = try score("I-JEPA", train: a, test: b)

@@ -70,6 +70,9 @@ public struct TrainingConfig: Sendable, Equatable {
         public var knnK = 20
         public var probeIterations = 200
         public var probeWeightDecay = 1e-4
+        /// Average-pooled outputs of the last `layers` blocks, concatenated (1: the encoder output; 4: the
+        /// paper's other representation).
+        public var layers = 1
     }
 
     public var data = Data()
@@ -152,7 +155,7 @@ extension TrainingConfig {
                         "log_every": logging.logEvery],
             "evaluation": ["train_samples": evaluation.trainSamples, "test_samples": evaluation.testSamples,
                            "knn_k": evaluation.knnK, "probe_iterations": evaluation.probeIterations,
-                           "probe_weight_decay": evaluation.probeWeightDecay],
+                           "probe_weight_decay": evaluation.probeWeightDecay, "layers": evaluation.layers],
         ]
     }
 
@@ -231,6 +234,8 @@ extension TrainingConfig {
         try need(optimization.maxSteps >= 0, "optimization.max_steps must be >= 0")
         try need(logging.checkpointEvery >= 0 && logging.logEvery >= 1, "logging.checkpoint_every >= 0 and logging.log_every >= 1")
         try need(evaluation.knnK >= 1, "evaluation.knn_k must be >= 1")
+        try need(evaluation.layers >= 1 && evaluation.layers <= ((try? vitConfig().depth) ?? 1),
+                 "evaluation.layers must be in 1...depth (blocks whose pooled outputs are concatenated)")
         do {
             try vitConfig().validate()
             try maskConfig().validate()
@@ -258,7 +263,7 @@ struct ConfigReader {
             "optimization": ["epochs", "warmup", "start_lr", "lr", "final_lr", "weight_decay", "final_weight_decay",
                              "ema", "ipe_scale", "max_steps"],
             "logging": ["folder", "checkpoint_every", "log_every"],
-            "evaluation": ["train_samples", "test_samples", "knn_k", "probe_iterations", "probe_weight_decay"],
+            "evaluation": ["train_samples", "test_samples", "knn_k", "probe_iterations", "probe_weight_decay", "layers"],
         ]
         for (section, value) in root {
             guard let keys = known[section] else {
@@ -316,6 +321,7 @@ struct ConfigReader {
         try get("evaluation", "knn_k", &c.evaluation.knnK)
         try get("evaluation", "probe_iterations", &c.evaluation.probeIterations)
         try get("evaluation", "probe_weight_decay", &c.evaluation.probeWeightDecay)
+        try get("evaluation", "layers", &c.evaluation.layers)
         return c
     }
 

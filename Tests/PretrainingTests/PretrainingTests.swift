@@ -169,3 +169,31 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(formatDuration(.nan), "?")
     }
 }
+
+final class EvaluationTests: XCTestCase {
+    func testFeaturesAreThePooledEncoderOutputAndLastLayersConcatenate() throws {
+        let data = syntheticDataset(count: 7)
+        let cfg = try tinyConfig(folder: temporaryFolder(), extra: ["meta.depth=2"])
+        let model = try IJEPAModel(try cfg.vitConfig(), predictorDim: 16, predictorDepth: 1, seed: 3)
+        let aug = augmentation(cfg).evaluation
+        let one = try encoderFeatures(model.encoder, data: data, augmentation: aug, layers: 1, batchSize: 3)
+        let direct = try meanTokens(try model.encoder(Variable(evaluationTensor(data, augmentation: aug, range: 0..<7)), tape: nil), tape: nil).value
+        XCTAssertEqual(one.shape, [7, 32])
+        for (a, b) in zip(one.scalars, direct.scalars) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+        let two = try encoderFeatures(model.encoder, data: data, augmentation: aug, layers: 2, batchSize: 4)
+        XCTAssertEqual(two.shape, [7, 64])
+        for r in 0..<7 {
+            for c in 0..<32 { XCTAssertEqual(two[r, c], one[r, c], accuracy: 1e-5, "the last block comes first") }
+        }
+        XCTAssertThrowsError(try encoderFeatures(model.encoder, data: data, augmentation: aug, layers: 3))
+    }
+
+    func testSubsetsAreFixedAndDistinct() {
+        let data = syntheticDataset(count: 50)
+        let a = evaluationSubset(data, samples: 20, seed: 1), b = evaluationSubset(data, samples: 20, seed: 1)
+        XCTAssertEqual(a, b)
+        XCTAssertEqual(a.count, 20)
+        XCTAssertNotEqual(evaluationSubset(data, samples: 20, seed: 2), a)
+        XCTAssertEqual(evaluationSubset(data, samples: 0, seed: 1), data)
+    }
+}
