@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Quick start, command 1: the main job. Until training lands, that is the benchmark suite: the measured
-# peak of this machine, the GEMM suite on ViT shapes and the row kernels, at 1 thread and at all cores.
-# Extra arguments go to `ijepa bench` (e.g. --json, --filter vit-tiny, --threads 1).
+# Quick start, command 1: the main job. Trains the default small I-JEPA (ViT-Tiny/4 on Fashion-MNIST from the
+# Debian package dataset-fashion-mnist) with a live progress line, then prints the probe table (I-JEPA vs random
+# init vs raw pixels) and, as its last line, one JSON object with the accuracies and the wall time.
+# The run lives in runs/fashion-mnist (replaced each time); extra arguments go to `ijepa train`.
 source "$(dirname "$0")/setup.sh"
 swift build -c release "${SWIFT_FLAGS[@]}" --product ijepa
-threads="1,$(nproc)"
-[ "$(nproc)" -gt 1 ] || threads=1
-exec .build/release/ijepa bench --threads "$threads" "$@"
+exec .build/release/ijepa train --probe --out runs/fashion-mnist --overwrite "$@"

@@ -3,16 +3,17 @@
 #  1. all tests, built as users build (release, AVX2 + FMA when the CPU has them);
 #  2. the kernel tests again in a portable build (no -mavx2/-mfma), which must pass too and must not call
 #     libm's per-lane fmaf (docs/building.md);
-#  3. the library consumed as a versioned SwiftPM dependency, without and with the fast-path flags.
+#  3. the library consumed as a versioned SwiftPM dependency, without and with the fast-path flags;
+#  4. the command-line tool fed bad inputs (corrupt PNG/IDX files, bad folders, configs, masks, checkpoints).
 source "$(dirname "$0")/setup.sh"
 
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 
-echo "== 1/3 swift test -c release ${SWIFT_FLAGS[*]}"
+echo "== 1/4 swift test -c release ${SWIFT_FLAGS[*]}"
 swift test -c release "${SWIFT_FLAGS[@]}" 2>&1 | tee "$logs/fast.log"
 
-echo "== 2/3 portable build (no AVX2/FMA flags): kernel tests"
+echo "== 2/4 portable build (no AVX2/FMA flags): kernel tests"
 swift test -c release --scratch-path .build-portable --filter CPUKernelsTests 2>&1 | tee "$logs/portable.log"
 if nm .build-portable/release/CPUKernels.build/*.o 2>/dev/null | grep -qE ' U fmaf?$'; then
     echo "error: the portable build of CPUKernels calls libm fma/fmaf (the per-lane trap)" >&2
@@ -20,8 +21,12 @@ if nm .build-portable/release/CPUKernels.build/*.o 2>/dev/null | grep -qE ' U fm
 fi
 echo "portable build: no fmaf calls in CPUKernels"
 
-echo "== 3/3 versioned-dependency check"
+echo "== 3/4 versioned-dependency check"
 bash tools/check-versioned-dependency.sh
+
+echo "== 4/4 bad inputs through the CLI"
+swift build -c release "${SWIFT_FLAGS[@]}" --product ijepa
+bash tools/check-bad-inputs.sh .build/release/ijepa
 
 # One plain closing line for tools that read it: XCTest's totals of steps 1 and 2 (Swift Testing, which runs
 # after XCTest in each `swift test`, has no tests here and prints a 0-test line last).

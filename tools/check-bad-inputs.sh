@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Feeds the CLI bad inputs and checks that each one gets a clear one-line error naming the problem, a non-zero
+# exit that is not a crash (no signal), no hang (timeout), and that nothing that existed is overwritten.
+# Usage: tools/check-bad-inputs.sh [path/to/ijepa]   (default .build/release/ijepa; tools/test.sh runs it)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bin="${1:-.build/release/ijepa}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+fails=0
+
+# expect NAME PATTERN -- command...: exit status 1..127 (an error, not a signal), within 60 s, stderr matches.
+expect() {
+    local name="$1" pattern="$2"; shift 3
+    local out rc
+    out="$(timeout 60 "$@" 2>&1 >/dev/null)"; rc=$?
+    if [ "$rc" -eq 124 ]; then echo "FAIL $name: hung (killed after 60 s)"; fails=$((fails + 1)); return; fi
+    if [ "$rc" -eq 0 ] || [ "$rc" -ge 128 ]; then echo "FAIL $name: exit $rc"; echo "$out" | tail -3; fails=$((fails + 1)); return; fi
+    if ! echo "$out" | grep -qE "$pattern"; then echo "FAIL $name: message does not match /$pattern/: $out"; fails=$((fails + 1)); return; fi
+    echo "ok   $name: exit $rc: $(echo "$out" | grep -E "$pattern" | head -1 | cut -c1-160)"
+}
+
+tiny=(--set data.crop_size=16 --set meta.depth=1 --set meta.embed_dim=32 --set meta.num_heads=2
+      --set meta.pred_depth=1 --set meta.pred_emb_dim=16 --set data.batch_size=2 --set mask.min_keep=2
+      --set mask.num_pred_masks=2 --set "mask.pred_mask_scale=[0.3,0.4]" --steps 1)
+
+# An ImageFolder with two classes of valid PNGs, then variants with one defect each.
+"$bin" export-png --split test --limit 200 --to "$work/good" >/dev/null || { echo "FAIL: export-png"; exit 1; }
+variant() { rm -rf "$work/$1"; cp -r "$work/good" "$work/$1"; }
+folder() { echo "data.image_folder=$work/$1"; }
+
+variant truncated; f="$(ls "$work"/truncated/*/*.png | head -1)"; head -c 100 "$work/good/$(basename "$(dirname "$f")")/$(basename "$f")" > "$f"
+expect "truncated PNG" "$(basename "$f")" -- "$bin" train --set data.dataset=image-folder --set "$(folder truncated)" --out "$work/run-truncated" "${tiny[@]}"
+variant garbage; f="$(ls "$work"/garbage/*/*.png | head -1)"; head -c 3000 /dev/urandom > "$f"
+expect "corrupt PNG" "$(basename "$f")" -- "$bin" train --set data.dataset=image-folder --set "$(folder garbage)" --out "$work/run-garbage" "${tiny[@]}"
+variant emptyclass; mkdir "$work/emptyclass/9_Empty"
+expect "empty class folder" "9_Empty" -- "$bin" train --set data.dataset=image-folder --set "$(folder emptyclass)" --out "$work/run-emptyclass" "${tiny[@]}"
+variant textfile; echo "not an image" > "$(ls -d "$work"/textfile/*/ | head -1)/notes.txt"
+expect "non-image file" "notes.txt" -- "$bin" train --set data.dataset=image-folder --set "$(folder textfile)" --out "$work/run-textfile" "${tiny[@]}"
+
+# IDX files: truncated and corrupt (as gzip and as plain), in a copy of the data set folder.
+mkdir -p "$work/idx"
+cp /usr/share/datasets/fashion-mnist/*.gz "$work/idx/"
+head -c 5000 /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz > "$work/idx/train-images-idx3-ubyte.gz"
+expect "truncated IDX" "train-images-idx3-ubyte.gz" -- "$bin" train --set "data.root_path=$work/idx" --out "$work/run-idx" --steps 1
+printf 'garbage' | gzip > "$work/idx/train-images-idx3-ubyte.gz"
+expect "corrupt IDX" "train-images-idx3-ubyte.gz" -- "$bin" train --set "data.root_path=$work/idx" --out "$work/run-idx" --steps 1
+
+# Configs.
+echo '{"optimization": {"epochs": 2,}' > "$work/bad.json"
+expect "malformed config" "bad.json.*malformed JSON" -- "$bin" train --config "$work/bad.json" --out "$work/run-c"
+echo '{"mask": {"min_kep": 3}}' > "$work/typo.json"
+expect "unknown config key" "typo.json.*mask.min_kep" -- "$bin" train --config "$work/typo.json" --out "$work/run-c"
+expect "impossible masks (official sampler would hang)" "min_keep" -- "$bin" train --set mask.min_keep=10 --out "$work/run-c"
+expect "missing config" "nope.json" -- "$bin" train --config "$work/nope.json" --out "$work/run-c"
+
+# Checkpoints: a finished tiny run, then a corrupt checkpoint; and a run folder is never overwritten.
+"$bin" train --set data.dataset=image-folder --set "data.image_folder=$work/good" --out "$work/run-ok" "${tiny[@]}" >/dev/null 2>&1 \
+    || { echo "FAIL: the tiny reference run did not train"; fails=$((fails + 1)); }
+before="$(sha256sum "$work/run-ok/checkpoint.safetensors" | cut -d' ' -f1)"
+expect "existing run not overwritten" "already lives here" -- "$bin" train --set data.dataset=image-folder --set "data.image_folder=$work/good" --out "$work/run-ok" "${tiny[@]}"
+after="$(sha256sum "$work/run-ok/checkpoint.safetensors" | cut -d' ' -f1)"
+[ "$before" = "$after" ] && echo "ok   existing checkpoint unchanged" || { echo "FAIL: checkpoint changed"; fails=$((fails + 1)); }
+cp -r "$work/run-ok" "$work/run-bad"
+head -c 2000 "$work/run-ok/checkpoint.safetensors" > "$work/run-bad/checkpoint.safetensors"
+expect "truncated checkpoint" "checkpoint.safetensors" -- "$bin" train --resume --set data.dataset=image-folder --set "data.image_folder=$work/good" --out "$work/run-bad" "${tiny[@]}"
+expect "checkpoint of another config" "another training configuration" -- "$bin" train --resume --set data.dataset=image-folder --set "data.image_folder=$work/good" --out "$work/run-ok" "${tiny[@]}" --set optimization.lr=0.5
+expect "export into a non-empty folder" "not empty" -- "$bin" export-png --split test --limit 200 --to "$work/good"
+
+echo "bad inputs: $fails failed"
+[ "$fails" -eq 0 ]
