@@ -48,7 +48,7 @@ struct BenchOptions: ParsableArguments {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: GEMM and row kernels, in GFLOP/s and % of the peak measured in the same run.",
-        subcommands: [All.self, GEMM.self, Kernels.self, ViT.self, Peak.self],
+        subcommands: [All.self, GEMM.self, Kernels.self, ViT.self, IJEPA.self, Peak.self],
         defaultSubcommand: All.self)
 
     struct All: ParsableCommand {
@@ -103,6 +103,52 @@ struct Bench: ParsableCommand {
                         }
                         fflush(stdout)
                     }
+                }
+            }
+        }
+    }
+
+    struct IJEPA: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ijepa",
+            abstract: "The I-JEPA training step: (a) ijepa-fmnist, the default Fashion-MNIST model; (b) ijepa-vits16, ViT-S/16 224 px.",
+            discussion: """
+                Target encoder + context encoder + predictor + smooth-L1 + backward + AdamW + EMA on synthetic images with
+                the official masks of steps 0..<steps (seed 0). GFLOP/s by the formula of reference section 8.
+                --dump-masks FILE writes those masks for tools/ijepa_vs_pytorch.py.
+                """)
+        @OptionGroup var options: BenchOptions
+        @Option(help: "Timed steps per case (each with the masks of its step).")
+        var steps = 5
+        @Option(name: .customLong("dump-masks"), help: "Write the masks of the selected case to this safetensors file and exit.")
+        var dumpMasks: String?
+        func run() throws {
+            let cases = options.selected(IJEPABench.standard, name: \.name, quickNames: ["ijepa-fmnist"])
+            if let dumpMasks {
+                guard cases.count == 1 else { throw ValidationError("--dump-masks needs --filter naming one case") }
+                try IJEPABench.dumpMasks(cases[0], steps: steps, to: dumpMasks)
+                return
+            }
+            let threads = try options.threadCounts()
+            let peak = measurePeak(options)
+            if options.json {
+                print(jsonLine([("peakGflops", .double(peak.perCore)), ("simd", .string(SIMDPath.name))]))
+            } else {
+                print(String(format: "SIMD path: %@, measured peak %.1f GFLOP/s per core", SIMDPath.name, peak.perCore))
+                print("name                   thr  batch   images/s   GFLOP/s  %peak  median ms  peak RSS MiB")
+            }
+            for t in threads {
+                for c in cases {
+                    let r = try IJEPABench.run(c, threads: t, peakPerCore: peak.perCore, steps: options.quick ? 1 : steps)
+                    if options.json {
+                        print(r.json)
+                    } else {
+                        let images = r.extra.first { $0.0 == "imagesPerSecond" }.map { if case let .double(v) = $0.1 { return v } else { return 0 } } ?? 0
+                        let rss = Double(ViTBench.peakRSSBytes()) / 1_048_576
+                        print(r.name.padded(to: 22) + String(format: "%4d  %5d  %9.1f  %8.1f  %5.1f  %9.1f  %12.0f",
+                                                             t, c.batch, images, r.gflops, r.pctPeak, r.medianMs, rss))
+                    }
+                    fflush(stdout)
                 }
             }
         }

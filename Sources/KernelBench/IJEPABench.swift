@@ -1,0 +1,98 @@
+import CPUKernels
+import Foundation
+import JEPA
+import TensorCore
+
+/// The I-JEPA training step (target encoder + context encoder + predictor + loss + backward + AdamW + EMA)
+/// on synthetic images with the official masks, for the two configurations of the performance issue.
+public enum IJEPABench {
+    public struct Case: Sendable {
+        public var name: String
+        public var vit: ViTConfig
+        public var predictorDim: Int
+        public var predictorDepth: Int
+        public var batch: Int
+        public var masks: MaskConfig
+    }
+
+    /// (a) the default Fashion-MNIST model (ViT-Tiny/4 at 28 px, depth 6, predictor 96 x 4, batch 64, npred 4,
+    /// min_keep 4); (b) ViT-S/16 at 224 px with the official masks and predictor 384 x 6, batch 16.
+    public static var standard: [Case] {
+        var fm = MaskConfig(gridSize: 7)
+        fm.minKeep = 4
+        return [
+            Case(name: "ijepa-fmnist", vit: ViTConfig(imageSize: 28, patchSize: 4, inChannels: 1, embedDim: 192, depth: 6, heads: 3),
+                 predictorDim: 96, predictorDepth: 4, batch: 64, masks: fm),
+            Case(name: "ijepa-vits16", vit: .small(), predictorDim: 384, predictorDepth: 6, batch: 16,
+                 masks: MaskConfig(gridSize: 14)),
+        ]
+    }
+
+    /// The masks of steps 0..<steps (seed 0): what the benchmark runs, and what `--dump-masks` writes.
+    public static func masks(_ c: Case, steps: Int) throws -> [MaskBatch] {
+        let collator = try MaskCollator(c.masks)
+        return (0..<steps).map { collator.sample(batch: c.batch, step: $0, seed: 0) }
+    }
+
+    /// Writes the masks of `steps` steps as (B, K) float tensors `step{s}.context.{i}` / `step{s}.target.{j}`,
+    /// with the configuration in the metadata, for tools/ijepa_vs_pytorch.py.
+    public static func dumpMasks(_ c: Case, steps: Int, to path: String) throws {
+        var tensors: [(String, Tensor)] = []
+        for (s, m) in try masks(c, steps: steps).enumerated() {
+            for (i, t) in m.context.enumerated() {
+                tensors.append(("step\(s).context.\(i)", try Tensor(shape: [t.batch, t.count], values: t.indices.map(Float.init))))
+            }
+            for (j, t) in m.targets.enumerated() {
+                tensors.append(("step\(s).target.\(j)", try Tensor(shape: [t.batch, t.count], values: t.indices.map(Float.init))))
+            }
+        }
+        let cfg = """
+            {"name": "\(c.name)", "image": \(c.vit.imageSize), "channels": \(c.vit.inChannels), "patch": \(c.vit.patchSize), \
+            "dim": \(c.vit.embedDim), "depth": \(c.vit.depth), "heads": \(c.vit.heads), "pred_dim": \(c.predictorDim), \
+            "pred_depth": \(c.predictorDepth), "batch": \(c.batch), "nenc": \(c.masks.nenc), "npred": \(c.masks.npred), "steps": \(steps)}
+            """
+        try SafeTensors.write(tensors, metadata: ["config": cfg], to: path)
+    }
+
+    /// Median of `steps` timed steps after one warm-up step, cycling through the masks of steps 0..<steps.
+    public static func run(_ c: Case, threads: Int, peakPerCore: Double, steps: Int = 5) throws -> BenchResult {
+        let saved = Parallel.maxThreads
+        Parallel.maxThreads = threads
+        defer { Parallel.maxThreads = saved }
+        TensorStorage.releaseCachedMemory()
+        ViTBench.resetPeakRSS()
+        let model = try IJEPAModel(c.vit, predictorDim: c.predictorDim, predictorDepth: c.predictorDepth, seed: 1)
+        let schedules = Schedules(itersPerEpoch: 1000, epochs: 10, warmupEpochs: 1, startLR: 2e-4, refLR: 1e-3,
+                                  finalLR: 1e-6, refWD: 0.04, finalWD: 0.4, ema: (0.996, 1.0))
+        let trainer = try IJEPATrainer(model: model, schedules: schedules)
+        var rng = RandomGenerator(seed: 2)
+        let images = try rng.normal([c.batch, c.vit.inChannels, c.vit.imageSize, c.vit.imageSize])
+        let all = try masks(c, steps: max(steps, 1))
+        let cost = StepCost(vit: c.vit, predictorDim: c.predictorDim, predictorDepth: c.predictorDepth)
+        let warm = try trainer.step(images: images, context: all[0].context, targets: all[0].targets)
+        guard warm.loss.isFinite else {
+            throw TensorError.incompatibleShapes(operation: "I-JEPA bench \(c.name): the warm-up step gave loss \(warm.loss)", [c.batch], [])
+        }
+        var samples: [(seconds: Double, flops: Double)] = []
+        for s in 0..<max(steps, 1) {
+            let m = all[s]
+            let t0 = monotonicSeconds()
+            try trainer.step(images: images, context: m.context, targets: m.targets)
+            let dt = monotonicSeconds() - t0
+            samples.append((dt, cost.step(batch: c.batch, nenc: m.context.count, npred: m.targets.count,
+                                          kc: m.context[0].count, kp: m.targets[0].count)))
+        }
+        // Steps differ in mask sizes, so rate = total FLOPs / total time; the median step time is reported too.
+        let total = samples.reduce(0) { $0 + $1.seconds }, flops = samples.reduce(0) { $0 + $1.flops }
+        let median = samples.map(\.seconds).sorted()[samples.count / 2]
+        let gflops = flops / total / 1e9
+        return BenchResult(
+            name: c.name, kind: "ijepa", threads: threads, medianMs: median * 1e3,
+            bestMs: samples.map(\.seconds).min()! * 1e3, gflops: gflops,
+            pctPeak: 100 * gflops / (peakPerCore * Double(threads)), gbPerSecond: 0, validationError: 0,
+            extra: [("batch", .int(c.batch)), ("imagesPerSecond", .double(Double(c.batch * samples.count) / total)),
+                    ("peakRSSBytes", .int(ViTBench.peakRSSBytes())),
+                    ("meanContextTokens", .double(Double(all.reduce(0) { $0 + $1.context[0].count }) / Double(all.count))),
+                    ("meanTargetTokens", .double(Double(all.reduce(0) { $0 + $1.targets[0].count }) / Double(all.count)))])
+    }
+}
