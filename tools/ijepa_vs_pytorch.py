@@ -213,7 +213,7 @@ def torch_worker(name, threads, steps, warmup, masks_path):
     import torch
     import torch.nn.functional as F
     from make_parity_fixtures import Encoder, Predictor, apply_masks, repeat_interleave_batch
-    from make_step_fixtures import init_opt
+    from make_step_fixtures import ema_update, init_opt
     import_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Python + torch before any model
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -249,10 +249,7 @@ def torch_worker(name, threads, steps, warmup, masks_path):
         loss.backward()
         opt.step()
         opt.zero_grad()
-        with torch.no_grad():
-            m = next(momentum)
-            for pq, pk in zip(enc.parameters(), target.parameters()):
-                pk.mul_(m).add_((1.0 - m) * pq.detach())
+        ema_update(enc, target, next(momentum))
         return loss.item()
 
     for k in range(warmup):

@@ -92,6 +92,13 @@ class CosineWD:
         return wd
 
 
+@torch.no_grad()
+def ema_update(enc, target, m):
+    """train.py L333-336: target <- m * target + (1 - m) * encoder, parameter by parameter."""
+    for pq, pk in zip(enc.parameters(), target.parameters()):
+        pk.mul_(m).add_((1.0 - m) * pq.detach())
+
+
 def init_opt(enc, pred, c):
     decayed = lambda n, p: "bias" not in n and p.ndim != 1  # noqa: E731
     groups = [
@@ -166,10 +173,8 @@ def main():
                 out.update({prefix + nm: p.grad.clone() for nm, p in model.named_parameters()})
         opt.step()
         opt.zero_grad()
-        with torch.no_grad():
-            m = next(momentum)
-            for pq, pk in zip(enc.parameters(), target.parameters()):
-                pk.mul_(m).add_((1.0 - m) * pq.detach())
+        m = next(momentum)
+        ema_update(enc, target, m)
 
         out[f"step{k}.images"] = images
         out[f"step{k}.mask.context.0"] = ctx.float()

@@ -80,27 +80,15 @@ struct Bench: ParsableCommand {
         var steps = 3
         func run() throws {
             let threads = try options.threadCounts()
-            let peak = measurePeak(options)
-            if options.json {
-                print(jsonLine([("peakGflops", .double(peak.perCore)), ("simd", .string(SIMDPath.name))]))
-            } else {
-                print(String(format: "SIMD path: %@, measured peak %.1f GFLOP/s per core", SIMDPath.name, peak.perCore))
-                print("name                   thr  batch   images/s   GFLOP/s  %peak  median ms  peak RSS MiB")
-            }
+            let peak = printModelBenchHeader(options)
             let cases = options.selected(ViTBench.standard, name: \.name, quickNames: ["tiny32"])
             for t in threads {
                 for c in cases {
                     for training in [false, true] {
                         let r = try ViTBench.run(c, training: training, threads: t, peakPerCore: peak.perCore,
                                                  minRuns: options.quick ? 1 : steps)
-                        if options.json {
-                            print(r.json)
-                        } else {
-                            let images = Double(c.batch) / (r.medianMs / 1e3)
-                            let rss = Double(ViTBench.peakRSSBytes()) / 1_048_576
-                            print(r.name.padded(to: 22) + String(format: "%4d  %5d  %9.1f  %8.1f  %5.1f  %9.1f  %12.0f",
-                                                                 t, c.batch, images, r.gflops, r.pctPeak, r.medianMs, rss))
-                        }
+                        printModelBenchRow(r, options: options, threads: t, batch: c.batch,
+                                           imagesPerSecond: Double(c.batch) / (r.medianMs / 1e3))
                         fflush(stdout)
                     }
                 }
@@ -130,24 +118,12 @@ struct Bench: ParsableCommand {
                 return
             }
             let threads = try options.threadCounts()
-            let peak = measurePeak(options)
-            if options.json {
-                print(jsonLine([("peakGflops", .double(peak.perCore)), ("simd", .string(SIMDPath.name))]))
-            } else {
-                print(String(format: "SIMD path: %@, measured peak %.1f GFLOP/s per core", SIMDPath.name, peak.perCore))
-                print("name                   thr  batch   images/s   GFLOP/s  %peak  median ms  peak RSS MiB")
-            }
+            let peak = printModelBenchHeader(options)
             for t in threads {
                 for c in cases {
                     let r = try IJEPABench.run(c, threads: t, peakPerCore: peak.perCore, steps: options.quick ? 1 : steps)
-                    if options.json {
-                        print(r.json)
-                    } else {
-                        let images = r.extra.first { $0.0 == "imagesPerSecond" }.map { if case let .double(v) = $0.1 { return v } else { return 0 } } ?? 0
-                        let rss = Double(ViTBench.peakRSSBytes()) / 1_048_576
-                        print(r.name.padded(to: 22) + String(format: "%4d  %5d  %9.1f  %8.1f  %5.1f  %9.1f  %12.0f",
-                                                             t, c.batch, images, r.gflops, r.pctPeak, r.medianMs, rss))
-                    }
+                    let images = r.extra.first { $0.0 == "imagesPerSecond" }.map { if case let .double(v) = $0.1 { return v } else { return 0 } } ?? 0
+                    printModelBenchRow(r, options: options, threads: t, batch: c.batch, imagesPerSecond: images)
                     fflush(stdout)
                 }
             }
@@ -158,6 +134,28 @@ struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Measure fp32 FMA throughput per core and on all cores.")
         @OptionGroup var options: BenchOptions
         func run() throws { try runSuites(options, gemm: false, kernels: false) }
+    }
+}
+
+/// The first lines of the model benchmarks (ViT, I-JEPA): the measured peak as JSON or a table header.
+func printModelBenchHeader(_ options: BenchOptions) -> PeakInfo {
+    let peak = measurePeak(options)
+    if options.json {
+        print(jsonLine([("peakGflops", .double(peak.perCore)), ("simd", .string(SIMDPath.name))]))
+    } else {
+        print(String(format: "SIMD path: %@, measured peak %.1f GFLOP/s per core", SIMDPath.name, peak.perCore))
+        print("name                   thr  batch   images/s   GFLOP/s  %peak  median ms  peak RSS MiB")
+    }
+    return peak
+}
+
+func printModelBenchRow(_ r: BenchResult, options: BenchOptions, threads: Int, batch: Int, imagesPerSecond: Double) {
+    if options.json {
+        print(r.json)
+    } else {
+        let rss = Double(ViTBench.peakRSSBytes()) / 1_048_576
+        print(r.name.padded(to: 22) + String(format: "%4d  %5d  %9.1f  %8.1f  %5.1f  %9.1f  %12.0f",
+                                             threads, batch, imagesPerSecond, r.gflops, r.pctPeak, r.medianMs, rss))
     }
 }
 
