@@ -88,15 +88,36 @@ public struct Evaluator {
     /// Probe and k-NN accuracy of one feature set.
     public func score(_ name: String, train xtr: Tensor, test xte: Tensor) throws -> (probe: Double, knn: Double) {
         let t0 = Date()
-        let opts = ProbeOptions(epochs: options.probeIterations, weightDecay: Float(options.probeWeightDecay))
+        let wd = try chooseWeightDecay(xtr)
+        let opts = ProbeOptions(epochs: options.probeIterations, weightDecay: wd)
         let p = try linearProbe(train: xtr, trainLabels: train.labels, test: xte, testLabels: test.labels,
                                 classes: classes, options: opts)
         let k = try knnAccuracy(train: xtr, trainLabels: train.labels, test: xte, testLabels: test.labels,
                                 classes: classes, k: min(options.knnK, train.count))
-        log(String(format: "  %-12@ probe %.4f (train %.4f, %d iterations)  %d-NN %.4f  [%.1f s]",
-                   name as NSString, p.testAccuracy, p.trainAccuracy, p.iterations, k.k, k.accuracy,
+        log(String(format: "  %-12@ probe %.4f (train %.4f, wd %.0e, %d iterations)  %d-NN %.4f  [%.1f s]",
+                   name as NSString, p.testAccuracy, p.trainAccuracy, wd, p.iterations, k.k, k.accuracy,
                    Date().timeIntervalSince(t0)))
         return (p.testAccuracy, k.accuracy)
+    }
+
+    /// The probe's L2 weight decay: `evaluation.probe_weight_decay`, or with `probe_sweep` the best of
+    /// {1e-5, 1e-4, 1e-3, 1e-2} on a fixed held-out tenth of the train split (the paper sweeps its probe's
+    /// settings too); the test split is never looked at.
+    func chooseWeightDecay(_ x: Tensor) throws -> Float {
+        guard options.probeSweep, train.count >= 20 else { return Float(options.probeWeightDecay) }
+        var g = RandomGenerator(seed: 0x5EE9)
+        let order = g.permutation(train.count)
+        let cut = train.count / 10
+        let val = Array(order[..<cut]).sorted(), fit = Array(order[cut...]).sorted()
+        let xf = try rows(x, fit), xv = try rows(x, val)
+        let yf = fit.map { train.labels[$0] }, yv = val.map { train.labels[$0] }
+        var best: (Float, Double) = (Float(options.probeWeightDecay), -1)
+        for wd: Float in [1e-5, 1e-4, 1e-3, 1e-2] {
+            let r = try linearProbe(train: xf, trainLabels: yf, test: xv, testLabels: yv, classes: classes,
+                                    options: ProbeOptions(epochs: options.probeIterations, weightDecay: wd))
+            if r.testAccuracy > best.1 { best = (wd, r.testAccuracy) }
+        }
+        return best.0
     }
 
     public func features(_ encoder: VisionTransformer) throws -> (Tensor, Tensor) {
@@ -119,4 +140,16 @@ public struct Evaluator {
         return EvaluationReport(probe: probe, knn: knn, trainSamples: train.count, testSamples: test.count,
                                 seconds: Date().timeIntervalSince(t0))
     }
+}
+
+/// The rows `indices` of an (n, d) matrix.
+func rows(_ x: Tensor, _ indices: [Int]) throws -> Tensor {
+    let d = x.shape[1]
+    var out = try Tensor(zeros: [indices.count, d])
+    out.withUnsafeMutableBufferPointer { o in
+        x.withUnsafeBufferPointer { s in
+            for (r, i) in indices.enumerated() { (o.baseAddress! + r * d).update(from: s.baseAddress! + i * d, count: d) }
+        }
+    }
+    return out
 }

@@ -73,6 +73,10 @@ public struct TrainingConfig: Sendable, Equatable {
         /// Average-pooled outputs of the last `layers` blocks, concatenated (1: the encoder output; 4: the
         /// paper's other representation).
         public var layers = 1
+        /// "target" (the EMA encoder, as the paper evaluates) or "context".
+        public var encoder = "target"
+        /// Choose the probe's weight decay on a held-out tenth of the train split (else probe_weight_decay).
+        public var probeSweep = true
     }
 
     public var data = Data()
@@ -155,7 +159,8 @@ extension TrainingConfig {
                         "log_every": logging.logEvery],
             "evaluation": ["train_samples": evaluation.trainSamples, "test_samples": evaluation.testSamples,
                            "knn_k": evaluation.knnK, "probe_iterations": evaluation.probeIterations,
-                           "probe_weight_decay": evaluation.probeWeightDecay, "layers": evaluation.layers],
+                           "probe_weight_decay": evaluation.probeWeightDecay, "layers": evaluation.layers,
+                           "encoder": evaluation.encoder, "probe_sweep": evaluation.probeSweep],
         ]
     }
 
@@ -234,6 +239,7 @@ extension TrainingConfig {
         try need(optimization.maxSteps >= 0, "optimization.max_steps must be >= 0")
         try need(logging.checkpointEvery >= 0 && logging.logEvery >= 1, "logging.checkpoint_every >= 0 and logging.log_every >= 1")
         try need(evaluation.knnK >= 1, "evaluation.knn_k must be >= 1")
+        try need(["target", "context"].contains(evaluation.encoder), "evaluation.encoder must be \"target\" or \"context\"")
         try need(evaluation.layers >= 1 && evaluation.layers <= ((try? vitConfig().depth) ?? 1),
                  "evaluation.layers must be in 1...depth (blocks whose pooled outputs are concatenated)")
         do {
@@ -263,7 +269,7 @@ struct ConfigReader {
             "optimization": ["epochs", "warmup", "start_lr", "lr", "final_lr", "weight_decay", "final_weight_decay",
                              "ema", "ipe_scale", "max_steps"],
             "logging": ["folder", "checkpoint_every", "log_every"],
-            "evaluation": ["train_samples", "test_samples", "knn_k", "probe_iterations", "probe_weight_decay", "layers"],
+            "evaluation": ["train_samples", "test_samples", "knn_k", "probe_iterations", "probe_weight_decay", "layers", "encoder", "probe_sweep"],
         ]
         for (section, value) in root {
             guard let keys = known[section] else {
@@ -322,6 +328,8 @@ struct ConfigReader {
         try get("evaluation", "probe_iterations", &c.evaluation.probeIterations)
         try get("evaluation", "probe_weight_decay", &c.evaluation.probeWeightDecay)
         try get("evaluation", "layers", &c.evaluation.layers)
+        try get("evaluation", "encoder", &c.evaluation.encoder)
+        try get("evaluation", "probe_sweep", &c.evaluation.probeSweep)
         return c
     }
 

@@ -97,7 +97,9 @@ public final class TrainingRun {
     public var checkpointPath: String { folder + "/checkpoint.safetensors" }
 
     /// Builds everything; with `resume`, continues from the folder's checkpoint, else refuses to overwrite one.
-    public init(config: TrainingConfig, resume: Bool, overwrite: Bool = false, datasets: (ImageDataset, ImageDataset)? = nil) throws {
+    /// `readOnly` (probe, embed): load the checkpoint and write nothing into the folder.
+    public init(config: TrainingConfig, resume: Bool, overwrite: Bool = false,
+                datasets: (ImageDataset, ImageDataset)? = nil, readOnly: Bool = false) throws {
         self.config = config
         folder = config.logging.folder
         let ckpt = folder + "/checkpoint.safetensors"
@@ -122,6 +124,10 @@ public final class TrainingRun {
         model = try IJEPAModel(vit, predictorDim: config.meta.predEmbDim, predictorDepth: config.meta.predDepth, seed: seed)
         trainer = try IJEPATrainer(model: model, schedules: schedules)
         cost = StepCost(vit: vit, predictorDim: config.meta.predEmbDim, predictorDepth: config.meta.predDepth)
+        if readOnly {
+            wallBefore = try Checkpoint.restore(trainer, from: ckpt, configHash: config.trainingHash).wallSeconds
+            return
+        }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         if resume {
             let state = try Checkpoint.restore(trainer, from: ckpt, configHash: config.trainingHash)
@@ -132,6 +138,9 @@ public final class TrainingRun {
         }
         try writeAtomically(Data((config.jsonText() + "\n").utf8), to: folder + "/config.json")
     }
+
+    /// The encoder the probes evaluate (evaluation.encoder).
+    public var evaluatedEncoder: VisionTransformer { config.evaluation.encoder == "context" ? model.encoder : model.target }
 
     /// The architecture at initialisation (same seed): the random-init baseline of the probes.
     public func randomInitEncoder() throws -> VisionTransformer {

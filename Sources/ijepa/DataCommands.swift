@@ -73,13 +73,14 @@ struct Embed: ParsableCommand {
             guard split == "train" || split == "test" else { throw ValidationError("--split must be train or test") }
             var cfg = try TrainingConfig.load(path: out + "/config.json")
             cfg.logging.folder = out
-            let run = try TrainingRun(config: cfg, resume: true)
+            let run = try TrainingRun(config: cfg, resume: true, readOnly: true)
             let data = split == "train" ? run.train : run.test
-            let f = try encoderFeatures(run.model.target, data: data, augmentation: augmentation(cfg).evaluation)
+            let f = try encoderFeatures(run.evaluatedEncoder, data: data, augmentation: augmentation(cfg).evaluation,
+                                        layers: cfg.evaluation.layers)
             let labels = try Tensor(shape: [data.count], values: data.labels.map(Float.init))
             try SafeTensors.write([("features", f), ("labels", labels)],
                                   metadata: ["run": out, "split": split, "step": "\(run.trainer.stepsDone)",
-                                             "encoder": "target_encoder, average-pooled"], to: output)
+                                             "encoder": "\(cfg.evaluation.encoder) encoder, average-pooled"], to: output)
             print("wrote \(output): features \(f.shape), labels (\(data.count)) from step \(run.trainer.stepsDone)")
         }
     }

@@ -106,17 +106,18 @@ struct Train: ParsableCommand {
             guard probe else { return }
             let evaluator = Evaluator(train: training.train, test: training.test, augmentation: augmentation(cfg),
                                       options: cfg.evaluation, seed: UInt64(cfg.meta.seed))
-            let report = try evaluator.compare(trained: training.model.target, randomInit: try training.randomInitEncoder())
-            try printReport(report, wallSeconds: Date().timeIntervalSince(wall), folder: cfg.logging.folder)
+            let report = try evaluator.compare(trained: training.evaluatedEncoder, randomInit: try training.randomInitEncoder())
+            try printReport(report, wallSeconds: Date().timeIntervalSince(wall), folder: cfg.logging.folder,
+                            encoder: cfg.evaluation.encoder)
         }
     }
 }
 
 /// The probe table, then (last line) one JSON object for tools; also saved as <folder>/evaluation.json.
-func printReport(_ r: EvaluationReport, wallSeconds: Double, folder: String?) throws {
+func printReport(_ r: EvaluationReport, wallSeconds: Double, folder: String?, encoder: String = "target") throws {
     print("")
     print("features            linear probe   \(r.knn.isEmpty ? "" : "k-NN")")
-    for (key, label) in [("ijepa", "I-JEPA (target enc.)"), ("randomInit", "random init"), ("rawPixels", "raw pixels")] {
+    for (key, label) in [("ijepa", "I-JEPA (\(encoder) enc.)"), ("randomInit", "random init"), ("rawPixels", "raw pixels")] {
         guard let p = r.probe[key] else { continue }
         print(String(format: "%-20@ %10.2f %%   %6.2f %%", label as NSString, 100 * p, 100 * (r.knn[key] ?? .nan)))
     }
@@ -157,12 +158,12 @@ struct Probe: ParsableCommand {
             let wall = Date()
             var cfg = try TrainingConfig.load(path: out + "/config.json", overrides: overrides)
             cfg.logging.folder = out
-            let training = try TrainingRun(config: cfg, resume: true)
+            let training = try TrainingRun(config: cfg, resume: true, readOnly: true)
             let evaluator = Evaluator(train: training.train, test: training.test, augmentation: augmentation(cfg),
                                       options: cfg.evaluation, seed: UInt64(cfg.meta.seed))
             print("checkpoint \(training.checkpointPath): step \(training.trainer.stepsDone)")
-            let report = try evaluator.compare(trained: training.model.target, randomInit: try training.randomInitEncoder())
-            try printReport(report, wallSeconds: Date().timeIntervalSince(wall), folder: nil)
+            let report = try evaluator.compare(trained: training.evaluatedEncoder, randomInit: try training.randomInitEncoder())
+            try printReport(report, wallSeconds: Date().timeIntervalSince(wall), folder: nil, encoder: cfg.evaluation.encoder)
         }
     }
 }
