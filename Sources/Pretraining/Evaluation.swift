@@ -74,7 +74,7 @@ public struct Evaluator {
     public let test: ImageDataset
     public let augmentation: Augmentation
     public let options: TrainingConfig.Evaluation
-    public var log: (String) -> Void = { print($0) }
+    public var log: (String) -> Void = { print($0); fflush(stdout) }
 
     public init(train: ImageDataset, test: ImageDataset, augmentation: Augmentation, options: TrainingConfig.Evaluation, seed: UInt64) {
         self.train = evaluationSubset(train, samples: options.trainSamples, seed: seed)
