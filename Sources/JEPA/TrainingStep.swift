@@ -46,10 +46,11 @@ public final class IJEPATrainer {
         let (loss, _) = try lossAndPrediction(images: images, context: context, targets: targets, backward: true)
         optimizer.lr = Float(lr)
         optimizer.weightDecay = Float(wd)
-        optimizer.update()
-        for (_, p) in model.trainableParameters { p.zeroGrad() }
+        let params = Double(model.trainableParameters.reduce(0) { $0 + $1.1.value.count })
+        OpProfiler.measure("optimizer", "adamw", flops: 12 * params) { optimizer.update() }
+        OpProfiler.measure("optimizer", "zero grad") { for (_, p) in model.trainableParameters { p.zeroGrad() } }
         let m = schedules.momentum(step: k)
-        updateTarget(momentum: Float(m))
+        OpProfiler.measure("ema", "ema", flops: 3 * Double(model.encoder.parameterCount)) { updateTarget(momentum: Float(m)) }
         stepsDone = k
         return StepResult(step: k, loss: loss, learningRate: lr, weightDecay: wd, momentum: m,
                           contextTokens: context.first?.count ?? 0, targetTokens: targets.first?.count ?? 0)
@@ -61,15 +62,19 @@ public final class IJEPATrainer {
     ) throws -> (Float, Variable) {
         let batch = images.shape.first ?? 0
         let x = Variable(images)
+        OpProfiler.begin("target")
         var h = try model.target(x, tape: nil)
         h = try layerNorm(h, gamma: nil, beta: nil, eps: 1e-5, tape: nil)
         h = try gatherTokens(h, targets, tape: nil)
         let targetReps = Variable(try repeatInterleaveBatch(h.value, batch: batch, repeat: context.count))
         let tape = backward ? Tape() : nil
+        OpProfiler.begin("context")
         let z = try model.encoder(x, masks: context, tape: tape)
+        OpProfiler.begin("predictor")
         let prediction = try model.predictor(z, contextMasks: context, targetMasks: targets, tape: tape)
+        OpProfiler.begin("loss")
         let loss = try smoothL1Loss(prediction, targetReps, tape: tape)
-        if let tape { try tape.backward(from: loss) }
+        if let tape { try OpProfiler.backwardPass { try tape.backward(from: loss) } }
         return (loss.value.scalars[0], prediction)
     }
 

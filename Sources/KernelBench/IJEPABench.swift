@@ -55,7 +55,9 @@ public enum IJEPABench {
     }
 
     /// Median of `steps` timed steps after one warm-up step, cycling through the masks of steps 0..<steps.
-    public static func run(_ c: Case, threads: Int, peakPerCore: Double, steps: Int = 5) throws -> BenchResult {
+    /// With `profiler`, the timed steps are profiled per op into it.
+    public static func run(_ c: Case, threads: Int, peakPerCore: Double, steps: Int = 5,
+                           profiler: OpProfiler? = nil) throws -> BenchResult {
         let saved = Parallel.maxThreads
         Parallel.maxThreads = threads
         defer { Parallel.maxThreads = saved }
@@ -74,6 +76,8 @@ public enum IJEPABench {
             throw TensorError.incompatibleShapes(operation: "I-JEPA bench \(c.name): the warm-up step gave loss \(warm.loss)", [c.batch], [])
         }
         var samples: [(seconds: Double, flops: Double)] = []
+        OpProfiler.active = profiler
+        defer { OpProfiler.active = nil }
         for s in 0..<max(steps, 1) {
             let m = all[s]
             let t0 = monotonicSeconds()

@@ -88,6 +88,10 @@ public final class TrainingRun {
     public let test: ImageDataset
     public let collator: MaskCollator
     public let stop = StopRequest()
+    /// With a profiler, every step after the first is profiled per op (`ijepa train --profile`).
+    public var profiler: OpProfiler?
+    public private(set) var profiledSteps = 0
+    public private(set) var profiledSeconds = 0.0
     public var log: (String) -> Void = { print($0); fflush(stdout) }
     let loader: BatchLoader
     let totalSteps: Int
@@ -203,10 +207,16 @@ public final class TrainingRun {
         var interrupted = false
         let csvHeader = "step,epoch,loss,lr,wd,momentum,mask_context,mask_target,images_per_second,gflops,seconds"
         for s in start..<totalSteps {
+            OpProfiler.active = s > start ? profiler : nil
             let ts = Date()
-            let b = try prefetching.next()
-            let masks = collator.sample(batch: batch, step: s, seed: seed)
+            let b = try OpProfiler.measure("data", "next batch") { try prefetching.next() }
+            let masks = OpProfiler.measure("masks", "sample masks") { collator.sample(batch: batch, step: s, seed: seed) }
             last = try trainer.step(images: b.images, context: masks.context, targets: masks.targets)
+            if OpProfiler.active != nil {
+                profiledSteps += 1
+                profiledSeconds += Date().timeIntervalSince(ts)
+            }
+            OpProfiler.active = nil
             guard last.loss.isFinite else {
                 throw ConfigError(source: folder, problem: "the loss became \(last.loss) at step \(last.step); lower optimization.lr (the last checkpoint is intact)")
             }

@@ -27,7 +27,9 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variab
                   m: n, n: dh, k: n, threads: 1)
         }
     }
-    return opOutput(y, inputs: qkv, tape: tape) { dy in
+    let scores = Double(batch * heads * n * n)
+    return opOutput(y, inputs: qkv, tape: tape, op: "attention",
+                    cost: OpCost(forward: 4 * scores * Double(dh) + 5 * scores, backward: 8 * scores * Double(dh) + 5 * scores)) { dy in
         _ = probs  // the saved probabilities live until the backward pass
         qkv.withGradForWrite { dx, fresh in
             // Every (batch, head) writes its q, k, v slices in full: the first contribution can overwrite.

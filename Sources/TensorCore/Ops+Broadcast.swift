@@ -12,7 +12,7 @@ public func addBroadcast(_ x: Variable, _ table: Variable, tape: Tape?) throws -
     var y = x.value
     let yp = mutablePointer(&y)
     table.withValue { addBias(yp, bias: $0, rows: rows, cols: cols) }
-    return opOutput(y, inputs: x, table, tape: tape) { dy in
+    return opOutput(y, inputs: x, table, tape: tape, op: "addBroadcast", cost: .elementwise(x.value.count, 1, 2)) { dy in
         if x.requiresGrad { x.withGrad { accumulate($0, dy, count: x.value.count) } }
         if table.requiresGrad { table.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: cols) } }
     }
@@ -25,7 +25,7 @@ public func repeatBatch(_ x: Variable, times: Int, tape: Tape?) throws -> Variab
     var y = try Tensor(uninitialized: [x.shape[0] * times] + x.shape.dropFirst())
     let yp = mutablePointer(&y)
     x.withValue { xp in for r in 0..<times { (yp + r * n).update(from: xp, count: n) } }
-    return unaryOutput(y, of: x, tape: tape) { dx, dy in
+    return unaryOutput(y, of: x, tape: tape, op: "repeatBatch", cost: .elementwise(y.count, 0, 1)) { dx, dy in
         for r in 0..<times { accumulate(dx, dy + r * n, count: n) }
     }
 }
@@ -39,7 +39,7 @@ public func sliceTokens(_ x: Variable, from start: Int, tape: Tape?) throws -> V
     var y = try Tensor(uninitialized: [batch, k, d])
     let yp = mutablePointer(&y)
     x.withValue { xp in for b in 0..<batch { (yp + b * k * d).update(from: xp + (b * n + start) * d, count: k * d) } }
-    return unaryOutput(y, of: x, tape: tape) { dx, dy in
+    return unaryOutput(y, of: x, tape: tape, op: "sliceTokens", cost: .elementwise(y.count, 0, 1)) { dx, dy in
         for b in 0..<batch { accumulate(dx + (b * n + start) * d, dy + b * k * d, count: k * d, threads: 1) }
     }
 }

@@ -24,7 +24,7 @@ func elementwiseLoss(
     pred.withValue { p in target.withValue { q in for i in 0..<n { sum += f(Double(p[i]) - Double(q[i])).0 } } }
     let t = recording(tape, pred, target)
     let out = output(try Tensor(shape: [1], values: [Float(sum / Double(n))]), t)
-    t?.record(releasing: out) { [weak out] in
+    let run = profiled(name, cost: .elementwise(n, 4, 4), bytes: 8 * n) { [weak out] in
         guard let g = out?.grad?.scalars.first else { return }
         let scale = Double(g) / Double(n)
         pred.withValue { p in
@@ -38,6 +38,7 @@ func elementwiseLoss(
             }
         }
     }
+    t?.record(releasing: out, run)
     return out
 }
 

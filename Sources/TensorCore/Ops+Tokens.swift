@@ -39,7 +39,7 @@ public func gatherTokens(_ x: Variable, _ masks: [TokenIndices], tape: Tape?) th
             }
         }
     }
-    return unaryOutput(y, of: x, tape: tape) { dx, dy in
+    return unaryOutput(y, of: x, tape: tape, op: "gatherTokens", cost: .elementwise(y.count, 0, 1)) { dx, dy in
         // Scatter-add in a fixed order (mask, then token) per image.
         for (mi, m) in masks.enumerated() {
             for b in 0..<batch {
@@ -67,7 +67,7 @@ public func concatTokens(_ a: Variable, _ b: Variable, tape: Tape?) throws -> Va
             }
         }
     }
-    return opOutput(y, inputs: a, b, tape: tape) { dy in
+    return opOutput(y, inputs: a, b, tape: tape, op: "concatTokens") { dy in
         if a.requiresGrad {
             a.withGrad { da in
                 for i in 0..<batch { accumulate(da + i * n1 * d, dy + i * (n1 + n2) * d, count: n1 * d, threads: 1) }
@@ -95,7 +95,7 @@ public func meanTokens(_ x: Variable, tape: Tape?) throws -> Variable {
             for j in 0..<d { o[j] *= inv }
         }
     }
-    return unaryOutput(y, of: x, tape: tape) { dx, dy in
+    return unaryOutput(y, of: x, tape: tape, op: "meanTokens", cost: .elementwise(x.value.count, 1, 1)) { dx, dy in
         for b in 0..<batch {
             for t in 0..<n {
                 let row = dx + (b * n + t) * d

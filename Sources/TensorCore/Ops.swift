@@ -18,24 +18,29 @@ func mutablePointer(_ t: inout Tensor) -> UnsafeMutablePointer<Float> {
 
 /// Wraps `value` as an op's output. With a recording tape and an input that wants a gradient, `backward(dy)`
 /// runs in the backward pass with the output's gradient and adds into the inputs' gradients.
+/// `op` and `cost` name the op and estimate its FLOPs for the profiler (`OpProfiler`), which also counts the
+/// bytes of the inputs and the output as the bytes a pass moves.
 func opOutput(
-    _ value: Tensor, inputs: Variable?..., tape: Tape?, backward: @escaping (_ dy: UnsafePointer<Float>) -> Void
+    _ value: Tensor, inputs: Variable?..., tape: Tape?, op: String, cost: OpCost = .zero,
+    backward: @escaping (_ dy: UnsafePointer<Float>) -> Void
 ) -> Variable {
     let t = tape.flatMap { $0.isRecording && inputs.contains { $0?.requiresGrad == true } ? $0 : nil }
     let out = output(value, t)
-    t?.record(releasing: out) { [weak out] in
+    let bytes = OpProfiler.active == nil ? 0 : 4 * (value.count + inputs.reduce(0) { $0 + ($1?.value.count ?? 0) })
+    let run = profiled(op, cost: cost, bytes: bytes) { [weak out] in
         guard let dyT = out?.grad else { return }
         dyT.withUnsafeBufferPointer { backward($0.baseAddress!) }
     }
+    t?.record(releasing: out, run)
     return out
 }
 
 /// `opOutput` for a one-input op: `backward(dx, dy)` adds into x's gradient (zeroed on first use).
 func unaryOutput(
-    _ value: Tensor, of x: Variable, tape: Tape?,
+    _ value: Tensor, of x: Variable, tape: Tape?, op: String, cost: OpCost = .zero,
     backward: @escaping (_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>) -> Void
 ) -> Variable {
-    opOutput(value, inputs: x, tape: tape) { dy in x.withGrad { dx in backward(dx, dy) } }
+    opOutput(value, inputs: x, tape: tape, op: op, cost: cost) { dy in x.withGrad { dx in backward(dx, dy) } }
 }
 
 func check(_ ok: Bool, _ op: String, _ a: [Int], _ b: [Int]) throws {
@@ -59,7 +64,9 @@ public func linear(_ x: Variable, weight w: Variable, bias b: Variable?, tape: T
         }
     }
     b?.withValue { addBias(yp, bias: $0, rows: rows, cols: outF) }
-    return opOutput(y, inputs: x, w, b, tape: tape) { dy in
+    let mnk = 2 * Double(rows) * Double(inF) * Double(outF), biasOps = b == nil ? 0 : Double(rows * outF)
+    return opOutput(y, inputs: x, w, b, tape: tape, op: "linear",
+                    cost: OpCost(forward: mnk + biasOps, backward: 2 * mnk + biasOps)) { dy in
         if x.requiresGrad {
             x.withGradForWrite { dx, fresh in
                 w.withValue { wp in
@@ -102,7 +109,7 @@ public func layerNorm(
             }
         }
     }
-    return opOutput(y, inputs: x, gamma, beta, tape: tape) { dy in
+    return opOutput(y, inputs: x, gamma, beta, tape: tape, op: "layerNorm", cost: .elementwise(x.value.count, 8, 12)) { dy in
         withGradOrNil(x) { dx in
             withGradOrNil(gamma) { dg in
                 withGradOrNil(beta) { db in
@@ -141,7 +148,7 @@ public func gelu(_ x: Variable, tape: Tape?) -> Variable {
     var y = (try? Tensor(uninitialized: x.shape)) ?? Tensor.zeros(like: x.value)
     let yp = mutablePointer(&y)
     x.withValue { geluForward(yp, $0, count: x.value.count) }
-    return opOutput(y, inputs: x, tape: tape) { dy in
+    return opOutput(y, inputs: x, tape: tape, op: "gelu", cost: .elementwise(x.value.count, 20, 30)) { dy in
         x.withGradForWrite { dx, fresh in
             x.withValue { geluBackward(dx: dx, dy: dy, x: $0, count: x.value.count, accumulate: !fresh) }
         }
@@ -154,7 +161,7 @@ public func add(_ a: Variable, _ b: Variable, tape: Tape?) throws -> Variable {
     var y = try Tensor(uninitialized: a.shape)
     let yp = mutablePointer(&y)
     a.withValue { ap in b.withValue { bp in addElementwise(yp, ap, bp, count: a.value.count) } }
-    return opOutput(y, inputs: a, b, tape: tape) { dy in
+    return opOutput(y, inputs: a, b, tape: tape, op: "add", cost: .elementwise(a.value.count, 1, 2)) { dy in
         for v in [a, b] where v.requiresGrad {
             v.withGradForWrite { g, fresh in
                 if fresh { g.update(from: dy, count: v.value.count) } else { accumulate(g, dy, count: v.value.count) }

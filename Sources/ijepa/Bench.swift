@@ -2,6 +2,7 @@ import ArgumentParser
 import CPUKernels
 import Foundation
 import KernelBench
+import TensorCore
 
 struct BenchOptions: ParsableArguments {
     @Flag(help: "Print one JSON object per line instead of a table.")
@@ -110,6 +111,8 @@ struct Bench: ParsableCommand {
         var steps = 5
         @Option(name: .customLong("dump-masks"), help: "Write the masks of the selected case to this safetensors file and exit.")
         var dumpMasks: String?
+        @Flag(help: "Profile the timed steps per op and print the table after each case (JSON lines with --json).")
+        var profile = false
         func run() throws {
             let cases = options.selected(IJEPABench.standard, name: \.name, quickNames: ["ijepa-fmnist"])
             if let dumpMasks {
@@ -121,9 +124,22 @@ struct Bench: ParsableCommand {
             let peak = printModelBenchHeader(options)
             for t in threads {
                 for c in cases {
-                    let r = try IJEPABench.run(c, threads: t, peakPerCore: peak.perCore, steps: options.quick ? 1 : steps)
+                    let profiler = profile ? OpProfiler() : nil
+                    let n = options.quick ? 1 : steps
+                    let r = try IJEPABench.run(c, threads: t, peakPerCore: peak.perCore, steps: n, profiler: profiler)
                     let images = r.extra.first { $0.0 == "imagesPerSecond" }.map { if case let .double(v) = $0.1 { return v } else { return 0 } } ?? 0
                     printModelBenchRow(r, options: options, threads: t, batch: c.batch, imagesPerSecond: images)
+                    if let profiler {
+                        // Wall time of the profiled steps: their count times the mean step (images / rate).
+                        let wall = Double(c.batch * n) / images
+                        if options.json {
+                            for line in profiler.jsonLines(steps: n, wallSeconds: wall) {
+                                print("{\"profile\": \"\(c.name)\", \"threads\": \(t), " + line.dropFirst())
+                            }
+                        } else {
+                            print(profiler.table(steps: n, wallSeconds: wall))
+                        }
+                    }
                     fflush(stdout)
                 }
             }

@@ -94,6 +94,9 @@ struct Train: ParsableCommand {
     @Flag(help: "After training: linear probe and k-NN of I-JEPA vs random init vs raw pixels, then one JSON line.")
     var probe = false
 
+    @Flag(help: "Profile every step after the first per op (forward and backward by phase) and print the table at the end (also <out>/profile.jsonl).")
+    var profile = false
+
     func run() throws {
         try runOptions.apply()
         try userFacing {
@@ -101,7 +104,14 @@ struct Train: ParsableCommand {
             let cfg = try config.load()
             let training = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite)
             training.stop.installSignalHandlers()
+            if profile { training.profiler = OpProfiler() }
             let summary = try training.run()
+            if let p = training.profiler, training.profiledSteps > 0 {
+                print("\nprofile of \(training.profiledSteps) steps (per step):")
+                print(p.table(steps: training.profiledSteps, wallSeconds: training.profiledSeconds))
+                try writeAtomicallyText(p.jsonLines(steps: training.profiledSteps, wallSeconds: training.profiledSeconds)
+                                            .joined(separator: "\n") + "\n", to: cfg.logging.folder + "/profile.jsonl")
+            }
             if summary.interrupted { throw ExitCode(130) }
             guard probe else { return }
             let evaluator = Evaluator(train: training.train, test: training.test, augmentation: augmentation(cfg),
