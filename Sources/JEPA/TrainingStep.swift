@@ -41,6 +41,7 @@ public final class IJEPATrainer {
     /// images (B, C, H, W), normalised; `context` nenc masks (B, Kc), `targets` npred masks (B, Kp).
     @discardableResult
     public func step(images: Tensor, context: [TokenIndices], targets: [TokenIndices]) throws -> StepResult {
+        OpProfiler.startStep()
         let k = stepsDone + 1
         let lr = schedules.learningRate(step: k), wd = schedules.weightDecay(step: k)
         let (loss, _) = try lossAndPrediction(images: images, context: context, targets: targets, backward: true)
@@ -51,6 +52,7 @@ public final class IJEPATrainer {
         OpProfiler.measure("optimizer", "zero grad") { for (_, p) in model.trainableParameters { p.zeroGrad() } }
         let m = schedules.momentum(step: k)
         OpProfiler.measure("ema", "ema", flops: 3 * Double(model.encoder.parameterCount)) { updateTarget(momentum: Float(m)) }
+        OpProfiler.begin("step")  // closes the last phase's glue
         stepsDone = k
         return StepResult(step: k, loss: loss, learningRate: lr, weightDecay: wd, momentum: m,
                           contextTokens: context.first?.count ?? 0, targetTokens: targets.first?.count ?? 0)

@@ -208,6 +208,7 @@ public final class TrainingRun {
         let csvHeader = "step,epoch,loss,lr,wd,momentum,mask_context,mask_target,images_per_second,gflops,seconds"
         for s in start..<totalSteps {
             OpProfiler.active = s > start ? profiler : nil
+            OpProfiler.startStep()
             let ts = Date()
             let b = try OpProfiler.measure("data", "next batch") { try prefetching.next() }
             let masks = OpProfiler.measure("masks", "sample masks") { collator.sample(batch: batch, step: s, seed: seed) }

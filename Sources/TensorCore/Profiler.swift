@@ -37,9 +37,18 @@ public final class OpProfiler: @unchecked Sendable {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 
-    /// Starts a new phase: the next op's forward time is counted from here.
+    /// Starts a new phase. The time since the last op or region (glue code between phases: index
+    /// bookkeeping, copies outside ops) is charged to the phase that ends, as "glue".
     public func begin(_ phase: String) {
+        let t = OpProfiler.now()
+        if t > lastMark { add(phase: self.phase, op: "glue", pass: "-", seconds: t - lastMark, flops: 0, bytes: 0) }
         self.phase = phase
+        lastMark = t
+    }
+
+    /// Marks the start of a step: what happened before (outside the step) is not charged to anything.
+    public func startStep() {
+        phase = "step"
         lastMark = OpProfiler.now()
     }
 
@@ -98,6 +107,9 @@ public final class OpProfiler: @unchecked Sendable {
 
     /// Starts `phase` on the active profiler, if any.
     public static func begin(_ phase: String) { active?.begin(phase) }
+
+    /// `startStep` on the active profiler, if any.
+    public static func startStep() { active?.startStep() }
 
     public var totalSeconds: Double { rows.reduce(0) { $0 + $1.seconds } }
 

@@ -1,0 +1,51 @@
+import XCTest
+@testable import JEPA
+@testable import TensorCore
+
+final class ProfilerTests: XCTestCase {
+    /// A profiled I-JEPA step: every phase and pass shows up, the linear FLOPs equal 2 m n k (+ bias), the rows
+    /// account for the step's wall time, and the profiler changes no number.
+    func testProfiledStepAccountsForItsTimeAndChangesNothing() throws {
+        let vit = ViTConfig(imageSize: 16, patchSize: 4, inChannels: 1, embedDim: 32, depth: 2, heads: 2)
+        var rng = RandomGenerator(seed: 5)
+        let images = try rng.normal([4, 1, 16, 16])
+        var mc = MaskConfig(gridSize: 4)
+        (mc.minKeep, mc.npred, mc.predScale) = (2, 2, [0.3, 0.4])
+        let masks = try MaskCollator(mc).sample(batch: 4, step: 0, seed: 0)
+        let schedules = Schedules(itersPerEpoch: 10, epochs: 1, warmupEpochs: 0.5, startLR: 1e-4, refLR: 1e-3,
+                                  finalLR: 1e-6, refWD: 0.04, finalWD: 0.4, ema: (0.996, 1))
+        func trainer() throws -> IJEPATrainer {
+            try IJEPATrainer(model: try IJEPAModel(vit, predictorDim: 16, predictorDepth: 1, seed: 1), schedules: schedules)
+        }
+        let plain = try trainer(), profiled = try trainer()
+        let a = try plain.step(images: images, context: masks.context, targets: masks.targets)
+        let p = OpProfiler()
+        OpProfiler.active = p
+        let t0 = OpProfiler.now()
+        let b = try profiled.step(images: images, context: masks.context, targets: masks.targets)
+        let wall = OpProfiler.now() - t0
+        OpProfiler.active = nil
+        XCTAssertEqual(a.loss, b.loss)
+        for ((_, x), (_, y)) in zip(plain.model.target.namedParameters, profiled.model.target.namedParameters) {
+            XCTAssertEqual(x.value.scalars, y.value.scalars)
+        }
+        let phases = Set(p.rows.map(\.phase))
+        for ph in ["target", "context", "predictor", "loss", "optimizer", "ema", "backward"] {
+            XCTAssert(phases.contains(ph), "phase \(ph) missing from \(phases)")
+        }
+        XCTAssert(p.rows.contains { $0.phase == "context" && $0.op == "linear" && $0.pass == "backward" })
+        XCTAssertFalse(p.rows.contains { $0.phase == "target" && $0.pass == "backward" }, "the target encoder has no backward pass")
+        // Target encoder linears: per block qkv, proj, fc1, fc2 over 4 x 16 tokens, plus the patch embedding.
+        let rows = 4.0 * 16, d = 32.0
+        let perBlock = 2 * rows * d * (3 * d) + 2 * rows * d * d + 2 * 2 * rows * d * (4 * d)
+        let biases = rows * (3 * d + d + 4 * d + d)
+        let patch = 2 * rows * 16 * d + rows * d
+        let target = p.rows.first { $0.phase == "target" && $0.op == "linear" }!
+        XCTAssertEqual(target.flops, 2 * (perBlock + biases) + patch, accuracy: 1)
+        XCTAssertEqual(target.calls, 2 * 4 + 1)
+        XCTAssertGreaterThan(p.totalSeconds / wall, 0.95, "the rows must account for the step")
+        XCTAssertLessThanOrEqual(p.totalSeconds, wall * 1.0001)
+        XCTAssert(p.table(steps: 1, wallSeconds: wall).contains("accounted for"))
+        XCTAssertEqual(p.jsonLines(steps: 1, wallSeconds: wall).count, p.rows.count)
+    }
+}
