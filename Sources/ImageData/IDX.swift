@@ -85,11 +85,7 @@ public enum IDX {
 
     /// The whole (decompressed) contents through gzread; a plain file comes back as it is.
     static func readDecompressed(_ path: String) throws -> [UInt8] {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw ImageDataError(path: path, problem: "no such file")
-        }
-        if isDir.boolValue { throw ImageDataError(path: path, problem: "is a folder, not a file") }
+        try FileIO.requireFile(path)
         guard let gz = gzopen(path, "rb") else {
             throw ImageDataError(path: path, problem: "cannot open: \(String(cString: strerror(errno)))")
         }

@@ -85,13 +85,18 @@ public struct ImageDataset: Sendable, Equatable {
 
 /// File-system helpers shared by the readers and writers.
 enum FileIO {
-    /// The whole file; errors name the path (missing, a folder, unreadable).
-    static func readAll(_ path: String) throws -> [UInt8] {
+    /// Throws, naming the path, unless it is an existing file (not a folder).
+    static func requireFile(_ path: String) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw ImageDataError(path: path, problem: "no such file")
         }
         if isDir.boolValue { throw ImageDataError(path: path, problem: "is a folder, not a file") }
+    }
+
+    /// The whole file; errors name the path (missing, a folder, unreadable).
+    static func readAll(_ path: String) throws -> [UInt8] {
+        try requireFile(path)
         guard let f = fopen(path, "rb") else {
             throw ImageDataError(path: path, problem: "cannot open: \(String(cString: strerror(errno)))")
         }
