@@ -30,11 +30,19 @@ public final class IJEPATrainer {
     public private(set) var stepsDone: Int = 0
     public var threads: Int?
 
+    /// The parameter lists, built once (their names are string concatenations; not rebuilt every step).
+    let trainable: [(String, Variable)]
+    let emaPairs: [(source: Variable, target: Variable)]
+    let trainableCount: Double
+
     public init(model: IJEPAModel, schedules: Schedules, threads: Int? = nil) throws {
         self.model = model
         self.schedules = schedules
         self.threads = threads
-        optimizer = try AdamW(model.trainableParameters, lr: Float(schedules.learningRate(step: 1)),
+        trainable = model.trainableParameters
+        emaPairs = zip(model.encoder.namedParameters, model.target.namedParameters).map { ($0.1, $1.1) }
+        trainableCount = Double(trainable.reduce(0) { $0 + $1.1.value.count })
+        optimizer = try AdamW(trainable, lr: Float(schedules.learningRate(step: 1)),
                               weightDecay: Float(schedules.weightDecay(step: 1)))
     }
 
@@ -47,11 +55,12 @@ public final class IJEPATrainer {
         let (loss, _) = try lossAndPrediction(images: images, context: context, targets: targets, backward: true)
         optimizer.lr = Float(lr)
         optimizer.weightDecay = Float(wd)
-        let params = Double(model.trainableParameters.reduce(0) { $0 + $1.1.value.count })
-        OpProfiler.measure("optimizer", "adamw", flops: 12 * params) { optimizer.update() }
-        OpProfiler.measure("optimizer", "zero grad") { for (_, p) in model.trainableParameters { p.zeroGrad() } }
+        OpProfiler.measure("optimizer", "adamw", flops: 12 * trainableCount) { optimizer.update() }
+        OpProfiler.measure("optimizer", "zero grad") { for (_, p) in trainable { p.zeroGrad() } }
         let m = schedules.momentum(step: k)
-        OpProfiler.measure("ema", "ema", flops: 3 * Double(model.encoder.parameterCount)) { updateTarget(momentum: Float(m)) }
+        OpProfiler.measure("ema", "ema", flops: 3 * Double(emaPairs.reduce(0) { $0 + $1.source.value.count })) {
+            updateTarget(momentum: Float(m))
+        }
         OpProfiler.begin("step")  // closes the last phase's glue
         stepsDone = k
         return StepResult(step: k, loss: loss, learningRate: lr, weightDecay: wd, momentum: m,
@@ -82,7 +91,7 @@ public final class IJEPATrainer {
 
     /// target <- m target + (1 - m) encoder over every parameter pair (the fixed tables are equal already).
     func updateTarget(momentum m: Float) {
-        for ((_, s), (_, t)) in zip(model.encoder.namedParameters, model.target.namedParameters) {
+        for (s, t) in emaPairs {
             t.value.withUnsafeMutableBufferPointer { tp in
                 s.value.withUnsafeBufferPointer { sp in
                     emaUpdate(target: tp.baseAddress!, source: sp.baseAddress!, count: tp.count, momentum: m,
