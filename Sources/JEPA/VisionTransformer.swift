@@ -92,6 +92,23 @@ public final class VisionTransformer: ParameterContainer {
         return try norm(x, tape: tape)
     }
 
+    /// The outputs of the last `count` blocks over all tokens, each through the final norm as the encoder's
+    /// output is (the last one equals `self(images)`), last block first; no autograd. For the probes'
+    /// "last k layers" representation.
+    public func lastBlockOutputs(_ images: Variable, count: Int) throws -> [Variable] {
+        guard count >= 1 && count <= max(blocks.count, 1) else {
+            throw TensorError.incompatibleShapes(operation: "lastBlockOutputs: count in 1...depth", [count], [blocks.count])
+        }
+        var x = try patchEmbed(images, weight: patchWeight, bias: patchBias, patch: config.patchSize, tape: nil)
+        x = try addBroadcast(x, posEmbed, tape: nil)
+        var outputs: [Variable] = blocks.isEmpty ? [try norm(x, tape: nil)] : []
+        for (i, block) in blocks.enumerated() {
+            x = try block(x, tape: nil)
+            if i >= blocks.count - count { outputs.append(try norm(x, tape: nil)) }
+        }
+        return outputs.reversed()
+    }
+
     /// Official state_dict names: pos_embed, patch_embed.proj.{weight,bias}, blocks.i.*, norm.*.
     public var namedParameters: [(String, Variable)] {
         var out: [(String, Variable)] = [("patch_embed.proj.weight", patchWeight), ("patch_embed.proj.bias", patchBias)]

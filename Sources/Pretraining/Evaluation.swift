@@ -33,16 +33,9 @@ public func encoderFeatures(
     while start < data.count {
         let end = min(start + batchSize, data.count), n = end - start
         let images = Variable(evaluationTensor(data, augmentation: augmentation, range: start..<end))
-        var x = try patchEmbed(images, weight: encoder.patchWeight, bias: encoder.patchBias, patch: encoder.config.patchSize, tape: nil)
-        x = try addBroadcast(x, encoder.posEmbed, tape: nil)
-        var pooled: [Tensor] = []
-        for (i, block) in encoder.blocks.enumerated() {
-            x = try block(x, tape: nil)
-            if i >= depth - layers { pooled.append(try meanTokens(try encoder.norm(x, tape: nil), tape: nil).value) }
-        }
-        if depth == 0 { pooled = [try meanTokens(try encoder.norm(x, tape: nil), tape: nil).value] }
+        let pooled = try encoder.lastBlockOutputs(images, count: layers).map { try meanTokens($0, tape: nil).value }
         out.withUnsafeMutableBufferPointer { o in
-            for (j, p) in pooled.reversed().enumerated() {  // (n, D) each, last block first
+            for (j, p) in pooled.enumerated() {  // (n, D) each, last block first
                 p.withUnsafeBufferPointer { src in
                     for r in 0..<n {
                         (o.baseAddress! + (start + r) * width + j * d).update(from: src.baseAddress! + r * d, count: d)

@@ -93,7 +93,7 @@ public final class TrainingRun {
     public private(set) var profiledSteps = 0
     public private(set) var profiledSeconds = 0.0
     public var log: (String) -> Void = { print($0); fflush(stdout) }
-    let loader: BatchLoader
+    let itersPerEpoch: Int
     let totalSteps: Int
     let cost: StepCost
     var wallBefore = 0.0
@@ -117,10 +117,13 @@ public final class TrainingRun {
         }
         collator = try MaskCollator(config.maskConfig())
         let seed = UInt64(config.meta.seed)
-        loader = try BatchLoader(dataset: train, batchSize: config.data.batchSize, augmentation: augmentation(config),
-                                 seed: seed, startStep: 0, prefetch: 0)
+        guard train.count >= config.data.batchSize else {
+            throw ConfigError(source: train.name, problem: "\(train.count) images cannot fill one batch of \(config.data.batchSize) (data.batch_size; incomplete batches are dropped)")
+        }
+        try augmentation(config).validate(channels: train.channels)
         let o = config.optimization
-        let ipe = loader.batchesPerEpoch
+        let ipe = train.count / config.data.batchSize  // drop_last, as BatchLoader
+        itersPerEpoch = ipe
         let schedules = Schedules(
             itersPerEpoch: ipe, epochs: o.epochs, warmupEpochs: o.warmup, ipeScale: o.ipeScale, startLR: o.startLR,
             refLR: o.lr, finalLR: o.finalLR, refWD: o.weightDecay, finalWD: o.finalWeightDecay, ema: (o.ema[0], o.ema[1]))
@@ -188,7 +191,7 @@ public final class TrainingRun {
     public func run() throws -> TrainSummary {
         let c = config
         let batch = c.data.batchSize, seed = UInt64(c.meta.seed)
-        let ipe = loader.batchesPerEpoch
+        let ipe = itersPerEpoch
         let start = trainer.stepsDone
         let prefetching = try BatchLoader(dataset: train, batchSize: batch, augmentation: augmentation(c),
                                           seed: seed, startStep: start, prefetch: 2)
