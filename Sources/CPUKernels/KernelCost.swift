@@ -46,4 +46,14 @@ public enum KernelCost {
     public static func adamw(count: Int) -> Cost {
         Cost(flops: 16 * Double(count), bytes: 28 * Double(count))
     }
+    /// `heads` independent (n, dh) attention heads: the two products (4 n^2 dh) plus the softmax (14 n^2).
+    public static func attentionForward(heads: Int, n: Int, dh: Int) -> Cost {
+        let (h, s) = (Double(heads), Double(n * n))
+        return Cost(flops: h * (4 * s * Double(dh) + 14 * s), bytes: 4 * h * (4 * Double(n * dh) + s))
+    }
+    /// Four products (8 n^2 dh) plus the softmax backward (4 n^2); reads q, k, v, dO, P, writes dq, dk, dv.
+    public static func attentionBackward(heads: Int, n: Int, dh: Int) -> Cost {
+        let (h, s) = (Double(heads), Double(n * n))
+        return Cost(flops: h * (8 * s * Double(dh) + 4 * s), bytes: 4 * h * (7 * Double(n * dh) + s))
+    }
 }

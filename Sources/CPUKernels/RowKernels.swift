@@ -186,14 +186,19 @@ public func geluForward(
     _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int, threads: Int? = nil
 ) {
     forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 8, threads: threads) { b0, b1 in
-        for b in b0..<b1 {
-            let i = b * 8
-            if i + 8 <= count {
-                store8(y + i, vgelu(load8(x + i)))
-            } else {
-                for t in i..<count { y[t] = vgelu(x[t]) }
-            }
+        var i = b0 * 8
+        let end = min(count, b1 * 8)
+        // Four independent vectors per iteration: one GELU is a ~130-cycle dependency chain (exp, a division,
+        // two polynomials) and the FP scheduler holds about one iteration of it, so one vector at a time ran at
+        // ~48 cycles per vector (interleaved: see docs/performance.md).
+        while i + 32 <= end {
+            let x0 = load8(x + i), x1 = load8(x + i + 8), x2 = load8(x + i + 16), x3 = load8(x + i + 24)
+            let y0 = vgelu(x0), y1 = vgelu(x1), y2 = vgelu(x2), y3 = vgelu(x3)
+            store8(y + i, y0); store8(y + i + 8, y1); store8(y + i + 16, y2); store8(y + i + 24, y3)
+            i += 32
         }
+        while i + 8 <= end { store8(y + i, vgelu(load8(x + i))); i += 8 }
+        while i < end { y[i] = vgelu(x[i]); i += 1 }
     }
 }
 
@@ -203,17 +208,23 @@ public func geluBackward(
     accumulate: Bool = true, threads: Int? = nil
 ) {
     forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 8, threads: threads) { b0, b1 in
-        for b in b0..<b1 {
-            let i = b * 8
-            if i + 8 <= count {
-                let g = load8(dy + i) * vgeluDerivative(load8(x + i))
-                store8(dx + i, accumulate ? load8(dx + i) + g : g)
-            } else {
-                for t in i..<count {
-                    let g = dy[t] * vgeluDerivative(x[t])
-                    dx[t] = accumulate ? dx[t] + g : g
-                }
-            }
+        var i = b0 * 8
+        let end = min(count, b1 * 8)
+        @inline(__always) func put(_ at: Int, _ g: Float8) {
+            store8(dx + at, accumulate ? load8(dx + at) + g : g)
+        }
+        while i + 32 <= end {  // four independent chains per iteration, as in geluForward
+            let d0 = vgeluDerivative(load8(x + i)), d1 = vgeluDerivative(load8(x + i + 8))
+            let d2 = vgeluDerivative(load8(x + i + 16)), d3 = vgeluDerivative(load8(x + i + 24))
+            put(i, load8(dy + i) * d0); put(i + 8, load8(dy + i + 8) * d1)
+            put(i + 16, load8(dy + i + 16) * d2); put(i + 24, load8(dy + i + 24) * d3)
+            i += 32
+        }
+        while i + 8 <= end { put(i, load8(dy + i) * vgeluDerivative(load8(x + i))); i += 8 }
+        while i < end {
+            let g = dy[i] * vgeluDerivative(x[i])
+            dx[i] = accumulate ? dx[i] + g : g
+            i += 1
         }
     }
 }
@@ -233,14 +244,20 @@ public func softmaxForward(
 }
 
 /// One row of softmax(scale * x), in place allowed (y == x).
+///
+/// The last cols % 8 values go through one vector padded with -inf (their exp is replaced by 0), not lane by
+/// lane: in the attention of the I-JEPA predictor (rows of ~21) the scalar tail's exps and the stdlib's
+/// non-inlined `SIMD8.max()` were a quarter of the attention forward (perf, 2026-11-29).
 @inline(__always)
 public func softmaxRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, cols: Int, scale: Float) {
-    let c8 = cols & ~7
-    var m8 = Float8(repeating: -.infinity)
+    let c8 = cols & ~7, tail = cols - c8
+    var xt = Float8(repeating: -.infinity)
+    for t in 0..<tail { xt[t] = x[c8 + t] }
+    var m8 = xt
     var j = 0
     while j < c8 { m8 = vmax(m8, load8(x + j)); j += 8 }
-    var mx = m8.max()
-    while j < cols { mx = max(mx, x[j]); j += 1 }
+    let m4 = vmax4(m8.lowHalf, m8.highHalf)
+    let mx = max(max(m4[0], m4[1]), max(m4[2], m4[3]))
     let sm = splat(scale * mx), s8 = splat(scale)
     var acc = Float8()
     j = 0
@@ -250,18 +267,17 @@ public func softmaxRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Floa
         acc += e
         j += 8
     }
-    var sum = hsum(acc)
-    while j < cols {
-        let e = vexp(fmadd(-sm[0], x[j], scale))
-        y[j] = e
-        sum += e
-        j += 1
-    }
-    let inv = splat(1 / sum)
+    let live = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) .< SIMD8<Int32>(repeating: Int32(tail))
+    let et = vexp(fmadd(-sm, xt, s8)).replacing(with: 0, where: .!live)
+    acc += et
+    let inv = splat(1 / hsum(acc))
     j = 0
     while j < c8 { store8(y + j, load8(y + j) * inv); j += 8 }
-    while j < cols { y[j] *= inv[0]; j += 1 }
+    let yt = et * inv
+    for t in 0..<tail { y[c8 + t] = yt[t] }
 }
+
+@inline(__always) func vmax4(_ a: SIMD4<Float>, _ b: SIMD4<Float>) -> SIMD4<Float> { a.replacing(with: b, where: b .> a) }
 
 /// dx += y * (dy - sum(dy * y)) per row.
 public func softmaxBackward(

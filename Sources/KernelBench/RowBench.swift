@@ -119,6 +119,57 @@ public enum RowKernelSuite {
         }
     }
 
+    /// `heads` attention heads of (n, dh), q/k/v interleaved as in the qkv activation (row stride 3 dh), run
+    /// as the `attention` op runs them: one task per head. Validated on the first and last head.
+    static func attention(_ tag: String, heads: Int, n: Int, dh: Int, backward: Bool) -> Case {
+        let cost = backward ? KernelCost.attentionBackward(heads: heads, n: n, dh: dh)
+                            : KernelCost.attentionForward(heads: heads, n: n, dh: dh)
+        return Case(name: "attention.\(backward ? "bwd" : "fwd").\(tag)", cost: cost) { threads in
+            let ld = 3 * dh, per = n * ld
+            let x = buffer(heads * per, seed: 1, scale: 2), dx = buffer(heads * per, seed: 2)
+            let o = buffer(heads * n * dh, seed: 3), dO = buffer(heads * n * dh, seed: 4), p = buffer(heads * n * n, seed: 5)
+            let scale = 1 / Float(dh).squareRoot()
+            func head(_ h: Int, backward: Bool) {
+                let q = x + h * per
+                ScratchPool.shared.withFloats(attentionHeadScratch(n: n, dh: dh, backward: backward)) { s in
+                    if backward {
+                        let dq = dx + h * per
+                        attentionHeadBackward(dq: dq, dk: dq + dh, dv: dq + 2 * dh, ldd: ld, accumulate: false,
+                                              dOut: dO + h * n * dh, lddo: dh, probs: p + h * n * n,
+                                              q: q, k: q + dh, v: q + 2 * dh, ld: ld, n: n, dh: dh, scale: scale, scratch: s)
+                    } else {
+                        attentionHeadForward(out: o + h * n * dh, ldo: dh, probs: p + h * n * n, q: q, k: q + dh,
+                                             v: q + 2 * dh, ld: ld, n: n, dh: dh, scale: scale, scratch: s)
+                    }
+                }
+            }
+            let run = { Parallel.forEach(tasks: heads, threads: threads) { h, _ in head(h, backward: backward) } }
+            Parallel.forEach(tasks: heads, threads: threads) { h, _ in head(h, backward: false) }  // P for backward
+            let validate = { () -> Double in
+                run()
+                var worst = 0.0
+                for h in [0, heads - 1] {
+                    func part(_ base: UnsafeMutablePointer<Float>, _ off: Int) -> [Float] {
+                        (0..<n * dh).map { base[h * per + ($0 / dh) * ld + off + $0 % dh] }
+                    }
+                    let (q, k, v) = (part(x, 0), part(x, dh), part(x, 2 * dh))
+                    if backward {
+                        let g = (0..<n * dh).map { dO[h * n * dh + $0] }, pr = (0..<n * n).map { p[h * n * n + $0] }
+                        let ref = attentionHeadBackwardReference(dOut: g, probs: pr, q: q, k: k, v: v, n: n, dh: dh, scale: scale)
+                        for (got, want) in [(part(dx, 0), ref.dq), (part(dx, dh), ref.dk), (part(dx, 2 * dh), ref.dv)] {
+                            for i in got.indices { worst = max(worst, relErr(got[i], Double(want[i]))) }
+                        }
+                    } else {
+                        let ref = attentionHeadReference(q: q, k: k, v: v, n: n, dh: dh, scale: scale)
+                        for i in 0..<n * dh { worst = max(worst, relErr(o[h * n * dh + i], Double(ref.out[i]))) }
+                    }
+                }
+                return worst
+            }
+            return (run, validate, { for b in [x, dx, o, dO, p] { b.deallocate() } })
+        }
+    }
+
     static func bias(_ tag: String, rows: Int, cols: Int, backward: Bool) -> Case {
         let cost = backward ? KernelCost.biasBackward(rows: rows, cols: cols) : KernelCost.addBias(rows: rows, cols: cols)
         return Case(name: "bias.\(backward ? "bwd" : "fwd").\(tag)", cost: cost) { threads in
@@ -197,8 +248,13 @@ public enum RowKernelSuite {
                 cases.append(bias(tag, rows: rows, cols: 4 * d, backward: bwd))
             }
             cases.append(residual(tag, count: rows * d))
+            cases.append(attention(tag, heads: attnRows / tokens, n: tokens, dh: 64, backward: false))
+            cases.append(attention(tag, heads: attnRows / tokens, n: tokens, dh: 64, backward: true))
             cases.append(adamw(tag, count: params))
         }
+        // The I-JEPA predictor of the default model: 64 images x 4 targets, 3 heads of width 32, ~21 tokens.
+        cases.append(attention("ijepa-pred", heads: 768, n: 21, dh: 32, backward: false))
+        cases.append(attention("ijepa-pred", heads: 768, n: 21, dh: 32, backward: true))
         return cases
     }
 

@@ -18,13 +18,12 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variab
     qkv.withValue { x in
         Parallel.forEach(tasks: batch * heads, threads: threads) { task, _ in
             let (b, h) = (task / heads, task % heads)
-            let q = x + b * n * 3 * d + h * dh, k = q + d, v = q + 2 * d
-            let p = pp + task * n * n  // (n, n)
-            sgemm(c: p, ldc: n, a: q, lda: 3 * d, transA: false, b: k, ldb: 3 * d, transB: true,
-                  m: n, n: n, k: dh, alpha: scale, threads: 1)
-            for r in 0..<n { softmaxRow(p + r * n, p + r * n, cols: n, scale: 1) }
-            sgemm(c: yp + b * n * d + h * dh, ldc: d, a: p, lda: n, transA: false, b: v, ldb: 3 * d, transB: false,
-                  m: n, n: dh, k: n, threads: 1)
+            let q = x + b * n * 3 * d + h * dh
+            ScratchPool.shared.withFloats(attentionHeadScratch(n: n, dh: dh, backward: false)) { scratch in
+                attentionHeadForward(out: yp + b * n * d + h * dh, ldo: d, probs: pp + task * n * n,
+                                     q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale,
+                                     scratch: scratch)
+            }
         }
     }
     let scores = Double(batch * heads * n * n)
@@ -33,31 +32,15 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variab
         _ = probs  // the saved probabilities live until the backward pass
         qkv.withGradForWrite { dx, fresh in
             // Every (batch, head) writes its q, k, v slices in full: the first contribution can overwrite.
-            let acc: Float = fresh ? 0 : 1
             qkv.withValue { x in
                 Parallel.forEach(tasks: batch * heads, threads: threads) { task, _ in
                     let (b, h) = (task / heads, task % heads)
-                    let q = x + b * n * 3 * d + h * dh, k = q + d, v = q + 2 * d
-                    let dq = dx + b * n * 3 * d + h * dh, dk = dq + d, dv = dq + 2 * d
-                    let p = UnsafePointer(pp + task * n * n)
-                    let dO = dy + b * n * d + h * dh  // (n, dh), row stride d
-                    ScratchPool.shared.withFloats(2 * n * n) { scratch in
-                        let dP = scratch, dS = scratch + n * n
-                        // dV += P^T dO;  dP = dO V^T
-                        sgemm(c: dv, ldc: 3 * d, a: p, lda: n, transA: true, b: dO, ldb: d, transB: false,
-                              m: n, n: dh, k: n, beta: acc, threads: 1)
-                        sgemm(c: dP, ldc: n, a: dO, lda: d, transA: false, b: v, ldb: 3 * d, transB: true,
-                              m: n, n: n, k: dh, threads: 1)
-                        // dS = scale * softmax'(dP)
-                        dS.update(repeating: 0, count: n * n)
-                        for r in 0..<n {
-                            softmaxBackwardRow(dS + r * n, dP + r * n, p + r * n, cols: n, scale: scale)
-                        }
-                        // dQ += dS K;  dK += dS^T Q
-                        sgemm(c: dq, ldc: 3 * d, a: dS, lda: n, transA: false, b: k, ldb: 3 * d, transB: false,
-                              m: n, n: dh, k: n, beta: acc, threads: 1)
-                        sgemm(c: dk, ldc: 3 * d, a: dS, lda: n, transA: true, b: q, ldb: 3 * d, transB: false,
-                              m: n, n: dh, k: n, beta: acc, threads: 1)
+                    let q = x + b * n * 3 * d + h * dh, dq = dx + b * n * 3 * d + h * dh
+                    ScratchPool.shared.withFloats(attentionHeadScratch(n: n, dh: dh, backward: true)) { scratch in
+                        attentionHeadBackward(dq: dq, dk: dq + d, dv: dq + 2 * d, ldd: 3 * d, accumulate: !fresh,
+                                              dOut: dy + b * n * d + h * dh, lddo: d, probs: pp + task * n * n,
+                                              q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale,
+                                              scratch: scratch)
                     }
                 }
             }

@@ -1,0 +1,203 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// Fused attention of one (batch, head) for the short sequences of I-JEPA (7x7 to 14x14 tokens, predictor
+// sequences of ~20), forward and backward, in place of five general GEMM calls per head.
+//
+// Why: the general `sgemm` packs both operands and plans tasks for every call; on a 21 x 21 x 32 product that
+// overhead is most of the work. The profile of the Fashion-MNIST I-JEPA step (docs/performance.md) had the
+// predictor's attention at 4-6 GFLOP/s and the target encoder's at 18 GFLOP/s, 11 % of the step in all.
+//
+// Every product here is one `smallGEMM`: A read in place through (row, column) strides, so transposes cost
+// nothing; B a row-major copy padded to a multiple of 16 columns (a few KiB, in L1). Each element is one fma
+// chain over k in ascending order followed by alpha (and + C when accumulating): the same arithmetic as the
+// packed `sgemm` for k <= KC, so the fused path gives the same bits as the GEMM-based one it replaced.
+
+/// C[0..<m, 0..<n] = alpha * A B (+ C when `accumulate`), for small operands.
+///
+/// A element (i, t) is `a[i * rowStride + t * colStride]`; B is (k, ldb) row-major with ldb a multiple of 16
+/// and at least n (columns n..<ldb are read and ignored). Register tile: 4 rows x 16 columns, 8 accumulators.
+@inline(__always)
+func smallGEMM(
+    c: UnsafeMutablePointer<Float>, ldc: Int,                              // (m, n), row stride ldc
+    a: UnsafePointer<Float>, rowStride: Int, colStride: Int,                // (m, k) through strides
+    b: UnsafePointer<Float>, ldb: Int,                                      // (k, ldb), ldb % 16 == 0
+    m: Int, n: Int, k: Int, alpha: Float = 1, accumulate: Bool = false
+) {
+    typealias V = SIMD8<Float>
+    var i = 0
+    while i < m {
+        let rows = min(4, m - i)
+        // Rows past m repeat the last real row (computed, never stored), so the loop body has no branches.
+        let a0 = a + i * rowStride
+        let a1 = a0 + min(1, rows - 1) * rowStride
+        let a2 = a0 + min(2, rows - 1) * rowStride
+        let a3 = a0 + min(3, rows - 1) * rowStride
+        var j = 0
+        while j < n {
+            var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
+            var pb = UnsafeRawPointer(b + j)
+            var o = 0
+            for _ in 0..<k {
+                let b0 = pb.load(as: V.self), b1 = pb.load(fromByteOffset: 32, as: V.self)
+                var av = V(repeating: a0[o]); c00 = fmadd(c00, av, b0); c01 = fmadd(c01, av, b1)
+                av = V(repeating: a1[o]); c10 = fmadd(c10, av, b0); c11 = fmadd(c11, av, b1)
+                av = V(repeating: a2[o]); c20 = fmadd(c20, av, b0); c21 = fmadd(c21, av, b1)
+                av = V(repeating: a3[o]); c30 = fmadd(c30, av, b0); c31 = fmadd(c31, av, b1)
+                pb += ldb * 4
+                o += colStride
+            }
+            let cols = min(16, n - j)
+            let al = V(repeating: alpha)
+            storeSmallRow(c + i * ldc + j, c00, c01, al, cols, accumulate)
+            if rows > 1 { storeSmallRow(c + (i + 1) * ldc + j, c10, c11, al, cols, accumulate) }
+            if rows > 2 { storeSmallRow(c + (i + 2) * ldc + j, c20, c21, al, cols, accumulate) }
+            if rows > 3 { storeSmallRow(c + (i + 3) * ldc + j, c30, c31, al, cols, accumulate) }
+            j += 16
+        }
+        i += 4
+    }
+}
+
+@inline(__always)
+private func storeSmallRow(
+    _ c: UnsafeMutablePointer<Float>, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ alpha: SIMD8<Float>, _ cols: Int,
+    _ accumulate: Bool
+) {
+    let y0 = alpha * x0, y1 = alpha * x1
+    if cols == 16 {
+        store8(c, accumulate ? y0 + load8(c) : y0)
+        store8(c + 8, accumulate ? y1 + load8(c + 8) : y1)
+        return
+    }
+    for t in 0..<cols {
+        let y = t < 8 ? y0[t] : y1[t - 8]
+        c[t] = accumulate ? y + c[t] : y
+    }
+}
+
+@inline(__always) func paddedTo16(_ x: Int) -> Int { (x + 15) & ~15 }
+
+/// dst (rows, ld) = src (rows, cols) through strides, zero in columns cols..<ld. `transpose` reads src^T:
+/// dst[r][c] = src[c * rowStride + r], walking src row by row (contiguous reads).
+@inline(__always)
+private func copyPadded(
+    _ dst: UnsafeMutablePointer<Float>, ld: Int, _ src: UnsafePointer<Float>, rowStride: Int,
+    rows: Int, cols: Int, transpose: Bool
+) {
+    if transpose {
+        for c in 0..<cols {
+            let s = src + c * rowStride
+            for r in 0..<rows { dst[r * ld + c] = s[r] }
+        }
+    }
+    for r in 0..<rows {
+        let d = dst + r * ld
+        if !transpose {
+            var c = 0
+            while c + 8 <= cols { store8(d + c, load8(src + r * rowStride + c)); c += 8 }
+            while c < cols { d[c] = src[r * rowStride + c]; c += 1 }
+        }
+        for c in cols..<ld { d[c] = 0 }
+    }
+}
+
+/// Floats of scratch that `attentionHeadForward` / `attentionHeadBackward` need for (n, dh).
+public func attentionHeadScratch(n: Int, dh: Int, backward: Bool) -> Int {
+    let (np, dp) = (paddedTo16(n), paddedTo16(dh))
+    return backward ? 2 * dh * np + 3 * n * dp + 2 * n * n : dh * np + n * dp
+}
+
+/// One (batch, head) of attention: P = softmax(scale Q K^T) by rows, O = P V.
+public func attentionHeadForward(
+    out: UnsafeMutablePointer<Float>, ldo: Int,   // (n, dh), row stride ldo
+    probs: UnsafeMutablePointer<Float>,           // (n, n) row-major: P, kept for the backward pass
+    q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int,  // (n, dh) each, row stride ld
+    n: Int, dh: Int, scale: Float,
+    scratch: UnsafeMutablePointer<Float>          // attentionHeadScratch(n:dh:backward: false) floats
+) {
+    let (np, dp) = (paddedTo16(n), paddedTo16(dh))
+    let kt = scratch, vp = scratch + dh * np     // K^T (dh, np), V (n, dp)
+    copyPadded(kt, ld: np, k, rowStride: ld, rows: dh, cols: n, transpose: true)
+    copyPadded(vp, ld: dp, v, rowStride: ld, rows: n, cols: dh, transpose: false)
+    smallGEMM(c: probs, ldc: n, a: q, rowStride: ld, colStride: 1, b: kt, ldb: np, m: n, n: n, k: dh, alpha: scale)
+    for r in 0..<n { softmaxRow(probs + r * n, probs + r * n, cols: n, scale: 1) }
+    smallGEMM(c: out, ldc: ldo, a: probs, rowStride: n, colStride: 1, b: vp, ldb: dp, m: n, n: dh, k: n)
+}
+
+/// Backward of `attentionHeadForward`: dV = P^T dO, dP = dO V^T, dS = scale P * (dP - rowsum(dP * P)),
+/// dQ = dS K, dK = dS^T Q. Gradients are written (`accumulate` false) or added.
+public func attentionHeadBackward(
+    dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
+    ldd: Int,                                     // (n, dh) each, row stride ldd
+    accumulate: Bool,
+    dOut: UnsafePointer<Float>, lddo: Int,        // (n, dh), row stride lddo
+    probs: UnsafePointer<Float>,                  // (n, n): P from the forward pass
+    q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int,  // (n, dh) each, row stride ld
+    n: Int, dh: Int, scale: Float,
+    scratch: UnsafeMutablePointer<Float>          // attentionHeadScratch(n:dh:backward: true) floats
+) {
+    let (np, dp) = (paddedTo16(n), paddedTo16(dh))
+    let vt = scratch, kp = vt + dh * np, qp = kp + n * dp, dop = qp + n * dp  // V^T (dh, np); K, Q, dO (n, dp)
+    let dP = dop + n * dp, dS = dP + n * n                                    // (n, n) each
+    copyPadded(vt, ld: np, v, rowStride: ld, rows: dh, cols: n, transpose: true)
+    copyPadded(kp, ld: dp, k, rowStride: ld, rows: n, cols: dh, transpose: false)
+    copyPadded(qp, ld: dp, q, rowStride: ld, rows: n, cols: dh, transpose: false)
+    copyPadded(dop, ld: dp, dOut, rowStride: lddo, rows: n, cols: dh, transpose: false)
+    // dV = P^T dO: A = P^T through strides (row j of P^T is column j of P).
+    smallGEMM(c: dv, ldc: ldd, a: probs, rowStride: 1, colStride: n, b: dop, ldb: dp, m: n, n: dh, k: n,
+              accumulate: accumulate)
+    smallGEMM(c: dP, ldc: n, a: dOut, rowStride: lddo, colStride: 1, b: vt, ldb: np, m: n, n: n, k: dh)
+    dS.update(repeating: 0, count: n * n)
+    for r in 0..<n { softmaxBackwardRow(dS + r * n, dP + r * n, probs + r * n, cols: n, scale: scale) }
+    smallGEMM(c: dq, ldc: ldd, a: dS, rowStride: n, colStride: 1, b: kp, ldb: dp, m: n, n: dh, k: n,
+              accumulate: accumulate)
+    smallGEMM(c: dk, ldc: ldd, a: dS, rowStride: 1, colStride: n, b: qp, ldb: dp, m: n, n: dh, k: n,
+              accumulate: accumulate)
+}
+
+/// Naive reference of one attention head in Double (tests, benchmark validation): O and P.
+public func attentionHeadReference(
+    q: [Float], k: [Float], v: [Float], n: Int, dh: Int, scale: Float   // (n, dh) each, contiguous
+) -> (out: [Float], probs: [Float]) {
+    var p = [Double](repeating: 0, count: n * n)
+    for i in 0..<n {
+        var row = (0..<n).map { j in (0..<dh).reduce(0.0) { $0 + Double(q[i * dh + $1]) * Double(k[j * dh + $1]) } * Double(scale) }
+        let mx = row.max() ?? 0
+        row = row.map { exp($0 - mx) }
+        let s = row.reduce(0, +)
+        for j in 0..<n { p[i * n + j] = row[j] / s }
+    }
+    var o = [Float](repeating: 0, count: n * dh)
+    for i in 0..<n {
+        for t in 0..<dh { o[i * dh + t] = Float((0..<n).reduce(0.0) { $0 + p[i * n + $1] * Double(v[$1 * dh + t]) }) }
+    }
+    return (o, p.map(Float.init))
+}
+
+/// Naive reference of `attentionHeadBackward` in Double, from P (as the forward pass saved it): dQ, dK, dV.
+public func attentionHeadBackwardReference(
+    dOut: [Float], probs: [Float], q: [Float], k: [Float], v: [Float], n: Int, dh: Int, scale: Float  // contiguous
+) -> (dq: [Float], dk: [Float], dv: [Float]) {
+    let p = probs.map(Double.init)
+    var dv = [Double](repeating: 0, count: n * dh), dq = dv, dk = dv
+    var dS = [Double](repeating: 0, count: n * n)
+    for i in 0..<n {
+        let dP = (0..<n).map { j in (0..<dh).reduce(0.0) { $0 + Double(dOut[i * dh + $1]) * Double(v[j * dh + $1]) } }
+        let dot = (0..<n).reduce(0.0) { $0 + dP[$1] * p[i * n + $1] }
+        for j in 0..<n { dS[i * n + j] = Double(scale) * p[i * n + j] * (dP[j] - dot) }
+    }
+    for i in 0..<n {
+        for j in 0..<n {
+            for t in 0..<dh {
+                dv[j * dh + t] += p[i * n + j] * Double(dOut[i * dh + t])
+                dq[i * dh + t] += dS[i * n + j] * Double(k[j * dh + t])
+                dk[j * dh + t] += dS[i * n + j] * Double(q[i * dh + t])
+            }
+        }
+    }
+    return (dq.map(Float.init), dk.map(Float.init), dv.map(Float.init))
+}
