@@ -1,15 +1,18 @@
-/// The 6x16 micro-kernel: C[0..<mr, 0..<nr] = alpha * (Ap * Bp) + beta * C over one kc-deep rank update.
+/// The 6x16 micro-kernel: C[0..<mr, 0..<nr] = alpha * (Ap * Bp) + beta * C (+ bias per column) over one
+/// kc-deep rank update.
 ///
 /// Contract (docs/gemm.md): `a` is a packed (kc, 6) panel, `b` a packed (kc, 16) panel, both zero-padded;
 /// 12 SIMD8 accumulators stay in registers; beta == 0 never reads C. Edge tiles (mr < 6 or nr < 16) go
 /// through a stack tile and store the same expression per element, so an element's value does not depend
-/// on whether it sat in a full or an edge tile.
+/// on whether it sat in a full or an edge tile. `bias` (the GEMM's last k block only) is added after the
+/// alpha/beta expression is rounded, exactly as a separate bias pass would add it.
 @inline(__always)
 func microKernel6x16(
     c: UnsafeMutablePointer<Float>, ldc: Int, // (mr, nr) block of C, row stride ldc
     a: UnsafePointer<Float>,                  // (kc, 6) packed
     b: UnsafePointer<Float>,                  // (kc, 16) packed
-    kc: Int, mr: Int, nr: Int, alpha: Float, beta: Float
+    kc: Int, mr: Int, nr: Int, alpha: Float, beta: Float,
+    bias: UnsafePointer<Float>? = nil          // (nr) values for these columns, or nil
 ) {
     typealias V = SIMD8<Float>
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
@@ -36,12 +39,23 @@ func microKernel6x16(
     }
     let al = V(repeating: alpha)
     if mr == 6 && nr == 16 {
-        storeRow(c, c00, c01, al, beta)
-        storeRow(c + ldc, c10, c11, al, beta)
-        storeRow(c + 2 * ldc, c20, c21, al, beta)
-        storeRow(c + 3 * ldc, c30, c31, al, beta)
-        storeRow(c + 4 * ldc, c40, c41, al, beta)
-        storeRow(c + 5 * ldc, c50, c51, al, beta)
+        if let bias {
+            let b0 = UnsafeRawPointer(bias).loadUnaligned(as: V.self)
+            let b1 = UnsafeRawPointer(bias).loadUnaligned(fromByteOffset: 32, as: V.self)
+            storeRow(c, c00, c01, al, beta, b0, b1)
+            storeRow(c + ldc, c10, c11, al, beta, b0, b1)
+            storeRow(c + 2 * ldc, c20, c21, al, beta, b0, b1)
+            storeRow(c + 3 * ldc, c30, c31, al, beta, b0, b1)
+            storeRow(c + 4 * ldc, c40, c41, al, beta, b0, b1)
+            storeRow(c + 5 * ldc, c50, c51, al, beta, b0, b1)
+        } else {
+            storeRow(c, c00, c01, al, beta)
+            storeRow(c + ldc, c10, c11, al, beta)
+            storeRow(c + 2 * ldc, c20, c21, al, beta)
+            storeRow(c + 3 * ldc, c30, c31, al, beta)
+            storeRow(c + 4 * ldc, c40, c41, al, beta)
+            storeRow(c + 5 * ldc, c50, c51, al, beta)
+        }
         return
     }
     withUnsafeTemporaryAllocation(of: V.self, capacity: 12) { t in
@@ -51,7 +65,8 @@ func microKernel6x16(
         for i in 0..<mr {
             for j in 0..<nr {
                 let ab = alpha * tile[i * 16 + j]
-                c[i * ldc + j] = beta == 0 ? ab : ab + beta * c[i * ldc + j]
+                let y = beta == 0 ? ab : ab + beta * c[i * ldc + j]
+                c[i * ldc + j] = bias.map { y + $0[j] } ?? y
             }
         }
     }
@@ -59,17 +74,20 @@ func microKernel6x16(
 
 @inline(__always)
 private func storeRow(
-    _ c: UnsafeMutablePointer<Float>, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ alpha: SIMD8<Float>, _ beta: Float
+    _ c: UnsafeMutablePointer<Float>, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ alpha: SIMD8<Float>, _ beta: Float,
+    _ bias0: SIMD8<Float>? = nil, _ bias1: SIMD8<Float>? = nil
 ) {
     let p = UnsafeMutableRawPointer(c)
-    if beta == 0 {
-        p.storeBytes(of: alpha * x0, as: SIMD8<Float>.self)
-        p.storeBytes(of: alpha * x1, toByteOffset: 32, as: SIMD8<Float>.self)
-    } else {
+    var y0 = alpha * x0, y1 = alpha * x1
+    if beta != 0 {
         let bv = SIMD8<Float>(repeating: beta)
-        let y0 = alpha * x0 + bv * p.loadUnaligned(as: SIMD8<Float>.self)
-        let y1 = alpha * x1 + bv * p.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-        p.storeBytes(of: y0, as: SIMD8<Float>.self)
-        p.storeBytes(of: y1, toByteOffset: 32, as: SIMD8<Float>.self)
+        y0 = y0 + bv * p.loadUnaligned(as: SIMD8<Float>.self)
+        y1 = y1 + bv * p.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
     }
+    if let bias0, let bias1 {
+        y0 = y0 + bias0
+        y1 = y1 + bias1
+    }
+    p.storeBytes(of: y0, as: SIMD8<Float>.self)
+    p.storeBytes(of: y1, toByteOffset: 32, as: SIMD8<Float>.self)
 }

@@ -59,11 +59,13 @@ public func linear(_ x: Variable, weight w: Variable, bias b: Variable?, tape: T
     let yp = mutablePointer(&y)
     x.withValue { xp in
         w.withValue { wp in
-            sgemm(c: yp, ldc: max(1, outF), a: xp, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF), transB: true,
-                  m: rows, n: outF, k: inF)
+            // The bias rides in the GEMM's store (same bits as a separate pass, one trip through y fewer).
+            withOptionalPointer(b?.value) { bp in
+                sgemm(c: yp, ldc: max(1, outF), a: xp, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF),
+                      transB: true, m: rows, n: outF, k: inF, bias: bp)
+            }
         }
     }
-    b?.withValue { addBias(yp, bias: $0, rows: rows, cols: outF) }
     let mnk = 2 * Double(rows) * Double(inF) * Double(outF), biasOps = b == nil ? 0 : Double(rows * outF)
     return opOutput(y, inputs: x, w, b, tape: tape, op: "linear",
                     cost: OpCost(forward: mnk + biasOps, backward: 2 * mnk + biasOps)) { dy in
