@@ -4,6 +4,7 @@
     tools/.venv-torch/bin/python tools/ijepa_vs_pytorch.py --swift .build/release/ijepa [--threads 1,2] [--steps 10]
     tools/.venv-torch/bin/python tools/ijepa_vs_pytorch.py --masks ijepa-fmnist=masks.safetensors --filter fmnist
     tools/.venv-torch/bin/python tools/ijepa_vs_pytorch.py --filter fmnist --steps 2     # PyTorch alone, sampled masks
+    tools/.venv-torch/bin/python tools/ijepa_vs_pytorch.py --swift .build/release/ijepa --busy   # one core kept busy
 
 What one step is (the official src/train.py loop, reference sections 4 and 5; modules and helpers imported from
 tools/make_parity_fixtures.py, the AdamW groups and schedules from tools/make_step_fixtures.py):
@@ -314,6 +315,9 @@ def main():
                    help="masks written by `ijepa bench ijepa --dump-masks` (repeat per configuration)")
     p.add_argument("--swift", metavar="PATH", help="the ijepa binary: dump its masks and time it in the same run")
     p.add_argument("--peak-gflops", type=float, help="per-core fp32 peak for pctPeak (also passed to --swift)")
+    p.add_argument("--busy", action="store_true",
+                   help="keep one CPU-bound process (a busy loop) running during every timed case, as another job "
+                        "on the machine would; the table then also shows each engine's 2-thread / 1-thread ratio")
     p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -344,11 +348,24 @@ def main():
                 masks[name] = path
     import torch
     print(json.dumps({"header": True, "torchVersion": torch.__version__, "steps": args.steps, "warmup": args.warmup,
-                      "threads": threads, "swift": args.swift, "peakGflops": args.peak_gflops,
+                      "threads": threads, "swift": args.swift, "peakGflops": args.peak_gflops, "busyLoop": args.busy,
                       "masks": {n: masks.get(n, "sampled here, not the Swift bench's masks") for n in names}}),
           flush=True)
 
     peak, rows = args.peak_gflops, []
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        measure_all(args, threads, names, masks, peak, rows)
+    finally:
+        if busy:
+            busy.kill()
+            busy.wait()
+    report(rows, threads, args.busy)
+    tmp.cleanup()
+
+
+def measure_all(args, threads, names, masks, peak, rows):
+    """Times every (threads, config), Swift then PyTorch, and appends (name, threads, ours, theirs) to rows."""
     for t in threads:
         for name in names:
             ours = None
@@ -385,6 +402,9 @@ def main():
                               "the timed steps did not use the same masks", file=sys.stderr)
                 rows.append((name, t, ours, theirs))
 
+
+def report(rows, threads, busy):
+    """The ratio table and its JSON line (plus 2-thread / 1-thread ratios per engine when both were timed)."""
     if rows:
         print(f"\n{'case':14}{'thr':>4}  {'swift img/s':>11} {'torch img/s':>11} {'speed':>6}   "
               f"{'swift MiB':>9} {'torch MiB':>9} {'RSS':>5}")
@@ -398,9 +418,20 @@ def main():
                   f"{speed:6.2f}   {mib[0]:9.0f} {mib[1]:9.0f} {rss:5.2f}")
         print("speed = swift images/s / pytorch images/s (batch / median step time on both sides); "
               "RSS = swift peak RSS / pytorch peak RSS")
-        print(json.dumps({"ratios": ratios, "basis": "imagesPerSecondRatio = pytorch medianMs / swift medianMs; "
+        scaling = []
+        if 1 in threads and 2 in threads:
+            by = {(n, t): (o, th) for n, t, o, th in rows}
+            for name in sorted({n for n, _, _, _ in rows}):
+                if (name, 1) in by and (name, 2) in by:
+                    (o1, p1), (o2, p2) = by[(name, 1)], by[(name, 2)]
+                    s = {"name": name, "swift2over1": o1["medianMs"] / o2["medianMs"],
+                         "pytorch2over1": p1["medianMs"] / p2["medianMs"]}
+                    scaling.append(s)
+                    print(f"{name}: 2 threads / 1 thread{' with a busy loop running' if busy else ''}: "
+                          f"swift {s['swift2over1']:.2f}x, pytorch {s['pytorch2over1']:.2f}x")
+        print(json.dumps({"ratios": ratios, "scaling": scaling, "busyLoop": busy,
+                          "basis": "imagesPerSecondRatio = pytorch medianMs / swift medianMs; "
                           "rssRatio = swift peakRSSBytes / pytorch peakRSSBytes"}))
-    tmp.cleanup()
 
 
 if __name__ == "__main__":

@@ -129,7 +129,9 @@ func printReport(_ r: EvaluationReport, wallSeconds: Double, folder: String?, en
     print("features            linear probe   \(r.knn.isEmpty ? "" : "k-NN")")
     for (key, label) in [("ijepa", "I-JEPA (\(encoder) enc.)"), ("randomInit", "random init"), ("rawPixels", "raw pixels")] {
         guard let p = r.probe[key] else { continue }
-        print(String(format: "%-20@ %10.2f %%   %6.2f %%", label as NSString, 100 * p, 100 * (r.knn[key] ?? .nan)))
+        // Padded in Swift: `%-20@` does not pad on Linux Foundation (the rows came out ragged).
+        let name = label.count >= 20 ? label : label + String(repeating: " ", count: 20 - label.count)
+        print(name + String(format: " %10.2f %%   %6.2f %%", 100 * p, 100 * (r.knn[key] ?? .nan)))
     }
     let json: [String: Any] = ["probe": r.probe, "knn": r.knn, "wallSeconds": (wallSeconds * 10).rounded() / 10,
                                "trainSamples": r.trainSamples, "testSamples": r.testSamples]
