@@ -30,9 +30,12 @@ public enum GEMMSuite {
             + linear("\(name).fc2", rows: rows, inFeatures: 4 * d, outFeatures: d)
     }
 
-    /// ViT-Tiny (D 192, 64 tokens x batch 64), ViT-S/16 (D 384, 196 tokens x batch 16), and square anchors.
+    /// ViT-Tiny (D 192, 64 tokens x batch 64), ViT-S/16 (D 384, 196 tokens x batch 16), the I-JEPA shapes of the
+    /// default Fashion-MNIST model (predictor: width 96 over 64 images x 4 targets x ~21 tokens; context
+    /// encoder: D 192 over 64 images x ~11 context tokens), and square anchors.
     public static var standard: [GEMMCase] {
-        vit("vit-tiny", d: 192, rows: 64 * 64) + vit("vit-s16", d: 384, rows: 196 * 16) + [
+        vit("vit-tiny", d: 192, rows: 64 * 64) + vit("vit-s16", d: 384, rows: 196 * 16)
+            + vit("ijepa-pred", d: 96, rows: 256 * 21) + vit("ijepa-ctx", d: 192, rows: 64 * 11) + [
             GEMMCase("square512", m: 512, n: 512, k: 512),
             GEMMCase("square1024", m: 1024, n: 1024, k: 1024),
             GEMMCase("square2048", m: 2048, n: 2048, k: 2048),
