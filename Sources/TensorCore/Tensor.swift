@@ -37,7 +37,7 @@ public final class TensorStorage: @unchecked Sendable {
 
     deinit { StoragePool.shared.give(UnsafeMutableRawPointer(pointer), bytes: max(64, count * 4)) }
 
-    /// Returns the memory that freed tensors left for reuse to the system (it is otherwise kept, up to 2 GiB,
+    /// Returns the memory that freed tensors left for reuse to the system (it is otherwise kept, up to 192 MiB,
     /// for the next tensors of the same sizes).
     public static func releaseCachedMemory() {
         StoragePool.shared.drain()
@@ -57,8 +57,11 @@ final class StoragePool: @unchecked Sendable {
     private var cachedBytes = 0
     /// Idle memory kept at most; beyond it blocks go back to the system. Measured on the I-JEPA step bench
     /// (2 threads, same run): a 2 GiB cap gave peak RSS 831 MiB (Fashion-MNIST model) and 4047 MiB (ViT-S/16),
-    /// 256 MiB gave 461 and 2536 MiB at the same speed, 128 MiB 364 and 2586 MiB but 7 % slower.
-    let capacityBytes = 1 << 28
+    /// 256 MiB gave 461 and 2536 MiB at the same speed, 128 MiB 364 and 2586 MiB but 7 % slower. With `take`
+    /// also using the two classes above (2026-11-29 afternoon, 1 and 2 threads, two rounds, same run):
+    /// 256 MiB 536 / 2649-2736 MiB, 192 MiB 478-480 / 2666-2727 MiB at the same speed (exact classes only,
+    /// 256 MiB: 571-577 / 2609-2669 MiB).
+    let capacityBytes = 192 << 20
 
     /// Pooled blocks come in size classes, 8 per octave (at most 12.5 % slack): an I-JEPA step's shapes change
     /// with the mask sizes every step, and exact-size keys let idle blocks of ever new sizes pile up to the cap
@@ -73,14 +76,27 @@ final class StoragePool: @unchecked Sendable {
     func take(bytes requested: Int) -> UnsafeMutableRawPointer {
         let bytes = StoragePool.sizeClass(requested)
         if bytes >= 1 << 16, let p = lock.with({ () -> UnsafeMutableRawPointer? in
-            guard let p = free[bytes]?.popLast() else { return nil }
-            cachedBytes -= bytes
-            return p
+            // Exact class first, then up to `spareClasses` larger ones: the mask sizes change every step, and
+            // an idle block one class up serves a request better than a new block (which the cap may then
+            // keep idle too). A larger block returned under the smaller class stays correct: every block in a
+            // bucket holds at least that many bytes.
+            var c = bytes
+            for _ in 0...StoragePool.spareClasses {
+                if let p = free[c]?.popLast() {
+                    cachedBytes -= c  // what `give` added for this bucket
+                    return p
+                }
+                c = StoragePool.sizeClass(c + 1)
+            }
+            return nil
         }) {
             return p
         }
         return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
     }
+
+    /// Larger size classes `take` may use (each 12.5 % up).
+    static let spareClasses = 2
 
     /// Returns every cached block to the system.
     func drain() {
