@@ -7,14 +7,17 @@ import Darwin
 // Fused attention of one (batch, head) for the short sequences of I-JEPA (7x7 to 14x14 tokens, predictor
 // sequences of ~20), forward and backward, in place of five general GEMM calls per head.
 //
-// Why: the general `sgemm` packs both operands and plans tasks for every call; on a 21 x 21 x 32 product that
-// overhead is most of the work. The profile of the Fashion-MNIST I-JEPA step (docs/performance.md) had the
-// predictor's attention at 4-6 GFLOP/s and the target encoder's at 18 GFLOP/s, 11 % of the step in all.
-//
+// Why: the general `sgemm` packs both operands and plans tasks for every call, which on a 21 x 21 x 32 product
+// is most of the work (the predictor's attention ran at 4-6 GFLOP/s in the profile of the Fashion-MNIST I-JEPA
+// step, docs/performance.md). Measured since: with another process loading the machine the fused heads took
+// the step's attention from 150 to 99 ms; on a quiet machine (two alternating rounds, 1 thread) the two paths
+// were equal within noise (~117 ms per step). perf on the predictor's heads now puts a third of the time in
+// `softmaxRow` (horizontal max/sum of rows of ~21) and a sixth in the scalar transpose of K: the next steps.
+
 // Every product here is one `smallGEMM`: A read in place through (row, column) strides, so transposes cost
 // nothing; B a row-major copy padded to a multiple of 16 columns (a few KiB, in L1). Each element is one fma
 // chain over k in ascending order followed by alpha (and + C when accumulating): the same arithmetic as the
-// packed `sgemm` for k <= KC, so the fused path gives the same bits as the GEMM-based one it replaced.
+// packed `sgemm` for k <= KC, so each product has the bits of the GEMM call it replaced (tested).
 
 /// C[0..<m, 0..<n] = alpha * A B (+ C when `accumulate`), for small operands.
 ///

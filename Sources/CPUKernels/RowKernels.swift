@@ -189,8 +189,9 @@ public func geluForward(
         var i = b0 * 8
         let end = min(count, b1 * 8)
         // Four independent vectors per iteration: one GELU is a ~130-cycle dependency chain (exp, a division,
-        // two polynomials) and the FP scheduler holds about one iteration of it, so one vector at a time ran at
-        // ~48 cycles per vector (interleaved: see docs/performance.md).
+        // two polynomials) and one vector per iteration ran at ~48 cycles per vector. Interleaved, 4096x768
+        // values (1 thread, two alternating rounds): forward 7.9 / 7.4 -> 6.1 / 6.3 ms, backward 9.2 / 8.8 ->
+        // 6.9 / 7.0 ms.
         while i + 32 <= end {
             let x0 = load8(x + i), x1 = load8(x + i + 8), x2 = load8(x + i + 16), x3 = load8(x + i + 24)
             let y0 = vgelu(x0), y1 = vgelu(x1), y2 = vgelu(x2), y3 = vgelu(x3)
