@@ -39,23 +39,14 @@ func microKernel6x16(
     }
     let al = V(repeating: alpha)
     if mr == 6 && nr == 16 {
-        if let bias {
-            let b0 = UnsafeRawPointer(bias).loadUnaligned(as: V.self)
-            let b1 = UnsafeRawPointer(bias).loadUnaligned(fromByteOffset: 32, as: V.self)
-            storeRow(c, c00, c01, al, beta, b0, b1)
-            storeRow(c + ldc, c10, c11, al, beta, b0, b1)
-            storeRow(c + 2 * ldc, c20, c21, al, beta, b0, b1)
-            storeRow(c + 3 * ldc, c30, c31, al, beta, b0, b1)
-            storeRow(c + 4 * ldc, c40, c41, al, beta, b0, b1)
-            storeRow(c + 5 * ldc, c50, c51, al, beta, b0, b1)
-        } else {
-            storeRow(c, c00, c01, al, beta)
-            storeRow(c + ldc, c10, c11, al, beta)
-            storeRow(c + 2 * ldc, c20, c21, al, beta)
-            storeRow(c + 3 * ldc, c30, c31, al, beta)
-            storeRow(c + 4 * ldc, c40, c41, al, beta)
-            storeRow(c + 5 * ldc, c50, c51, al, beta)
-        }
+        let b0 = bias.map { UnsafeRawPointer($0).loadUnaligned(as: V.self) }
+        let b1 = bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: 32, as: V.self) }
+        storeRow(c, c00, c01, al, beta, b0, b1)
+        storeRow(c + ldc, c10, c11, al, beta, b0, b1)
+        storeRow(c + 2 * ldc, c20, c21, al, beta, b0, b1)
+        storeRow(c + 3 * ldc, c30, c31, al, beta, b0, b1)
+        storeRow(c + 4 * ldc, c40, c41, al, beta, b0, b1)
+        storeRow(c + 5 * ldc, c50, c51, al, beta, b0, b1)
         return
     }
     withUnsafeTemporaryAllocation(of: V.self, capacity: 12) { t in
@@ -75,7 +66,7 @@ func microKernel6x16(
 @inline(__always)
 private func storeRow(
     _ c: UnsafeMutablePointer<Float>, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ alpha: SIMD8<Float>, _ beta: Float,
-    _ bias0: SIMD8<Float>? = nil, _ bias1: SIMD8<Float>? = nil
+    _ bias0: SIMD8<Float>?, _ bias1: SIMD8<Float>?
 ) {
     let p = UnsafeMutableRawPointer(c)
     var y0 = alpha * x0, y1 = alpha * x1
