@@ -11,7 +11,7 @@ import Darwin
 // is most of the work (the predictor's attention ran at 4-6 GFLOP/s in the profile of the Fashion-MNIST I-JEPA
 // step, docs/performance.md). Measured since: with another process loading the machine the fused heads took
 // the step's attention from 150 to 99 ms; on a quiet machine (two alternating rounds, 1 thread) the two paths
-// were equal within noise (~117 ms per step). perf on the predictor's heads now puts a third of the time in
+// were equal within noise (126 ms per step in both). perf on the predictor's heads now puts a third of the time in
 // `softmaxRow` (horizontal max/sum of rows of ~21) and a sixth in the scalar transpose of K: the next steps.
 
 // Every product here is one `smallGEMM`: A read in place through (row, column) strides, so transposes cost

@@ -268,9 +268,12 @@ public func softmaxRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Floa
         acc += e
         j += 8
     }
-    let live = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) .< SIMD8<Int32>(repeating: Int32(tail))
-    let et = vexp(fmadd(-sm, xt, s8)).replacing(with: 0, where: .!live)
-    acc += et
+    var et = Float8()
+    if tail > 0 {  // rows of a multiple of 8 (ViT-Tiny's 64 tokens) skip the padded vector's exp
+        let live = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) .< SIMD8<Int32>(repeating: Int32(tail))
+        et = vexp(fmadd(-sm, xt, s8)).replacing(with: 0, where: .!live)
+        acc += et
+    }
     let inv = splat(1 / hsum(acc))
     j = 0
     while j < c8 { store8(y + j, load8(y + j) * inv); j += 8 }
