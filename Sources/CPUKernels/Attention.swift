@@ -11,8 +11,9 @@ import Darwin
 // is most of the work (the predictor's attention ran at 4-6 GFLOP/s in the profile of the Fashion-MNIST I-JEPA
 // step, docs/performance.md). Measured since: with another process loading the machine the fused heads took
 // the step's attention from 150 to 99 ms; on a quiet machine (two alternating rounds, 1 thread) the two paths
-// were equal within noise (126 ms per step in both). perf on the predictor's heads now puts a third of the time in
-// `softmaxRow` (horizontal max/sum of rows of ~21) and a sixth in the scalar transpose of K: the next steps.
+// were equal within noise (126 ms per step in both). perf on the predictor's heads then put a third of the
+// time in the row softmax's horizontal max/sum and a sixth in the scalar transpose of K: both were rewritten
+// (`softmaxRows`, `transpose8x8`).
 
 // Every product here is one `smallGEMM`: A read in place through (row, column) strides, so transposes cost
 // nothing; B a row-major copy padded to a multiple of 16 columns (a few KiB, in L1). Each element is one fma
@@ -92,9 +93,24 @@ private func copyPadded(
     rows: Int, cols: Int, transpose: Bool
 ) {
     if transpose {
-        for c in 0..<cols {
-            let s = src + c * rowStride
-            for r in 0..<rows { dst[r * ld + c] = s[r] }
+        // 8 x 8 blocks through registers; source rows past `cols` are zeros, which is what the padding needs
+        // (ld is a multiple of 16, so the 8-wide stores stay inside each row).
+        var c0 = 0
+        while c0 < cols {
+            let cn = min(8, cols - c0)
+            @inline(__always) func row(_ t: Int, _ r0: Int) -> Float8 {
+                t < cn ? load8(src + (c0 + t) * rowStride + r0) : Float8()
+            }
+            var r0 = 0
+            while r0 + 8 <= rows {
+                transpose8x8(dst + r0 * ld + c0, ld: ld, row(0, r0), row(1, r0), row(2, r0), row(3, r0),
+                             row(4, r0), row(5, r0), row(6, r0), row(7, r0))
+                r0 += 8
+            }
+            for r in r0..<rows {
+                for t in 0..<cn { dst[r * ld + c0 + t] = src[(c0 + t) * rowStride + r] }
+            }
+            c0 += 8
         }
     }
     for r in 0..<rows {
@@ -106,6 +122,42 @@ private func copyPadded(
         }
         for c in cols..<ld { d[c] = 0 }
     }
+}
+
+/// o[i * ld + t] = v_t[i] for i, t in 0..<8: eight rows in, eight columns out.
+///
+/// Row pairs interleaved by the in-lane unpacks, then 64-bit pairs, then 128-bit halves (the usual AVX 8x8
+/// transpose). The scalar copy it replaced (K^T and V^T of every head) was a sixth of the predictor's
+/// attention heads (perf).
+@inline(__always)
+func transpose8x8(
+    _ o: UnsafeMutablePointer<Float>, ld: Int,    // (8, ld) rows of the output
+    _ v0: Float8, _ v1: Float8, _ v2: Float8, _ v3: Float8, _ v4: Float8, _ v5: Float8, _ v6: Float8, _ v7: Float8
+) {
+    typealias D4 = SIMD4<Double>
+    @inline(__always) func lo(_ x: Float8, _ y: Float8) -> D4 {  // x0 y0 x1 y1 | x4 y4 x5 y5
+        unsafeBitCast(Float8(x[0], y[0], x[1], y[1], x[4], y[4], x[5], y[5]), to: D4.self)
+    }
+    @inline(__always) func hi(_ x: Float8, _ y: Float8) -> D4 {  // x2 y2 x3 y3 | x6 y6 x7 y7
+        unsafeBitCast(Float8(x[2], y[2], x[3], y[3], x[6], y[6], x[7], y[7]), to: D4.self)
+    }
+    let l01 = lo(v0, v1), l23 = lo(v2, v3), l45 = lo(v4, v5), l67 = lo(v6, v7)  // columns 0, 1 | 4, 5
+    let h01 = hi(v0, v1), h23 = hi(v2, v3), h45 = hi(v4, v5), h67 = hi(v6, v7)  // columns 2, 3 | 6, 7
+    // Column c of rows 0-3 and of rows 4-7, as 64-bit pairs: (pairs 01, 23) and (pairs 45, 67).
+    @inline(__always) func column(_ a: D4, _ b: D4, _ c: D4, _ d: D4, _ i: Int, _ hiHalf: Bool) -> Float8 {
+        let k = hiHalf ? i + 2 : i
+        return unsafeBitCast(D4(a[k], b[k], c[k], d[k]), to: Float8.self)
+    }
+    let out = UnsafeMutableRawPointer(o)
+    @inline(__always) func put(_ i: Int, _ v: Float8) { out.storeBytes(of: v, toByteOffset: i * ld * 4, as: Float8.self) }
+    put(0, column(l01, l23, l45, l67, 0, false))
+    put(1, column(l01, l23, l45, l67, 1, false))
+    put(2, column(h01, h23, h45, h67, 0, false))
+    put(3, column(h01, h23, h45, h67, 1, false))
+    put(4, column(l01, l23, l45, l67, 0, true))
+    put(5, column(l01, l23, l45, l67, 1, true))
+    put(6, column(h01, h23, h45, h67, 0, true))
+    put(7, column(h01, h23, h45, h67, 1, true))
 }
 
 /// Floats of scratch that `attentionHeadForward` / `attentionHeadBackward` need for (n, dh).
@@ -127,7 +179,7 @@ public func attentionHeadForward(
     copyPadded(kt, ld: np, k, rowStride: ld, rows: dh, cols: n, transpose: true)
     copyPadded(vp, ld: dp, v, rowStride: ld, rows: n, cols: dh, transpose: false)
     smallGEMM(c: probs, ldc: n, a: q, rowStride: ld, colStride: 1, b: kt, ldb: np, m: n, n: n, k: dh, alpha: scale)
-    for r in 0..<n { softmaxRow(probs + r * n, probs + r * n, cols: n, scale: 1) }
+    softmaxRows(probs, probs, rows: n, cols: n, scale: 1)
     smallGEMM(c: out, ldc: ldo, a: probs, rowStride: n, colStride: 1, b: vp, ldb: dp, m: n, n: dh, k: n)
 }
 
@@ -155,7 +207,7 @@ public func attentionHeadBackward(
               accumulate: accumulate)
     smallGEMM(c: dP, ldc: n, a: dOut, rowStride: lddo, colStride: 1, b: vt, ldb: np, m: n, n: n, k: dh)
     dS.update(repeating: 0, count: n * n)
-    for r in 0..<n { softmaxBackwardRow(dS + r * n, dP + r * n, probs + r * n, cols: n, scale: scale) }
+    softmaxBackwardRows(dS, dP, probs, rows: n, cols: n, scale: scale)
     smallGEMM(c: dq, ldc: ldd, a: dS, rowStride: n, colStride: 1, b: kp, ldb: dp, m: n, n: dh, k: n,
               accumulate: accumulate)
     smallGEMM(c: dk, ldc: ldd, a: dS, rowStride: 1, colStride: n, b: qp, ldb: dp, m: n, n: dh, k: n,

@@ -240,45 +240,68 @@ public func softmaxForward(
 ) {
     precondition(rows >= 0 && cols > 0, "softmaxForward: rows \(rows) must be >= 0 and cols \(cols) > 0")
     forEachRowChunk(rows: rows, cols: cols * 4, threads: threads) { r0, r1 in
-        for r in r0..<r1 { softmaxRow(y + r * cols, x + r * cols, cols: cols, scale: 1) }
+        softmaxRows(y + r0 * cols, x + r0 * cols, rows: r1 - r0, cols: cols, scale: 1)
     }
 }
 
-/// One row of softmax(scale * x), in place allowed (y == x).
+/// Rows of softmax(scale * x), (rows, cols) contiguous, in place allowed (y == x).
 ///
 /// The last cols % 8 values go through one vector padded with -inf (their exp is replaced by 0), not lane by
 /// lane: in the attention of the I-JEPA predictor (rows of ~21) the scalar tail's exps and the stdlib's
 /// non-inlined `SIMD8.max()` were a quarter of the attention forward (perf, 2026-11-29).
+/// Rows go eight at a time through three passes (max; exp and sum; normalise): a row's horizontal max and
+/// sum are chains of dependent shuffles and adds, which one row after the other were a third of the
+/// predictor's attention heads (perf); within a pass the eight rows' chains are independent and overlap.
+/// Each row gets the arithmetic of a row alone, so results do not depend on how rows are grouped.
 @inline(__always)
-public func softmaxRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, cols: Int, scale: Float) {
+public func softmaxRows(
+    _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, cols: Int, scale: Float  // (rows, cols)
+) {
     let c8 = cols & ~7, tail = cols - c8
-    var xt = Float8(repeating: -.infinity)
-    for t in 0..<tail { xt[t] = x[c8 + t] }
-    var m8 = xt
-    var j = 0
-    while j < c8 { m8 = vmax(m8, load8(x + j)); j += 8 }
-    let m4 = vmax4(m8.lowHalf, m8.highHalf)
-    let mx = max(max(m4[0], m4[1]), max(m4[2], m4[3]))
-    let sm = splat(scale * mx), s8 = splat(scale)
-    var acc = Float8()
-    j = 0
-    while j < c8 {
-        let e = vexp(fmadd(-sm, load8(x + j), s8))
-        store8(y + j, e)
-        acc += e
-        j += 8
+    let live = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) .< SIMD8<Int32>(repeating: Int32(tail))
+    let s8 = splat(scale)
+    var r0 = 0
+    while r0 < rows {
+        let nb = min(8, rows - r0)
+        var mx = Float8(), inv = Float8()  // lane t: row r0 + t
+        for t in 0..<nb {
+            let xr = x + (r0 + t) * cols
+            var m8 = Float8(repeating: -.infinity)
+            for u in 0..<tail { m8[u] = xr[c8 + u] }
+            var j = 0
+            while j < c8 { m8 = vmax(m8, load8(xr + j)); j += 8 }
+            let m4 = vmax4(m8.lowHalf, m8.highHalf)
+            mx[t] = max(max(m4[0], m4[1]), max(m4[2], m4[3]))
+        }
+        for t in 0..<nb {
+            let xr = x + (r0 + t) * cols, yr = y + (r0 + t) * cols
+            let sm = splat(scale * mx[t])
+            var acc = Float8()
+            var j = 0
+            while j < c8 {
+                let e = vexp(fmadd(-sm, load8(xr + j), s8))
+                store8(yr + j, e)
+                acc += e
+                j += 8
+            }
+            if tail > 0 {  // rows of a multiple of 8 (ViT-Tiny's 64 tokens) skip the padded vector's exp
+                var xt = Float8(repeating: -.infinity)
+                for u in 0..<tail { xt[u] = xr[c8 + u] }
+                let et = vexp(fmadd(-sm, xt, s8)).replacing(with: 0, where: .!live)
+                acc += et
+                for u in 0..<tail { yr[c8 + u] = et[u] }
+            }
+            inv[t] = 1 / hsum(acc)
+        }
+        for t in 0..<nb {
+            let yr = y + (r0 + t) * cols
+            let iv = splat(inv[t])
+            var j = 0
+            while j < c8 { store8(yr + j, load8(yr + j) * iv); j += 8 }
+            for u in 0..<tail { yr[c8 + u] *= inv[t] }
+        }
+        r0 += nb
     }
-    var et = Float8()
-    if tail > 0 {  // rows of a multiple of 8 (ViT-Tiny's 64 tokens) skip the padded vector's exp
-        let live = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) .< SIMD8<Int32>(repeating: Int32(tail))
-        et = vexp(fmadd(-sm, xt, s8)).replacing(with: 0, where: .!live)
-        acc += et
-    }
-    let inv = splat(1 / hsum(acc))
-    j = 0
-    while j < c8 { store8(y + j, load8(y + j) * inv); j += 8 }
-    let yt = et * inv
-    for t in 0..<tail { y[c8 + t] = yt[t] }
 }
 
 @inline(__always) func vmax4(_ a: SIMD4<Float>, _ b: SIMD4<Float>) -> SIMD4<Float> { a.replacing(with: b, where: b .> a) }
@@ -292,30 +315,45 @@ public func softmaxBackward(
 ) {
     precondition(rows >= 0 && cols > 0, "softmaxBackward: rows \(rows) must be >= 0 and cols \(cols) > 0")
     forEachRowChunk(rows: rows, cols: cols * 2, threads: threads) { r0, r1 in
-        for r in r0..<r1 {
-            softmaxBackwardRow(dx + r * cols, dy + r * cols, y + r * cols, cols: cols, scale: 1)
-        }
+        softmaxBackwardRows(dx + r0 * cols, dy + r0 * cols, y + r0 * cols, rows: r1 - r0, cols: cols, scale: 1)
     }
 }
 
-/// One row of the softmax backward, times `scale` (the chain rule through softmax(scale * x)).
+/// Rows of the softmax backward, times `scale` (the chain rule through softmax(scale * x)):
+/// dx += scale * y * (dy - sum(dy * y)) per row. Eight rows at a time in two passes (the rows' dot products,
+/// then the updates), for the reason given at `softmaxRows`; per row the arithmetic of a row alone.
 @inline(__always)
-public func softmaxBackwardRow(
-    _ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ y: UnsafePointer<Float>, cols: Int, scale: Float
+public func softmaxBackwardRows(
+    _ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ y: UnsafePointer<Float>,  // (rows, cols) each
+    rows: Int, cols: Int, scale: Float
 ) {
     let c8 = cols & ~7
-    var acc = Float8()
-    var j = 0
-    while j < c8 { acc = fmadd(acc, load8(dy + j), load8(y + j)); j += 8 }
-    var dot = hsum(acc)
-    while j < cols { dot = fmadd(dot, dy[j], y[j]); j += 1 }
-    let d8 = splat(dot), s8 = splat(scale)
-    j = 0
-    while j < c8 {
-        store8(dx + j, fmadd(load8(dx + j), load8(y + j) * s8, load8(dy + j) - d8))
-        j += 8
+    let s8 = splat(scale)
+    var r0 = 0
+    while r0 < rows {
+        let nb = min(8, rows - r0)
+        var dots = Float8()  // lane t: row r0 + t
+        for t in 0..<nb {
+            let o = (r0 + t) * cols
+            var acc = Float8()
+            var j = 0
+            while j < c8 { acc = fmadd(acc, load8(dy + o + j), load8(y + o + j)); j += 8 }
+            var dot = hsum(acc)
+            while j < cols { dot = fmadd(dot, dy[o + j], y[o + j]); j += 1 }
+            dots[t] = dot
+        }
+        for t in 0..<nb {
+            let o = (r0 + t) * cols
+            let dot = dots[t], d8 = splat(dot)
+            var j = 0
+            while j < c8 {
+                store8(dx + o + j, fmadd(load8(dx + o + j), load8(y + o + j) * s8, load8(dy + o + j) - d8))
+                j += 8
+            }
+            while j < cols { dx[o + j] = fmadd(dx[o + j], y[o + j] * scale, dy[o + j] - dot); j += 1 }
+        }
+        r0 += nb
     }
-    while j < cols { dx[j] = fmadd(dx[j], y[j] * scale, dy[j] - dot); j += 1 }
 }
 
 // MARK: - Bias and residual
