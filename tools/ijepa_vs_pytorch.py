@@ -5,6 +5,7 @@
     tools/.venv-torch/bin/python tools/ijepa_vs_pytorch.py --masks ijepa-fmnist=masks.safetensors --filter fmnist
     tools/.venv-torch/bin/python tools/ijepa_vs_pytorch.py --filter fmnist --steps 2     # PyTorch alone, sampled masks
     tools/.venv-torch/bin/python tools/ijepa_vs_pytorch.py --swift .build/release/ijepa --busy   # one core kept busy
+    tools/.venv-torch/bin/python tools/ijepa_vs_pytorch.py --swift .build/release/ijepa --rounds 3  # median of 3 ratios
 
 What one step is (the official src/train.py loop, reference sections 4 and 5; modules and helpers imported from
 tools/make_parity_fixtures.py, the AdamW groups and schedules from tools/make_step_fixtures.py):
@@ -318,6 +319,9 @@ def main():
     p.add_argument("--busy", action="store_true",
                    help="keep one CPU-bound process (a busy loop) running during every timed case, as another job "
                         "on the machine would; the table then also shows each engine's 2-thread / 1-thread ratio")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="repeat the whole comparison, alternating which engine goes first; the ratios are the median "
+                        "over rounds of each round's ratio (the shared machine drifts by 10-30 %% within minutes)")
     p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -325,8 +329,8 @@ def main():
         return torch_worker(name, int(threads), int(steps), int(warmup), masks if masks != "-" else None)
 
     check_step_flops()
-    if args.steps < 1 or args.warmup < 0:
-        raise SystemExit("--steps must be >= 1 and --warmup >= 0")
+    if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
+        raise SystemExit("--steps and --rounds must be >= 1 and --warmup >= 0")
     try:
         threads = [int(t) for t in args.threads.split(",")]
         assert all(t >= 1 for t in threads)
@@ -348,14 +352,16 @@ def main():
                 masks[name] = path
     import torch
     print(json.dumps({"header": True, "torchVersion": torch.__version__, "steps": args.steps, "warmup": args.warmup,
-                      "threads": threads, "swift": args.swift, "peakGflops": args.peak_gflops, "busyLoop": args.busy,
+                      "threads": threads, "rounds": args.rounds, "swift": args.swift, "peakGflops": args.peak_gflops,
+                      "busyLoop": args.busy,
                       "masks": {n: masks.get(n, "sampled here, not the Swift bench's masks") for n in names}}),
           flush=True)
 
     peak, rows = args.peak_gflops, []
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
     try:
-        measure_all(args, threads, names, masks, peak, rows)
+        for r in range(args.rounds):
+            peak = measure_all(args, threads, names, masks, peak, rows, torch_first=r % 2 == 1)
     finally:
         if busy:
             busy.kill()
@@ -364,11 +370,13 @@ def main():
     tmp.cleanup()
 
 
-def measure_all(args, threads, names, masks, peak, rows):
-    """Times every (threads, config), Swift then PyTorch, and appends (name, threads, ours, theirs) to rows."""
+def measure_all(args, threads, names, masks, peak, rows, torch_first=False):
+    """Times every (threads, config), Swift then PyTorch (or the other way round), and appends (name, threads,
+    ours, theirs) to rows; returns the peak."""
     for t in threads:
         for name in names:
             ours = None
+            theirs = run_torch(args, name, t, masks, peak) if torch_first else None
             if args.swift:
                 cmd = [args.swift, "bench", "ijepa", "--json", "--threads", str(t), "--filter", name,
                        "--steps", str(args.steps)]
@@ -386,52 +394,73 @@ def measure_all(args, threads, names, masks, peak, rows):
                         "medianMs": ours.get("medianMs"), "torchVersion": None,
                         **{k: v for k, v in ours.items() if k not in ("name", "threads")}}
                 print(json.dumps(ours), flush=True)
-            env = dict(os.environ, OMP_NUM_THREADS=str(t))
-            r = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", name, str(t), str(args.steps),
-                                str(args.warmup), masks.get(name, "-")], capture_output=True, text=True, env=env)
-            if r.returncode != 0:
-                raise SystemExit(f"PyTorch worker {name} threads {t} failed ({r.returncode}):\n{r.stderr.strip()}")
-            theirs = json.loads(r.stdout.splitlines()[-1])
-            if peak:
-                theirs["pctPeak"] = 100 * theirs["gflops"] / (peak * t)
-            print(json.dumps(theirs), flush=True)
+            if theirs is None:
+                theirs = run_torch(args, name, t, masks, peak)
             if ours:
                 for key in ("meanContextTokens", "meanTargetTokens"):
                     if key in ours and abs(ours[key] - theirs[key]) > 1e-9:
                         print(f"warning: {name} threads {t}: {key} Swift {ours[key]} vs PyTorch {theirs[key]}: "
                               "the timed steps did not use the same masks", file=sys.stderr)
                 rows.append((name, t, ours, theirs))
+    return peak
+
+
+def run_torch(args, name, t, masks, peak):
+    """One PyTorch worker process for (name, t threads); prints and returns its JSON line."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(t))
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", name, str(t), str(args.steps),
+                        str(args.warmup), masks.get(name, "-")], capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise SystemExit(f"PyTorch worker {name} threads {t} failed ({r.returncode}):\n{r.stderr.strip()}")
+    theirs = json.loads(r.stdout.splitlines()[-1])
+    if peak:
+        theirs["pctPeak"] = 100 * theirs["gflops"] / (peak * t)
+    print(json.dumps(theirs), flush=True)
+    return theirs
 
 
 def report(rows, threads, busy):
-    """The ratio table and its JSON line (plus 2-thread / 1-thread ratios per engine when both were timed)."""
-    if rows:
-        print(f"\n{'case':14}{'thr':>4}  {'swift img/s':>11} {'torch img/s':>11} {'speed':>6}   "
-              f"{'swift MiB':>9} {'torch MiB':>9} {'RSS':>5}")
-        ratios = []
-        for name, t, ours, theirs in rows:
-            speed = theirs["medianMs"] / ours["medianMs"]
-            rss = ours["peakRSSBytes"] / theirs["peakRSSBytes"]
-            ratios.append({"name": name, "threads": t, "imagesPerSecondRatio": speed, "rssRatio": rss})
-            mib = (ours["peakRSSBytes"] / 2**20, theirs["peakRSSBytes"] / 2**20)
-            print(f"{name:14}{t:4}  {ours['batch'] / ours['medianMs'] * 1e3:11.1f} {theirs['imagesPerSecond']:11.1f} "
-                  f"{speed:6.2f}   {mib[0]:9.0f} {mib[1]:9.0f} {rss:5.2f}")
-        print("speed = swift images/s / pytorch images/s (batch / median step time on both sides); "
-              "RSS = swift peak RSS / pytorch peak RSS")
-        scaling = []
-        if 1 in threads and 2 in threads:
-            by = {(n, t): (o, th) for n, t, o, th in rows}
-            for name in sorted({n for n, _, _, _ in rows}):
-                if (name, 1) in by and (name, 2) in by:
-                    (o1, p1), (o2, p2) = by[(name, 1)], by[(name, 2)]
-                    s = {"name": name, "swift2over1": o1["medianMs"] / o2["medianMs"],
-                         "pytorch2over1": p1["medianMs"] / p2["medianMs"]}
-                    scaling.append(s)
-                    print(f"{name}: 2 threads / 1 thread{' with a busy loop running' if busy else ''}: "
-                          f"swift {s['swift2over1']:.2f}x, pytorch {s['pytorch2over1']:.2f}x")
-        print(json.dumps({"ratios": ratios, "scaling": scaling, "busyLoop": busy,
-                          "basis": "imagesPerSecondRatio = pytorch medianMs / swift medianMs; "
-                          "rssRatio = swift peakRSSBytes / pytorch peakRSSBytes"}))
+    """The ratio table and its JSON line (plus 2-thread / 1-thread ratios per engine when both were timed).
+
+    With several rounds each (config, threads) has one Swift and one PyTorch measurement per round: the speed
+    ratio is the median of the per-round ratios, images/s and RSS the medians / maxima over rounds, and `best`
+    compares the fastest step either engine took in any round."""
+    if not rows:
+        return
+    groups = {}
+    for name, t, ours, theirs in rows:
+        groups.setdefault((name, t), []).append((ours, theirs))
+    print(f"\n{'case':14}{'thr':>4}  {'swift img/s':>11} {'torch img/s':>11} {'speed':>6} {'best':>5}   "
+          f"{'swift MiB':>9} {'torch MiB':>9} {'RSS':>5}")
+    ratios, median = [], statistics.median
+    for (name, t), pairs in groups.items():
+        speed = median(th["medianMs"] / o["medianMs"] for o, th in pairs)
+        best = min(th.get("bestMs", th["medianMs"]) for _, th in pairs) / min(o.get("bestMs", o["medianMs"])
+                                                                              for o, _ in pairs)
+        rss = max(o["peakRSSBytes"] for o, _ in pairs) / max(th["peakRSSBytes"] for _, th in pairs)
+        ratios.append({"name": name, "threads": t, "imagesPerSecondRatio": speed, "bestStepRatio": best,
+                       "rssRatio": rss, "rounds": len(pairs),
+                       "perRound": [th["medianMs"] / o["medianMs"] for o, th in pairs]})
+        mib = (max(o["peakRSSBytes"] for o, _ in pairs) / 2**20, max(th["peakRSSBytes"] for _, th in pairs) / 2**20)
+        ours_ips = median(o["batch"] / o["medianMs"] * 1e3 for o, _ in pairs)
+        theirs_ips = median(th["imagesPerSecond"] for _, th in pairs)
+        print(f"{name:14}{t:4}  {ours_ips:11.1f} {theirs_ips:11.1f} {speed:6.2f} {best:5.2f}   "
+              f"{mib[0]:9.0f} {mib[1]:9.0f} {rss:5.2f}")
+    print("speed = pytorch median step time / swift median step time (median over rounds of the per-round ratio); "
+          "best = the same for the fastest step of any round; RSS = swift peak RSS / pytorch peak RSS")
+    scaling = []
+    if 1 in threads and 2 in threads:
+        for name in sorted({n for n, _ in groups}):
+            if (name, 1) in groups and (name, 2) in groups:
+                ms = {(t, e): median(pair[e]["medianMs"] for pair in groups[(name, t)]) for t in (1, 2) for e in (0, 1)}
+                s = {"name": name, "swift2over1": ms[(1, 0)] / ms[(2, 0)], "pytorch2over1": ms[(1, 1)] / ms[(2, 1)]}
+                scaling.append(s)
+                print(f"{name}: 2 threads / 1 thread{' with a busy loop running' if busy else ''}: "
+                      f"swift {s['swift2over1']:.2f}x, pytorch {s['pytorch2over1']:.2f}x")
+    print(json.dumps({"ratios": ratios, "scaling": scaling, "busyLoop": busy,
+                      "basis": "imagesPerSecondRatio = median over rounds of pytorch medianMs / swift medianMs; "
+                      "bestStepRatio = pytorch min bestMs / swift min bestMs; "
+                      "rssRatio = swift peakRSSBytes / pytorch peakRSSBytes (maxima over rounds)"}))
 
 
 if __name__ == "__main__":
