@@ -194,7 +194,7 @@ public func geluForward(
         // 6.9 / 7.0 ms.
         while i + 32 <= end {
             let x0 = load8(x + i), x1 = load8(x + i + 8), x2 = load8(x + i + 16), x3 = load8(x + i + 24)
-            let y0 = vgelu(x0), y1 = vgelu(x1), y2 = vgelu(x2), y3 = vgelu(x3)
+            let (y0, y1, y2, y3) = vgelu4(x0, x1, x2, x3)
             store8(y + i, y0); store8(y + i + 8, y1); store8(y + i + 16, y2); store8(y + i + 24, y3)
             i += 32
         }
@@ -215,8 +215,7 @@ public func geluBackward(
             store8(dx + at, accumulate ? load8(dx + at) + g : g)
         }
         while i + 32 <= end {  // four independent chains per iteration, as in geluForward
-            let d0 = vgeluDerivative(load8(x + i)), d1 = vgeluDerivative(load8(x + i + 8))
-            let d2 = vgeluDerivative(load8(x + i + 16)), d3 = vgeluDerivative(load8(x + i + 24))
+            let (d0, d1, d2, d3) = vgeluDerivative4(load8(x + i), load8(x + i + 8), load8(x + i + 16), load8(x + i + 24))
             put(i, load8(dy + i) * d0); put(i + 8, load8(dy + i + 8) * d1)
             put(i + 16, load8(dy + i + 16) * d2); put(i + 24, load8(dy + i + 24) * d3)
             i += 32

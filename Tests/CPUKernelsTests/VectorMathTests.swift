@@ -92,6 +92,37 @@ final class VectorMathTests: XCTestCase {
         XCTAssertLessThan(worstD, 1e-6, "gelu derivative error \(worstD)")
     }
 
+    /// The four-vector forms take a short path when every lane is in erf's polynomial branch; it must give the
+    /// bits of the one-vector forms, on all-small groups, mixed groups and special values alike.
+    func testFourVectorGeluEqualsOneVectorGeluBitForBit() {
+        var rng = SystemRandomNumberGenerator()
+        var groups: [[Float8]] = []
+        for scale: Float in [0.3, 1.0, 1.4142, 3.0] {  // 0.3: all lanes small; larger: mixed groups
+            for _ in 0..<2000 {
+                groups.append((0..<4).map { _ in Float8((0..<8).map { _ in Float.random(in: -scale...scale, using: &rng) }) })
+            }
+        }
+        let edge: Float = 1.4142135  // |x / sqrt 2| just below and above 1
+        groups.append([Float8(repeating: edge.nextDown), Float8(repeating: -edge.nextDown), Float8(0, -0.0, 1e-30, -1e-30, 0.5, -0.5, 1, -1),
+                       Float8(.nan, 0, 0, 0, 0, 0, 0, 0)])
+        groups.append([Float8(repeating: edge), Float8(.infinity, -.infinity, 10, -10, 0, 0, 0, 0), Float8(), Float8()])
+        var shortPathGroups = 0
+        for g in groups {
+            let y = vgelu4(g[0], g[1], g[2], g[3]), d = vgeluDerivative4(g[0], g[1], g[2], g[3])
+            let ys = [y.0, y.1, y.2, y.3], ds = [d.0, d.1, d.2, d.3]
+            for v in 0..<4 {
+                let want = vgelu(g[v]), wantD = vgeluDerivative(g[v])
+                for l in 0..<8 {
+                    XCTAssertEqual(ys[v][l].bitPattern, want[l].bitPattern, "gelu(\(g[v][l]))")
+                    XCTAssertEqual(ds[v][l].bitPattern, wantD[l].bitPattern, "gelu'(\(g[v][l]))")
+                }
+            }
+            if g.allSatisfy({ x in (0..<8).allSatisfy { abs(x[$0] * 0.707_106_77) < 1 || x[$0].isNaN } }) { shortPathGroups += 1 }
+        }
+        XCTAssertGreaterThan(shortPathGroups, 2000, "the short path was exercised")
+        XCTAssertLessThan(shortPathGroups, groups.count - 2000, "the full path was exercised")
+    }
+
     func testCompiledPathIsNamed() {
         XCTAssertFalse(SIMDPath.name.isEmpty)
         #if arch(x86_64)
