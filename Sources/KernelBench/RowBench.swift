@@ -64,10 +64,12 @@ public enum RowKernelSuite {
         }
     }
 
-    static func gelu(_ tag: String, count n: Int, backward: Bool) -> Case {
+    /// Inputs uniform in [-inputScale, inputScale]: 4 exercises both erf branches in nearly every vector;
+    /// 0.5 keeps every lane in the polynomial branch, as a ViT's fc1 outputs near initialisation (std ~0.3).
+    static func gelu(_ tag: String, count n: Int, backward: Bool, inputScale: Float = 4) -> Case {
         let cost = backward ? KernelCost.geluBackward(count: n) : KernelCost.geluForward(count: n)
         return Case(name: "gelu.\(backward ? "bwd" : "fwd").\(tag)", cost: cost) { threads in
-            let x = buffer(n, seed: 1, scale: 4), y = buffer(n, seed: 2), dy = buffer(n, seed: 3)
+            let x = buffer(n, seed: 1, scale: inputScale), y = buffer(n, seed: 2), dy = buffer(n, seed: 3)
             let run = {
                 if backward { geluBackward(dx: y, dy: dy, x: x, count: n, threads: threads) } else { geluForward(y, x, count: n, threads: threads) }
             }
@@ -244,6 +246,7 @@ public enum RowKernelSuite {
             for bwd in [false, true] {
                 cases.append(layerNorm(tag, rows: rows, dim: d, backward: bwd))
                 cases.append(gelu(tag, count: rows * 4 * d, backward: bwd))
+                cases.append(gelu(tag + ".small-inputs", count: rows * 4 * d, backward: bwd, inputScale: 0.5))
                 cases.append(softmax(tag, rows: attnRows, cols: tokens, backward: bwd))
                 cases.append(bias(tag, rows: rows, cols: 4 * d, backward: bwd))
             }

@@ -256,9 +256,9 @@ func gemmTableRow(_ r: BenchResult, _ c: GEMMCase) -> String {
                                           c.m, c.n, c.k, op, r.threads, r.gflops, r.pctPeak, r.medianMs, r.bestMs)
 }
 
-let rowTableHeader = "name                         thr   GFLOP/s   GB/s  median ms"
+let rowTableHeader = "name                               thr   GFLOP/s   GB/s  median ms"
 func rowTableRow(_ r: BenchResult) -> String {
-    r.name.padded(to: 27) + String(format: "%5d  %8.1f  %5.1f  %9.3f", r.threads, r.gflops, r.gbPerSecond, r.medianMs)
+    r.name.padded(to: 33) + String(format: "%5d  %8.1f  %5.1f  %9.3f", r.threads, r.gflops, r.gbPerSecond, r.medianMs)
 }
 
 extension String {
