@@ -31,28 +31,33 @@ public enum GEMMBlocking {
     public static let maxTileFloats = 1 << 15
 }
 
-/// Single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C (+ bias)`, row-major with leading dimensions.
+/// Single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C (+ bias) (+ residual)`, row-major with leading dimensions.
 ///
 /// Packs op(A) and op(B) into panels (absorbing the transposes), runs the 6x16 SIMD micro-kernel, and spreads
 /// tiles over `threads` threads (default `Parallel.maxThreads`). Results are bit-identical for any thread
 /// count. When beta == 0, C is never read (it may hold NaN). `bias` (n values) is added to every row of C
 /// in the last k block's store, after the alpha/beta expression is rounded: the same bits as a separate
-/// `addBias` pass without its extra trip through C (a Linear layer's forward). Invalid arguments stop with a
-/// message.
+/// `addBias` pass without its extra trip through C (a Linear layer's forward). `residual` ((m, n), with
+/// C's row stride, not aliasing C) is added last in that same store: the bits of a separate
+/// elementwise add of the residual stream, without that pass's two reads and one write (a transformer
+/// block's proj and fc2). Invalid arguments stop with a message.
 public func sgemm(
     c: UnsafeMutablePointer<Float>, ldc: Int,       // (m, n) row-major, row stride ldc
     a: UnsafePointer<Float>, lda: Int, transA: Bool, // (m, k), or (k, m) when transA; row stride lda
     b: UnsafePointer<Float>, ldb: Int, transB: Bool, // (k, n), or (n, k) when transB; row stride ldb
     m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0, bias: UnsafePointer<Float>? = nil,  // bias: (n) or nil
+    residual: UnsafePointer<Float>? = nil,          // (m, n) row-major, row stride ldc, or nil
     threads: Int? = nil
 ) {
     if let problem = gemmArgumentProblem(ldc: ldc, lda: lda, transA: transA, ldb: ldb, transB: transB, m: m, n: n, k: k) {
         fatalError("sgemm: \(problem)")
     }
+    precondition(residual.map { $0 != UnsafePointer(c) } ?? true, "sgemm: residual must not be C itself")
     if m == 0 || n == 0 { return }
     if k == 0 || alpha == 0 {
         scaleMatrix(c, ldc: ldc, rows: m, cols: n, beta: beta)
         if let bias { for i in 0..<m { for j in 0..<n { c[i * ldc + j] += bias[j] } } }
+        if let residual { for i in 0..<m { for j in 0..<n { c[i * ldc + j] += residual[i * ldc + j] } } }
         return
     }
     typealias P = GEMMBlocking
@@ -140,7 +145,8 @@ public func sgemm(
                                     microKernel6x16(
                                         c: cq + i * ldc, ldc: ldc, a: UnsafePointer(aBlock + i * kc), b: bp,
                                         kc: kc, mr: min(P.MR, mc - i), nr: nr, alpha: alpha, beta: betaNow,
-                                        bias: lastBlock ? bias.map { $0 + jc + j } : nil)
+                                        bias: lastBlock ? bias.map { $0 + jc + j } : nil,
+                                        residual: lastBlock ? residual.map { $0 + (i0 + i) * ldc + jc + j } : nil)
                                     i += P.MR
                                 }
                             }

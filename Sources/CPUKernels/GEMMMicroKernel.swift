@@ -5,14 +5,16 @@
 /// 12 SIMD8 accumulators stay in registers; beta == 0 never reads C. Edge tiles (mr < 6 or nr < 16) go
 /// through a stack tile and store the same expression per element, so an element's value does not depend
 /// on whether it sat in a full or an edge tile. `bias` (the GEMM's last k block only) is added after the
-/// alpha/beta expression is rounded, exactly as a separate bias pass would add it.
+/// alpha/beta expression is rounded, exactly as a separate bias pass would add it; `residual` (last k block too)
+/// after that, exactly as a separate elementwise add of the residual stream would.
 @inline(__always)
 func microKernel6x16(
     c: UnsafeMutablePointer<Float>, ldc: Int, // (mr, nr) block of C, row stride ldc
     a: UnsafePointer<Float>,                  // (kc, 6) packed
     b: UnsafePointer<Float>,                  // (kc, 16) packed
     kc: Int, mr: Int, nr: Int, alpha: Float, beta: Float,
-    bias: UnsafePointer<Float>? = nil          // (nr) values for these columns, or nil
+    bias: UnsafePointer<Float>? = nil,         // (nr) values for these columns, or nil
+    residual: UnsafePointer<Float>? = nil      // (mr, nr) block added last, row stride ldc, or nil
 ) {
     typealias V = SIMD8<Float>
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
@@ -41,12 +43,12 @@ func microKernel6x16(
     if mr == 6 && nr == 16 {
         let b0 = bias.map { UnsafeRawPointer($0).loadUnaligned(as: V.self) }
         let b1 = bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: 32, as: V.self) }
-        storeRow(c, c00, c01, al, beta, b0, b1)
-        storeRow(c + ldc, c10, c11, al, beta, b0, b1)
-        storeRow(c + 2 * ldc, c20, c21, al, beta, b0, b1)
-        storeRow(c + 3 * ldc, c30, c31, al, beta, b0, b1)
-        storeRow(c + 4 * ldc, c40, c41, al, beta, b0, b1)
-        storeRow(c + 5 * ldc, c50, c51, al, beta, b0, b1)
+        storeRow(c, c00, c01, al, beta, b0, b1, residual)
+        storeRow(c + ldc, c10, c11, al, beta, b0, b1, residual.map { $0 + ldc })
+        storeRow(c + 2 * ldc, c20, c21, al, beta, b0, b1, residual.map { $0 + 2 * ldc })
+        storeRow(c + 3 * ldc, c30, c31, al, beta, b0, b1, residual.map { $0 + 3 * ldc })
+        storeRow(c + 4 * ldc, c40, c41, al, beta, b0, b1, residual.map { $0 + 4 * ldc })
+        storeRow(c + 5 * ldc, c50, c51, al, beta, b0, b1, residual.map { $0 + 5 * ldc })
         return
     }
     withUnsafeTemporaryAllocation(of: V.self, capacity: 12) { t in
@@ -57,7 +59,8 @@ func microKernel6x16(
             for j in 0..<nr {
                 let ab = alpha * tile[i * 16 + j]
                 let y = beta == 0 ? ab : ab + beta * c[i * ldc + j]
-                c[i * ldc + j] = bias.map { y + $0[j] } ?? y
+                let yb = bias.map { y + $0[j] } ?? y
+                c[i * ldc + j] = residual.map { yb + $0[i * ldc + j] } ?? yb
             }
         }
     }
@@ -66,7 +69,7 @@ func microKernel6x16(
 @inline(__always)
 private func storeRow(
     _ c: UnsafeMutablePointer<Float>, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ alpha: SIMD8<Float>, _ beta: Float,
-    _ bias0: SIMD8<Float>?, _ bias1: SIMD8<Float>?
+    _ bias0: SIMD8<Float>?, _ bias1: SIMD8<Float>?, _ residual: UnsafePointer<Float>?
 ) {
     let p = UnsafeMutableRawPointer(c)
     var y0 = alpha * x0, y1 = alpha * x1
@@ -78,6 +81,11 @@ private func storeRow(
     if let bias0, let bias1 {
         y0 = y0 + bias0
         y1 = y1 + bias1
+    }
+    if let residual {
+        let r = UnsafeRawPointer(residual)
+        y0 = y0 + r.loadUnaligned(as: SIMD8<Float>.self)
+        y1 = y1 + r.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
     }
     p.storeBytes(of: y0, as: SIMD8<Float>.self)
     p.storeBytes(of: y1, toByteOffset: 32, as: SIMD8<Float>.self)

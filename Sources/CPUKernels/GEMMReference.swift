@@ -1,4 +1,5 @@
-/// Naive reference GEMM, accumulating in Double: `C = alpha * op(A) * op(B) + beta * C (+ bias per column)`.
+/// Naive reference GEMM, accumulating in Double: `C = alpha * op(A) * op(B) + beta * C (+ bias per column)
+/// (+ residual)`.
 ///
 /// Used by the tests and the benchmark validation. Same argument conventions as `sgemm`; beta == 0 does not
 /// read C.
@@ -6,7 +7,8 @@ public func sgemmReference(
     c: UnsafeMutablePointer<Float>, ldc: Int,       // (m, n) row-major, row stride ldc
     a: UnsafePointer<Float>, lda: Int, transA: Bool, // (m, k), or (k, m) when transA; row stride lda
     b: UnsafePointer<Float>, ldb: Int, transB: Bool, // (k, n), or (n, k) when transB; row stride ldb
-    m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0, bias: UnsafePointer<Float>? = nil  // bias: (n) or nil
+    m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0, bias: UnsafePointer<Float>? = nil,  // bias: (n) or nil
+    residual: UnsafePointer<Float>? = nil           // (m, n), row stride ldc, or nil
 ) {
     if let problem = gemmArgumentProblem(ldc: ldc, lda: lda, transA: transA, ldb: ldb, transB: transB, m: m, n: n, k: k) {
         fatalError("sgemmReference: \(problem)")
@@ -21,7 +23,7 @@ public func sgemmReference(
             }
             let ab = Double(alpha) * sum
             let y = beta == 0 ? ab : ab + Double(beta) * Double(c[i * ldc + j])
-            c[i * ldc + j] = Float(y + (bias.map { Double($0[j]) } ?? 0))
+            c[i * ldc + j] = Float(y + (bias.map { Double($0[j]) } ?? 0) + (residual.map { Double($0[i * ldc + j]) } ?? 0))
         }
     }
 }

@@ -32,8 +32,9 @@ public final class Linear: ParameterContainer {
         self.bias = bias ? Variable(try Tensor(zeros: [outFeatures]), requiresGrad: true) : nil
     }
 
-    public func callAsFunction(_ x: Variable, tape: Tape?) throws -> Variable {
-        try linear(x, weight: weight, bias: bias, tape: tape)
+    /// x W^T + b, plus `residual` when given (added in the same pass; see `linear`).
+    public func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape?) throws -> Variable {
+        try linear(x, weight: weight, bias: bias, residual: residual, tape: tape)
     }
 
     public var namedParameters: [(String, Variable)] {
@@ -75,8 +76,9 @@ public final class Attention: ParameterContainer {
         self.heads = heads
     }
 
-    public func callAsFunction(_ x: Variable, tape: Tape?) throws -> Variable {
-        try proj(try attention(try qkv(x, tape: tape), heads: heads, tape: tape), tape: tape)
+    /// proj(attention(qkv(x))), plus `residual` when given (in proj's store).
+    public func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape?) throws -> Variable {
+        try proj(try attention(try qkv(x, tape: tape), heads: heads, tape: tape), residual: residual, tape: tape)
     }
 
     public var namedParameters: [(String, Variable)] { prefixed("qkv", qkv) + prefixed("proj", proj) }
@@ -92,8 +94,9 @@ public final class MLP: ParameterContainer {
         fc2 = try Linear(hidden, dim, rng: &rng)
     }
 
-    public func callAsFunction(_ x: Variable, tape: Tape?) throws -> Variable {
-        try fc2(gelu(try fc1(x, tape: tape), tape: tape), tape: tape)
+    /// fc2(GELU(fc1(x))), plus `residual` when given (in fc2's store).
+    public func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape?) throws -> Variable {
+        try fc2(gelu(try fc1(x, tape: tape), tape: tape), residual: residual, tape: tape)
     }
 
     public var namedParameters: [(String, Variable)] { prefixed("fc1", fc1) + prefixed("fc2", fc2) }
@@ -113,9 +116,10 @@ public final class Block: ParameterContainer {
         mlp = try MLP(dim: dim, hidden: dim * mlpRatio, rng: &rng)
     }
 
+    /// The residual adds ride in proj's and fc2's GEMM stores (same bits as separate adds).
     public func callAsFunction(_ x: Variable, tape: Tape?) throws -> Variable {
-        let y = try add(x, try attn(try norm1(x, tape: tape), tape: tape), tape: tape)
-        return try add(y, try mlp(try norm2(y, tape: tape), tape: tape), tape: tape)
+        let y = try attn(try norm1(x, tape: tape), residual: x, tape: tape)
+        return try mlp(try norm2(y, tape: tape), residual: y, tape: tape)
     }
 
     public var namedParameters: [(String, Variable)] {

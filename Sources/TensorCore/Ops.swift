@@ -50,25 +50,43 @@ func check(_ ok: Bool, _ op: String, _ a: [Int], _ b: [Int]) throws {
 // MARK: - Linear
 
 /// y = x W^T + b over the last axis: x (..., in), W (out, in) as PyTorch stores it, b (out). y (..., out).
-public func linear(_ x: Variable, weight w: Variable, bias b: Variable?, tape: Tape?) throws -> Variable {
+///
+/// With `residual` (the shape of the output) the result is `residual + (x W^T + b)`: a transformer block's
+/// `x + proj(...)` and `y + fc2(...)` in one op. The residual is added in the GEMM's last store, after the bias,
+/// which gives the bits of a separate `add` while skipping its pass over memory (two reads and a write of the
+/// block's width per token); its gradient is dy, as `add` would pass it.
+public func linear(
+    _ x: Variable, weight w: Variable, bias b: Variable?, residual r: Variable? = nil, tape: Tape?
+) throws -> Variable {
     try check(w.shape.count == 2 && x.shape.last == w.shape[1], "linear: x (..., in) and weight (out, in)", x.shape, w.shape)
     let (outF, inF) = (w.shape[0], w.shape[1])
     if let b { try check(b.value.count == outF, "linear: bias (out)", b.shape, w.shape) }
+    let outShape = Array(x.shape.dropLast()) + [outF]
+    if let r { try check(r.shape == outShape, "linear: residual of the output's shape", r.shape, outShape) }
     let rows = x.value.count / max(1, inF)
-    var y = try Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
+    var y = try Tensor(uninitialized: outShape)
     let yp = mutablePointer(&y)
     x.withValue { xp in
         w.withValue { wp in
-            // The bias rides in the GEMM's store (same bits as a separate pass, one trip through y fewer).
+            // The bias (and the residual) ride in the GEMM's store: same bits as separate passes, fewer trips
+            // through memory.
             withOptionalPointer(b?.value) { bp in
-                sgemm(c: yp, ldc: max(1, outF), a: xp, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF),
-                      transB: true, m: rows, n: outF, k: inF, bias: bp)
+                withOptionalPointer(r?.value) { rp in
+                    sgemm(c: yp, ldc: max(1, outF), a: xp, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF),
+                          transB: true, m: rows, n: outF, k: inF, bias: bp, residual: rp)
+                }
             }
         }
     }
-    let mnk = 2 * Double(rows) * Double(inF) * Double(outF), biasOps = b == nil ? 0 : Double(rows * outF)
-    return opOutput(y, inputs: x, w, b, tape: tape, op: "linear",
-                    cost: OpCost(forward: mnk + biasOps, backward: 2 * mnk + biasOps)) { dy in
+    let mnk = 2 * Double(rows) * Double(inF) * Double(outF)
+    let epilogueOps = Double(rows * outF) * Double((b == nil ? 0 : 1) + (r == nil ? 0 : 1))
+    return opOutput(y, inputs: x, w, b, r, tape: tape, op: "linear",
+                    cost: OpCost(forward: mnk + epilogueOps, backward: 2 * mnk + epilogueOps)) { dy in
+        if let r, r.requiresGrad {
+            r.withGradForWrite { g, fresh in
+                if fresh { g.update(from: dy, count: r.value.count) } else { accumulate(g, dy, count: r.value.count) }
+            }
+        }
         if x.requiresGrad {
             x.withGradForWrite { dx, fresh in
                 w.withValue { wp in

@@ -125,31 +125,47 @@ final class GEMMTests: XCTestCase {
     /// The bias epilogue gives the bits of a GEMM followed by a separate bias pass, for any thread count, with
     /// edge tiles, several k blocks and k groups (k 1100 > 4 KC), alpha/beta, NaN-filled C with beta 0, and
     /// alpha 0; and it is within the GEMM bound of the Double reference.
-    func testBiasEpilogueEqualsSeparateBiasPass() {
+    /// The bias and the residual ride in the last k block's store; the result must have the bits of the GEMM
+    /// followed by separate passes (bias, then the elementwise add of the residual), for any thread count.
+    func testBiasAndResidualEpilogueEqualSeparatePasses() {
         let cases = [(1, 1, 1, false, true, Float(1), Float(0)), (7, 17, 5, false, true, 1, 0), (13, 33, 300, true, false, 0.5, 1),
                      (97, 70, 1100, false, false, 1, 0.25), (300, 200, 600, false, true, 1, 0), (5, 9, 4, false, true, 0, 2)]
         for (m, n, k, ta, tb, alpha, beta) in cases {
             var rng = TestRNG(7)
             let a = rng.floats(m * k), b = rng.floats(k * n), bias = rng.floats(n, scale: 3)
+            let residual = rng.floats(m * n, scale: 2)
             let c0 = beta == 0 ? [Float](repeating: .nan, count: m * n) : rng.floats(m * n)
             let lda = ta ? m : k, ldb = tb ? k : n
-            var separate = c0
-            sgemm(c: &separate, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k,
-                  alpha: alpha, beta: beta, threads: 1)
-            for i in 0..<m { for j in 0..<n { separate[i * n + j] += bias[j] } }
-            for threads in [1, 2, 5] {
-                var fused = c0
-                sgemm(c: &fused, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k,
-                      alpha: alpha, beta: beta, bias: bias, threads: threads)
-                XCTAssertEqual(fused.map(\.bitPattern), separate.map(\.bitPattern),
-                               "bias epilogue (\(m), \(n), \(k)) alpha \(alpha) beta \(beta), \(threads) threads")
-            }
-            var ref = c0
-            sgemmReference(c: &ref, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k,
-                           alpha: alpha, beta: beta, bias: bias)
-            for i in 0..<m * n {
-                XCTAssertEqual(Double(separate[i]), Double(ref[i]), accuracy: Double(k + 4) * 1.2e-7 * (Double(k) + 4),
-                               "bias GEMM vs reference (\(m), \(n), \(k)) at \(i)")
+            for (useBias, useResidual) in [(true, false), (false, true), (true, true)] {
+                var separate = c0
+                sgemm(c: &separate, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k,
+                      alpha: alpha, beta: beta, threads: 1)
+                if useBias { for i in 0..<m { for j in 0..<n { separate[i * n + j] += bias[j] } } }
+                if useResidual { for i in 0..<m * n { separate[i] = residual[i] + separate[i] } }
+                let what = "bias \(useBias) residual \(useResidual) (\(m), \(n), \(k)) alpha \(alpha) beta \(beta)"
+                for threads in [1, 2, 5] {
+                    var fused = c0
+                    bias.withUnsafeBufferPointer { bp in
+                        residual.withUnsafeBufferPointer { rp in
+                            sgemm(c: &fused, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n,
+                                  k: k, alpha: alpha, beta: beta, bias: useBias ? bp.baseAddress : nil,
+                                  residual: useResidual ? rp.baseAddress : nil, threads: threads)
+                        }
+                    }
+                    XCTAssertEqual(fused.map(\.bitPattern), separate.map(\.bitPattern), "\(what), \(threads) threads")
+                }
+                var ref = c0
+                bias.withUnsafeBufferPointer { bp in
+                    residual.withUnsafeBufferPointer { rp in
+                        sgemmReference(c: &ref, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n,
+                                       k: k, alpha: alpha, beta: beta, bias: useBias ? bp.baseAddress : nil,
+                                       residual: useResidual ? rp.baseAddress : nil)
+                    }
+                }
+                for i in 0..<m * n {
+                    XCTAssertEqual(Double(separate[i]), Double(ref[i]), accuracy: Double(k + 4) * 1.2e-7 * (Double(k) + 4),
+                                   "\(what): GEMM vs reference at \(i)")
+                }
             }
         }
     }

@@ -51,6 +51,21 @@ final class GradCheckTests: XCTestCase {
         try gradCheck("linear", [x, w, b]) { try linear(x, weight: w, bias: b, tape: $0) }
         let x1 = try param([1, 1]), w1 = try param([1, 1])
         try gradCheck("linear 1x1 no bias", [x1, w1]) { try linear(x1, weight: w1, bias: nil, tape: $0) }
+        let r = try param([2, 3, 4])
+        try gradCheck("linear + residual", [x, w, b, r]) { try linear(x, weight: w, bias: b, residual: r, tape: $0) }
+        // The residual also feeding the input (a block's x -> norm -> ... -> proj + x): both gradients add up.
+        let s = try param([2, 3, 5]), ws = try param([5, 5])
+        try gradCheck("linear + residual of its own input", [s, ws]) { t in
+            try linear(try gelu(s, tape: t), weight: ws, bias: nil, residual: s, tape: t)
+        }
+        // Same bits as linear followed by add.
+        let fused = try linear(x, weight: w, bias: b, residual: r, tape: nil)
+        let separate = try add(r, try linear(x, weight: w, bias: b, tape: nil), tape: nil)
+        XCTAssertEqual(fused.value.withUnsafeBufferPointer { $0.map(\.bitPattern) },
+                       separate.value.withUnsafeBufferPointer { $0.map(\.bitPattern) })
+        XCTAssertThrowsError(try linear(x, weight: w, bias: b, residual: try param([2, 3, 5]), tape: nil)) {
+            XCTAssert("\($0)".contains("linear: residual of the output's shape"), "\($0)")
+        }
     }
 
     func testLayerNorm() throws {
