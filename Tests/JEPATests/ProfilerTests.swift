@@ -3,7 +3,7 @@ import XCTest
 @testable import TensorCore
 
 final class ProfilerTests: XCTestCase {
-    /// A profiled I-JEPA step: every phase and pass shows up, the linear FLOPs equal 2 m n k (+ bias), the rows
+    /// A profiled I-JEPA step: every phase and pass shows up, the linear FLOPs equal 2 m n k (+ bias, + residual), the rows
     /// account for the step's wall time, and the profiler changes no number.
     func testProfiledStepAccountsForItsTimeAndChangesNothing() throws {
         let vit = ViTConfig(imageSize: 16, patchSize: 4, inChannels: 1, embedDim: 32, depth: 2, heads: 2)
@@ -39,9 +39,11 @@ final class ProfilerTests: XCTestCase {
         let rows = 4.0 * 16, d = 32.0
         let perBlock = 2 * rows * d * (3 * d) + 2 * rows * d * d + 2 * 2 * rows * d * (4 * d)
         let biases = rows * (3 * d + d + 4 * d + d)
+        let residuals = rows * (d + d)  // the block's two residual adds ride in proj's and fc2's store
         let patch = 2 * rows * 16 * d + rows * d
         let target = p.rows.first { $0.phase == "target" && $0.op == "linear" }!
-        XCTAssertEqual(target.flops, 2 * (perBlock + biases) + patch, accuracy: 1)
+        XCTAssertEqual(target.flops, 2 * (perBlock + biases + residuals) + patch, accuracy: 1)
+        XCTAssertFalse(p.rows.contains { $0.op == "add" && $0.phase == "target" }, "no separate residual adds")
         XCTAssertEqual(target.calls, 2 * 4 + 1)
         XCTAssertGreaterThan(p.totalSeconds / wall, 0.95, "the rows must account for the step")
         XCTAssertLessThanOrEqual(p.totalSeconds, wall * 1.0001)
