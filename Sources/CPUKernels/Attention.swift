@@ -135,14 +135,8 @@ func transpose8x8(
     _ v0: Float8, _ v1: Float8, _ v2: Float8, _ v3: Float8, _ v4: Float8, _ v5: Float8, _ v6: Float8, _ v7: Float8
 ) {
     typealias D4 = SIMD4<Double>
-    @inline(__always) func lo(_ x: Float8, _ y: Float8) -> D4 {  // x0 y0 x1 y1 | x4 y4 x5 y5
-        unsafeBitCast(Float8(x[0], y[0], x[1], y[1], x[4], y[4], x[5], y[5]), to: D4.self)
-    }
-    @inline(__always) func hi(_ x: Float8, _ y: Float8) -> D4 {  // x2 y2 x3 y3 | x6 y6 x7 y7
-        unsafeBitCast(Float8(x[2], y[2], x[3], y[3], x[6], y[6], x[7], y[7]), to: D4.self)
-    }
-    let l01 = lo(v0, v1), l23 = lo(v2, v3), l45 = lo(v4, v5), l67 = lo(v6, v7)  // columns 0, 1 | 4, 5
-    let h01 = hi(v0, v1), h23 = hi(v2, v3), h45 = hi(v4, v5), h67 = hi(v6, v7)  // columns 2, 3 | 6, 7
+    let l01 = pairsLow(v0, v1), l23 = pairsLow(v2, v3), l45 = pairsLow(v4, v5), l67 = pairsLow(v6, v7)  // 0, 1 | 4, 5
+    let h01 = pairsHigh(v0, v1), h23 = pairsHigh(v2, v3), h45 = pairsHigh(v4, v5), h67 = pairsHigh(v6, v7)  // 2, 3 | 6, 7
     // Column c of rows 0-3 and of rows 4-7, as 64-bit pairs: (pairs 01, 23) and (pairs 45, 67).
     @inline(__always) func column(_ a: D4, _ b: D4, _ c: D4, _ d: D4, _ i: Int, _ hiHalf: Bool) -> Float8 {
         let k = hiHalf ? i + 2 : i

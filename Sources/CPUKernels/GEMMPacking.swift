@@ -85,6 +85,19 @@ func packA(
     }
 }
 
+/// Columns 0, 1, 4, 5 of two rows as 64-bit pairs (x0 y0 | x1 y1 | x4 y4 | x5 y5: the in-lane unpack
+/// `unpcklps`), the first step of the register transposes here and in the attention kernel.
+@inline(__always)
+func pairsLow(_ x: Float8, _ y: Float8) -> SIMD4<Double> {
+    unsafeBitCast(Float8(x[0], y[0], x[1], y[1], x[4], y[4], x[5], y[5]), to: SIMD4<Double>.self)
+}
+
+/// Columns 2, 3, 6, 7 of two rows as 64-bit pairs (`unpckhps`).
+@inline(__always)
+func pairsHigh(_ x: Float8, _ y: Float8) -> SIMD4<Double> {
+    unsafeBitCast(Float8(x[2], y[2], x[3], y[3], x[6], y[6], x[7], y[7]), to: SIMD4<Double>.self)
+}
+
 /// Writes 8 columns of 6 rows k-major: o[6p + r] = v_r[p], 48 floats.
 ///
 /// Rows are interleaved in pairs with the in-lane unpacks (unpcklps / unpckhps: the pairs of columns 0, 1, 4, 5
@@ -98,14 +111,8 @@ func transpose6x8(
     _ v0: Float8, _ v1: Float8, _ v2: Float8, _ v3: Float8, _ v4: Float8, _ v5: Float8  // the 6 rows
 ) {
     typealias D4 = SIMD4<Double>
-    @inline(__always) func lo(_ x: Float8, _ y: Float8) -> D4 {  // x0 y0 x1 y1 | x4 y4 x5 y5
-        unsafeBitCast(Float8(x[0], y[0], x[1], y[1], x[4], y[4], x[5], y[5]), to: D4.self)
-    }
-    @inline(__always) func hi(_ x: Float8, _ y: Float8) -> D4 {  // x2 y2 x3 y3 | x6 y6 x7 y7
-        unsafeBitCast(Float8(x[2], y[2], x[3], y[3], x[6], y[6], x[7], y[7]), to: D4.self)
-    }
-    let l01 = lo(v0, v1), l23 = lo(v2, v3), l45 = lo(v4, v5)  // pairs of columns 0, 1, 4, 5
-    let h01 = hi(v0, v1), h23 = hi(v2, v3), h45 = hi(v4, v5)  // pairs of columns 2, 3, 6, 7
+    let l01 = pairsLow(v0, v1), l23 = pairsLow(v2, v3), l45 = pairsLow(v4, v5)     // pairs of columns 0, 1, 4, 5
+    let h01 = pairsHigh(v0, v1), h23 = pairsHigh(v2, v3), h45 = pairsHigh(v4, v5)  // pairs of columns 2, 3, 6, 7
     let out = UnsafeMutableRawPointer(o)
     out.storeBytes(of: D4(l01[0], l23[0], l45[0], l01[1]), toByteOffset: 0, as: D4.self)
     out.storeBytes(of: D4(l23[1], l45[1], h01[0], h23[0]), toByteOffset: 32, as: D4.self)
