@@ -82,11 +82,7 @@ public func linear(
     let epilogueOps = Double(rows * outF) * Double((b == nil ? 0 : 1) + (r == nil ? 0 : 1))
     return opOutput(y, inputs: x, w, b, r, tape: tape, op: "linear",
                     cost: OpCost(forward: mnk + epilogueOps, backward: 2 * mnk + epilogueOps)) { dy in
-        if let r, r.requiresGrad {
-            r.withGradForWrite { g, fresh in
-                if fresh { g.update(from: dy, count: r.value.count) } else { accumulate(g, dy, count: r.value.count) }
-            }
-        }
+        if let r { passGradient(dy, to: r) }
         if x.requiresGrad {
             x.withGradForWrite { dx, fresh in
                 w.withValue { wp in
@@ -182,10 +178,15 @@ public func add(_ a: Variable, _ b: Variable, tape: Tape?) throws -> Variable {
     let yp = mutablePointer(&y)
     a.withValue { ap in b.withValue { bp in addElementwise(yp, ap, bp, count: a.value.count) } }
     return opOutput(y, inputs: a, b, tape: tape, op: "add", cost: .elementwise(a.value.count, 1, 2)) { dy in
-        for v in [a, b] where v.requiresGrad {
-            v.withGradForWrite { g, fresh in
-                if fresh { g.update(from: dy, count: v.value.count) } else { accumulate(g, dy, count: v.value.count) }
-            }
-        }
+        passGradient(dy, to: a)
+        passGradient(dy, to: b)
+    }
+}
+
+/// v.grad += dy (dy copied into a fresh gradient): the backward pass of an identity path (`add`, a residual).
+func passGradient(_ dy: UnsafePointer<Float>, to v: Variable) {
+    guard v.requiresGrad else { return }
+    v.withGradForWrite { g, fresh in
+        if fresh { g.update(from: dy, count: v.value.count) } else { accumulate(g, dy, count: v.value.count) }
     }
 }
