@@ -142,8 +142,8 @@ public func vgeluDerivative(_ x: Float8) -> Float8 {
 /// `vgelu` of four vectors, the same values. When every lane has |x / sqrt 2| < 1, erf's polynomial branch
 /// is all `verf` would select, so its other branch (an exp, a division and a degree-10 polynomial, most of the
 /// work) is skipped. At initialisation a ViT's fc1 outputs have a standard deviation of about 0.3 (LayerNorm'd
-/// inputs, weights of std 0.02, width 192), so in the short runs this engine is used for nearly every vector
-/// takes the short path; mixed vectors take the full one.
+/// inputs, weights of std 0.02, width 192), and in the short runs this engine is used for they stay there: nearly
+/// every vector takes the short path; mixed vectors take the full one.
 @_transparent
 public func vgelu4(_ x0: Float8, _ x1: Float8, _ x2: Float8, _ x3: Float8) -> (Float8, Float8, Float8, Float8) {
     let s0 = x0 * 0.707_106_77, s1 = x1 * 0.707_106_77, s2 = x2 * 0.707_106_77, s3 = x3 * 0.707_106_77
