@@ -22,6 +22,13 @@ public final class IJEPAModel {
         copyParameters(from: encoder, to: target)
     }
 
+    /// Activation checkpointing of the context encoder's and the predictor's blocks (the target encoder runs
+    /// without a tape and keeps nothing): identical results, far less memory, about a third more forward work.
+    public var recomputeBlocks: Bool {
+        get { encoder.recomputeBlocks }
+        set { encoder.recomputeBlocks = newValue; predictor.recomputeBlocks = newValue }
+    }
+
     /// Every tensor of a checkpoint, under the official module names: `encoder.`, `predictor.`,
     /// `target_encoder.` followed by the official state_dict keys (fixed tables included).
     public var stateDict: [(String, Variable)] {

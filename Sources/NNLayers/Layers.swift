@@ -122,6 +122,14 @@ public final class Block: ParameterContainer {
         return try mlp(try norm2(y, tape: tape), residual: y, tape: tape)
     }
 
+    /// With `recompute` the block keeps only its input for the backward pass and runs again there
+    /// (`recomputed`): the same gradients for a fraction of the activation memory, at the cost of a second
+    /// forward pass.
+    public func callAsFunction(_ x: Variable, recompute: Bool, tape: Tape?) throws -> Variable {
+        guard recompute else { return try self(x, tape: tape) }
+        return try recomputed(x, tape: tape) { try self($0, tape: $1) }
+    }
+
     public var namedParameters: [(String, Variable)] {
         prefixed("norm1", norm1) + prefixed("attn", attn) + prefixed("norm2", norm2) + prefixed("mlp", mlp)
     }

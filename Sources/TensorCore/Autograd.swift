@@ -113,6 +113,34 @@ public final class Tape {
     public func reset() { entries.removeAll(keepingCapacity: true) }
 }
 
+/// Activation checkpointing: `body(x, tape)` (a transformer block) runs without recording, so only its
+/// input and output stay alive until the backward pass; there it runs again, recording on a tape of its own,
+/// and that tape's backward passes the output's gradient to `x` and to the parameters `body` uses.
+///
+/// The ops are deterministic, so the second run has the bits of the first and the gradients are identical
+/// to those of the plain call; the price is a second forward pass of `body`. With no recording tape this is
+/// `body(x, nil)`. `body` must not draw random numbers or depend on state that changes between the passes.
+public func recomputed(
+    _ x: Variable, tape: Tape?, _ body: @escaping (Variable, Tape?) throws -> Variable
+) throws -> Variable {
+    guard let tape, tape.isRecording else { return try body(x, tape) }
+    let out = output(try body(x, nil).value, tape)
+    let phase = OpProfiler.active?.phase
+    tape.record(releasing: out) { [weak out] in
+        guard let dy = out?.grad else { return }
+        let local = Tape()
+        let replay: Variable
+        do {
+            replay = try OpProfiler.recomputing(phase: phase) { try body(x, local) }
+        } catch {
+            fatalError("recomputed: the second forward pass of a checkpointed block failed after the first succeeded: \(error)")
+        }
+        replay.grad = dy  // shared, read-only: the block's ops only read their output's gradient
+        local.runEntries()
+    }
+    return out
+}
+
 extension Tensor {
     /// Zeros with the same shape.
     public static func zeros(like t: Tensor) -> Tensor {

@@ -27,6 +27,9 @@ public final class OpProfiler: @unchecked Sendable {
     private var index: [String: Int] = [:]
     /// The phase new ops are charged to (e.g. target, context, predictor, loss).
     public var phase = "other"
+    /// The pass an op's forward is charged to: "recompute" while a checkpointed block runs again in the
+    /// backward pass (`recomputed`), so its cost shows as its own rows.
+    private var forwardPass = "forward"
     private var lastMark = OpProfiler.now()
 
     public init() {}
@@ -71,7 +74,7 @@ public final class OpProfiler: @unchecked Sendable {
     /// An op's forward pass ended now.
     func forward(op: String, flops: Double, bytes: Double) {
         let t = OpProfiler.now()
-        add(phase: phase, op: op, pass: "forward", seconds: t - lastMark, flops: flops, bytes: bytes)
+        add(phase: phase, op: op, pass: forwardPass, seconds: t - lastMark, flops: flops, bytes: bytes)
         lastMark = t
     }
 
@@ -97,12 +100,22 @@ public final class OpProfiler: @unchecked Sendable {
     /// releasing activation gradients) is charged to "backward / tape bookkeeping".
     public static func backwardPass(_ body: () throws -> Void) rethrows {
         guard let p = active else { return try body() }
-        let inOps = { p.rows.reduce(0.0) { $0 + ($1.pass == "backward" ? $1.seconds : 0) } }
+        let inOps = { p.rows.reduce(0.0) { $0 + ($1.pass == "backward" || $1.pass == "recompute" ? $1.seconds : 0) } }
         let before = inOps(), t0 = now()
         try body()
         let t1 = now()
         p.add(phase: "backward", op: "tape bookkeeping", pass: "-", seconds: (t1 - t0) - (inOps() - before), flops: 0, bytes: 0)
         p.lastMark = t1
+    }
+
+    /// Runs `body` (a checkpointed block's forward, again, inside the backward pass) with its ops charged to
+    /// `phase` under the pass "recompute"; the time before its first op is not charged to anything.
+    static func recomputing<T>(phase: String?, _ body: () throws -> T) rethrows -> T {
+        guard let p = active, let phase else { return try body() }
+        let (savedPhase, savedPass) = (p.phase, p.forwardPass)
+        (p.phase, p.forwardPass, p.lastMark) = (phase, "recompute", now())
+        defer { (p.phase, p.forwardPass) = (savedPhase, savedPass) }
+        return try body()
     }
 
     /// Starts `phase` on the active profiler, if any.

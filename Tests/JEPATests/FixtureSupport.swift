@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@testable import JEPA
 @testable import TensorCore
 
 /// Loads Fixtures/<name>.safetensors and checks its version: a stale fixture fails with the regeneration
@@ -34,4 +35,30 @@ func compareToFixture(_ name: String, _ a: Tensor, _ b: Tensor?, tolerance: Doub
     let err = zip(x, y).map { abs(Double($0) - Double($1)) }.max() ?? 0
     print(String(format: "parity %-60@ max abs err %.3e, relative %.3e", name as NSString, err, err / scale))
     XCTAssertLessThanOrEqual(err / scale, tolerance, "\(name): relative error \(err / scale)", file: file, line: line)
+}
+
+/// A tiny I-JEPA setup for whole-step tests: 16 px, patch 4, D 32, depth 2; 4 images; npred 2 masks; a
+/// 10-step schedule. `trainer(predictorDepth:)` builds the model (seed 1) and its trainer.
+struct TinyIJEPA {
+    let vit = ViTConfig(imageSize: 16, patchSize: 4, inChannels: 1, embedDim: 32, depth: 2, heads: 2)
+    let images: Tensor
+    let collator: MaskCollator
+    let schedules = Schedules(itersPerEpoch: 10, epochs: 1, warmupEpochs: 0.5, startLR: 1e-4, refLR: 1e-3,
+                              finalLR: 1e-6, refWD: 0.04, finalWD: 0.4, ema: (0.996, 1))
+
+    init() throws {
+        var rng = RandomGenerator(seed: 5)
+        images = try rng.normal([4, 1, 16, 16])
+        var mc = MaskConfig(gridSize: 4)
+        (mc.minKeep, mc.npred, mc.predScale) = (2, 2, [0.3, 0.4])
+        collator = try MaskCollator(mc)
+    }
+
+    func masks(step: Int) -> MaskBatch { collator.sample(batch: 4, step: step, seed: 0) }
+
+    func trainer(predictorDepth: Int = 1, recompute: Bool = false) throws -> IJEPATrainer {
+        let model = try IJEPAModel(vit, predictorDim: 16, predictorDepth: predictorDepth, seed: 1)
+        model.recomputeBlocks = recompute
+        return try IJEPATrainer(model: model, schedules: schedules)
+    }
 }

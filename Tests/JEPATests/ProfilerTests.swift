@@ -6,18 +6,9 @@ final class ProfilerTests: XCTestCase {
     /// A profiled I-JEPA step: every phase and pass shows up, the linear FLOPs equal 2 m n k (+ bias, + residual), the rows
     /// account for the step's wall time, and the profiler changes no number.
     func testProfiledStepAccountsForItsTimeAndChangesNothing() throws {
-        let vit = ViTConfig(imageSize: 16, patchSize: 4, inChannels: 1, embedDim: 32, depth: 2, heads: 2)
-        var rng = RandomGenerator(seed: 5)
-        let images = try rng.normal([4, 1, 16, 16])
-        var mc = MaskConfig(gridSize: 4)
-        (mc.minKeep, mc.npred, mc.predScale) = (2, 2, [0.3, 0.4])
-        let masks = try MaskCollator(mc).sample(batch: 4, step: 0, seed: 0)
-        let schedules = Schedules(itersPerEpoch: 10, epochs: 1, warmupEpochs: 0.5, startLR: 1e-4, refLR: 1e-3,
-                                  finalLR: 1e-6, refWD: 0.04, finalWD: 0.4, ema: (0.996, 1))
-        func trainer() throws -> IJEPATrainer {
-            try IJEPATrainer(model: try IJEPAModel(vit, predictorDim: 16, predictorDepth: 1, seed: 1), schedules: schedules)
-        }
-        let plain = try trainer(), profiled = try trainer()
+        let tiny = try TinyIJEPA()
+        let (images, masks) = (tiny.images, tiny.masks(step: 0))
+        let plain = try tiny.trainer(), profiled = try tiny.trainer()
         let a = try plain.step(images: images, context: masks.context, targets: masks.targets)
         let p = OpProfiler()
         OpProfiler.active = p

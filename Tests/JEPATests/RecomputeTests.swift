@@ -1,0 +1,81 @@
+import XCTest
+@testable import JEPA
+import NNLayers
+@testable import TensorCore
+
+/// Activation checkpointing (`recomputed`, `Block(_:recompute:tape:)`, `IJEPAModel.recomputeBlocks`): the same
+/// bits as the plain backward pass, with only the blocks' inputs and outputs recorded.
+final class RecomputeTests: XCTestCase {
+    /// Two blocks in a row, the input wanting a gradient: output, input gradient and every parameter gradient
+    /// equal the plain pass bit for bit, and the tape records one entry per block instead of every op.
+    func testRecomputedBlocksGiveTheSameBitsAndRecordOneEntryEach() throws {
+        var rng = RandomGenerator(seed: 11)
+        let blocks = try (0..<2).map { _ in try Block(dim: 12, heads: 3, rng: &rng) }
+        let x0 = try rng.normal([3, 7, 12])   // 3 sequences of 7 tokens: awkward for every kernel's blocking
+        let seed = try rng.normal([3, 7, 12])
+
+        func run(recompute: Bool) throws -> (y: [Float], dx: [Float], grads: [[Float]], entries: Int) {
+            for b in blocks { b.zeroGrad() }
+            let tape = Tape()
+            let x = Variable(x0, requiresGrad: true)
+            var h = x
+            for b in blocks { h = try b(h, recompute: recompute, tape: tape) }
+            let entries = tape.count
+            try tape.backward(from: h, seed: seed)
+            return (h.value.scalars, x.grad!.scalars,
+                    blocks.flatMap { $0.namedParameters.map { $0.1.grad!.scalars } }, entries)
+        }
+        let plain = try run(recompute: false), again = try run(recompute: true)
+        XCTAssertEqual(plain.y, again.y)
+        XCTAssertEqual(plain.dx, again.dx)
+        XCTAssertEqual(plain.grads.count, 2 * 12)
+        for (g, h) in zip(plain.grads, again.grads) { XCTAssertEqual(g, h) }
+        XCTAssertEqual(again.entries, 2, "a recomputed block records one entry")
+        XCTAssertGreaterThan(plain.entries, 2 * 6)
+    }
+
+    /// Without a recording tape a recomputed block is the plain call: no entry, the same output.
+    func testNoGradCallRunsTheBlockOnce() throws {
+        var rng = RandomGenerator(seed: 12)
+        let block = try Block(dim: 8, heads: 2, rng: &rng)
+        let x = Variable(try rng.normal([2, 5, 8]))
+        var calls = 0
+        let tape = Tape()
+        tape.isRecording = false
+        let y = try recomputed(x, tape: tape) { calls += 1; return try block($0, tape: $1) }
+        XCTAssertEqual(calls, 1)
+        XCTAssertEqual(tape.count, 0)
+        XCTAssertEqual(y.value.scalars, try block(x, tape: nil).value.scalars)
+    }
+
+    /// Two full I-JEPA steps (target, context encoder, predictor, loss, backward, AdamW, EMA) with and without
+    /// recomputation: identical losses and parameters; the profile shows the second forward passes as
+    /// "recompute" rows of the context and predictor phases and still accounts for the step.
+    func testIJEPAStepWithRecomputedBlocksMatchesThePlainStep() throws {
+        let tiny = try TinyIJEPA()
+        let plain = try tiny.trainer(predictorDepth: 2), again = try tiny.trainer(predictorDepth: 2, recompute: true)
+        XCTAssertTrue(again.model.encoder.recomputeBlocks && again.model.predictor.recomputeBlocks)
+        let p = OpProfiler()
+        var wall = 0.0
+        for step in 0..<2 {
+            let m = tiny.masks(step: step)
+            let a = try plain.step(images: tiny.images, context: m.context, targets: m.targets)
+            OpProfiler.active = p
+            let t0 = OpProfiler.now()
+            let b = try again.step(images: tiny.images, context: m.context, targets: m.targets)
+            wall += OpProfiler.now() - t0
+            OpProfiler.active = nil
+            XCTAssertEqual(a.loss, b.loss, "step \(step)")
+        }
+        for ((name, x), (_, y)) in zip(plain.model.stateDict, again.model.stateDict) {
+            XCTAssertEqual(x.value.scalars, y.value.scalars, name)
+        }
+        for phase in ["context", "predictor"] {
+            XCTAssert(p.rows.contains { $0.phase == phase && $0.op == "linear" && $0.pass == "recompute" }, phase)
+            XCTAssert(p.rows.contains { $0.phase == phase && $0.op == "attention" && $0.pass == "backward" }, phase)
+        }
+        XCTAssertFalse(p.rows.contains { $0.phase == "target" && $0.pass == "recompute" })
+        XCTAssertGreaterThan(p.totalSeconds / wall, 0.95, "the rows must account for the step")
+        XCTAssertLessThanOrEqual(p.totalSeconds, wall * 1.0001)
+    }
+}
