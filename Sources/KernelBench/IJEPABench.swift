@@ -13,19 +13,28 @@ public enum IJEPABench {
         public var predictorDepth: Int
         public var batch: Int
         public var masks: MaskConfig
+        /// Activation checkpointing of the trained blocks (`IJEPAModel.recomputeBlocks`).
+        public var recomputeBlocks = false
     }
 
     /// (a) the default Fashion-MNIST model (ViT-Tiny/4 at 28 px, depth 6, predictor 96 x 4, batch 64, npred 4,
-    /// min_keep 4); (b) ViT-S/16 at 224 px with the official masks and predictor 384 x 6, batch 16.
+    /// min_keep 4); (b) ViT-S/16 at 224 px with the official masks and predictor 384 x 6, batch 16; and each
+    /// again with its blocks recomputed in the backward pass (`-recompute`: the same step, less memory).
     public static var standard: [Case] {
         var fm = MaskConfig(gridSize: 7)
         fm.minKeep = 4
-        return [
+        let plain = [
             Case(name: "ijepa-fmnist", vit: ViTConfig(imageSize: 28, patchSize: 4, inChannels: 1, embedDim: 192, depth: 6, heads: 3),
                  predictorDim: 96, predictorDepth: 4, batch: 64, masks: fm),
             Case(name: "ijepa-vits16", vit: .small(), predictorDim: 384, predictorDepth: 6, batch: 16,
                  masks: MaskConfig(gridSize: 14)),
         ]
+        return plain + plain.map { c in
+            var r = c
+            r.name += "-recompute"
+            r.recomputeBlocks = true
+            return r
+        }
     }
 
     /// The masks of steps 0..<steps (seed 0): what the benchmark runs, and what `--dump-masks` writes.
@@ -64,6 +73,7 @@ public enum IJEPABench {
         TensorStorage.releaseCachedMemory()
         ViTBench.resetPeakRSS()
         let model = try IJEPAModel(c.vit, predictorDim: c.predictorDim, predictorDepth: c.predictorDepth, seed: 1)
+        model.recomputeBlocks = c.recomputeBlocks
         let schedules = Schedules(itersPerEpoch: 1000, epochs: 10, warmupEpochs: 1, startLR: 2e-4, refLR: 1e-3,
                                   finalLR: 1e-6, refWD: 0.04, finalWD: 0.4, ema: (0.996, 1.0))
         let trainer = try IJEPATrainer(model: model, schedules: schedules)

@@ -129,6 +129,7 @@ public final class TrainingRun {
             refLR: o.lr, finalLR: o.finalLR, refWD: o.weightDecay, finalWD: o.finalWeightDecay, ema: (o.ema[0], o.ema[1]))
         totalSteps = o.maxSteps > 0 ? min(o.maxSteps, o.epochs * ipe) : o.epochs * ipe
         model = try IJEPAModel(vit, predictorDim: config.meta.predEmbDim, predictorDepth: config.meta.predDepth, seed: seed)
+        model.recomputeBlocks = config.engine.recomputeBlocks
         trainer = try IJEPATrainer(model: model, schedules: schedules)
         cost = StepCost(vit: vit, predictorDim: config.meta.predEmbDim, predictorDepth: config.meta.predDepth)
         if readOnly {

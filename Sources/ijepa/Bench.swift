@@ -100,10 +100,12 @@ struct Bench: ParsableCommand {
     struct IJEPA: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "ijepa",
-            abstract: "The I-JEPA training step: (a) ijepa-fmnist, the default Fashion-MNIST model; (b) ijepa-vits16, ViT-S/16 224 px.",
+            abstract: "The I-JEPA training step: (a) ijepa-fmnist, the default Fashion-MNIST model; (b) ijepa-vits16, ViT-S/16 224 px; each also -recompute.",
             discussion: """
                 Target encoder + context encoder + predictor + smooth-L1 + backward + AdamW + EMA on synthetic images with
                 the official masks of steps 0..<steps (seed 0). GFLOP/s by the formula of reference section 8.
+                The -recompute cases run the same step with the trained blocks recomputed in the backward pass
+                (engine.recompute_blocks): the same numbers, less memory, a second forward pass of those blocks.
                 --dump-masks FILE writes those masks for tools/ijepa_vs_pytorch.py.
                 """)
         @OptionGroup var options: BenchOptions

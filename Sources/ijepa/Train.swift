@@ -21,7 +21,7 @@ struct RunOptions: ParsableArguments {
 
 /// Options that pick a training configuration (a JSON file and overrides).
 struct ConfigOptions: ParsableArguments {
-    @Option(name: .customLong("config"), help: "JSON config with the official sections (data, mask, meta, optimization, logging, evaluation); see docs/training.md. Default: the small Fashion-MNIST run.")
+    @Option(name: .customLong("config"), help: "JSON config with the official sections (data, mask, meta, optimization, logging) plus evaluation and engine; see docs/training.md. Default: the small Fashion-MNIST run.")
     var configPath: String?
 
     @Option(name: .customLong("set"), help: "Override one config value: section.key=value (repeatable), e.g. --set optimization.epochs=5.")
@@ -42,6 +42,9 @@ struct ConfigOptions: ParsableArguments {
     @Option(help: "Seed for weights, data order, augmentation and masks (meta.seed).")
     var seed: Int?
 
+    @Flag(help: "Recompute the trained blocks in the backward pass instead of keeping their activations (engine.recompute_blocks): the same numbers in far less memory, for a slower step.")
+    var recompute = false
+
     func load() throws -> TrainingConfig {
         var o = overrides
         if let out { o.append("logging.folder=\"\(out)\"") }
@@ -49,6 +52,7 @@ struct ConfigOptions: ParsableArguments {
         if let steps { o.append("optimization.max_steps=\(steps)") }
         if let batchSize { o.append("data.batch_size=\(batchSize)") }
         if let seed { o.append("meta.seed=\(seed)") }
+        if recompute { o.append("engine.recompute_blocks=true") }
         return try TrainingConfig.load(path: configPath, overrides: o)
     }
 }

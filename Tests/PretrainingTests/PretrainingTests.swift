@@ -70,6 +70,10 @@ final class TrainingConfigTests: XCTestCase {
         other = c
         other.logging.folder = "elsewhere"
         XCTAssertEqual(other.trainingHash, c.trainingHash, "the run folder does not change the numbers")
+        let recomputing = try TrainingConfig.load(path: nil, overrides: ["engine.recompute_blocks=true"])
+        XCTAssertTrue(recomputing.engine.recomputeBlocks)
+        XCTAssertEqual(recomputing.trainingHash, c.trainingHash, "recomputation changes no number: a run may resume with it")
+        XCTAssertEqual(try TrainingConfig.load(path: write(recomputing.jsonText())), recomputing)
     }
 
     func testBadConfigsAreRefusedWithTheFileAndKey() {
@@ -78,6 +82,7 @@ final class TrainingConfigTests: XCTestCase {
         assertRefused("{\"optimization\": {\"epochs\": \"ten\"}}", mentions: ["optimization.epochs", "integer"])
         assertRefused("{\"optimization\": {\"epochs\": 2.5}}", mentions: ["optimization.epochs"])
         assertRefused("{\"data\": {\"use_horizontal_flip\": 1}}", mentions: ["data.use_horizontal_flip", "true or false"])
+        assertRefused("{\"engine\": {\"recompute_blocks\": \"yes\"}}", mentions: ["engine.recompute_blocks", "true or false"])
         assertRefused("{\"data\": {\"batch_size\": 0}}", mentions: ["batch_size"])
         assertRefused("{\"data\": {\"crop_scale\": [0.5, 0.2]}}", mentions: ["crop_scale"])
         assertRefused("{\"mask\": {\"patch_size\": 5}}", mentions: ["patch_size", "crop_size"])
