@@ -107,9 +107,12 @@ final class GEMMTests: XCTestCase {
         XCTAssertEqual(c, [Float](repeating: 1, count: 12), "alpha == 0 must not touch A or B")
     }
 
-    /// The same bits for 1 and 2 threads (and for the task split chosen for either).
+    /// The same bits for 1 and 2 threads (and for the task split chosen for either). The last three shapes have a
+    /// small C and at least 4 KC blocks: on several threads they take the k split (`sgemmKSplit`), whose
+    /// partial products are added in k order, with a k that is not a multiple of KC and an n that is not one of 8.
     func testThreadCountDoesNotChangeBits() {
-        for (m, n, k, ta, tb) in [(300, 200, 600, false, true), (768, 192, 1100, true, false), (97, 700, 300, false, false)] {
+        for (m, n, k, ta, tb) in [(300, 200, 600, false, true), (768, 192, 1100, true, false), (97, 700, 300, false, false),
+                                  (96, 96, 5376, true, false), (37, 21, 1030, false, true), (290, 99, 1500, true, true)] {
             var rng = TestRNG(42)
             let a = rng.floats(m * k), b = rng.floats(k * n)
             var c1 = [Float](repeating: 0, count: m * n), c2 = c1, c3 = c1
@@ -127,6 +130,7 @@ final class GEMMTests: XCTestCase {
     /// alpha 0; and it is within the GEMM bound of the Double reference.
     /// The bias and the residual ride in the last k block's store; the result must have the bits of the GEMM
     /// followed by separate passes (bias, then the elementwise add of the residual), for any thread count.
+    /// (97, 70, 1100) goes through the k split on 2 and 5 threads.
     func testBiasAndResidualEpilogueEqualSeparatePasses() {
         let cases = [(1, 1, 1, false, true, Float(1), Float(0)), (7, 17, 5, false, true, 1, 0), (13, 33, 300, true, false, 0.5, 1),
                      (97, 70, 1100, false, false, 1, 0.25), (300, 200, 600, false, true, 1, 0), (5, 9, 4, false, true, 0, 2)]
