@@ -97,6 +97,7 @@ public final class TrainingRun {
     let totalSteps: Int
     let cost: StepCost
     var wallBefore = 0.0
+    var unwritableLogs = Set<String>()
 
     public var checkpointPath: String { folder + "/checkpoint.safetensors" }
 
@@ -168,15 +169,25 @@ public final class TrainingRun {
         }
     }
 
+    /// Appends one line to a log of the run. A log that cannot be written (disk full, the file replaced by a
+    /// folder, permissions) must not stop the training or lose the checkpoint, but must not fail silently
+    /// either: the first failure per file is reported through `log`, naming the file and the problem.
     func appendLog(_ file: String, _ line: String, header: String? = nil) {
         let path = folder + "/" + file
-        if !FileManager.default.fileExists(atPath: path) {
-            FileManager.default.createFile(atPath: path, contents: Data(((header.map { $0 + "\n" }) ?? "").utf8))
-        }
-        if let h = FileHandle(forWritingAtPath: path) {
-            h.seekToEndOfFile()
-            h.write(Data((line + "\n").utf8))
-            try? h.close()
+        do {
+            if !FileManager.default.fileExists(atPath: path) {
+                guard FileManager.default.createFile(atPath: path, contents: Data(((header.map { $0 + "\n" }) ?? "").utf8)) else {
+                    throw CocoaError(.fileWriteUnknown)
+                }
+            }
+            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            defer { try? h.close() }
+            try h.seekToEnd()
+            try h.write(contentsOf: Data((line + "\n").utf8))
+        } catch {
+            if unwritableLogs.insert(path).inserted {
+                log("warning: \(path): cannot append to this log (\(error.localizedDescription)); training goes on without it")
+            }
         }
     }
 

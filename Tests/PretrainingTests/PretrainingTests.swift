@@ -135,6 +135,25 @@ final class TrainingRunTests: XCTestCase {
         }
     }
 
+    /// A log that cannot be written (here log.csv is a folder) is reported once, naming the file, and the run
+    /// still trains to the end and writes its checkpoint and its other log.
+    func testUnwritableLogIsReportedAndTrainingGoesOn() throws {
+        let data = syntheticDataset(count: 24)
+        let folder = temporaryFolder()
+        let run = try TrainingRun(config: try tinyConfig(folder: folder, extra: ["optimization.max_steps=3"]),
+                                  resume: false, datasets: (data, data))
+        try FileManager.default.createDirectory(atPath: folder + "/log.csv", withIntermediateDirectories: true)
+        var lines: [String] = []
+        run.log = { lines.append($0) }
+        XCTAssertEqual(try run.run().stepsDone, 3)
+        let warnings = lines.filter { $0.contains("warning:") }
+        XCTAssertEqual(warnings.count, 1, "\(warnings)")
+        XCTAssert(warnings.first?.contains(folder + "/log.csv") == true, "\(warnings)")
+        XCTAssert(FileManager.default.fileExists(atPath: folder + "/checkpoint.safetensors"))
+        let jsonl = try String(contentsOfFile: folder + "/log.jsonl", encoding: .utf8)
+        XCTAssertFalse(jsonl.isEmpty)
+    }
+
     func testCorruptAndMismatchedCheckpointsAreRefused() throws {
         let data = syntheticDataset(count: 16)
         let f = temporaryFolder()
