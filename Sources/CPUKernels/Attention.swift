@@ -177,6 +177,94 @@ public func attentionHeadForward(
     smallGEMM(c: out, ldc: ldo, a: probs, rowStride: n, colStride: 1, b: vp, ldb: dp, m: n, n: dh, k: n)
 }
 
+/// Multi-head attention forward over a batch in the layout of a ViT's qkv Linear: every (batch, head) through
+/// `attentionHeadForward`. Channel c of a qkv row is s D + head dh + t with s in {q, k, v} (D = heads dh).
+/// Short sequences copy each batch element's rows first (`attentionCopyMaxFloats`).
+public func attentionForward(
+    out: UnsafeMutablePointer<Float>,             // (batch, n, D): channel head dh + t
+    probs: UnsafeMutablePointer<Float>,           // (batch, heads, n, n): P, kept for the backward pass
+    qkv: UnsafePointer<Float>,                    // (batch, n, 3 D)
+    batch: Int, n: Int, heads: Int, dh: Int, scale: Float, threads: Int? = nil
+) {
+    let d = heads * dh, per = n * 3 * d, headScratch = attentionHeadScratch(n: n, dh: dh, backward: false)
+    let threads = 2 * batch * heads * n * n * dh < 4_000_000 ? 1 : (threads ?? Parallel.maxThreads)
+    if per <= attentionCopyMaxFloats {
+        Parallel.forEach(tasks: batch, threads: threads) { b, _ in
+            ScratchPool.shared.withFloats(per + headScratch) { buf in
+                buf.update(from: qkv + b * per, count: per)
+                for h in 0..<heads {
+                    let q = UnsafePointer(buf) + h * dh
+                    attentionHeadForward(out: out + b * n * d + h * dh, ldo: d, probs: probs + (b * heads + h) * n * n,
+                                         q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale,
+                                         scratch: buf + per)
+                }
+            }
+        }
+        return
+    }
+    Parallel.forEach(tasks: batch * heads, threads: threads) { task, _ in
+        let (b, h) = (task / heads, task % heads)
+        let q = qkv + b * per + h * dh
+        ScratchPool.shared.withFloats(headScratch) { scratch in
+            attentionHeadForward(out: out + b * n * d + h * dh, ldo: d, probs: probs + task * n * n,
+                                 q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale, scratch: scratch)
+        }
+    }
+}
+
+/// A batch element's qkv rows (n x 3D floats) up to this size are copied into a contiguous scratch block
+/// before its heads run (and, in the backward pass, its dOut rows in and its dqkv rows out): one sequential
+/// read instead of every head gathering short slices of n strided rows (perf put a third of the predictor's
+/// head kernel on the first loads of those slices). Same arithmetic, so the same bits. `bench kernels
+/// --filter attention.*batch` (the op's layout, 1 thread, 4 alternating rounds, median ms, 2026-11-29, two
+/// runs), copy over gather: the default model's predictor (256 x 3 heads of 21 x 32) forward 0.72 / 0.66,
+/// backward 0.61 / 0.66; its target encoder (64 x 3 heads of 49 x 64) 0.96 / 0.91 and 0.94 / 0.80; ViT-Tiny
+/// on 32 px (64 tokens) 0.85 and 0.81; ViT-S/16 (196 tokens, 903 KiB per image) forward 1.12 / 0.94,
+/// backward 0.92 / 0.86. Up to 1 MiB per image (the backward's scratch is then ~2.5 MiB per thread);
+/// larger images, unmeasured, keep the per-head gather.
+let attentionCopyMaxFloats = 256 * 1024
+
+/// Backward of `attentionForward`: dqkv (batch, n, 3D) gets dq, dk, dv of every (batch, head), written
+/// (`accumulate` false) or added.
+public func attentionBackward(
+    dqkv: UnsafeMutablePointer<Float>,            // (batch, n, 3 D)
+    accumulate: Bool,
+    dOut: UnsafePointer<Float>,                   // (batch, n, D)
+    probs: UnsafePointer<Float>,                  // (batch, heads, n, n) from the forward pass
+    qkv: UnsafePointer<Float>,                    // (batch, n, 3 D)
+    batch: Int, n: Int, heads: Int, dh: Int, scale: Float, threads: Int? = nil
+) {
+    let d = heads * dh, per = n * 3 * d, headScratch = attentionHeadScratch(n: n, dh: dh, backward: true)
+    let threads = 2 * batch * heads * n * n * dh < 4_000_000 ? 1 : (threads ?? Parallel.maxThreads)
+    if per <= attentionCopyMaxFloats {
+        Parallel.forEach(tasks: batch, threads: threads) { b, _ in
+            ScratchPool.shared.withFloats(2 * per + n * d + headScratch) { buf in
+                let xs = buf, dxs = buf + per, dos = buf + 2 * per, hs = dos + n * d
+                xs.update(from: qkv + b * per, count: per)
+                dos.update(from: dOut + b * n * d, count: n * d)
+                if accumulate { dxs.update(from: dqkv + b * per, count: per) }
+                for h in 0..<heads {
+                    let q = UnsafePointer(xs) + h * dh, dq = dxs + h * dh
+                    attentionHeadBackward(dq: dq, dk: dq + d, dv: dq + 2 * d, ldd: 3 * d, accumulate: accumulate,
+                                          dOut: dos + h * dh, lddo: d, probs: probs + (b * heads + h) * n * n,
+                                          q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale, scratch: hs)
+                }
+                (dqkv + b * per).update(from: dxs, count: per)
+            }
+        }
+        return
+    }
+    Parallel.forEach(tasks: batch * heads, threads: threads) { task, _ in
+        let (b, h) = (task / heads, task % heads)
+        let q = qkv + b * per + h * dh, dq = dqkv + b * per + h * dh
+        ScratchPool.shared.withFloats(headScratch) { scratch in
+            attentionHeadBackward(dq: dq, dk: dq + d, dv: dq + 2 * d, ldd: 3 * d, accumulate: accumulate,
+                                  dOut: dOut + b * n * d + h * dh, lddo: d, probs: probs + task * n * n,
+                                  q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale, scratch: scratch)
+        }
+    }
+}
+
 /// Backward of `attentionHeadForward`: dV = P^T dO, dP = dO V^T, dS = scale P * (dP - rowsum(dP * P)),
 /// dQ = dS K, dK = dS^T Q. Gradients are written (`accumulate` false) or added.
 public func attentionHeadBackward(

@@ -89,6 +89,51 @@ public enum RowKernelSuite {
         }
     }
 
+    /// `attentionForward` over a batch in the qkv Linear's layout (B, n, 3D), as the `attention` op runs it;
+    /// checked against the Double reference on the first and last (batch, head).
+    static func attentionBatch(_ tag: String, batch: Int, heads: Int, n: Int, dh: Int, backward: Bool) -> Case {
+        let cost = backward ? KernelCost.attentionBackward(heads: batch * heads, n: n, dh: dh)
+                            : KernelCost.attentionForward(heads: batch * heads, n: n, dh: dh)
+        return Case(name: "attention.\(backward ? "bwd" : "fwd").batch.\(tag)", cost: cost) { threads in
+            let d = heads * dh, per = n * 3 * d
+            let x = buffer(batch * per, seed: 1, scale: 2), o = buffer(batch * n * d, seed: 3)
+            let p = buffer(batch * heads * n * n, seed: 5), dO = buffer(batch * n * d, seed: 4), dx = buffer(batch * per, seed: 2)
+            let scale = 1 / Float(dh).squareRoot()
+            attentionForward(out: o, probs: p, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale, threads: threads)
+            let run = {
+                if backward {
+                    attentionBackward(dqkv: dx, accumulate: false, dOut: dO, probs: p, qkv: x, batch: batch, n: n,
+                                      heads: heads, dh: dh, scale: scale, threads: threads)
+                } else {
+                    attentionForward(out: o, probs: p, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale, threads: threads)
+                }
+            }
+            let validate = { () -> Double in
+                run()
+                var worst = 0.0
+                for (b, h) in [(0, 0), (batch - 1, heads - 1)] {
+                    func part(_ t: UnsafeMutablePointer<Float>, _ s: Int) -> [Float] {
+                        (0..<n * dh).map { t[b * per + ($0 / dh) * 3 * d + s * d + h * dh + $0 % dh] }
+                    }
+                    func outPart(_ t: UnsafeMutablePointer<Float>) -> [Float] { (0..<n * dh).map { t[b * n * d + ($0 / dh) * d + h * dh + $0 % dh] } }
+                    if backward {
+                        let pr = (0..<n * n).map { p[(b * heads + h) * n * n + $0] }
+                        let ref = attentionHeadBackwardReference(dOut: outPart(dO), probs: pr, q: part(x, 0), k: part(x, 1),
+                                                                 v: part(x, 2), n: n, dh: dh, scale: scale)
+                        for (got, want) in [(part(dx, 0), ref.dq), (part(dx, 1), ref.dk), (part(dx, 2), ref.dv)] {
+                            for i in got.indices { worst = max(worst, relErr(got[i], Double(want[i]))) }
+                        }
+                    } else {
+                        let ref = attentionHeadReference(q: part(x, 0), k: part(x, 1), v: part(x, 2), n: n, dh: dh, scale: scale)
+                        for (i, v) in outPart(o).enumerated() { worst = max(worst, relErr(v, Double(ref.out[i]))) }
+                    }
+                }
+                return worst
+            }
+            return (run, validate, { for q in [x, o, p, dO, dx] { q.deallocate() } })
+        }
+    }
+
     static func softmax(_ tag: String, rows: Int, cols: Int, backward: Bool) -> Case {
         let cost = backward ? KernelCost.softmaxBackward(rows: rows, cols: cols) : KernelCost.softmaxForward(rows: rows, cols: cols)
         return Case(name: "softmax.\(backward ? "bwd" : "fwd").\(tag)", cost: cost) { threads in
@@ -258,6 +303,15 @@ public enum RowKernelSuite {
         // The I-JEPA predictor of the default model: 64 images x 4 targets, 3 heads of width 32, ~21 tokens.
         cases.append(attention("ijepa-pred", heads: 768, n: 21, dh: 32, backward: false))
         cases.append(attention("ijepa-pred", heads: 768, n: 21, dh: 32, backward: true))
+        // The same heads in the op's layout: the default model's predictor (256 sequences of ~21 tokens, 3 heads of
+        // 32) and target encoder (64 images of 49 tokens), ViT-Tiny on 32 px (64 images of 64 tokens) and
+        // ViT-S/16 (16 images of 196 tokens, 6 heads of 64).
+        for bwd in [false, true] {
+            cases.append(attentionBatch("ijepa-pred", batch: 256, heads: 3, n: 21, dh: 32, backward: bwd))
+            cases.append(attentionBatch("ijepa-target", batch: 64, heads: 3, n: 49, dh: 64, backward: bwd))
+            cases.append(attentionBatch("vit-tiny", batch: 64, heads: 3, n: 64, dh: 64, backward: bwd))
+            cases.append(attentionBatch("vit-s16", batch: 16, heads: 6, n: 196, dh: 64, backward: bwd))
+        }
         return cases
     }
 

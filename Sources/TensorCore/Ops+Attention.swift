@@ -14,17 +14,8 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variab
     var y = try Tensor(uninitialized: [batch, n, d])
     var probs = try Tensor(uninitialized: [batch, heads, n, n])
     let yp = mutablePointer(&y), pp = mutablePointer(&probs)
-    let threads = 2 * batch * heads * n * n * dh < 4_000_000 ? 1 : Parallel.maxThreads
     qkv.withValue { x in
-        Parallel.forEach(tasks: batch * heads, threads: threads) { task, _ in
-            let (b, h) = (task / heads, task % heads)
-            let q = x + b * n * 3 * d + h * dh
-            ScratchPool.shared.withFloats(attentionHeadScratch(n: n, dh: dh, backward: false)) { scratch in
-                attentionHeadForward(out: yp + b * n * d + h * dh, ldo: d, probs: pp + task * n * n,
-                                     q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale,
-                                     scratch: scratch)
-            }
-        }
+        attentionForward(out: yp, probs: pp, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale)
     }
     let scores = Double(batch * heads * n * n)
     return opOutput(y, inputs: qkv, tape: tape, op: "attention",
@@ -33,16 +24,8 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variab
         qkv.withGradForWrite { dx, fresh in
             // Every (batch, head) writes its q, k, v slices in full: the first contribution can overwrite.
             qkv.withValue { x in
-                Parallel.forEach(tasks: batch * heads, threads: threads) { task, _ in
-                    let (b, h) = (task / heads, task % heads)
-                    let q = x + b * n * 3 * d + h * dh, dq = dx + b * n * 3 * d + h * dh
-                    ScratchPool.shared.withFloats(attentionHeadScratch(n: n, dh: dh, backward: true)) { scratch in
-                        attentionHeadBackward(dq: dq, dk: dq + d, dv: dq + 2 * d, ldd: 3 * d, accumulate: !fresh,
-                                              dOut: dy + b * n * d + h * dh, lddo: d, probs: pp + task * n * n,
-                                              q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale,
-                                              scratch: scratch)
-                    }
-                }
+                attentionBackward(dqkv: dx, accumulate: !fresh, dOut: dy, probs: pp, qkv: x, batch: batch, n: n,
+                                  heads: heads, dh: dh, scale: scale)
             }
         }
     }

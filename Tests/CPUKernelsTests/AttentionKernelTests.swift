@@ -82,6 +82,60 @@ final class AttentionKernelTests: XCTestCase {
         }
     }
 
+    /// The batch functions in the qkv Linear's layout give, for every (batch, head), the bits of the per-head
+    /// kernels on strided slices: with the rows copied first (short sequences) and without (per image above
+    /// `attentionCopyMaxFloats`), backward written and accumulated, at 1, 2 and 3 threads.
+    func testBatchFunctionsEqualPerHeadKernelsBitForBit() {
+        var rng = TestRNG(21)
+        for (batch, n, heads, dh) in [(5, 21, 3, 32), (3, 7, 2, 8), (2, 60, 3, 64), (2, 100, 8, 128)] {
+            let d = heads * dh, per = n * 3 * d
+            XCTAssertEqual(per <= attentionCopyMaxFloats, n < 100, "case (\(batch), \(n)) meant to take the \(n < 100 ? "copy" : "gather") path")
+            let qkv = rng.floats(batch * per, scale: 2), dOut = rng.floats(batch * n * d), prior = rng.floats(batch * per)
+            let scale = 1 / Float(dh).squareRoot()
+            var refOut = [Float](repeating: 0, count: batch * n * d), refP = [Float](repeating: 0, count: batch * heads * n * n)
+            var refWritten = prior, refAdded = prior
+            var scratch = [Float](repeating: 0, count: attentionHeadScratch(n: n, dh: dh, backward: true))
+            for b in 0..<batch {
+                for h in 0..<heads {
+                    let o = b * per + h * dh, t = b * heads + h
+                    qkv.withUnsafeBufferPointer { x in
+                        let q = x.baseAddress! + o
+                        refOut.withUnsafeMutableBufferPointer { out in
+                            refP.withUnsafeMutableBufferPointer { p in
+                                attentionHeadForward(out: out.baseAddress! + b * n * d + h * dh, ldo: d, probs: p.baseAddress! + t * n * n,
+                                                     q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale,
+                                                     scratch: &scratch)
+                            }
+                        }
+                        for accumulate in [false, true] {
+                            func run(_ dx: UnsafeMutablePointer<Float>) {
+                                attentionHeadBackward(dq: dx + o, dk: dx + o + d, dv: dx + o + 2 * d, ldd: 3 * d, accumulate: accumulate,
+                                                      dOut: dOut.withUnsafeBufferPointer { $0.baseAddress! } + b * n * d + h * dh,
+                                                      lddo: d, probs: refP.withUnsafeBufferPointer { $0.baseAddress! } + t * n * n,
+                                                      q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale, scratch: &scratch)
+                            }
+                            if accumulate { run(&refAdded) } else { run(&refWritten) }
+                        }
+                    }
+                }
+            }
+            for threads in [1, 2, 3] {
+                var out = [Float](repeating: .nan, count: batch * n * d), p = [Float](repeating: .nan, count: batch * heads * n * n)
+                attentionForward(out: &out, probs: &p, qkv: qkv, batch: batch, n: n, heads: heads, dh: dh, scale: scale, threads: threads)
+                let what = "(\(batch), \(n), \(heads), \(dh)) at \(threads) threads"
+                XCTAssertEqual(out.map(\.bitPattern), refOut.map(\.bitPattern), "forward output \(what)")
+                XCTAssertEqual(p.map(\.bitPattern), refP.map(\.bitPattern), "probabilities \(what)")
+                for accumulate in [false, true] {
+                    var dx = prior
+                    attentionBackward(dqkv: &dx, accumulate: accumulate, dOut: dOut, probs: p, qkv: qkv, batch: batch, n: n,
+                                      heads: heads, dh: dh, scale: scale, threads: threads)
+                    XCTAssertEqual(dx.map(\.bitPattern), (accumulate ? refAdded : refWritten).map(\.bitPattern),
+                                   "backward (accumulate \(accumulate)) \(what)")
+                }
+            }
+        }
+    }
+
     func testSmallGEMMEqualsPackedGEMMBitForBit() {
         var rng = TestRNG(13)
         for (m, n, k) in [(1, 1, 1), (3, 5, 7), (4, 16, 32), (5, 17, 33), (21, 21, 32), (49, 64, 49), (9, 31, 200)] {
