@@ -188,7 +188,7 @@ public func attentionForward(
 ) {
     let d = heads * dh, per = n * 3 * d, headScratch = attentionHeadScratch(n: n, dh: dh, backward: false)
     let threads = 2 * batch * heads * n * n * dh < 4_000_000 ? 1 : (threads ?? Parallel.maxThreads)
-    if per <= attentionCopyMaxFloats {
+    if per <= attentionCopyMaxFloats && batch >= 2 * threads {
         Parallel.forEach(tasks: batch, threads: threads) { b, _ in
             ScratchPool.shared.withFloats(per + headScratch) { buf in
                 buf.update(from: qkv + b * per, count: per)
@@ -221,7 +221,8 @@ public func attentionForward(
 /// backward 0.61 / 0.66; its target encoder (64 x 3 heads of 49 x 64) 0.96 / 0.91 and 0.94 / 0.80; ViT-Tiny
 /// on 32 px (64 tokens) 0.85 and 0.81; ViT-S/16 (196 tokens, 903 KiB per image) forward 1.12 / 0.94,
 /// backward 0.92 / 0.86. Up to 1 MiB per image (the backward's scratch is then ~2.5 MiB per thread);
-/// larger images, unmeasured, keep the per-head gather.
+/// larger images, unmeasured, keep the per-head gather, and so do batches of fewer than two images per
+/// thread, whose heads are the tasks that keep every thread busy.
 let attentionCopyMaxFloats = 256 * 1024
 
 /// Backward of `attentionForward`: dqkv (batch, n, 3D) gets dq, dk, dv of every (batch, head), written
@@ -236,7 +237,7 @@ public func attentionBackward(
 ) {
     let d = heads * dh, per = n * 3 * d, headScratch = attentionHeadScratch(n: n, dh: dh, backward: true)
     let threads = 2 * batch * heads * n * n * dh < 4_000_000 ? 1 : (threads ?? Parallel.maxThreads)
-    if per <= attentionCopyMaxFloats {
+    if per <= attentionCopyMaxFloats && batch >= 2 * threads {
         Parallel.forEach(tasks: batch, threads: threads) { b, _ in
             ScratchPool.shared.withFloats(2 * per + n * d + headScratch) { buf in
                 let xs = buf, dxs = buf + per, dos = buf + 2 * per, hs = dos + n * d
