@@ -187,8 +187,8 @@ public func attentionForward(
     batch: Int, n: Int, heads: Int, dh: Int, scale: Float, threads: Int? = nil
 ) {
     let d = heads * dh, per = n * 3 * d, headScratch = attentionHeadScratch(n: n, dh: dh, backward: false)
-    let threads = 2 * batch * heads * n * n * dh < 4_000_000 ? 1 : (threads ?? Parallel.maxThreads)
-    if per <= attentionCopyMaxFloats && batch >= 2 * threads {
+    let (threads, copiesRows) = attentionPlan(batch: batch, n: n, heads: heads, dh: dh, threads: threads)
+    if copiesRows {
         Parallel.forEach(tasks: batch, threads: threads) { b, _ in
             ScratchPool.shared.withFloats(per + headScratch) { buf in
                 buf.update(from: qkv + b * per, count: per)
@@ -225,6 +225,13 @@ public func attentionForward(
 /// thread, whose heads are the tasks that keep every thread busy.
 let attentionCopyMaxFloats = 256 * 1024
 
+/// Threads for a batch of attention heads (one below 4 MFLOP: a Dispatch call costs 5-10 us), and whether each
+/// image's rows are copied first (`attentionCopyMaxFloats`; then the images, not the heads, are the tasks).
+func attentionPlan(batch: Int, n: Int, heads: Int, dh: Int, threads: Int?) -> (threads: Int, copiesRows: Bool) {
+    let t = 2 * batch * heads * n * n * dh < 4_000_000 ? 1 : (threads ?? Parallel.maxThreads)
+    return (t, n * 3 * heads * dh <= attentionCopyMaxFloats && batch >= 2 * t)
+}
+
 /// Backward of `attentionForward`: dqkv (batch, n, 3D) gets dq, dk, dv of every (batch, head), written
 /// (`accumulate` false) or added.
 public func attentionBackward(
@@ -236,8 +243,8 @@ public func attentionBackward(
     batch: Int, n: Int, heads: Int, dh: Int, scale: Float, threads: Int? = nil
 ) {
     let d = heads * dh, per = n * 3 * d, headScratch = attentionHeadScratch(n: n, dh: dh, backward: true)
-    let threads = 2 * batch * heads * n * n * dh < 4_000_000 ? 1 : (threads ?? Parallel.maxThreads)
-    if per <= attentionCopyMaxFloats && batch >= 2 * threads {
+    let (threads, copiesRows) = attentionPlan(batch: batch, n: n, heads: heads, dh: dh, threads: threads)
+    if copiesRows {
         Parallel.forEach(tasks: batch, threads: threads) { b, _ in
             ScratchPool.shared.withFloats(2 * per + n * d + headScratch) { buf in
                 let xs = buf, dxs = buf + per, dos = buf + 2 * per, hs = dos + n * d

@@ -89,7 +89,8 @@ final class AttentionKernelTests: XCTestCase {
         var rng = TestRNG(21)
         for (batch, n, heads, dh) in [(5, 21, 3, 32), (3, 7, 2, 8), (2, 60, 3, 64), (2, 100, 8, 128)] {
             let d = heads * dh, per = n * 3 * d
-            XCTAssertEqual(per <= attentionCopyMaxFloats, n < 100, "case (\(batch), \(n)) meant to take the \(n < 100 ? "copy" : "gather") path")
+            XCTAssertEqual(attentionPlan(batch: batch, n: n, heads: heads, dh: dh, threads: 1).copiesRows, n < 100,
+                           "case (\(batch), \(n)) meant to take the \(n < 100 ? "copy" : "gather") path at 1 thread")
             let qkv = rng.floats(batch * per, scale: 2), dOut = rng.floats(batch * n * d), prior = rng.floats(batch * per)
             let scale = 1 / Float(dh).squareRoot()
             var refOut = [Float](repeating: 0, count: batch * n * d), refP = [Float](repeating: 0, count: batch * heads * n * n)
