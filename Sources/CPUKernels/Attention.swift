@@ -188,26 +188,18 @@ public func attentionForward(
 ) {
     let d = heads * dh, per = n * 3 * d, headScratch = attentionHeadScratch(n: n, dh: dh, backward: false)
     let (threads, copiesRows) = attentionPlan(batch: batch, n: n, heads: heads, dh: dh, threads: threads)
-    if copiesRows {
-        Parallel.forEach(tasks: batch, threads: threads) { b, _ in
-            ScratchPool.shared.withFloats(per + headScratch) { buf in
-                buf.update(from: qkv + b * per, count: per)
-                for h in 0..<heads {
-                    let q = UnsafePointer(buf) + h * dh
-                    attentionHeadForward(out: out + b * n * d + h * dh, ldo: d, probs: probs + (b * heads + h) * n * n,
-                                         q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale,
-                                         scratch: buf + per)
-                }
+    // Tasks are images (rows copied, all heads) or (image, head) pairs (rows read in place).
+    Parallel.forEach(tasks: copiesRows ? batch : batch * heads, threads: threads) { task, _ in
+        let (b, hs) = copiesRows ? (task, 0..<heads) : (task / heads, task % heads..<task % heads + 1)
+        ScratchPool.shared.withFloats((copiesRows ? per : 0) + headScratch) { buf in
+            let x = copiesRows ? UnsafePointer(buf) : qkv + b * per
+            if copiesRows { buf.update(from: qkv + b * per, count: per) }
+            for h in hs {
+                let q = x + h * dh
+                attentionHeadForward(out: out + b * n * d + h * dh, ldo: d, probs: probs + (b * heads + h) * n * n,
+                                     q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale,
+                                     scratch: buf + (copiesRows ? per : 0))
             }
-        }
-        return
-    }
-    Parallel.forEach(tasks: batch * heads, threads: threads) { task, _ in
-        let (b, h) = (task / heads, task % heads)
-        let q = qkv + b * per + h * dh
-        ScratchPool.shared.withFloats(headScratch) { scratch in
-            attentionHeadForward(out: out + b * n * d + h * dh, ldo: d, probs: probs + task * n * n,
-                                 q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale, scratch: scratch)
         }
     }
 }
@@ -244,31 +236,25 @@ public func attentionBackward(
 ) {
     let d = heads * dh, per = n * 3 * d, headScratch = attentionHeadScratch(n: n, dh: dh, backward: true)
     let (threads, copiesRows) = attentionPlan(batch: batch, n: n, heads: heads, dh: dh, threads: threads)
-    if copiesRows {
-        Parallel.forEach(tasks: batch, threads: threads) { b, _ in
-            ScratchPool.shared.withFloats(2 * per + n * d + headScratch) { buf in
-                let xs = buf, dxs = buf + per, dos = buf + 2 * per, hs = dos + n * d
-                xs.update(from: qkv + b * per, count: per)
-                dos.update(from: dOut + b * n * d, count: n * d)
-                if accumulate { dxs.update(from: dqkv + b * per, count: per) }
-                for h in 0..<heads {
-                    let q = UnsafePointer(xs) + h * dh, dq = dxs + h * dh
-                    attentionHeadBackward(dq: dq, dk: dq + d, dv: dq + 2 * d, ldd: 3 * d, accumulate: accumulate,
-                                          dOut: dos + h * dh, lddo: d, probs: probs + (b * heads + h) * n * n,
-                                          q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale, scratch: hs)
-                }
-                (dqkv + b * per).update(from: dxs, count: per)
+    let copied = copiesRows ? 2 * per + n * d : 0  // the image's qkv, dqkv and dOut rows
+    Parallel.forEach(tasks: copiesRows ? batch : batch * heads, threads: threads) { task, _ in
+        let (b, hs) = copiesRows ? (task, 0..<heads) : (task / heads, task % heads..<task % heads + 1)
+        ScratchPool.shared.withFloats(copied + headScratch) { buf in
+            let (x, dx, dO) = copiesRows ? (UnsafePointer(buf), buf + per, UnsafePointer(buf + 2 * per))
+                                         : (qkv + b * per, dqkv + b * per, dOut + b * n * d)
+            if copiesRows {
+                buf.update(from: qkv + b * per, count: per)
+                (buf + 2 * per).update(from: dOut + b * n * d, count: n * d)
+                if accumulate { dx.update(from: dqkv + b * per, count: per) }
             }
-        }
-        return
-    }
-    Parallel.forEach(tasks: batch * heads, threads: threads) { task, _ in
-        let (b, h) = (task / heads, task % heads)
-        let q = qkv + b * per + h * dh, dq = dqkv + b * per + h * dh
-        ScratchPool.shared.withFloats(headScratch) { scratch in
-            attentionHeadBackward(dq: dq, dk: dq + d, dv: dq + 2 * d, ldd: 3 * d, accumulate: accumulate,
-                                  dOut: dOut + b * n * d + h * dh, lddo: d, probs: probs + task * n * n,
-                                  q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale, scratch: scratch)
+            for h in hs {
+                let q = x + h * dh, dq = dx + h * dh
+                attentionHeadBackward(dq: dq, dk: dq + d, dv: dq + 2 * d, ldd: 3 * d, accumulate: accumulate,
+                                      dOut: dO + h * dh, lddo: d, probs: probs + (b * heads + h) * n * n,
+                                      q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale,
+                                      scratch: buf + copied)
+            }
+            if copiesRows { (dqkv + b * per).update(from: dx, count: per) }
         }
     }
 }
