@@ -41,14 +41,15 @@ func microKernel6x16(
     }
     let al = V(repeating: alpha)
     if mr == 6 && nr == 16 {
-        let b0 = bias.map { UnsafeRawPointer($0).loadUnaligned(as: V.self) }
-        let b1 = bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: 32, as: V.self) }
-        storeRow(c, c00, c01, al, beta, b0, b1, residual)
-        storeRow(c + ldc, c10, c11, al, beta, b0, b1, residual.map { $0 + ldc })
-        storeRow(c + 2 * ldc, c20, c21, al, beta, b0, b1, residual.map { $0 + 2 * ldc })
-        storeRow(c + 3 * ldc, c30, c31, al, beta, b0, b1, residual.map { $0 + 3 * ldc })
-        storeRow(c + 4 * ldc, c40, c41, al, beta, b0, b1, residual.map { $0 + 4 * ldc })
-        storeRow(c + 5 * ldc, c50, c51, al, beta, b0, b1, residual.map { $0 + 5 * ldc })
+        // The bias as plain SIMD8 vectors and a flag: as an Optional<SIMD8<Float>> LLVM kept it in eight
+        // general registers and rebuilt each vector per row with ~40 inserts (objdump of sgemm), most of the
+        // tile's store code. (Two specialised copies of the stores instead grew sgemm past the inliner's
+        // budget: the stdlib's unaligned loads and stores became calls.)
+        let hasBias = bias != nil
+        let b0 = hasBias ? UnsafeRawPointer(bias!).loadUnaligned(as: V.self) : V()
+        let b1 = hasBias ? UnsafeRawPointer(bias!).loadUnaligned(fromByteOffset: 32, as: V.self) : V()
+        storeTile(c, ldc, c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51,
+                  alpha: al, scaled: alpha != 1, beta: beta, hasBias: hasBias, b0, b1, residual)
         return
     }
     withUnsafeTemporaryAllocation(of: V.self, capacity: 12) { t in
@@ -66,19 +67,42 @@ func microKernel6x16(
     }
 }
 
+/// Stores the six rows of a full tile (see `storeRow`).
+@inline(__always)
+private func storeTile(
+    _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
+    _ c00: SIMD8<Float>, _ c01: SIMD8<Float>, _ c10: SIMD8<Float>, _ c11: SIMD8<Float>,
+    _ c20: SIMD8<Float>, _ c21: SIMD8<Float>, _ c30: SIMD8<Float>, _ c31: SIMD8<Float>,
+    _ c40: SIMD8<Float>, _ c41: SIMD8<Float>, _ c50: SIMD8<Float>, _ c51: SIMD8<Float>,
+    alpha: SIMD8<Float>, scaled: Bool, beta: Float, hasBias: Bool, _ b0: SIMD8<Float>, _ b1: SIMD8<Float>,
+    _ residual: UnsafePointer<Float>?
+) {
+    // `scaled` is alpha != 1: a multiply by 1 is exact, so skipping it keeps every bit (a Linear layer's case).
+    storeRow(c, c00, c01, scaled, alpha, beta, hasBias, b0, b1, residual)
+    storeRow(c + ldc, c10, c11, scaled, alpha, beta, hasBias, b0, b1, residual.map { $0 + ldc })
+    storeRow(c + 2 * ldc, c20, c21, scaled, alpha, beta, hasBias, b0, b1, residual.map { $0 + 2 * ldc })
+    storeRow(c + 3 * ldc, c30, c31, scaled, alpha, beta, hasBias, b0, b1, residual.map { $0 + 3 * ldc })
+    storeRow(c + 4 * ldc, c40, c41, scaled, alpha, beta, hasBias, b0, b1, residual.map { $0 + 4 * ldc })
+    storeRow(c + 5 * ldc, c50, c51, scaled, alpha, beta, hasBias, b0, b1, residual.map { $0 + 5 * ldc })
+}
+
 @inline(__always)
 private func storeRow(
-    _ c: UnsafeMutablePointer<Float>, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ alpha: SIMD8<Float>, _ beta: Float,
-    _ bias0: SIMD8<Float>?, _ bias1: SIMD8<Float>?, _ residual: UnsafePointer<Float>?
+    _ c: UnsafeMutablePointer<Float>, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ scaled: Bool, _ alpha: SIMD8<Float>,
+    _ beta: Float, _ hasBias: Bool, _ bias0: SIMD8<Float>, _ bias1: SIMD8<Float>, _ residual: UnsafePointer<Float>?
 ) {
     let p = UnsafeMutableRawPointer(c)
-    var y0 = alpha * x0, y1 = alpha * x1
+    var y0 = x0, y1 = x1
+    if scaled {
+        y0 = alpha * x0
+        y1 = alpha * x1
+    }
     if beta != 0 {
         let bv = SIMD8<Float>(repeating: beta)
         y0 = y0 + bv * p.loadUnaligned(as: SIMD8<Float>.self)
         y1 = y1 + bv * p.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
     }
-    if let bias0, let bias1 {
+    if hasBias {
         y0 = y0 + bias0
         y1 = y1 + bias1
     }
