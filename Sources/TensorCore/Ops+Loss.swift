@@ -3,43 +3,78 @@ import CPUKernels
 /// Smooth-L1 loss with beta 1, mean over all elements (`F.smooth_l1_loss(pred, target)`, the I-JEPA loss):
 /// 0.5 d^2 where |d| < 1, |d| - 0.5 elsewhere. Sums in Double.
 public func smoothL1Loss(_ pred: Variable, _ target: Variable, tape: Tape?) throws -> Variable {
-    try elementwiseLoss(pred, target, tape: tape, name: "smoothL1Loss") { d in
-        let a = abs(d)
-        return a < 1 ? (0.5 * d * d, d) : (a - 0.5, d > 0 ? 1 : -1)
-    }
+    try elementwiseLoss(pred, target, tape: tape, SmoothL1.self)
 }
 
 /// Mean squared error over all elements.
 public func mseLoss(_ pred: Variable, _ target: Variable, tape: Tape?) throws -> Variable {
-    try elementwiseLoss(pred, target, tape: tape, name: "mseLoss") { d in (d * d, 2 * d) }
+    try elementwiseLoss(pred, target, tape: tape, SquaredError.self)
 }
 
-/// mean_i f(pred_i - target_i); `f` returns the value and its derivative at d.
-func elementwiseLoss(
-    _ pred: Variable, _ target: Variable, tape: Tape?, name: String, _ f: @escaping (Double) -> (Double, Double)
-) throws -> Variable {
-    try check(pred.shape == target.shape && pred.value.count > 0, "\(name): same non-empty shapes", pred.shape, target.shape)
+/// A loss applied to each difference d = pred - target, in Double. A type rather than a closure so that the
+/// per-element loops are specialised: through a closure the backward pass took 3 ms of the Fashion-MNIST step
+/// (12 ns per element), as long as the loss's forward and the EMA update together.
+protocol PointwiseLoss {
+    static var name: String { get }
+    static func value(_ d: Double) -> Double
+    static func derivative(_ d: Double) -> Double
+}
+
+enum SmoothL1: PointwiseLoss {
+    static let name = "smoothL1Loss"
+    @inline(__always) static func value(_ d: Double) -> Double { abs(d) < 1 ? 0.5 * d * d : abs(d) - 0.5 }
+    @inline(__always) static func derivative(_ d: Double) -> Double { abs(d) < 1 ? d : (d > 0 ? 1 : -1) }
+}
+
+enum SquaredError: PointwiseLoss {
+    static let name = "mseLoss"
+    @inline(__always) static func value(_ d: Double) -> Double { d * d }
+    @inline(__always) static func derivative(_ d: Double) -> Double { 2 * d }
+}
+
+/// mean_i L(pred_i - target_i).
+func elementwiseLoss<L: PointwiseLoss>(_ pred: Variable, _ target: Variable, tape: Tape?, _: L.Type) throws -> Variable {
+    try check(pred.shape == target.shape && pred.value.count > 0, "\(L.name): same non-empty shapes", pred.shape, target.shape)
     let n = pred.value.count
     var sum = 0.0
-    pred.withValue { p in target.withValue { q in for i in 0..<n { sum += f(Double(p[i]) - Double(q[i])).0 } } }
+    pred.withValue { p in target.withValue { q in for i in 0..<n { sum += L.value(Double(p[i]) - Double(q[i])) } } }
     let t = recording(tape, pred, target)
     let out = output(try Tensor(shape: [1], values: [Float(sum / Double(n))]), t)
-    let run = profiled(name, cost: .elementwise(n, 4, 4), bytes: 8 * n) { [weak out] in
+    let run = profiled(L.name, cost: .elementwise(n, 4, 4), bytes: 8 * n) { [weak out] in
         guard let g = out?.grad?.scalars.first else { return }
         let scale = Double(g) / Double(n)
         pred.withValue { p in
             target.withValue { q in
                 if pred.requiresGrad {
-                    pred.withGrad { dp in for i in 0..<n { dp[i] += Float(scale * f(Double(p[i]) - Double(q[i])).1) } }
+                    pred.withGradForWrite { lossGradient(L.self, $0, p, q, count: n, scale: scale, sign: 1, fresh: $1) }
                 }
                 if target.requiresGrad {
-                    target.withGrad { dq in for i in 0..<n { dq[i] -= Float(scale * f(Double(p[i]) - Double(q[i])).1) } }
+                    target.withGradForWrite { lossGradient(L.self, $0, p, q, count: n, scale: scale, sign: -1, fresh: $1) }
                 }
             }
         }
     }
     t?.record(releasing: out, run)
     return out
+}
+
+/// dx[i] += sign * Float(scale * L'(Double(p[i]) - Double(q[i]))), in chunks cut by the count alone (each
+/// element on its own, so any thread count gives the same bits). A fresh buffer gets 0 + (...) without being
+/// read: the bits of adding into a zeroed buffer (-0 becomes +0), which is what the loss did before.
+@inline(__always)
+func lossGradient<L: PointwiseLoss>(
+    _: L.Type, _ dx: UnsafeMutablePointer<Float>, _ p: UnsafePointer<Float>, _ q: UnsafePointer<Float>,
+    count n: Int, scale: Double, sign: Float, fresh: Bool
+) {
+    let (chunks, size) = Parallel.chunking(count: n, minChunk: 1 << 15)
+    Parallel.forEach(tasks: chunks) { c, _ in
+        let lo = c * size, hi = min(n, lo + size)
+        if fresh {
+            for i in lo..<hi { dx[i] = 0 + sign * Float(scale * L.derivative(Double(p[i]) - Double(q[i]))) }
+        } else {
+            for i in lo..<hi { dx[i] += sign * Float(scale * L.derivative(Double(p[i]) - Double(q[i]))) }
+        }
+    }
 }
 
 /// Softmax cross-entropy with integer labels, mean over rows: logits (N, C), labels N values in 0..<C.

@@ -129,6 +129,11 @@ final class GradCheckTests: XCTestCase {
         let p = try param([3, 5], scale: 2), t = Variable(try rng.uniform([3, 5], low: -2, high: 2))
         try gradCheck("smoothL1", [p], step: 1e-3) { try smoothL1Loss(p, t, tape: $0) }
         try gradCheck("mse", [p]) { try mseLoss(p, t, tape: $0) }
+        // Both inputs trained: the target's gradient is the negated one; p's buffer exists by now (added to),
+        // q's does not (written).
+        let q = try param([3, 5], scale: 2)
+        try gradCheck("smoothL1 (pred and target)", [p, q], step: 1e-3) { try smoothL1Loss(p, q, tape: $0) }
+        try gradCheck("mse (pred and target)", [p, q]) { try mseLoss(p, q, tape: $0) }
         let logits = try param([4, 3], scale: 2)
         try gradCheck("softmaxCrossEntropy", [logits]) { try softmaxCrossEntropy(logits, labels: [0, 2, 1, 2], tape: $0) }
         // smooth-L1 values: 0.5 d^2 inside |d| < 1, |d| - 0.5 outside.
