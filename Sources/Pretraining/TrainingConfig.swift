@@ -48,8 +48,9 @@ public struct TrainingConfig: Sendable, Equatable {
     /// Defaults: the official schedule shapes (start = lr / 5, final = lr / 1000, warmup, cosine), with the peak
     /// rate chosen for this batch of 64 by full one-epoch runs (docs/training.md, probe / 20-NN): lr 3.125e-5 (the
     /// official 1e-3 scaled linearly from batch 2048) 76.5 / 66.7 %, 6.25e-5 77.1 / 69.2 %, 1.25e-4 77.7 /
-    /// 68.6 %, 2.5e-4 78.5 / 68.6 %, 5e-4 77.3 / 67.6 % (random init 75.1 / 53.7 %). The official 1e-3
-    /// collapses within 100 steps at this batch (loss 0.01) and ends below random init.
+    /// 68.6 %, 1.77e-4 77.2 / 67.9 %, 2.5e-4 78.5 / 68.6 %, 5e-4 77.3 / 67.6 % (random init 75.1 / 53.7 %);
+    /// 2.5e-4 with seed 1 77.0 / 65.4 % (its random init 75.6 / 52.6 %), so the rates from 2x to 16x differ by
+    /// less than the seed moves them. The official 1e-3 collapses within 100 steps at this batch (loss 0.01).
     public struct Optimization: Sendable, Equatable {
         public var epochs = 1
         public var warmup = 0.25
