@@ -48,8 +48,13 @@ func microKernel6x16(
         let hasBias = bias != nil
         let b0 = hasBias ? UnsafeRawPointer(bias!).loadUnaligned(as: V.self) : V()
         let b1 = hasBias ? UnsafeRawPointer(bias!).loadUnaligned(fromByteOffset: 32, as: V.self) : V()
-        storeTile(c, ldc, c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51,
-                  alpha: al, scaled: alpha != 1, beta: beta, hasBias: hasBias, b0, b1, residual)
+        let scaled = alpha != 1  // a multiply by 1 is exact: skipping it keeps every bit (a Linear layer's case)
+        storeRow(c, c00, c01, scaled, al, beta, hasBias, b0, b1, residual)
+        storeRow(c + ldc, c10, c11, scaled, al, beta, hasBias, b0, b1, residual.map { $0 + ldc })
+        storeRow(c + 2 * ldc, c20, c21, scaled, al, beta, hasBias, b0, b1, residual.map { $0 + 2 * ldc })
+        storeRow(c + 3 * ldc, c30, c31, scaled, al, beta, hasBias, b0, b1, residual.map { $0 + 3 * ldc })
+        storeRow(c + 4 * ldc, c40, c41, scaled, al, beta, hasBias, b0, b1, residual.map { $0 + 4 * ldc })
+        storeRow(c + 5 * ldc, c50, c51, scaled, al, beta, hasBias, b0, b1, residual.map { $0 + 5 * ldc })
         return
     }
     withUnsafeTemporaryAllocation(of: V.self, capacity: 12) { t in
@@ -65,25 +70,6 @@ func microKernel6x16(
             }
         }
     }
-}
-
-/// Stores the six rows of a full tile (see `storeRow`).
-@inline(__always)
-private func storeTile(
-    _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
-    _ c00: SIMD8<Float>, _ c01: SIMD8<Float>, _ c10: SIMD8<Float>, _ c11: SIMD8<Float>,
-    _ c20: SIMD8<Float>, _ c21: SIMD8<Float>, _ c30: SIMD8<Float>, _ c31: SIMD8<Float>,
-    _ c40: SIMD8<Float>, _ c41: SIMD8<Float>, _ c50: SIMD8<Float>, _ c51: SIMD8<Float>,
-    alpha: SIMD8<Float>, scaled: Bool, beta: Float, hasBias: Bool, _ b0: SIMD8<Float>, _ b1: SIMD8<Float>,
-    _ residual: UnsafePointer<Float>?
-) {
-    // `scaled` is alpha != 1: a multiply by 1 is exact, so skipping it keeps every bit (a Linear layer's case).
-    storeRow(c, c00, c01, scaled, alpha, beta, hasBias, b0, b1, residual)
-    storeRow(c + ldc, c10, c11, scaled, alpha, beta, hasBias, b0, b1, residual.map { $0 + ldc })
-    storeRow(c + 2 * ldc, c20, c21, scaled, alpha, beta, hasBias, b0, b1, residual.map { $0 + 2 * ldc })
-    storeRow(c + 3 * ldc, c30, c31, scaled, alpha, beta, hasBias, b0, b1, residual.map { $0 + 3 * ldc })
-    storeRow(c + 4 * ldc, c40, c41, scaled, alpha, beta, hasBias, b0, b1, residual.map { $0 + 4 * ldc })
-    storeRow(c + 5 * ldc, c50, c51, scaled, alpha, beta, hasBias, b0, b1, residual.map { $0 + 5 * ldc })
 }
 
 @inline(__always)
