@@ -48,13 +48,15 @@ public enum GEMMBlocking {
 /// `addBias` pass without its extra trip through C (a Linear layer's forward). `residual` ((m, n), with
 /// C's row stride, not aliasing C) is added last in that same store: the bits of a separate
 /// elementwise add of the residual stream, without that pass's two reads and one write (a transformer
-/// block's proj and fc2). Invalid arguments stop with a message.
+/// block's proj and fc2). `epilogue` (GELU, or GELU's derivative) is applied to each finished tile after
+/// that, with the bits of a separate pass. Invalid arguments stop with a message.
 public func sgemm(
     c: UnsafeMutablePointer<Float>, ldc: Int,       // (m, n) row-major, row stride ldc
     a: UnsafePointer<Float>, lda: Int, transA: Bool, // (m, k), or (k, m) when transA; row stride lda
     b: UnsafePointer<Float>, ldb: Int, transB: Bool, // (k, n), or (n, k) when transB; row stride ldb
     m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0, bias: UnsafePointer<Float>? = nil,  // bias: (n) or nil
     residual: UnsafePointer<Float>? = nil,          // (m, n) row-major, row stride ldc, or nil
+    epilogue: GEMMEpilogue? = nil,                  // applied to each finished tile, after bias and residual
     threads: Int? = nil
 ) {
     if let problem = gemmArgumentProblem(ldc: ldc, lda: lda, transA: transA, ldb: ldb, transB: transB, m: m, n: n, k: k) {
@@ -66,6 +68,7 @@ public func sgemm(
         scaleMatrix(c, ldc: ldc, rows: m, cols: n, beta: beta)
         if let bias { for i in 0..<m { for j in 0..<n { c[i * ldc + j] += bias[j] } } }
         if let residual { for i in 0..<m { for j in 0..<n { c[i * ldc + j] += residual[i * ldc + j] } } }
+        if let epilogue { for i in 0..<m { applyEpilogue(epilogue, c: c, offset: i * ldc, ldc: ldc, rows: 1, cols: n) } }
         return
     }
     typealias P = GEMMBlocking
@@ -74,7 +77,7 @@ public func sgemm(
     let kBlocks = (k + P.KC - 1) / P.KC
     if threads > 1, kBlocks >= P.kSplitMinBlocks, m * n <= P.kSplitMaxFloats, kBlocks * m * n <= P.kSplitMaxPartialFloats {
         sgemmKSplit(c: c, ldc: ldc, a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB, m: m, n: n, k: k,
-                    alpha: alpha, beta: beta, bias: bias, residual: residual, threads: threads)
+                    alpha: alpha, beta: beta, bias: bias, residual: residual, epilogue: epilogue, threads: threads)
         return
     }
     let ncMax = min(n, P.NC)
@@ -166,6 +169,13 @@ public func sgemm(
                             }
                             pc += kc
                         }
+                        if let epilogue, k0 + kg == k {
+                            // On the finished (mc, chunk) block while it is in L2: per tile (in L1) the epilogue's
+                            // reads of GELU's input came 64 bytes per row and missed the prefetchers
+                            // (`ijepa bench mlp`, training 0.87-0.94x the separate ops; docs/performance.md).
+                            let j0 = qc * P.NR, j1 = min(nc, qe * P.NR)
+                            applyEpilogue(epilogue, c: c, offset: i0 * ldc + jc + j0, ldc: ldc, rows: mc, cols: j1 - j0)
+                        }
                         qc = qe
                     }
                 }
@@ -188,6 +198,7 @@ func sgemmKSplit(
     m: Int, n: Int, k: Int, alpha: Float, beta: Float,
     bias: UnsafePointer<Float>?,                    // (n) or nil
     residual: UnsafePointer<Float>?,                // (m, n) row-major, row stride ldc, or nil
+    epilogue: GEMMEpilogue?,
     threads: Int
 ) {
     typealias P = GEMMBlocking
@@ -227,6 +238,7 @@ func sgemmKSplit(
                     row[j] = y
                     j += 1
                 }
+                if let epilogue { applyEpilogue(epilogue, c: c, offset: i * ldc, ldc: ldc, rows: 1, cols: n) }
             }
         }
     }

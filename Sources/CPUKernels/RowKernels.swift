@@ -186,21 +186,26 @@ public func geluForward(
     _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int, threads: Int? = nil
 ) {
     forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 8, threads: threads) { b0, b1 in
-        var i = b0 * 8
-        let end = min(count, b1 * 8)
-        // Four independent vectors per iteration: one GELU is a ~130-cycle dependency chain (exp, a division,
-        // two polynomials) and one vector per iteration ran at ~48 cycles per vector. Interleaved, 4096x768
-        // values (1 thread, two alternating rounds): forward 7.9 / 7.4 -> 6.1 / 6.3 ms, backward 9.2 / 8.8 ->
-        // 6.9 / 7.0 ms.
-        while i + 32 <= end {
-            let x0 = load8(x + i), x1 = load8(x + i + 8), x2 = load8(x + i + 16), x3 = load8(x + i + 24)
-            let (y0, y1, y2, y3) = vgelu4(x0, x1, x2, x3)
-            store8(y + i, y0); store8(y + i + 8, y1); store8(y + i + 16, y2); store8(y + i + 24, y3)
-            i += 32
-        }
-        while i + 8 <= end { store8(y + i, vgelu(load8(x + i))); i += 8 }
-        while i < end { y[i] = vgelu(x[i]); i += 1 }
+        geluSpan(y + b0 * 8, x + b0 * 8, count: min(count, b1 * 8) - b0 * 8)
     }
+}
+
+/// `geluForward` on one thread (y may be x): the row kernel's chunks and the GEMM's GELU epilogue.
+@inline(__always)
+func geluSpan(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
+    var i = 0
+    // Four independent vectors per iteration: one GELU is a ~130-cycle dependency chain (exp, a division,
+    // two polynomials) and one vector per iteration ran at ~48 cycles per vector. Interleaved, 4096x768
+    // values (1 thread, two alternating rounds): forward 7.9 / 7.4 -> 6.1 / 6.3 ms, backward 9.2 / 8.8 ->
+    // 6.9 / 7.0 ms.
+    while i + 32 <= count {
+        let x0 = load8(x + i), x1 = load8(x + i + 8), x2 = load8(x + i + 16), x3 = load8(x + i + 24)
+        let (y0, y1, y2, y3) = vgelu4(x0, x1, x2, x3)
+        store8(y + i, y0); store8(y + i + 8, y1); store8(y + i + 16, y2); store8(y + i + 24, y3)
+        i += 32
+    }
+    while i + 8 <= count { store8(y + i, vgelu(load8(x + i))); i += 8 }
+    while i < count { y[i] = vgelu(x[i]); i += 1 }
 }
 
 /// dx += dy * GELU'(x), or dx = dy * GELU'(x) with `accumulate: false` (dx is then only written).
@@ -209,23 +214,31 @@ public func geluBackward(
     accumulate: Bool = true, threads: Int? = nil
 ) {
     forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 8, threads: threads) { b0, b1 in
-        var i = b0 * 8
-        let end = min(count, b1 * 8)
-        @inline(__always) func put(_ at: Int, _ g: Float8) {
-            store8(dx + at, accumulate ? load8(dx + at) + g : g)
-        }
-        while i + 32 <= end {  // four independent chains per iteration, as in geluForward
-            let (d0, d1, d2, d3) = vgeluDerivative4(load8(x + i), load8(x + i + 8), load8(x + i + 16), load8(x + i + 24))
-            put(i, load8(dy + i) * d0); put(i + 8, load8(dy + i + 8) * d1)
-            put(i + 16, load8(dy + i + 16) * d2); put(i + 24, load8(dy + i + 24) * d3)
-            i += 32
-        }
-        while i + 8 <= end { put(i, load8(dy + i) * vgeluDerivative(load8(x + i))); i += 8 }
-        while i < end {
-            let g = dy[i] * vgeluDerivative(x[i])
-            dx[i] = accumulate ? dx[i] + g : g
-            i += 1
-        }
+        let i = b0 * 8
+        geluBackwardSpan(dx: dx + i, dy: dy + i, x: x + i, count: min(count, b1 * 8) - i, accumulate: accumulate)
+    }
+}
+
+/// `geluBackward` on one thread (dx may be dy): the row kernel's chunks and the GEMM's GELU-derivative epilogue.
+@inline(__always)
+func geluBackwardSpan(
+    dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int, accumulate: Bool
+) {
+    var i = 0
+    @inline(__always) func put(_ at: Int, _ g: Float8) {
+        store8(dx + at, accumulate ? load8(dx + at) + g : g)
+    }
+    while i + 32 <= count {  // four independent chains per iteration, as in geluSpan
+        let (d0, d1, d2, d3) = vgeluDerivative4(load8(x + i), load8(x + i + 8), load8(x + i + 16), load8(x + i + 24))
+        put(i, load8(dy + i) * d0); put(i + 8, load8(dy + i + 8) * d1)
+        put(i + 16, load8(dy + i + 16) * d2); put(i + 24, load8(dy + i + 24) * d3)
+        i += 32
+    }
+    while i + 8 <= count { put(i, load8(dy + i) * vgeluDerivative(load8(x + i))); i += 8 }
+    while i < count {
+        let g = dy[i] * vgeluDerivative(x[i])
+        dx[i] = accumulate ? dx[i] + g : g
+        i += 1
     }
 }
 

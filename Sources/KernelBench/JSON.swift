@@ -46,6 +46,15 @@ extension String {
 }
 
 extension BenchResult {
+    /// The number stored under `key` in `extra`, if any.
+    public func extraNumber(_ key: String) -> Double? {
+        switch extra.first(where: { $0.0 == key })?.1 {
+        case .double(let v)?: return v
+        case .int(let v)?: return Double(v)
+        default: return nil
+        }
+    }
+
     public var json: String {
         jsonLine([("name", .string(name)), ("kind", .string(kind))] + extra + [
             ("threads", .int(threads)), ("gflops", .double(gflops)), ("pctPeak", .double(pctPeak)),

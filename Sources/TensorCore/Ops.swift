@@ -24,7 +24,7 @@ func opOutput(
     _ value: Tensor, inputs: Variable?..., tape: Tape?, op: String, cost: OpCost = .zero,
     backward: @escaping (_ dy: UnsafePointer<Float>) -> Void
 ) -> Variable {
-    let t = tape.flatMap { $0.isRecording && inputs.contains { $0?.requiresGrad == true } ? $0 : nil }
+    let t = recordingTape(tape, inputs)
     let out = output(value, t)
     let bytes = OpProfiler.active == nil ? 0 : 4 * (value.count + inputs.reduce(0) { $0 + ($1?.value.count ?? 0) })
     let run = profiled(op, cost: cost, bytes: bytes) { [weak out] in
@@ -33,6 +33,11 @@ func opOutput(
     }
     t?.record(releasing: out, run)
     return out
+}
+
+/// The tape when it records and some input wants a gradient (the op's backward will run), else nil.
+func recordingTape(_ tape: Tape?, _ inputs: [Variable?]) -> Tape? {
+    tape.flatMap { $0.isRecording && inputs.contains { $0?.requiresGrad == true } ? $0 : nil }
 }
 
 /// `opOutput` for a one-input op: `backward(dx, dy)` adds into x's gradient (zeroed on first use).
@@ -83,24 +88,31 @@ public func linear(
     return opOutput(y, inputs: x, w, b, r, tape: tape, op: "linear",
                     cost: OpCost(forward: mnk + epilogueOps, backward: 2 * mnk + epilogueOps)) { dy in
         if let r { passGradient(dy, to: r) }
-        if x.requiresGrad {
-            x.withGradForWrite { dx, fresh in
-                w.withValue { wp in
-                    sgemm(c: dx, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: false, b: wp, ldb: max(1, inF),
-                          transB: false, m: rows, n: inF, k: outF, beta: fresh ? 0 : 1)
-                }
-            }
-        }
-        if w.requiresGrad {
-            w.withGrad { dw in
-                x.withValue { xp in
-                    sgemm(c: dw, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: true, b: xp, ldb: max(1, inF),
-                          transB: false, m: outF, n: inF, k: rows, beta: 1)
-                }
-            }
-        }
-        if let b, b.requiresGrad { b.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: outF) } }
+        linearBackward(dy: dy, x: x, weight: w, bias: b, rows: rows)
     }
+}
+
+/// The backward pass of y = x W^T + b given dy (rows, out): x's gradient (written when fresh, else added),
+/// W's and b's (added), each only when wanted.
+func linearBackward(dy: UnsafePointer<Float>, x: Variable, weight w: Variable, bias b: Variable?, rows: Int) {
+    let (outF, inF) = (w.shape[0], w.shape[1])
+    if x.requiresGrad {
+        x.withGradForWrite { dx, fresh in
+            w.withValue { wp in
+                sgemm(c: dx, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: false, b: wp, ldb: max(1, inF),
+                      transB: false, m: rows, n: inF, k: outF, beta: fresh ? 0 : 1)
+            }
+        }
+    }
+    if w.requiresGrad {
+        w.withGrad { dw in
+            x.withValue { xp in
+                sgemm(c: dw, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: true, b: xp, ldb: max(1, inF),
+                      transB: false, m: outF, n: inF, k: rows, beta: 1)
+            }
+        }
+    }
+    if let b, b.requiresGrad { b.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: outF) } }
 }
 
 // MARK: - LayerNorm

@@ -49,7 +49,7 @@ struct BenchOptions: ParsableArguments {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: GEMM and row kernels, in GFLOP/s and % of the peak measured in the same run.",
-        subcommands: [All.self, GEMM.self, Kernels.self, ViT.self, IJEPA.self, Peak.self],
+        subcommands: [All.self, GEMM.self, Kernels.self, MLP.self, ViT.self, IJEPA.self, Peak.self],
         defaultSubcommand: All.self)
 
     struct All: ParsableCommand {
@@ -72,6 +72,53 @@ struct Bench: ParsableCommand {
         func run() throws { try runSuites(options, gemm: false, kernels: true) }
     }
 
+    struct MLP: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "mlp",
+            abstract: "A transformer MLP (fc1, GELU, fc2, residual): the fused op against the three separate ops.",
+            discussion: """
+                Both forms run in alternating rounds in one process (forward without a tape, and forward + backward);
+                the table gives the fused op's median time and GFLOP/s (the two GEMMs' FLOPs) and the median of the
+                per-round ratios separate / fused (> 1: the fusion is faster). The bits are compared first.
+                """)
+        @OptionGroup var options: BenchOptions
+        @Option(help: "Alternating rounds per case (median of the per-round ratios reported).")
+        var rounds = 11
+        func run() throws {
+            let cases = options.selected(MLPBench.standard, name: \.name, quickNames: ["predictor"])
+            if options.list {
+                for c in cases {
+                    print(jsonLine([("name", .string(c.name)), ("m", .int(c.rows)), ("dim", .int(c.dim)), ("hidden", .int(c.hidden))]))
+                }
+                return
+            }
+            let threads = try options.threadCounts()
+            let peak = measurePeak(options)
+            if options.json {
+                print(jsonLine([("peakGflops", .double(peak.perCore)), ("simd", .string(SIMDPath.name))]))
+            } else {
+                print(String(format: "SIMD path: %@, measured peak %.1f GFLOP/s per core", SIMDPath.name, peak.perCore))
+                print("name                     thr   fused ms  separate ms  separate/fused   GFLOP/s  %peak")
+            }
+            for t in threads {
+                for c in cases {
+                    for training in [false, true] {
+                        let r = try MLPBench.run(c, training: training, threads: t, peakPerCore: peak.perCore,
+                                                 rounds: options.quick ? 3 : rounds)
+                        if options.json {
+                            print(r.json)
+                        } else {
+                            print(r.name.padded(to: 24) + String(format: "%4d  %9.2f  %11.2f  %14.3f  %8.1f  %5.1f",
+                                                                 t, r.medianMs, r.extraNumber("separateMedianMs") ?? 0,
+                                                                 r.extraNumber("separateOverFused") ?? 0, r.gflops, r.pctPeak))
+                        }
+                        fflush(stdout)
+                    }
+                }
+            }
+        }
+    }
+
     struct ViT: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "vit",
@@ -80,9 +127,10 @@ struct Bench: ParsableCommand {
         @Option(help: "Timed steps per case (median reported).")
         var steps = 3
         func run() throws {
+            let cases = options.selected(ViTBench.standard, name: \.name, quickNames: ["tiny32"])
+            if options.list { return listModelCases(cases.map { ($0.name, $0.batch) }) }
             let threads = try options.threadCounts()
             let peak = printModelBenchHeader(options)
-            let cases = options.selected(ViTBench.standard, name: \.name, quickNames: ["tiny32"])
             for t in threads {
                 for c in cases {
                     for training in [false, true] {
@@ -122,6 +170,7 @@ struct Bench: ParsableCommand {
                 try IJEPABench.dumpMasks(cases[0], steps: steps, to: dumpMasks)
                 return
             }
+            if options.list { return listModelCases(cases.map { ($0.name, $0.batch) }) }
             let threads = try options.threadCounts()
             let peak = printModelBenchHeader(options)
             for t in threads {
@@ -129,7 +178,7 @@ struct Bench: ParsableCommand {
                     let profiler = profile ? OpProfiler() : nil
                     let n = options.quick ? 1 : steps
                     let r = try IJEPABench.run(c, threads: t, peakPerCore: peak.perCore, steps: n, profiler: profiler)
-                    let images = r.extra.first { $0.0 == "imagesPerSecond" }.map { if case let .double(v) = $0.1 { return v } else { return 0 } } ?? 0
+                    let images = r.extraNumber("imagesPerSecond") ?? 0
                     printModelBenchRow(r, options: options, threads: t, batch: c.batch, imagesPerSecond: images)
                     if let profiler {
                         // Wall time of the profiled steps: their count times the mean step (images / rate).
@@ -153,6 +202,11 @@ struct Bench: ParsableCommand {
         @OptionGroup var options: BenchOptions
         func run() throws { try runSuites(options, gemm: false, kernels: false) }
     }
+}
+
+/// `--list` of the model benchmarks: one JSON line per selected case, nothing run.
+func listModelCases(_ cases: [(name: String, batch: Int)]) {
+    for c in cases { print(jsonLine([("name", .string(c.name)), ("batch", .int(c.batch))])) }
 }
 
 /// The first lines of the model benchmarks (ViT, I-JEPA): the measured peak as JSON or a table header.

@@ -174,6 +174,52 @@ final class GEMMTests: XCTestCase {
         }
     }
 
+    /// The GELU epilogues give the bits of the GEMM followed by the separate row kernel (GELU into another
+    /// buffer or in place; GELU's derivative times the product), for any thread count, with edge tiles, several
+    /// k groups, the k split ((97, 70, 1100) on 2 and 5 threads), alpha/beta, and alpha 0.
+    func testGELUEpiloguesEqualSeparatePasses() {
+        let cases = [(1, 1, 1, false, true, Float(1), Float(0)), (7, 17, 5, false, true, 1, 0), (13, 33, 300, true, false, 0.5, 1),
+                     (97, 70, 1100, false, false, 1, 0), (300, 200, 600, false, true, 1, 0.25), (5, 9, 4, false, true, 0, 2),
+                     (145, 48, 96, false, false, 1, 0)]
+        for (m, n, k, ta, tb, alpha, beta) in cases {
+            var rng = TestRNG(11)
+            let a = rng.floats(m * k), b = rng.floats(k * n), bias = rng.floats(n)
+            let x = rng.floats(m * n, scale: 3)  // GELU's input for the derivative: both erf branches
+            let c0 = rng.floats(m * n)
+            let lda = ta ? m : k, ldb = tb ? k : n
+            var product = c0
+            bias.withUnsafeBufferPointer { bp in
+                sgemm(c: &product, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k,
+                      alpha: alpha, beta: beta, bias: bp.baseAddress, threads: 1)
+            }
+            var gelu = [Float](repeating: 0, count: m * n), derivative = [Float](repeating: 0, count: m * n)
+            geluForward(&gelu, product, count: m * n, threads: 1)
+            geluBackward(dx: &derivative, dy: product, x: x, count: m * n, accumulate: false, threads: 1)
+            let what = "(\(m), \(n), \(k)) tA \(ta) tB \(tb) alpha \(alpha) beta \(beta)"
+            for threads in [1, 2, 5] {
+                var pre = c0, out = [Float](repeating: .nan, count: m * n), inPlace = c0, dx = c0
+                bias.withUnsafeBufferPointer { bp in
+                    out.withUnsafeMutableBufferPointer { op in
+                        sgemm(c: &pre, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k,
+                              alpha: alpha, beta: beta, bias: bp.baseAddress, epilogue: .gelu(output: op.baseAddress!), threads: threads)
+                    }
+                    inPlace.withUnsafeMutableBufferPointer { ip in
+                        sgemm(c: ip.baseAddress!, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k,
+                              alpha: alpha, beta: beta, bias: bp.baseAddress, epilogue: .gelu(output: ip.baseAddress!), threads: threads)
+                    }
+                    x.withUnsafeBufferPointer { xp in
+                        sgemm(c: &dx, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k,
+                              alpha: alpha, beta: beta, bias: bp.baseAddress, epilogue: .geluBackward(x: xp.baseAddress!), threads: threads)
+                    }
+                }
+                XCTAssertEqual(pre.map(\.bitPattern), product.map(\.bitPattern), "pre-activation kept, \(what), \(threads) threads")
+                XCTAssertEqual(out.map(\.bitPattern), gelu.map(\.bitPattern), "GELU into output, \(what), \(threads) threads")
+                XCTAssertEqual(inPlace.map(\.bitPattern), gelu.map(\.bitPattern), "GELU in place, \(what), \(threads) threads")
+                XCTAssertEqual(dx.map(\.bitPattern), derivative.map(\.bitPattern), "GELU derivative, \(what), \(threads) threads")
+            }
+        }
+    }
+
     func testArgumentProblemsAreNamed() {
         XCTAssertNil(gemmArgumentProblem(ldc: 4, lda: 3, transA: false, ldb: 4, transB: false, m: 2, n: 4, k: 3))
         let negative = gemmArgumentProblem(ldc: 4, lda: 3, transA: false, ldb: 4, transB: false, m: -1, n: 4, k: 3)

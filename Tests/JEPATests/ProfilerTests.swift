@@ -26,16 +26,20 @@ final class ProfilerTests: XCTestCase {
         }
         XCTAssert(p.rows.contains { $0.phase == "context" && $0.op == "linear" && $0.pass == "backward" })
         XCTAssertFalse(p.rows.contains { $0.phase == "target" && $0.pass == "backward" }, "the target encoder has no backward pass")
-        // Target encoder linears: per block qkv, proj, fc1, fc2 over 4 x 16 tokens, plus the patch embedding.
+        // Target encoder (no gradient): per block the linears qkv and proj and the fused MLP (fc1, GELU, fc2) over
+        // 4 x 16 tokens, plus the patch embedding.
         let rows = 4.0 * 16, d = 32.0
-        let perBlock = 2 * rows * d * (3 * d) + 2 * rows * d * d + 2 * 2 * rows * d * (4 * d)
-        let biases = rows * (3 * d + d + 4 * d + d)
-        let residuals = rows * (d + d)  // the block's two residual adds ride in proj's and fc2's store
+        let linears = 2 * rows * d * (3 * d) + 2 * rows * d * d + rows * (3 * d + d) + rows * d  // + biases + residual
+        let mlps = 2 * 2 * rows * d * (4 * d) + rows * (4 * d + d) + rows * d + 20 * rows * 4 * d  // + biases, residual, GELU
         let patch = 2 * rows * 16 * d + rows * d
         let target = p.rows.first { $0.phase == "target" && $0.op == "linear" }!
-        XCTAssertEqual(target.flops, 2 * (perBlock + biases + residuals) + patch, accuracy: 1)
-        XCTAssertFalse(p.rows.contains { $0.op == "add" && $0.phase == "target" }, "no separate residual adds")
-        XCTAssertEqual(target.calls, 2 * 4 + 1)
+        XCTAssertEqual(target.flops, 2 * linears + patch, accuracy: 1)
+        XCTAssertEqual(target.calls, 2 * 2 + 1)
+        let mlp = p.rows.first { $0.phase == "target" && $0.op == "mlp" }!
+        XCTAssertEqual(mlp.flops, 2 * mlps, accuracy: 1)
+        XCTAssertEqual(mlp.calls, 2)
+        XCTAssertFalse(p.rows.contains { $0.phase == "target" && ["add", "gelu"].contains($0.op) }, "no separate adds or GELU")
+        XCTAssert(p.rows.contains { $0.phase == "context" && $0.op == "gelu" }, "training runs the separate ops")
         XCTAssertGreaterThan(p.totalSeconds / wall, 0.95, "the rows must account for the step")
         XCTAssertLessThanOrEqual(p.totalSeconds, wall * 1.0001)
         XCTAssert(p.table(steps: 1, wallSeconds: wall).contains("accounted for"))

@@ -68,6 +68,46 @@ final class GradCheckTests: XCTestCase {
         }
     }
 
+    /// The fused MLP op: finite differences for every input, and the bits of linear -> gelu -> linear (+ residual)
+    /// for the output and every gradient, with and without a tape.
+    func testMLP() throws {
+        let x = try param([2, 3, 5], scale: 2), w1 = try param([7, 5]), b1 = try param([7])
+        let w2 = try param([4, 7]), b2 = try param([4]), r = try param([2, 3, 4])
+        try gradCheck("mlp", [x, w1, b1, w2, b2, r]) {
+            try mlp(x, fc1: w1, bias1: b1, fc2: w2, bias2: b2, residual: r, tape: $0)
+        }
+        let x1 = try param([1, 1]), v1 = try param([1, 1]), v2 = try param([1, 1])
+        try gradCheck("mlp 1x1x1 without biases", [x1, v1, v2]) {
+            try mlp(x1, fc1: v1, bias1: nil, fc2: v2, bias2: nil, tape: $0)
+        }
+        // 37 rows x 70 hidden: edge tiles in both GEMMs; inputs of scale 3 reach both of erf's branches.
+        let xs = try param([37, 9], scale: 3), ws1 = try param([70, 9]), bs1 = try param([70])
+        let ws2 = try param([9, 70], scale: 0.3), bs2 = try param([9]), rs = try param([37, 9])
+        let inputs = [xs, ws1, bs1, ws2, bs2, rs]
+        let seed = try rng.uniform([37, 9], low: -1, high: 1)
+        func run(fused: Bool, tape: Tape?) throws -> [[UInt32]] {
+            let y = fused
+                ? try mlp(xs, fc1: ws1, bias1: bs1, fc2: ws2, bias2: bs2, residual: rs, tape: tape)
+                : try linear(try gelu(try linear(xs, weight: ws1, bias: bs1, tape: tape), tape: tape), weight: ws2, bias: bs2,
+                             residual: rs, tape: tape)
+            var tensors = [y.value]
+            if let tape {
+                for v in inputs { v.zeroGrad() }
+                try tape.backward(from: y, seed: seed)
+                tensors += inputs.map { $0.grad! }
+            }
+            return tensors.map { $0.withUnsafeBufferPointer { $0.map(\.bitPattern) } }
+        }
+        XCTAssertEqual(try run(fused: true, tape: nil), try run(fused: false, tape: nil), "forward without a tape")
+        let fused = try run(fused: true, tape: Tape()), separate = try run(fused: false, tape: Tape())
+        for (i, name) in ["y", "dx", "dW1", "db1", "dW2", "db2", "dresidual"].enumerated() {
+            XCTAssertEqual(fused[i], separate[i], "mlp vs separate ops: \(name)")
+        }
+        XCTAssertThrowsError(try mlp(xs, fc1: ws1, bias1: bs1, fc2: try param([9, 69]), bias2: nil, tape: nil)) {
+            XCTAssert("\($0)".contains("mlp: fc1 (hidden, in) and fc2 (out, hidden)"), "\($0)")
+        }
+    }
+
     func testLayerNorm() throws {
         let x = try param([3, 7], scale: 2), g = try param([7], offset: 1), b = try param([7])
         try gradCheck("layerNorm affine", [x, g, b]) { try layerNorm(x, gamma: g, beta: b, eps: 1e-6, tape: $0) }
