@@ -62,7 +62,12 @@ struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "GEMM on ViT-Tiny / ViT-S/16 layer shapes (forward NT, input-gradient NN, weight-gradient TN) and squares.")
         @OptionGroup var options: BenchOptions
-        func run() throws { try runSuites(options, gemm: true, kernels: false) }
+        @Option(help: "Time these shapes instead of the suite, comma separated: MxNxK, optionally :NN, :NT, :TN or :TT (op(A) op(B), default NN), e.g. 5376x288x96:NT.")
+        var shape: String?
+        func run() throws {
+            let custom = try shape.map { try $0.split(separator: ",").map { try parseGEMMShape(String($0)) } }
+            try runSuites(options, gemm: true, kernels: false, gemmCases: custom)
+        }
     }
 
     struct Kernels: ParsableCommand {
@@ -247,7 +252,19 @@ func measurePeak(_ options: BenchOptions) -> PeakInfo {
     return PeakInfo(perCore: one, allCores: all, cores: cores)
 }
 
-func runSuites(_ options: BenchOptions, gemm: Bool, kernels: Bool) throws {
+/// "MxNxK[:XY]" with X, Y in {N, T}: a GEMM case named after its shape.
+func parseGEMMShape(_ text: String) throws -> GEMMCase {
+    let parts = text.trimmingCharacters(in: .whitespaces).split(separator: ":", omittingEmptySubsequences: false)
+    let dims = parts[0].split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+    let ops = parts.count > 1 ? String(parts[1]).uppercased() : "NN"
+    guard parts.count <= 2, dims.count == 3, dims.allSatisfy({ ($0 ?? 0) >= 1 }), ["NN", "NT", "TN", "TT"].contains(ops) else {
+        throw ValidationError("--shape expects MxNxK with positive sizes and an optional :NN, :NT, :TN or :TT, got '\(text)'")
+    }
+    return GEMMCase("\(dims[0]!)x\(dims[1]!)x\(dims[2]!).\(ops)", m: dims[0]!, n: dims[1]!, k: dims[2]!,
+                    transA: ops.first == "T", transB: ops.last == "T")
+}
+
+func runSuites(_ options: BenchOptions, gemm: Bool, kernels: Bool, gemmCases: [GEMMCase]? = nil) throws {
     let threads = try options.threadCounts()
     let peak = options.list ? PeakInfo(perCore: 0, allCores: 0, cores: Parallel.hardwareThreads) : measurePeak(options)
     let header: [(String, JSONValue)] = [
@@ -268,8 +285,8 @@ func runSuites(_ options: BenchOptions, gemm: Bool, kernels: Bool) throws {
     var failures: [String] = []
     let minSeconds = options.quick ? 0.02 : options.minSeconds
     if gemm {
-        let cases = options.selected(GEMMSuite.standard, name: \.name,
-                                     quickNames: ["vit-tiny.qkv", "vit-tiny.fc2.wgrad", "square512"])
+        let cases = gemmCases ?? options.selected(GEMMSuite.standard, name: \.name,
+                                                  quickNames: ["vit-tiny.qkv", "vit-tiny.fc2.wgrad", "square512"])
         if options.list {
             for c in cases {
                 print(jsonLine([("name", .string(c.name)), ("m", .int(c.m)), ("n", .int(c.n)), ("k", .int(c.k)),
