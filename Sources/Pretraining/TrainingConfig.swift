@@ -147,7 +147,7 @@ extension TrainingConfig {
             sec[name] = value
             root[section] = sec
         }
-        var reader = ConfigReader(source: path == nil && !overrides.isEmpty ? "--set" : source, root: root)
+        var reader = ConfigReader(source: path == nil && !overrides.isEmpty ? "command line (--set or a flag)" : source, root: root)
         let config = try reader.read()
         try config.validate(source: reader.source)
         return config
@@ -246,17 +246,28 @@ extension TrainingConfig {
         try need(data.mean.count == data.std.count && (data.mean.isEmpty || data.mean.count == data.channels),
                  "data.mean and data.std need one value per channel (\(data.channels)) or both empty")
         try need(data.std.allSatisfy { $0 > 0 }, "data.std values must be > 0")
-        try need(mask.patchSize >= 1 && data.cropSize % mask.patchSize == 0,
-                 "mask.patch_size \(mask.patchSize) must divide data.crop_size \(data.cropSize)")
+        try need(mask.patchSize >= 1, "mask.patch_size must be >= 1, got \(mask.patchSize)")
+        try need(data.cropSize >= mask.patchSize && data.cropSize % mask.patchSize == 0,
+                 "data.crop_size \(data.cropSize) must be a positive multiple of mask.patch_size \(mask.patchSize)")
+        try need(meta.depth >= 0 && meta.embedDim >= 0 && meta.numHeads >= 0,
+                 "meta.depth, meta.embed_dim and meta.num_heads must be >= 0 (0 = the preset's value)")
+        try need(meta.predDepth >= 1 && meta.predEmbDim >= 1, "meta.pred_depth and meta.pred_emb_dim must be >= 1")
         try need(optimization.epochs >= 1, "optimization.epochs must be >= 1")
         try need(optimization.warmup >= 0 && optimization.warmup <= Double(optimization.epochs),
                  "optimization.warmup (epochs) must be in 0...epochs")
         try need(optimization.ema.count == 2 && optimization.ema.allSatisfy { $0 >= 0 && $0 <= 1 },
                  "optimization.ema must be [start, end] in [0, 1], got \(optimization.ema)")
         try need(optimization.lr > 0 && optimization.startLR >= 0 && optimization.finalLR >= 0, "learning rates must be >= 0 (lr > 0)")
+        try need(optimization.weightDecay >= 0 && optimization.finalWeightDecay >= 0,
+                 "optimization.weight_decay and final_weight_decay must be >= 0")
+        try need(optimization.ipeScale > 0, "optimization.ipe_scale must be > 0, got \(optimization.ipeScale)")
         try need(optimization.maxSteps >= 0, "optimization.max_steps must be >= 0")
         try need(logging.checkpointEvery >= 0 && logging.logEvery >= 1, "logging.checkpoint_every >= 0 and logging.log_every >= 1")
         try need(evaluation.knnK >= 1, "evaluation.knn_k must be >= 1")
+        try need(evaluation.trainSamples >= 0 && evaluation.testSamples >= 0,
+                 "evaluation.train_samples and test_samples must be >= 0 (0 = the whole split)")
+        try need(evaluation.probeIterations >= 1, "evaluation.probe_iterations must be >= 1")
+        try need(evaluation.probeWeightDecay >= 0, "evaluation.probe_weight_decay must be >= 0")
         try need(["target", "context"].contains(evaluation.encoder), "evaluation.encoder must be \"target\" or \"context\"")
         try need(evaluation.layers >= 1 && evaluation.layers <= ((try? vitConfig().depth) ?? 1),
                  "evaluation.layers must be in 1...depth (blocks whose pooled outputs are concatenated)")
