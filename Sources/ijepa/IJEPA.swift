@@ -8,16 +8,24 @@ struct IJEPA: ParsableCommand {
         abstract: "A pure-Swift CPU engine for I-JEPA: pretraining, linear probes, embeddings, mask pictures and benchmarks.",
         discussion: """
             Examples:
-              ijepa train --probe              train the default small I-JEPA on Fashion-MNIST, then the probe table
-              ijepa train --resume             continue the run in runs/fashion-mnist from its checkpoint
-              ijepa probe                      probe a finished run again (I-JEPA vs random init vs raw pixels)
+              ijepa train --probe
+                  train the default small I-JEPA on Fashion-MNIST, then the probe table
+              ijepa train --resume
+                  continue the run in runs/fashion-mnist from its checkpoint
+              ijepa probe
+                  probe a finished run again: I-JEPA vs random init vs raw pixels
               ijepa embed --output features.safetensors
-                                               average-pooled target-encoder features of the test split
-              ijepa masks --output masks.png   the context and target blocks of one training step
-              ijepa bench ijepa --profile      the I-JEPA step with the per-op profile table
-              ijepa bench gemm --json          GEMM suite as JSON lines (first line: measured peak, SIMD path)
-              ijepa info                       compiled SIMD path and thread count
-            Each subcommand has its own --help; docs/training.md and docs/performance.md explain the output.
+                  average-pooled target-encoder features of the test split
+              ijepa masks --output masks.png
+                  the context and target blocks of one training step
+              ijepa bench ijepa --profile
+                  the I-JEPA step and its per-op profile table
+              ijepa bench gemm --json
+                  the GEMM suite as JSON lines (first line: measured peak, SIMD path)
+              ijepa info
+                  compiled SIMD path and thread count
+            Each subcommand has its own --help; docs/training.md and docs/performance.md
+            explain the output.
             """,
         subcommands: [Train.self, Probe.self, Embed.self, Masks.self, ExportPNG.self, Bench.self, Info.self])
 }
