@@ -82,9 +82,10 @@ struct Bench: ParsableCommand {
             commandName: "mlp",
             abstract: "A transformer MLP (fc1, GELU, fc2, residual): the fused op against the three separate ops.",
             discussion: """
-                Both forms run in alternating rounds in one process (forward without a tape, and forward + backward);
-                the table gives the fused op's median time and GFLOP/s (the two GEMMs' FLOPs) and the median of the
-                per-round ratios separate / fused (> 1: the fusion is faster). The bits are compared first.
+                Both forms run in alternating rounds in one process (forward without a tape,
+                and forward + backward); the table gives the fused op's median time and
+                GFLOP/s (the two GEMMs' FLOPs) and the median of the per-round ratios
+                separate/fused (> 1: the fusion is faster). The bits are compared first.
                 """)
         @OptionGroup var options: BenchOptions
         @Option(help: "Alternating rounds per case (median of the per-round ratios reported).")
@@ -155,11 +156,13 @@ struct Bench: ParsableCommand {
             commandName: "ijepa",
             abstract: "The I-JEPA training step: (a) ijepa-fmnist, the default Fashion-MNIST model; (b) ijepa-vits16, ViT-S/16 224 px; each also -recompute.",
             discussion: """
-                Target encoder + context encoder + predictor + smooth-L1 + backward + AdamW + EMA on synthetic images with
-                the official masks of steps 0..<steps (seed 0). GFLOP/s by the formula of reference section 8.
-                The -recompute cases run the same step with the trained blocks recomputed in the backward pass
-                (engine.recompute_blocks): the same numbers, less memory, a second forward pass of those blocks.
-                --dump-masks FILE writes those masks for tools/ijepa_vs_pytorch.py.
+                Target encoder + context encoder + predictor + smooth-L1 + backward + AdamW +
+                EMA on synthetic images with the official masks of steps 0..<steps (seed 0).
+                GFLOP/s by the formula of reference section 8. The -recompute cases run the
+                same step with the trained blocks recomputed in the backward pass
+                (engine.recompute_blocks): the same numbers, less memory, a second forward
+                pass of those blocks. --dump-masks FILE writes those masks for
+                tools/ijepa_vs_pytorch.py.
                 """)
         @OptionGroup var options: BenchOptions
         @Option(help: "Timed steps per case (each with the masks of its step).")

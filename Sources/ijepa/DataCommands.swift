@@ -10,9 +10,10 @@ struct Masks: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Draw the context and target blocks of one batch over sample images, into a PNG.",
         discussion: """
-            Blue-tinted patches: the context block (what the context encoder sees); coloured patches: the target
-            blocks (what the predictor must predict, one colour per block); dimmed patches: seen only by the target
-            encoder. The masks are exactly those of training step --step for the configuration's seed.
+            Blue-tinted patches: the context block (what the context encoder sees);
+            coloured patches: the target blocks (what the predictor must predict, one
+            colour per block); dimmed patches: seen only by the target encoder. The masks
+            are exactly those of training step --step for the configuration's seed.
 
             Examples:
               ijepa masks --output masks.png
@@ -50,10 +51,12 @@ struct Embed: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write average-pooled target-encoder features of a split to a safetensors file.",
         discussion: """
-            Output tensors: "features" (n, D) float32 and "labels" (n) float32, plus metadata (run, split, step).
+            Output tensors: "features" (n, D) float32 and "labels" (n) float32, plus
+            metadata (run, split, step).
 
             Example:
-              ijepa embed --out runs/fashion-mnist --split test --output test-features.safetensors
+              ijepa embed --out runs/fashion-mnist --split test --output
+                  test-features.safetensors
             """)
 
     @Option(help: "Run folder written by `ijepa train`.")
@@ -93,7 +96,8 @@ struct ExportPNG: ParsableCommand {
         discussion: """
             Example:
               ijepa export-png --split test --to /tmp/fmnist-test
-              ijepa train --set data.dataset=image-folder --set data.image_folder=/tmp/fmnist-train ...
+              ijepa train --set data.dataset=image-folder --set
+                  data.image_folder=/tmp/fmnist-train ...
             """)
 
     @Option(help: "Folder with the IDX files (train-images-idx3-ubyte.gz, ...).")

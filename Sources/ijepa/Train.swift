@@ -75,12 +75,15 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Pretrain an I-JEPA model (default: ViT-Tiny/4 on Fashion-MNIST), optionally followed by the probes.",
         discussion: """
-            Progress: step, epoch, loss, lr, wd, EMA momentum, context/target tokens per mask, images/s, GFLOP/s, ETA.
-            Every step is also logged to <out>/log.csv and <out>/log.jsonl. A checkpoint is written atomically every
-            logging.checkpoint_every steps, at the end, and on Ctrl-C; --resume continues exactly where it stopped.
+            Progress: step, epoch, loss, lr, wd, EMA momentum, context/target tokens per
+            mask, images/s, GFLOP/s, ETA. Every step is also logged to <out>/log.csv and
+            <out>/log.jsonl. A checkpoint is written atomically every
+            logging.checkpoint_every steps, at the end, and on Ctrl-C; --resume continues
+            exactly where it stopped.
 
             Examples:
-              ijepa train --probe                       the README's main job: train, then the probe table + JSON
+              ijepa train --probe
+                  the README's main job: train, then the probe table + JSON
               ijepa train --epochs 1 --out runs/quick   one epoch into runs/quick
               ijepa train --resume --out runs/quick     continue an interrupted run
               ijepa train --config my.json --set mask.fixed=true --threads 2
@@ -152,8 +155,9 @@ struct Probe: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Linear probe and k-NN of a trained run's target encoder, beside random init and raw pixels.",
         discussion: """
-            Reads <out>/config.json and <out>/checkpoint.safetensors. The probe is multinomial logistic regression on
-            the average-pooled, frozen target-encoder features (train split -> test split), as in the paper.
+            Reads <out>/config.json and <out>/checkpoint.safetensors. The probe is
+            multinomial logistic regression on the average-pooled, frozen target-encoder
+            features (train split -> test split), as in the paper.
 
             Examples:
               ijepa probe --out runs/fashion-mnist
