@@ -15,38 +15,106 @@ public func adamwUpdate(
     count: Int, lr: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float, step: Int,
     threads: Int? = nil
 ) {
-    precondition(step >= 1, "adamwUpdate: step \(step) must be >= 1 (PyTorch counts from 1)")
-    let bc1 = 1 - pow(Double(beta1), Double(step))
-    let bc2 = 1 - pow(Double(beta2), Double(step))
-    let stepSize = Float(Double(lr) / bc1)
-    let invBc2Sqrt = Float(1 / bc2.squareRoot())
-    let decay = 1 - lr * weightDecay
-    let w1 = 1 - beta1, w2 = 1 - beta2
+    let c = AdamWCoefficients(lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, step: step)
     forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 8, threads: threads) { b0, b1 in
-        for blk in b0..<b1 {
-            let i = blk * 8
-            if i + 8 <= count {
-                let g = load8(grad + i)
-                let p = load8(param + i) * decay
-                let mm = fmadd(load8(m + i), splat(w1), g - load8(m + i))
-                let vv = fmadd(load8(v + i) * beta2, g * w2, g)
-                let denom = vv.squareRoot() * invBc2Sqrt + eps
-                store8(m + i, mm)
-                store8(v + i, vv)
-                store8(param + i, p - stepSize * mm / denom)
-            } else {
-                for t in i..<count {
-                    let g = grad[t]
-                    let p = param[t] * decay
-                    let mm = fmadd(m[t], w1, g - m[t])
-                    let vv = fmadd(v[t] * beta2, g * w2, g)
-                    let denom = vv.squareRoot() * invBc2Sqrt + eps
-                    m[t] = mm
-                    v[t] = vv
-                    param[t] = p - stepSize * mm / denom
-                }
+        let i = b0 * 8
+        adamwSpan(param + i, m + i, v + i, grad + i, count: min(count, b1 * 8) - i, c)
+    }
+}
+
+/// One parameter tensor for `adamwStep`: its buffers, its weight decay, and optionally the buffer that follows
+/// it by EMA (the I-JEPA target encoder's copy).
+public struct AdamWParameter {
+    public var param: UnsafeMutablePointer<Float>  // (count)
+    public var m: UnsafeMutablePointer<Float>      // (count) first moment
+    public var v: UnsafeMutablePointer<Float>      // (count) second moment
+    public var grad: UnsafeMutablePointer<Float>   // (count)
+    public var count: Int
+    public var weightDecay: Float
+    public var emaTarget: UnsafeMutablePointer<Float>?  // (count) or nil
+
+    public init(param: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+                grad: UnsafeMutablePointer<Float>, count: Int, weightDecay: Float, emaTarget: UnsafeMutablePointer<Float>? = nil) {
+        (self.param, self.m, self.v, self.grad, self.count) = (param, m, v, grad, count)
+        (self.weightDecay, self.emaTarget) = (weightDecay, emaTarget)
+    }
+}
+
+/// The end of a training step over every parameter in one pass and one parallel region: the AdamW update
+/// (`adamwUpdate`'s arithmetic), then, with `zeroGradients`, the gradient set to 0, then, where a parameter has
+/// an `emaTarget`, `emaTarget = momentum * emaTarget + (1 - momentum) * param` with the updated parameter
+/// (`emaUpdate`'s arithmetic). Element by element this is what the three separate passes compute, so the bits
+/// are the same; each chunk of a tensor is read once while it is in cache, and the ~100 small parallel regions
+/// of per-tensor passes (each waking the other threads) become one.
+public func adamwStep(
+    _ parameters: [AdamWParameter], lr: Float, beta1: Float, beta2: Float, eps: Float, step: Int,
+    zeroGradients: Bool, emaMomentum: Float = 1, threads: Int? = nil
+) {
+    // Chunks of 16K floats (64 KiB per buffer, the five buffers in L2), cut from each tensor's size alone.
+    let chunk = 16_384
+    var starts: [(parameter: Int, offset: Int)] = []
+    for (i, p) in parameters.enumerated() {
+        var o = 0
+        while o < p.count { starts.append((i, o)); o += chunk }
+    }
+    let w = 1 - emaMomentum
+    parameters.withUnsafeBufferPointer { ps in
+        starts.withUnsafeBufferPointer { ss in
+            Parallel.forEach(tasks: ss.count, threads: threads) { t, _ in
+                let (i, o) = ss[t]
+                let p = ps[i]
+                let n = min(chunk, p.count - o)
+                let c = AdamWCoefficients(lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: p.weightDecay, step: step)
+                adamwSpan(p.param + o, p.m + o, p.v + o, p.grad + o, count: n, c)
+                if zeroGradients { (p.grad + o).update(repeating: 0, count: n) }
+                if let target = p.emaTarget { emaSpan(target + o, p.param + o, count: n, momentum: emaMomentum, w: w) }
             }
         }
+    }
+}
+
+/// AdamW's per-step constants, as `torch.optim.AdamW` computes them.
+struct AdamWCoefficients {
+    var decay: Float, w1: Float, beta2: Float, w2: Float, eps: Float, stepSize: Float, invBc2Sqrt: Float
+
+    init(lr: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float, step: Int) {
+        precondition(step >= 1, "adamwUpdate: step \(step) must be >= 1 (PyTorch counts from 1)")
+        let bc1 = 1 - pow(Double(beta1), Double(step))
+        let bc2 = 1 - pow(Double(beta2), Double(step))
+        stepSize = Float(Double(lr) / bc1)
+        invBc2Sqrt = Float(1 / bc2.squareRoot())
+        decay = 1 - lr * weightDecay
+        (w1, self.beta2, w2, self.eps) = (1 - beta1, beta2, 1 - beta2, eps)
+    }
+}
+
+@inline(__always)
+func adamwSpan(
+    _ param: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>,
+    _ grad: UnsafePointer<Float>, count: Int, _ c: AdamWCoefficients
+) {
+    var i = 0
+    while i + 8 <= count {
+        let g = load8(grad + i)
+        let p = load8(param + i) * c.decay
+        let mm = fmadd(load8(m + i), splat(c.w1), g - load8(m + i))
+        let vv = fmadd(load8(v + i) * c.beta2, g * c.w2, g)
+        let denom = vv.squareRoot() * c.invBc2Sqrt + c.eps
+        store8(m + i, mm)
+        store8(v + i, vv)
+        store8(param + i, p - c.stepSize * mm / denom)
+        i += 8
+    }
+    while i < count {
+        let g = grad[i]
+        let p = param[i] * c.decay
+        let mm = fmadd(m[i], c.w1, g - m[i])
+        let vv = fmadd(v[i] * c.beta2, g * c.w2, g)
+        let denom = vv.squareRoot() * c.invBc2Sqrt + c.eps
+        m[i] = mm
+        v[i] = vv
+        param[i] = p - c.stepSize * mm / denom
+        i += 1
     }
 }
 
@@ -59,15 +127,19 @@ public func emaUpdate(
 ) {
     let w = 1 - momentum
     forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 2, threads: threads) { b0, b1 in
-        for blk in b0..<b1 {
-            let i = blk * 8
-            if i + 8 <= count {
-                store8(target + i, fmadd(load8(target + i) * momentum, splat(w), load8(source + i)))
-            } else {
-                for t in i..<count { target[t] = fmadd(target[t] * momentum, w, source[t]) }
-            }
-        }
+        let i = b0 * 8
+        emaSpan(target + i, source + i, count: min(count, b1 * 8) - i, momentum: momentum, w: w)
     }
+}
+
+@inline(__always)
+func emaSpan(_ target: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, count: Int, momentum: Float, w: Float) {
+    var i = 0
+    while i + 8 <= count {
+        store8(target + i, fmadd(load8(target + i) * momentum, splat(w), load8(source + i)))
+        i += 8
+    }
+    while i < count { target[i] = fmadd(target[i] * momentum, w, source[i]); i += 1 }
 }
 
 #if canImport(Glibc)

@@ -38,22 +38,33 @@ public final class AdamW {
     }
 
     /// One step over every parameter that has a gradient.
-    public func update() {
+    public func update() { update(zeroingGradients: false) }
+
+    /// One step over every parameter that has a gradient, then, with `zeroingGradients`, every such gradient set
+    /// to 0, then `emaTargets[i] = emaMomentum * emaTargets[i] + (1 - emaMomentum) * parameter i` for every
+    /// parameter given a target (with or without a gradient): the bits of the three separate passes, in one
+    /// pass and one parallel region (`adamwStep`).
+    public func update(zeroingGradients: Bool, emaTargets: [Variable?] = [], emaMomentum: Float = 1, threads: Int? = nil) {
         step += 1
+        var list: [AdamWParameter] = []
+        var emaOnly: [(source: UnsafeMutablePointer<Float>, target: UnsafeMutablePointer<Float>, count: Int)] = []
         for i in parameters.indices {
             let p = parameters[i].1
-            guard let g = p.grad else { continue }
-            let wd = decays[i] ? weightDecay : 0
-            p.value.withUnsafeMutableBufferPointer { pv in
-                m[i].withUnsafeMutableBufferPointer { m in
-                    v[i].withUnsafeMutableBufferPointer { v in
-                        g.withUnsafeBufferPointer { gp in
-                            adamwUpdate(param: pv.baseAddress!, m: m.baseAddress!, v: v.baseAddress!, grad: gp.baseAddress!,
-                                        count: pv.count, lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: wd, step: step)
-                        }
-                    }
-                }
+            let (value, grad) = p.unsafeParameterBuffers()
+            let target = i < emaTargets.count ? emaTargets[i]?.unsafeParameterBuffers().value : nil
+            guard let grad else {
+                if let target { emaOnly.append((value, target, p.value.count)) }
+                continue
             }
+            let mp = m[i].withUnsafeMutableBufferPointer { $0.baseAddress! }
+            let vp = v[i].withUnsafeMutableBufferPointer { $0.baseAddress! }
+            list.append(AdamWParameter(param: value, m: mp, v: vp, grad: grad, count: p.value.count,
+                                       weightDecay: decays[i] ? weightDecay : 0, emaTarget: target))
         }
+        adamwStep(list, lr: lr, beta1: beta1, beta2: beta2, eps: eps, step: step, zeroGradients: zeroingGradients,
+                  emaMomentum: emaMomentum, threads: threads)
+        for e in emaOnly { emaUpdate(target: e.target, source: e.source, count: e.count, momentum: emaMomentum, threads: threads) }
+        withExtendedLifetime(m) {}
+        withExtendedLifetime(v) {}
     }
 }

@@ -33,6 +33,14 @@ public final class Variable {
         grad!.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
     }
 
+    /// The value's buffer and the gradient's (nil when there is none), each made unique first, for kernels that
+    /// update parameters in place (the optimizer). Valid until the value or the gradient is replaced.
+    public func unsafeParameterBuffers() -> (value: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>?) {
+        let v = value.withUnsafeMutableBufferPointer { $0.baseAddress! }
+        let g = grad == nil ? nil : grad!.withUnsafeMutableBufferPointer { $0.baseAddress! }
+        return (v, g)
+    }
+
     /// Calls `body` with the gradient buffer (allocated and zeroed on first use).
     @inline(__always)
     func withGrad(_ body: (UnsafeMutablePointer<Float>) -> Void) {

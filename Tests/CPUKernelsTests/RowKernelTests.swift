@@ -207,6 +207,53 @@ final class RowKernelTests: XCTestCase {
         }
     }
 
+    /// The one-pass end of a step (AdamW, zero grad, EMA over several tensors) gives the bits of the separate
+    /// passes, for sizes around its 16K-float chunks and for 1, 2 and 3 threads.
+    func testAdamWStepEqualsSeparatePasses() {
+        var rng = TestRNG(12)
+        let sizes = [1, 7, 16_384, 16_385, 40_000, 13]
+        let emaFlags = [true, false, true, true, false, true]
+        let wds: [Float] = [0.04, 0, 0.04, 0, 0.04, 0.04]
+        var p0 = sizes.map { rng.floats($0) }, m0 = sizes.map { rng.floats($0, scale: 0.1) }
+        let v0 = sizes.map { rng.floats($0, scale: 0.01).map(abs) }, g0 = sizes.map { rng.floats($0) }
+        let t0 = sizes.map { rng.floats($0) }
+        p0[0][0] = 0; m0[0][0] = -0.0  // signed zeros survive the same way
+        // Separate passes: AdamW over every tensor, zero grads, EMA.
+        var (ps, ms, vs, gs, ts) = (p0, m0, v0, g0, t0)
+        for i in sizes.indices {
+            adamwUpdate(param: &ps[i], m: &ms[i], v: &vs[i], grad: gs[i], count: sizes[i], lr: 1e-3, beta1: 0.9,
+                        beta2: 0.999, eps: 1e-8, weightDecay: wds[i], step: 3, threads: 1)
+        }
+        for i in sizes.indices { gs[i] = [Float](repeating: 0, count: sizes[i]) }
+        for i in sizes.indices where emaFlags[i] { emaUpdate(target: &ts[i], source: ps[i], count: sizes[i], momentum: 0.996, threads: 1) }
+        for threads in [1, 2, 3] {
+            func buffers(_ a: [[Float]]) -> [UnsafeMutablePointer<Float>] {
+                a.map { x in
+                    let b = UnsafeMutablePointer<Float>.allocate(capacity: x.count)
+                    b.initialize(from: x, count: x.count)
+                    return b
+                }
+            }
+            let p = buffers(p0), m = buffers(m0), v = buffers(v0), g = buffers(g0), t = buffers(t0)
+            defer { for b in p + m + v + g + t { b.deallocate() } }
+            let params = sizes.indices.map { i in
+                AdamWParameter(param: p[i], m: m[i], v: v[i], grad: g[i], count: sizes[i], weightDecay: wds[i],
+                               emaTarget: emaFlags[i] ? t[i] : nil)
+            }
+            adamwStep(params, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 3, zeroGradients: true,
+                      emaMomentum: 0.996, threads: threads)
+            func bits(_ b: UnsafeMutablePointer<Float>, _ n: Int) -> [UInt32] { (0..<n).map { b[$0].bitPattern } }
+            for i in sizes.indices {
+                let n = sizes[i]
+                XCTAssertEqual(bits(p[i], n), ps[i].map(\.bitPattern), "param \(i), \(threads) threads")
+                XCTAssertEqual(bits(m[i], n), ms[i].map(\.bitPattern), "m \(i), \(threads) threads")
+                XCTAssertEqual(bits(v[i], n), vs[i].map(\.bitPattern), "v \(i), \(threads) threads")
+                XCTAssertEqual(bits(g[i], n), gs[i].map(\.bitPattern), "grad \(i), \(threads) threads")
+                XCTAssertEqual(bits(t[i], n), ts[i].map(\.bitPattern), "EMA target \(i), \(threads) threads")
+            }
+        }
+    }
+
     func testEMAMatchesDoubleReferenceAndIsThreadIndependent() {
         var rng = TestRNG(11)
         for n in [1, 7, 8, 37, 20_001] {

@@ -21,10 +21,11 @@ final class ProfilerTests: XCTestCase {
             XCTAssertEqual(x.value.scalars, y.value.scalars)
         }
         let phases = Set(p.rows.map(\.phase))
-        for ph in ["target", "context", "predictor", "loss", "optimizer", "ema", "backward"] {
+        for ph in ["target", "context", "predictor", "loss", "optimizer", "backward"] {
             XCTAssert(phases.contains(ph), "phase \(ph) missing from \(phases)")
         }
         XCTAssert(p.rows.contains { $0.phase == "context" && $0.op == "linear" && $0.pass == "backward" })
+        XCTAssert(p.rows.contains { $0.phase == "optimizer" && $0.op == "adamw + zero grad + ema" })
         XCTAssertFalse(p.rows.contains { $0.phase == "target" && $0.pass == "backward" }, "the target encoder has no backward pass")
         // Target encoder (no gradient): per block the linears qkv and proj and the fused MLP (fc1, GELU, fc2) over
         // 4 x 16 tokens, plus the patch embedding.
