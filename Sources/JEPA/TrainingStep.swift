@@ -69,7 +69,9 @@ public final class IJEPATrainer {
         OpProfiler.measure("optimizer", "adamw + zero grad + ema", flops: 12 * trainableCount + 3 * emaCount) {
             optimizer.update(zeroingGradients: true, emaTargets: emaTargets, emaMomentum: Float(m), threads: threads)
         }
-        OpProfiler.measure("optimizer", "ema of fixed tables") { updateTarget(pairs: emaFixed, momentum: Float(m)) }
+        if !emaFixed.isEmpty {
+            OpProfiler.measure("optimizer", "ema of fixed tables") { updateTarget(pairs: emaFixed, momentum: Float(m)) }
+        }
         OpProfiler.begin("step")  // closes the last phase's glue
         stepsDone = k
         return StepResult(step: k, loss: loss, learningRate: lr, weightDecay: wd, momentum: m,
@@ -98,7 +100,7 @@ public final class IJEPATrainer {
         return (loss.value.scalars[0], prediction)
     }
 
-    /// target <- m target + (1 - m) encoder over every parameter pair (the fixed tables are equal already).
+    /// target <- m target + (1 - m) source over the given pairs.
     func updateTarget(pairs: [(source: Variable, target: Variable)], momentum m: Float) {
         for (s, t) in pairs {
             t.value.withUnsafeMutableBufferPointer { tp in
