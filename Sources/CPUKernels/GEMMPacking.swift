@@ -1,7 +1,8 @@
 // Packing routines of the GEMM. They absorb the transposes: the micro-kernel always reads
 // A panels as (kc, MR) and B panels as (kc, NR), contiguous, zero-padded at the edges (docs/gemm.md).
 
-/// Extra floats a packed-A buffer needs after its last panel (the 8-wide copies of the transposed path).
+/// Extra floats a packed-A buffer keeps after its last panel (room for 8-wide copies; the transposed path's
+/// row walk no longer writes past a panel's end, see `packA`).
 let packASlack = 8
 
 /// Packs rows m0..<m0+mc, columns k0..<k0+kc of op(A) into MR-row panels.
@@ -15,24 +16,41 @@ func packA(
     let MR = GEMMBlocking.MR
     var panel = 0
     var i = 0
+    if transA {
+        // A(k, m): walk each k row once across all the full panels (its mc values are contiguous), so A streams
+        // front to back, as packB walks B. The panel-by-panel walk read 24 bytes every lda floats (a new line,
+        // often a new page, per k); in one perf run of vit-tiny.fc1.wgrad (768x192x4096 TN) that loop's loads
+        // took 17 % of the GEMM, in others little. The whole GEMM does not show a difference above this
+        // machine's noise: over the 16 TN shapes of the suite (1 thread) 1.019 and 1.046 (same binary, 4 and 8
+        // alternating rounds), 1.000 (two binaries, 4 rounds, while the untouched shapes read 1.018); kept for
+        // its access pattern, the one packB's row walk was measured to need (docs/performance.md).
+        // Full panels whose 8-float copy stays inside A's row.
+        let full = aColumns - m0 >= 8 ? min(mc / MR, (aColumns - m0 - 8) / MR + 1) : 0
+        if full > 0 {
+            // 8 floats per panel and k: the 2 extra land in the next k's slot, written after; the last k copies
+            // exactly 6 (its 2 extra would land on the next panel's first k, already written).
+            for p in 0..<kc - 1 {
+                let src = UnsafeRawPointer(a + (k0 + p) * lda + m0)
+                let out = UnsafeMutableRawPointer(dst + p * MR)
+                for r in 0..<full {
+                    out.storeBytes(of: src.loadUnaligned(fromByteOffset: r * MR * 4, as: Float8.self),
+                                   toByteOffset: r * MR * kc * 4, as: Float8.self)
+                }
+            }
+            let last = a + (k0 + kc - 1) * lda + m0
+            for r in 0..<full {
+                let out = dst + r * MR * kc + (kc - 1) * MR
+                for t in 0..<MR { out[t] = last[r * MR + t] }
+            }
+            panel = full
+            i = full * MR
+        }
+    }
     while i < mc {
         let mr = min(MR, mc - i)
         let d = dst + panel * MR * kc
         if transA {
-            // A(k, m): the MR values of one k are contiguous. Copied as 8 floats per k (one load, one store):
-            // the 2 extra floats land where the next k's values are written next, or in the buffer's slack
-            // after the last panel (`packASlack`); only panels with 2 more valid columns take this path.
-            if mr == MR && m0 + i + 8 <= aColumns {
-                var src = UnsafeRawPointer(a + k0 * lda + m0 + i)
-                let out = UnsafeMutableRawPointer(d)
-                for p in 0..<kc {
-                    out.storeBytes(of: src.loadUnaligned(as: Float8.self), toByteOffset: p * MR * 4, as: Float8.self)
-                    src += lda * 4
-                }
-                panel += 1
-                i += MR
-                continue
-            }
+            // The panels the row walk above left: the last ones of A's rows and a partial one.
             for p in 0..<kc {
                 let src = a + (k0 + p) * lda + m0 + i
                 let out = d + p * MR
