@@ -48,7 +48,7 @@ public enum GEMMBlocking {
 /// `addBias` pass without its extra trip through C (a Linear layer's forward). `residual` ((m, n), with
 /// C's row stride, not aliasing C) is added last in that same store: the bits of a separate
 /// elementwise add of the residual stream, without that pass's two reads and one write (a transformer
-/// block's proj and fc2). `epilogue` (GELU, or GELU's derivative) is applied to each finished tile after
+/// block's proj and fc2). `epilogue` (GELU, or GELU's derivative) is applied to each finished block of C after
 /// that, with the bits of a separate pass. Invalid arguments stop with a message.
 public func sgemm(
     c: UnsafeMutablePointer<Float>, ldc: Int,       // (m, n) row-major, row stride ldc
@@ -56,7 +56,7 @@ public func sgemm(
     b: UnsafePointer<Float>, ldb: Int, transB: Bool, // (k, n), or (n, k) when transB; row stride ldb
     m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0, bias: UnsafePointer<Float>? = nil,  // bias: (n) or nil
     residual: UnsafePointer<Float>? = nil,          // (m, n) row-major, row stride ldc, or nil
-    epilogue: GEMMEpilogue? = nil,                  // applied to each finished tile, after bias and residual
+    epilogue: GEMMEpilogue? = nil,                  // applied to each finished block of C, after bias and residual
     threads: Int? = nil
 ) {
     if let problem = gemmArgumentProblem(ldc: ldc, lda: lda, transA: transA, ldb: ldb, transB: transB, m: m, n: n, k: k) {
