@@ -58,14 +58,16 @@ public func adamwStep(
         while o < p.count { starts.append((i, o)); o += chunk }
     }
     let w = 1 - emaMomentum
+    let coefficients = parameters.map {
+        AdamWCoefficients(lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: $0.weightDecay, step: step)
+    }
     parameters.withUnsafeBufferPointer { ps in
         starts.withUnsafeBufferPointer { ss in
             Parallel.forEach(tasks: ss.count, threads: threads) { t, _ in
                 let (i, o) = ss[t]
                 let p = ps[i]
                 let n = min(chunk, p.count - o)
-                let c = AdamWCoefficients(lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: p.weightDecay, step: step)
-                adamwSpan(p.param + o, p.m + o, p.v + o, p.grad + o, count: n, c)
+                adamwSpan(p.param + o, p.m + o, p.v + o, p.grad + o, count: n, coefficients[i])
                 if zeroGradients { (p.grad + o).update(repeating: 0, count: n) }
                 if let target = p.emaTarget { emaSpan(target + o, p.param + o, count: n, momentum: emaMomentum, w: w) }
             }

@@ -32,10 +32,10 @@ public final class IJEPATrainer {
 
     /// The parameter lists, built once (their names are string concatenations; not rebuilt every step).
     let trainable: [(String, Variable)]
-    /// The target encoder's copy of each trainable parameter (nil for the predictor's), and the EMA pairs whose
-    /// source is not trained (the fixed position table: the EMA still runs on it, as in the official loop).
+    /// The target encoder's copy of each trainable parameter (nil for the predictor's). Every encoder parameter
+    /// is trainable (`trainableParameters`), so these are all the EMA's pairs; the fixed position tables are
+    /// buffers, not parameters, and equal in both encoders.
     let emaTargets: [Variable?]
-    let emaFixed: [(source: Variable, target: Variable)]
     let trainableCount: Double
     let emaCount: Double
 
@@ -47,8 +47,7 @@ public final class IJEPATrainer {
         let pairs = zip(model.encoder.namedParameters, model.target.namedParameters).map { ($0.1, $1.1) }
         let targetOf = Dictionary(uniqueKeysWithValues: pairs.map { (ObjectIdentifier($0.0), $0.1) })
         emaTargets = trainable.map { targetOf[ObjectIdentifier($0.1)] }
-        let trained = Set(trainable.map { ObjectIdentifier($0.1) })
-        emaFixed = pairs.filter { !trained.contains(ObjectIdentifier($0.0)) }
+        precondition(emaTargets.compactMap { $0 }.count == pairs.count, "every encoder parameter must be trainable")
         trainableCount = Double(trainable.reduce(0) { $0 + $1.1.value.count })
         emaCount = Double(pairs.reduce(0) { $0 + $1.0.value.count })
         optimizer = try AdamW(trainable, lr: Float(schedules.learningRate(step: 1)),
@@ -68,9 +67,6 @@ public final class IJEPATrainer {
         // AdamW, zero grad and the target encoder's EMA in one pass over the parameters (`adamwStep`).
         OpProfiler.measure("optimizer", "adamw + zero grad + ema", flops: 12 * trainableCount + 3 * emaCount) {
             optimizer.update(zeroingGradients: true, emaTargets: emaTargets, emaMomentum: Float(m), threads: threads)
-        }
-        if !emaFixed.isEmpty {
-            OpProfiler.measure("optimizer", "ema of fixed tables") { updateTarget(pairs: emaFixed, momentum: Float(m)) }
         }
         OpProfiler.begin("step")  // closes the last phase's glue
         stepsDone = k
@@ -98,18 +94,6 @@ public final class IJEPATrainer {
         let loss = try smoothL1Loss(prediction, targetReps, tape: tape)
         if let tape { try OpProfiler.backwardPass { try tape.backward(from: loss) } }
         return (loss.value.scalars[0], prediction)
-    }
-
-    /// target <- m target + (1 - m) source over the given pairs.
-    func updateTarget(pairs: [(source: Variable, target: Variable)], momentum m: Float) {
-        for (s, t) in pairs {
-            t.value.withUnsafeMutableBufferPointer { tp in
-                s.value.withUnsafeBufferPointer { sp in
-                    emaUpdate(target: tp.baseAddress!, source: sp.baseAddress!, count: tp.count, momentum: m,
-                              threads: threads)
-                }
-            }
-        }
     }
 
     /// Restores the step count and the optimizer state (weights are loaded into `model` separately).
