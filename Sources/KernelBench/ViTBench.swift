@@ -38,7 +38,10 @@ public enum ViTBench {
         try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
     }
 
-    public static func run(_ c: Case, training: Bool, threads: Int, peakPerCore: Double, minRuns: Int = 3) throws -> BenchResult {
+    /// Median of `minRuns` timed steps after one warm-up step. With `profiler`, the timed steps are profiled per
+    /// op into it.
+    public static func run(_ c: Case, training: Bool, threads: Int, peakPerCore: Double, minRuns: Int = 3,
+                           profiler: OpProfiler? = nil) throws -> BenchResult {
         let saved = Parallel.maxThreads
         Parallel.maxThreads = threads
         defer { Parallel.maxThreads = saved }
@@ -48,21 +51,27 @@ public enum ViTBench {
         let model = try VisionTransformer(c.config, rng: &rng)
         let params = model.namedParameters
         let optimizer = try AdamW(params, lr: 1e-4, weightDecay: 0.04)
+        let parameterCount = params.reduce(0) { $0 + $1.1.value.count }
         let images = Variable(try rng.normal([c.batch, c.config.inChannels, c.config.imageSize, c.config.imageSize]))
         let zeros = Variable(try Tensor(zeros: [c.batch, c.config.tokens, c.config.embedDim]))
         var lossValue: Float = 0
         let step = {
+            OpProfiler.startStep()
+            OpProfiler.begin("encoder")
             if training {
                 let tape = Tape()
                 let y = try model(images, tape: tape)
+                OpProfiler.begin("loss")
                 let loss = try mseLoss(y, zeros, tape: tape)
-                try tape.backward(from: loss)
-                optimizer.update()
-                for (_, p) in params { p.zeroGrad() }
+                try OpProfiler.backwardPass { try tape.backward(from: loss) }
+                OpProfiler.measure("optimizer", "adamw + zero grad", flops: 12 * Double(parameterCount)) {
+                    optimizer.update(zeroingGradients: true)
+                }
                 lossValue = loss.value.scalars[0]
             } else {
                 lossValue = try model(images, tape: nil).value.scalars[0]
             }
+            OpProfiler.begin("step")  // closes the last phase's glue
         }
         try step()  // warm-up; also checks the result is finite
         guard lossValue.isFinite else {
@@ -70,6 +79,8 @@ public enum ViTBench {
                                                  [c.batch], [])
         }
         var samples: [Double] = []
+        OpProfiler.active = profiler
+        defer { OpProfiler.active = nil }
         while samples.count < minRuns {
             let t0 = monotonicSeconds()
             try step()
@@ -84,6 +95,7 @@ public enum ViTBench {
             bestMs: samples[0] * 1e3, gflops: gflops, pctPeak: 100 * gflops / (peakPerCore * Double(threads)),
             gbPerSecond: 0, validationError: 0,
             extra: [("batch", .int(c.batch)), ("imagesPerSecond", .double(Double(c.batch) / median)),
+                    ("totalSeconds", .double(samples.reduce(0, +))),
                     ("peakRSSBytes", .int(peakRSSBytes()))])
     }
 }

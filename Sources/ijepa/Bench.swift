@@ -132,6 +132,8 @@ struct Bench: ParsableCommand {
         @OptionGroup var options: BenchOptions
         @Option(help: "Timed steps per case (median reported).")
         var steps = 3
+        @Flag(help: "Profile the timed steps per op and print the table after each case (JSON lines with --json).")
+        var profile = false
         func run() throws {
             let cases = options.selected(ViTBench.standard, name: \.name, quickNames: ["tiny32"])
             if options.list { return listModelCases(cases.map { ($0.name, $0.batch) }) }
@@ -140,10 +142,17 @@ struct Bench: ParsableCommand {
             for t in threads {
                 for c in cases {
                     for training in [false, true] {
+                        let profiler = profile ? OpProfiler() : nil
+                        let n = options.quick ? 1 : steps
                         let r = try ViTBench.run(c, training: training, threads: t, peakPerCore: peak.perCore,
-                                                 minRuns: options.quick ? 1 : steps)
+                                                 minRuns: n, profiler: profiler)
                         printModelBenchRow(r, options: options, threads: t, batch: c.batch,
                                            imagesPerSecond: Double(c.batch) / (r.medianMs / 1e3))
+                        if let profiler {
+                            // Steps are timed one by one, so their sum is the profiled wall time.
+                            printProfile(profiler, name: r.name, threads: t, steps: n,
+                                         wallSeconds: r.extraNumber("totalSeconds") ?? 0, json: options.json)
+                        }
                         fflush(stdout)
                     }
                 }
@@ -190,14 +199,8 @@ struct Bench: ParsableCommand {
                     printModelBenchRow(r, options: options, threads: t, batch: c.batch, imagesPerSecond: images)
                     if let profiler {
                         // Wall time of the profiled steps: their count times the mean step (images / rate).
-                        let wall = Double(c.batch * n) / images
-                        if options.json {
-                            for line in profiler.jsonLines(steps: n, wallSeconds: wall) {
-                                print("{\"profile\": \"\(c.name)\", \"threads\": \(t), " + line.dropFirst())
-                            }
-                        } else {
-                            print(profiler.table(steps: n, wallSeconds: wall))
-                        }
+                        printProfile(profiler, name: c.name, threads: t, steps: n, wallSeconds: Double(c.batch * n) / images,
+                                     json: options.json)
                     }
                     fflush(stdout)
                 }
@@ -209,6 +212,17 @@ struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Measure fp32 FMA throughput per core and on all cores.")
         @OptionGroup var options: BenchOptions
         func run() throws { try runSuites(options, gemm: false, kernels: false) }
+    }
+}
+
+/// The per-op table of a profiled benchmark case (or its JSON lines, each tagged with the case and threads).
+func printProfile(_ profiler: OpProfiler, name: String, threads: Int, steps: Int, wallSeconds: Double, json: Bool) {
+    if json {
+        for line in profiler.jsonLines(steps: steps, wallSeconds: wallSeconds) {
+            print("{\"profile\": \"\(name)\", \"threads\": \(threads), " + line.dropFirst())
+        }
+    } else {
+        print(profiler.table(steps: steps, wallSeconds: wallSeconds))
     }
 }
 
