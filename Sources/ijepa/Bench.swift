@@ -309,21 +309,27 @@ func runSuites(_ options: BenchOptions, gemm: Bool, kernels: Bool, gemmCases: [G
                 print(jsonLine([("name", .string(c.name)), ("m", .int(c.m)), ("n", .int(c.n)), ("k", .int(c.k)),
                                 ("transA", .bool(c.transA)), ("transB", .bool(c.transB))]))
             }
-            return
-        }
-        if !options.json { print("\n" + gemmTableHeader) }
-        for t in threads {
-            for c in cases {
-                let r = benchmarkGEMM(c, threads: t, peakPerCore: peak.perCore, minSeconds: minSeconds)
-                if r.validationError > 2 { failures.append("\(c.name) (\(t) threads): result does not match the reference") }
-                print(options.json ? r.json : gemmTableRow(r, c))
-                fflush(stdout)
+        } else {
+            if !options.json { print("\n" + gemmTableHeader) }
+            for t in threads {
+                for c in cases {
+                    let r = benchmarkGEMM(c, threads: t, peakPerCore: peak.perCore, minSeconds: minSeconds)
+                    if r.validationError > 2 { failures.append("\(c.name) (\(t) threads): result does not match the reference") }
+                    print(options.json ? r.json : gemmTableRow(r, c))
+                    fflush(stdout)
+                }
             }
         }
     }
     if kernels {
         let cases = options.selected(RowKernelSuite.standard, name: \.name,
                                      quickNames: ["layernorm.fwd.vit-tiny", "softmax.bwd.vit-tiny", "gelu.fwd.vit-tiny"])
+        if options.list {
+            for c in cases {
+                print(jsonLine([("name", .string(c.name)), ("flops", .double(c.cost.flops)), ("bytes", .double(c.cost.bytes))]))
+            }
+            return
+        }
         if !options.json { print("\n" + rowTableHeader) }
         for t in threads {
             for c in cases {

@@ -139,7 +139,8 @@ final class AttentionKernelTests: XCTestCase {
 
     func testSmallGEMMEqualsPackedGEMMBitForBit() {
         var rng = TestRNG(13)
-        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (4, 16, 32), (5, 17, 33), (21, 21, 32), (49, 64, 49), (9, 31, 200)] {
+        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (4, 16, 32), (5, 17, 33), (6, 8, 3), (7, 9, 5), (13, 24, 11), (21, 21, 32),
+                          (49, 64, 49), (49, 49, 64), (64, 64, 64), (9, 31, 200)] {
             for transA in [false, true] {
                 let a = rng.floats(m * k), bRows = rng.floats(k * n)
                 let ldb = paddedTo16(n)
