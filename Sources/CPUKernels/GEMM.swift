@@ -4,18 +4,33 @@
 /// |-------|-------|-----|
 /// | MR    | 6     | rows of the register tile: 6 x 2 accumulators + 2 B vectors + 1 broadcast = 15 of 16 ymm |
 /// | NR    | 16    | columns of the register tile: two SIMD8<Float> per row; 8x8 reached only 54-72 GFLOP/s |
-/// | KC    | 256   | depth of a rank-KC update: B micro-panel 256x16x4 = 16 KiB + A micro-panel 6 KiB stay in L1 (32 KiB) |
-/// | MC    | 144   | rows of the packed A block: 144x256x4 = 144 KiB, a third of L2 (512 KiB) with room for B panels |
-/// | NC    | 3072  | columns of the packed B block: 256x3072x4 = 3 MiB in L3 (32 MiB shared) |
+/// | KC    | 384   | depth of a rank-KC update: B micro-panel 384x16x4 = 24 KiB in L1 (32 KiB), A micro-panel (9 KiB) from L2 |
+/// | MC    | 96    | rows of the packed A block: 96x384x4 = 144 KiB, a third of L2 (512 KiB) with room for B panels |
+/// | NC    | 3072  | columns of the packed B block: 384x3072x4 = 4.5 MiB in L3 (32 MiB shared) |
+///
+/// KC and MC were 256 and 144 until an in-process A/B (`bench gemm --ab`, 30 alternating runs per shape,
+/// 2026-11-30) over the 48 ViT and I-JEPA shapes gave KC 384 + MC 96 a geometric mean of 1.029 at 1 thread and
+/// 1.022 at 2 (controls 0.998 and 0.999); KC 128: 0.957, KC 320: 0.984, KC 512: 1.021, MC 192: 0.961.
 ///
 /// Only KC changes results (it sets where partial sums are rounded into C); MC and NC and the task split
 /// change speed only, so results do not depend on the thread count.
 public enum GEMMBlocking {
     public static let MR = 6
     public static let NR = 16
-    public static let KC = 256
-    public static let MC = 144
+    public static var KC: Int { tuning.kc }
+    public static var MC: Int { tuning.mc }
     public static let NC = 3072
+
+    /// The blocking values `bench gemm --ab` varies, in one process, against these defaults. Not for use while
+    /// a GEMM runs; a different KC gives different bits.
+    @_spi(Tuning) public struct Tuning: Sendable, Equatable {
+        public var kc = 384
+        public var mc = 96
+        public var maxTileFloats = 1 << 15
+        public init() {}
+    }
+    @_spi(Tuning) nonisolated(unsafe) public static var tuning = Tuning()
+
     /// Work below which a GEMM runs on one thread: ~50 us at 90 GFLOP/s (Dispatch costs 5-10 us per call).
     public static let serialFlops = 4_000_000
     /// Work per task the splitter aims at: ~25 us of compute, >= 4-8 tasks per thread for big problems.
@@ -23,12 +38,12 @@ public enum GEMMBlocking {
     public static let maxTasks = 32
     /// Packed op(B) of one k group: 1M floats = 4 MiB, so it stays in L3 (32 MiB, shared).
     public static let packedBFloats = 1 << 20
-    /// A stripe a task packs for a k group: 80K floats = 320 KiB (2 k blocks of 144 rows), so it stays in L2:
+    /// A stripe a task packs for a k group: 80K floats = 320 KiB (2 k blocks of 96 rows), so it stays in L2:
     /// a stripe of all k (2.4 MiB for k 4096) went through L3 and cost the weight gradients 10-20 %.
     public static let stripeFloats = 80 * 1024
     /// C block that a task keeps across a k group: 32K floats = 128 KiB, so it, the A block of one k block
     /// (144 KiB) and the B panels in flight share L2 (512 KiB).
-    public static let maxTileFloats = 1 << 15
+    public static var maxTileFloats: Int { tuning.maxTileFloats }
     /// Small C (at most this many floats) with at least `kSplitMinBlocks` KC blocks, on more than one thread:
     /// the k blocks run as parallel tasks (`sgemmKSplit`). The predictor's weight gradients (96..384 x 96, k 5376)
     /// otherwise gave each k group's few tiles to the threads behind one barrier per ~0.1 ms of work and
@@ -264,7 +279,9 @@ struct GEMMTaskPlan {
         let wanted = threads <= 1 ? 1 : max(1, min(P.maxTasks, 6 * threads, 2 * m * nc * k / P.flopsPerTask))
         var mcPanels = min(P.MC / P.MR, rowPanels)
         if (rowPanels + mcPanels - 1) / mcPanels < wanted {
-            mcPanels = max(min(12, rowPanels), (rowPanels + wanted - 1) / wanted)
+            // At least 12 panels a task where that leaves enough tasks, never more than MC (the A buffers are
+            // sized for MC rows).
+            mcPanels = min(P.MC / P.MR, max(min(12, rowPanels), (rowPanels + wanted - 1) / wanted))
         }
         let mBlocks = (rowPanels + mcPanels - 1) / mcPanels
         var nBlocks = 1

@@ -1,4 +1,4 @@
-import CPUKernels
+@_spi(Tuning) import CPUKernels
 
 /// One GEMM shape of the suite, named after where it occurs in a ViT.
 public struct GEMMCase: Sendable {
@@ -58,43 +58,65 @@ public struct BenchResult: Sendable {
     public var extra: [(String, JSONValue)]
 }
 
+/// A GEMM case's operands (deterministic values) and C, and the call that computes C (beta 0).
+final class GEMMOperands {
+    let c: GEMMCase
+    let lda: Int, ldb: Int
+    let a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
+
+    init(_ c: GEMMCase, seed: UInt64 = 1) {
+        self.c = c
+        (lda, ldb) = (c.transA ? c.m : c.k, c.transB ? c.k : c.n)
+        a = .allocate(capacity: c.m * c.k)
+        b = .allocate(capacity: c.k * c.n)
+        out = .allocate(capacity: c.m * c.n)
+        var state = seed
+        func next() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: state) >> 40) * 0x1p-23
+        }
+        for i in 0..<c.m * c.k { a[i] = next() }
+        for i in 0..<c.k * c.n { b[i] = next() }
+        out.initialize(repeating: .nan, count: c.m * c.n)  // beta == 0 must not read C
+    }
+
+    deinit { a.deallocate(); b.deallocate(); out.deallocate() }
+
+    func run(threads: Int) {
+        sgemm(c: out, ldc: c.n, a: a, lda: lda, transA: c.transA, b: b, ldb: ldb, transB: c.transB,
+              m: c.m, n: c.n, k: c.k, threads: threads)
+    }
+
+    /// Max error of 256 sampled elements of C relative to the GEMM bound k eps sum |a b| (<= 2 passes).
+    func validationError() -> Double {
+        let (m, n, k) = (c.m, c.n, c.k)
+        var worst = 0.0
+        for s in 0..<256 {
+            let i = (s &* 7919 &+ 13) % m, j = (s &* 104_729 &+ 7) % n
+            var ref = 0.0, mag = 0.0
+            for p in 0..<k {
+                let av = Double(c.transA ? a[p * lda + i] : a[i * lda + p])
+                let bv = Double(c.transB ? b[j * ldb + p] : b[p * ldb + j])
+                ref += av * bv
+                mag += abs(av * bv)
+            }
+            let bound = Double(k) * Double(Float.ulpOfOne) * mag + 1e-30
+            worst = max(worst, abs(Double(out[i * n + j]) - ref) / bound)
+            if out[i * n + j].isNaN { worst = .infinity }
+        }
+        return worst
+    }
+}
+
 /// Validates a sample of C against Double dot products, then times the GEMM.
 public func benchmarkGEMM(
     _ c: GEMMCase, threads: Int, peakPerCore: Double, minSeconds: Double = 0.3, seed: UInt64 = 1
 ) -> BenchResult {
     let (m, n, k) = (c.m, c.n, c.k)
-    let lda = c.transA ? m : k, ldb = c.transB ? k : n
-    let a = UnsafeMutablePointer<Float>.allocate(capacity: m * k)
-    let b = UnsafeMutablePointer<Float>.allocate(capacity: k * n)
-    let out = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
-    defer { a.deallocate(); b.deallocate(); out.deallocate() }
-    var state = seed
-    func next() -> Float {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        return Float(Int64(bitPattern: state) >> 40) * 0x1p-23
-    }
-    for i in 0..<m * k { a[i] = next() }
-    for i in 0..<k * n { b[i] = next() }
-    out.initialize(repeating: .nan, count: m * n)  // beta == 0 must not read C
-    let run = {
-        sgemm(c: out, ldc: n, a: a, lda: lda, transA: c.transA, b: b, ldb: ldb, transB: c.transB,
-              m: m, n: n, k: k, threads: threads)
-    }
+    let ops = GEMMOperands(c, seed: seed)
+    let run = { ops.run(threads: threads) }
     run()
-    var worst = 0.0
-    for s in 0..<256 {
-        let i = (s &* 7919 &+ 13) % m, j = (s &* 104_729 &+ 7) % n
-        var ref = 0.0, mag = 0.0
-        for p in 0..<k {
-            let av = Double(c.transA ? a[p * lda + i] : a[i * lda + p])
-            let bv = Double(c.transB ? b[j * ldb + p] : b[p * ldb + j])
-            ref += av * bv
-            mag += abs(av * bv)
-        }
-        let bound = Double(k) * Double(Float.ulpOfOne) * mag + 1e-30
-        worst = max(worst, abs(Double(out[i * n + j]) - ref) / bound)
-        if out[i * n + j].isNaN { worst = .infinity }
-    }
+    let worst = ops.validationError()
     let cost = KernelCost.gemm(m: m, n: n, k: k)
     let stats = worst <= 2 ? measure(minSeconds: minSeconds, run) : TimingStats(samples: [.nan])
     let gflops = cost.flops / stats.median / 1e9
@@ -104,4 +126,36 @@ public func benchmarkGEMM(
         gbPerSecond: cost.bytes / stats.median / 1e9, validationError: worst,
         extra: [("m", .int(m)), ("n", .int(n)), ("k", .int(k)), ("transA", .bool(c.transA)), ("transB", .bool(c.transB)),
                 ("bestGflops", .double(cost.flops / stats.best / 1e9))])
+}
+
+/// `bench gemm --ab`: the current blocking (A) against `variant` (B) on one case, in one process, in
+/// alternating single runs (A B, then B A, ...), so that the shared machine's drift hits both alike; each
+/// side is validated first. Medians in ms, and B's speed over A's (> 1: the variant is faster).
+@_spi(Tuning) public func abBlockingGEMM(_ c: GEMMCase, threads: Int, variant: GEMMBlocking.Tuning, rounds: Int) -> BenchResult {
+    let ops = GEMMOperands(c)
+    let defaults = GEMMBlocking.tuning
+    defer { GEMMBlocking.tuning = defaults }
+    var times: [[Double]] = [[], []]
+    var worst = 0.0
+    for side in 0..<2 {
+        GEMMBlocking.tuning = side == 0 ? defaults : variant
+        ops.run(threads: threads)  // warm-up
+        worst = max(worst, ops.validationError())
+    }
+    for r in 0..<max(1, rounds) {
+        for side in r % 2 == 0 ? [0, 1] : [1, 0] {
+            GEMMBlocking.tuning = side == 0 ? defaults : variant
+            let t0 = monotonicSeconds()
+            ops.run(threads: threads)
+            times[side].append(monotonicSeconds() - t0)
+        }
+    }
+    let a = TimingStats(samples: times[0].sorted()), b = TimingStats(samples: times[1].sorted())
+    let flops = KernelCost.gemm(m: c.m, n: c.n, k: c.k).flops
+    return BenchResult(
+        name: c.name, kind: "gemm-ab", threads: threads, medianMs: a.median * 1e3, bestMs: a.best * 1e3,
+        gflops: flops / a.median / 1e9, pctPeak: 0, gbPerSecond: 0, validationError: worst,
+        extra: [("variantMedianMs", .double(b.median * 1e3)), ("variantGflops", .double(flops / b.median / 1e9)),
+                ("variantSpeedup", .double(a.median / b.median)),
+                ("variant", .string("KC=\(variant.kc),MC=\(variant.mc),TILE=\(variant.maxTileFloats)"))])
 }

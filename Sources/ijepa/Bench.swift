@@ -1,7 +1,7 @@
 import ArgumentParser
-import CPUKernels
+@_spi(Tuning) import CPUKernels
 import Foundation
-import KernelBench
+@_spi(Tuning) import KernelBench
 import TensorCore
 
 struct BenchOptions: ParsableArguments {
@@ -64,8 +64,22 @@ struct Bench: ParsableCommand {
         @OptionGroup var options: BenchOptions
         @Option(help: "Time these shapes instead of the suite, comma separated: MxNxK, optionally :NN, :NT, :TN or :TT (op(A) op(B), default NN), e.g. 5376x288x96:NT.")
         var shape: String?
+        @Option(help: ArgumentHelp(
+            "Compare the blocking with these values against the built-in one, e.g. KC=256,MC=144 (keys KC, MC, TILE).",
+            discussion: "Both run in one process in alternating single runs (--ab-rounds each); prints the medians and the variant's speed-up per case, then the geometric mean."))
+        var ab: String?
+        @Option(name: .customLong("ab-rounds"), help: "Alternating rounds per case with --ab.")
+        var abRounds = 30
         func run() throws {
             let custom = try shape.map { try $0.split(separator: ",").map { try parseGEMMShape(String($0)) } }
+            if let ab {
+                let variant = try parseBlocking(ab)
+                guard abRounds >= 1 else { throw ValidationError("--ab-rounds must be >= 1, got \(abRounds)") }
+                let cases = custom ?? options.selected(GEMMSuite.standard, name: \.name,
+                                                       quickNames: ["vit-tiny.qkv", "vit-tiny.fc2.wgrad", "square512"])
+                try runBlockingAB(cases, variant: variant, rounds: options.quick ? 2 : abRounds, options: options)
+                return
+            }
             try runSuites(options, gemm: true, kernels: false, gemmCases: custom)
         }
     }
@@ -267,6 +281,63 @@ func measurePeak(_ options: BenchOptions) -> PeakInfo {
     let one = PeakProbe.gflops(threads: 1, iterations: iterations)
     let all = cores > 1 ? PeakProbe.gflops(threads: cores, iterations: iterations) : one
     return PeakInfo(perCore: one, allCores: all, cores: cores)
+}
+
+/// "KC=384,MC=96,TILE=32768" (any subset): the built-in blocking with these values changed.
+func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
+    var t = GEMMBlocking.tuning
+    for item in text.split(separator: ",") {
+        let kv = item.split(separator: "=", omittingEmptySubsequences: false)
+        guard kv.count == 2, let v = Int(kv[1].trimmingCharacters(in: .whitespaces)), v >= 1 else {
+            throw ValidationError("--ab expects KEY=VALUE pairs with positive values separated by commas, got '\(item)'")
+        }
+        switch kv[0].trimmingCharacters(in: .whitespaces).uppercased() {
+        case "KC": t.kc = v
+        case "MC":
+            guard v % GEMMBlocking.MR == 0 else { throw ValidationError("--ab: MC must be a multiple of MR (\(GEMMBlocking.MR)), got \(v)") }
+            t.mc = v
+        case "TILE": t.maxTileFloats = v
+        default: throw ValidationError("--ab: unknown key '\(kv[0])' (use KC, MC or TILE)")
+        }
+    }
+    return t
+}
+
+func runBlockingAB(_ cases: [GEMMCase], variant: GEMMBlocking.Tuning, rounds: Int, options: BenchOptions) throws {
+    let threads = try options.threadCounts()
+    let base = GEMMBlocking.tuning
+    if !options.json {
+        print("A: KC=\(base.kc),MC=\(base.mc),TILE=\(base.maxTileFloats)  B: KC=\(variant.kc),MC=\(variant.mc),TILE=\(variant.maxTileFloats)  (\(rounds) alternating runs each)")
+        print("name                    thr     A ms      B ms   A GFLOP/s  B GFLOP/s  B/A speed")
+    }
+    var failures: [String] = []
+    for t in threads {
+        var logSum = 0.0
+        for c in cases {
+            let r = abBlockingGEMM(c, threads: t, variant: variant, rounds: rounds)
+            if r.validationError > 2 { failures.append("\(c.name) (\(t) threads): result does not match the reference") }
+            let speed = r.extraNumber("variantSpeedup") ?? .nan
+            logSum += log(speed)
+            if options.json {
+                print(r.json)
+            } else {
+                print(r.name.padded(to: 22) + String(format: "%4d  %8.3f  %8.3f  %10.1f %10.1f  %9.3f", t, r.medianMs,
+                                                     r.extraNumber("variantMedianMs") ?? .nan, r.gflops,
+                                                     r.extraNumber("variantGflops") ?? .nan, speed))
+            }
+            fflush(stdout)
+        }
+        let geomean = exp(logSum / Double(max(1, cases.count)))
+        if options.json {
+            print(jsonLine([("summary", .string("gemm-ab")), ("threads", .int(t)), ("cases", .int(cases.count)),
+                            ("geomeanVariantSpeedup", .double(geomean))]))
+        } else {
+            print(String(format: "geometric mean of B/A speed over %d cases at %d thread(s): %.3f", cases.count, t, geomean))
+        }
+    }
+    if !failures.isEmpty {
+        throw ValidationError("validation failed:\n  " + failures.joined(separator: "\n  "))
+    }
 }
 
 /// "MxNxK[:XY]" with X, Y in {N, T}: a GEMM case named after its shape.

@@ -1,5 +1,5 @@
 import XCTest
-@testable import CPUKernels
+@_spi(Tuning) @testable import CPUKernels
 
 final class GEMMTests: XCTestCase {
     /// Runs sgemm and the Double reference on the same inputs; checks |C - ref| <= tol * K * eps * magnitude,
@@ -69,9 +69,12 @@ final class GEMMTests: XCTestCase {
         }
     }
 
-    /// Shapes that cross every blocking boundary: MR 6, NR 16, KC 256, MC 144, NC 3072, the k-group size.
+    /// Shapes that cross every blocking boundary: MR 6, NR 16, KC, MC, NC 3072, the k-group size (2 KC blocks),
+    /// from the current table, plus the boundaries of the previous one (KC 256, MC 144).
     func testShapesCrossingBlocking() {
-        let shapes = [(145, 97, 257), (6, 16, 256), (150, 48, 513), (289, 35, 300), (7, 2000, 600), (1, 1, 1000),
+        let (kc, mc) = (GEMMBlocking.KC, GEMMBlocking.MC)
+        let shapes = [(mc + 1, 97, kc + 1), (6, 16, kc), (mc + 6, 48, 2 * kc + 1), (2 * mc + 1, 35, kc + 44),
+                      (145, 97, 257), (150, 48, 513), (289, 35, 300), (7, 2000, 600), (1, 1, 1000),
                       (5, 3100, 300), (13, 3073, 7)]
         for (m, n, k) in shapes {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
@@ -112,7 +115,7 @@ final class GEMMTests: XCTestCase {
     /// partial products are added in k order, with a k that is not a multiple of KC and an n that is not one of 8.
     func testThreadCountDoesNotChangeBits() {
         for (m, n, k, ta, tb) in [(300, 200, 600, false, true), (768, 192, 1100, true, false), (97, 700, 300, false, false),
-                                  (96, 96, 5376, true, false), (37, 21, 1030, false, true), (290, 99, 1500, true, true)] {
+                                  (96, 96, 5376, true, false), (37, 21, 1600, false, true), (290, 99, 1580, true, true)] {
             var rng = TestRNG(42)
             let a = rng.floats(m * k), b = rng.floats(k * n)
             var c1 = [Float](repeating: 0, count: m * n), c2 = c1, c3 = c1
@@ -125,15 +128,41 @@ final class GEMMTests: XCTestCase {
         }
     }
 
+    /// MC and the C chunk (TILE) change speed only: the bits of any other values equal the built-in ones
+    /// (`bench gemm --ab` relies on comparing like with like; KC, which sets the rounding points, is not varied).
+    /// MC below 72 once overran the A buffers on several threads (the task plan's 12-panel floor exceeded MC).
+    func testBlockingOtherThanKCDoesNotChangeBits() {
+        let saved = GEMMBlocking.tuning
+        defer { GEMMBlocking.tuning = saved }
+        for (m, n, k, ta, tb) in [(300, 200, 900, false, true), (97, 700, 300, true, false), (1, 1, 5, false, false)] {
+            var rng = TestRNG(5)
+            let a = rng.floats(m * k), b = rng.floats(k * n)
+            let (lda, ldb) = (ta ? m : k, tb ? k : n)
+            func product(mc: Int, tile: Int, threads: Int) -> [UInt32] {
+                GEMMBlocking.tuning.mc = mc
+                GEMMBlocking.tuning.maxTileFloats = tile
+                var c = [Float](repeating: 0, count: m * n)
+                sgemm(c: &c, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k, threads: threads)
+                return c.map(\.bitPattern)
+            }
+            let reference = product(mc: saved.mc, tile: saved.maxTileFloats, threads: 1)
+            for (mc, tile, threads) in [(6, 1 << 10, 1), (48, 1 << 12, 2), (288, 1 << 16, 2)] {
+                let got = product(mc: mc, tile: tile, threads: threads)
+                let differing = zip(got, reference).filter { $0 != $1 }.count
+                XCTAssertEqual(differing, 0, "\(m)x\(n)x\(k): MC \(mc), TILE \(tile), \(threads) threads: elements differ")
+            }
+        }
+    }
+
     /// The bias epilogue gives the bits of a GEMM followed by a separate bias pass, for any thread count, with
-    /// edge tiles, several k blocks and k groups (k 1100 > 4 KC), alpha/beta, NaN-filled C with beta 0, and
+    /// edge tiles, several k blocks and k groups (k 1700 > 4 KC), alpha/beta, NaN-filled C with beta 0, and
     /// alpha 0; and it is within the GEMM bound of the Double reference.
     /// The bias and the residual ride in the last k block's store; the result must have the bits of the GEMM
     /// followed by separate passes (bias, then the elementwise add of the residual), for any thread count.
-    /// (97, 70, 1100) goes through the k split on 2 and 5 threads.
+    /// (97, 70, 1700) goes through the k split on 2 and 5 threads.
     func testBiasAndResidualEpilogueEqualSeparatePasses() {
         let cases = [(1, 1, 1, false, true, Float(1), Float(0)), (7, 17, 5, false, true, 1, 0), (13, 33, 300, true, false, 0.5, 1),
-                     (97, 70, 1100, false, false, 1, 0.25), (300, 200, 600, false, true, 1, 0), (5, 9, 4, false, true, 0, 2)]
+                     (97, 70, 1700, false, false, 1, 0.25), (300, 200, 600, false, true, 1, 0), (5, 9, 4, false, true, 0, 2)]
         for (m, n, k, ta, tb, alpha, beta) in cases {
             var rng = TestRNG(7)
             let a = rng.floats(m * k), b = rng.floats(k * n), bias = rng.floats(n, scale: 3)
@@ -176,10 +205,10 @@ final class GEMMTests: XCTestCase {
 
     /// The GELU epilogues give the bits of the GEMM followed by the separate row kernel (GELU into another
     /// buffer or in place; GELU's derivative times the product), for any thread count, with edge tiles, several
-    /// k groups, the k split ((97, 70, 1100) on 2 and 5 threads), alpha/beta, and alpha 0.
+    /// k groups, the k split ((97, 70, 1700) on 2 and 5 threads), alpha/beta, and alpha 0.
     func testGELUEpiloguesEqualSeparatePasses() {
         let cases = [(1, 1, 1, false, true, Float(1), Float(0)), (7, 17, 5, false, true, 1, 0), (13, 33, 300, true, false, 0.5, 1),
-                     (97, 70, 1100, false, false, 1, 0), (300, 200, 600, false, true, 1, 0.25), (5, 9, 4, false, true, 0, 2),
+                     (97, 70, 1700, false, false, 1, 0), (300, 200, 600, false, true, 1, 0.25), (5, 9, 4, false, true, 0, 2),
                      (145, 48, 96, false, false, 1, 0)]
         for (m, n, k, ta, tb, alpha, beta) in cases {
             var rng = TestRNG(11)
