@@ -72,7 +72,7 @@ struct Bench: ParsableCommand {
         var abRounds = 30
         func run() throws {
             let custom = try shape.map { try $0.split(separator: ",").map { try parseGEMMShape(String($0)) } }
-            if let ab {
+            if let ab, !options.list {
                 let variant = try parseBlocking(ab)
                 guard abRounds >= 1 else { throw ValidationError("--ab-rounds must be >= 1, got \(abRounds)") }
                 let cases = custom ?? options.selected(GEMMSuite.standard, name: \.name,
