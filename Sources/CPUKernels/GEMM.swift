@@ -23,11 +23,13 @@ public enum GEMMBlocking {
 
     /// The blocking values `bench gemm --ab` varies, in one process, against these defaults. Not for use while
     /// a GEMM runs; a different KC gives different bits.
-    @_spi(Tuning) public struct Tuning: Sendable, Equatable {
+    @_spi(Tuning) public struct Tuning: Sendable, Equatable, CustomStringConvertible {
         public var kc = 384
         public var mc = 96
         public var maxTileFloats = 1 << 15
         public init() {}
+        /// In the form `bench gemm --ab` reads.
+        public var description: String { "KC=\(kc),MC=\(mc),TILE=\(maxTileFloats)" }
     }
     @_spi(Tuning) nonisolated(unsafe) public static var tuning = Tuning()
 

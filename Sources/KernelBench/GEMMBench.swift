@@ -157,5 +157,5 @@ public func benchmarkGEMM(
         gflops: flops / a.median / 1e9, pctPeak: 0, gbPerSecond: 0, validationError: worst,
         extra: [("variantMedianMs", .double(b.median * 1e3)), ("variantGflops", .double(flops / b.median / 1e9)),
                 ("variantSpeedup", .double(a.median / b.median)),
-                ("variant", .string("KC=\(variant.kc),MC=\(variant.mc),TILE=\(variant.maxTileFloats)"))])
+                ("variant", .string(variant.description))])
 }

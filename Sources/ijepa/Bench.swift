@@ -75,8 +75,7 @@ struct Bench: ParsableCommand {
             if let ab, !options.list {
                 let variant = try parseBlocking(ab)
                 guard abRounds >= 1 else { throw ValidationError("--ab-rounds must be >= 1, got \(abRounds)") }
-                let cases = custom ?? options.selected(GEMMSuite.standard, name: \.name,
-                                                       quickNames: ["vit-tiny.qkv", "vit-tiny.fc2.wgrad", "square512"])
+                let cases = custom ?? gemmSuiteCases(options)
                 try runBlockingAB(cases, variant: variant, rounds: options.quick ? 2 : abRounds, options: options)
                 return
             }
@@ -283,6 +282,11 @@ func measurePeak(_ options: BenchOptions) -> PeakInfo {
     return PeakInfo(perCore: one, allCores: all, cores: cores)
 }
 
+/// The GEMM suite's cases that --filter / --exact / --quick select.
+func gemmSuiteCases(_ options: BenchOptions) -> [GEMMCase] {
+    options.selected(GEMMSuite.standard, name: \.name, quickNames: ["vit-tiny.qkv", "vit-tiny.fc2.wgrad", "square512"])
+}
+
 /// "KC=384,MC=96,TILE=32768" (any subset): the built-in blocking with these values changed.
 func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
     var t = GEMMBlocking.tuning
@@ -307,7 +311,7 @@ func runBlockingAB(_ cases: [GEMMCase], variant: GEMMBlocking.Tuning, rounds: In
     let threads = try options.threadCounts()
     let base = GEMMBlocking.tuning
     if !options.json {
-        print("A: KC=\(base.kc),MC=\(base.mc),TILE=\(base.maxTileFloats)  B: KC=\(variant.kc),MC=\(variant.mc),TILE=\(variant.maxTileFloats)  (\(rounds) alternating runs each)")
+        print("A: \(base)  B: \(variant)  (\(rounds) alternating runs each)")
         print("name                    thr     A ms      B ms   A GFLOP/s  B GFLOP/s  B/A speed")
     }
     var failures: [String] = []
@@ -373,8 +377,7 @@ func runSuites(_ options: BenchOptions, gemm: Bool, kernels: Bool, gemmCases: [G
     var failures: [String] = []
     let minSeconds = options.quick ? 0.02 : options.minSeconds
     if gemm {
-        let cases = gemmCases ?? options.selected(GEMMSuite.standard, name: \.name,
-                                                  quickNames: ["vit-tiny.qkv", "vit-tiny.fc2.wgrad", "square512"])
+        let cases = gemmCases ?? gemmSuiteCases(options)
         if options.list {
             for c in cases {
                 print(jsonLine([("name", .string(c.name)), ("m", .int(c.m)), ("n", .int(c.n)), ("k", .int(c.k)),

@@ -114,8 +114,9 @@ final class GEMMTests: XCTestCase {
     /// small C and at least 4 KC blocks: on several threads they take the k split (`sgemmKSplit`), whose
     /// partial products are added in k order, with a k that is not a multiple of KC and an n that is not one of 8.
     func testThreadCountDoesNotChangeBits() {
+        let split = GEMMBlocking.kSplitMinBlocks * GEMMBlocking.KC  // k from here on takes the k split (small C)
         for (m, n, k, ta, tb) in [(300, 200, 600, false, true), (768, 192, 1100, true, false), (97, 700, 300, false, false),
-                                  (96, 96, 5376, true, false), (37, 21, 1600, false, true), (290, 99, 1580, true, true)] {
+                                  (96, 96, 5376, true, false), (37, 21, split + 64, false, true), (290, 99, split + 44, true, true)] {
             var rng = TestRNG(42)
             let a = rng.floats(m * k), b = rng.floats(k * n)
             var c1 = [Float](repeating: 0, count: m * n), c2 = c1, c3 = c1
@@ -155,14 +156,14 @@ final class GEMMTests: XCTestCase {
     }
 
     /// The bias epilogue gives the bits of a GEMM followed by a separate bias pass, for any thread count, with
-    /// edge tiles, several k blocks and k groups (k 1700 > 4 KC), alpha/beta, NaN-filled C with beta 0, and
+    /// edge tiles, several k blocks and k groups (k > 4 KC), alpha/beta, NaN-filled C with beta 0, and
     /// alpha 0; and it is within the GEMM bound of the Double reference.
     /// The bias and the residual ride in the last k block's store; the result must have the bits of the GEMM
     /// followed by separate passes (bias, then the elementwise add of the residual), for any thread count.
-    /// (97, 70, 1700) goes through the k split on 2 and 5 threads.
+    /// (97, 70, 4 KC + 164) goes through the k split on 2 and 5 threads.
     func testBiasAndResidualEpilogueEqualSeparatePasses() {
         let cases = [(1, 1, 1, false, true, Float(1), Float(0)), (7, 17, 5, false, true, 1, 0), (13, 33, 300, true, false, 0.5, 1),
-                     (97, 70, 1700, false, false, 1, 0.25), (300, 200, 600, false, true, 1, 0), (5, 9, 4, false, true, 0, 2)]
+                     (97, 70, GEMMBlocking.kSplitMinBlocks * GEMMBlocking.KC + 164, false, false, 1, 0.25), (300, 200, 600, false, true, 1, 0), (5, 9, 4, false, true, 0, 2)]
         for (m, n, k, ta, tb, alpha, beta) in cases {
             var rng = TestRNG(7)
             let a = rng.floats(m * k), b = rng.floats(k * n), bias = rng.floats(n, scale: 3)
@@ -205,10 +206,10 @@ final class GEMMTests: XCTestCase {
 
     /// The GELU epilogues give the bits of the GEMM followed by the separate row kernel (GELU into another
     /// buffer or in place; GELU's derivative times the product), for any thread count, with edge tiles, several
-    /// k groups, the k split ((97, 70, 1700) on 2 and 5 threads), alpha/beta, and alpha 0.
+    /// k groups, the k split ((97, 70, 4 KC + 164) on 2 and 5 threads), alpha/beta, and alpha 0.
     func testGELUEpiloguesEqualSeparatePasses() {
         let cases = [(1, 1, 1, false, true, Float(1), Float(0)), (7, 17, 5, false, true, 1, 0), (13, 33, 300, true, false, 0.5, 1),
-                     (97, 70, 1700, false, false, 1, 0), (300, 200, 600, false, true, 1, 0.25), (5, 9, 4, false, true, 0, 2),
+                     (97, 70, GEMMBlocking.kSplitMinBlocks * GEMMBlocking.KC + 164, false, false, 1, 0), (300, 200, 600, false, true, 1, 0.25), (5, 9, 4, false, true, 0, 2),
                      (145, 48, 96, false, false, 1, 0)]
         for (m, n, k, ta, tb, alpha, beta) in cases {
             var rng = TestRNG(11)
