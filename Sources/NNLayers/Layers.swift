@@ -96,11 +96,12 @@ public final class MLP: ParameterContainer {
 
     /// fc2(GELU(fc1(x))), plus `residual` when given (in fc2's store). The same bits either way: without a
     /// recording tape (the target encoder, inference) the fused `mlp` op, GELU in fc1's GEMM; when training,
-    /// the three separate ops. `ijepa bench mlp` (docs/performance.md): forward 1.04x for the fused op
-    /// (geometric mean of 12 shape and thread cases, 1.00-1.12), forward + backward 0.98x (0.94-1.03).
+    /// fc1, then `geluLinear` (fc2 on GELU of fc1's output, which keeps only fc1's output for the backward
+    /// pass). `ijepa bench mlp` (docs/performance.md): forward 1.04x for the fused op (geometric mean of 12
+    /// shape and thread cases, 1.00-1.12), forward + backward 0.98x (0.94-1.03).
     public func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape?) throws -> Variable {
         if tape?.isRecording == true {
-            return try fc2(gelu(try fc1(x, tape: tape), tape: tape), residual: residual, tape: tape)
+            return try geluLinear(try fc1(x, tape: tape), weight: fc2.weight, bias: fc2.bias, residual: residual, tape: tape)
         }
         return try mlp(x, fc1: fc1.weight, bias1: fc1.bias, fc2: fc2.weight, bias2: fc2.bias, residual: residual, tape: tape)
     }

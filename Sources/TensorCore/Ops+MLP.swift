@@ -83,3 +83,63 @@ public func mlp(
         withExtendedLifetime(a) {}  // the pre-activation lives until the backward pass
     }
 }
+
+/// fc2 applied to GELU(h), plus `residual` when given: `linear(gelu(h), ...)` for training, with the same bits,
+/// that keeps only h (fc1's output) for the backward pass and computes GELU(h) again there, for fc2's weight
+/// gradient. GELU's output, as wide as h, is the largest activation a block would otherwise keep.
+/// The input gradient takes GELU's derivative in its GEMM's epilogue (as `mlp` does): dh = (dy W) * GELU'(h).
+public func geluLinear(
+    _ h: Variable, weight w: Variable, bias b: Variable?, residual r: Variable? = nil, tape: Tape?
+) throws -> Variable {
+    try check(w.shape.count == 2 && h.shape.last == w.shape[1], "geluLinear: h (..., in) and weight (out, in)", h.shape, w.shape)
+    let (outF, inF) = (w.shape[0], w.shape[1])
+    if let b { try check(b.value.count == outF, "geluLinear: bias (out)", b.shape, w.shape) }
+    let outShape = Array(h.shape.dropLast()) + [outF]
+    if let r { try check(r.shape == outShape, "geluLinear: residual of the output's shape", r.shape, outShape) }
+    let count = h.value.count
+    let rows = count / max(1, inF)
+    var y = try Tensor(uninitialized: outShape)
+    let yp = mutablePointer(&y)
+    ScratchPool.shared.withFloats(count) { g in  // GELU(h): (rows, in), only for the length of the GEMM
+        h.withValue { geluForward(g, $0, count: count) }
+        w.withValue { wp in
+            withOptionalPointer(b?.value) { bp in
+                withOptionalPointer(r?.value) { rp in
+                    sgemm(c: yp, ldc: max(1, outF), a: g, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF),
+                          transB: true, m: rows, n: outF, k: inF, bias: bp, residual: rp)
+                }
+            }
+        }
+    }
+    let mnk = 2 * Double(rows) * Double(inF) * Double(outF)
+    let epilogueOps = Double(rows * outF) * Double((b == nil ? 0 : 1) + (r == nil ? 0 : 1))
+    let gelu = OpCost.elementwise(count, 20, 30)
+    return opOutput(y, inputs: h, w, b, r, tape: tape, op: "geluLinear",
+                    cost: OpCost(forward: mnk + epilogueOps + gelu.forward,
+                                 backward: 2 * mnk + epilogueOps + gelu.forward + gelu.backward)) { dy in
+        if let r { passGradient(dy, to: r) }
+        if h.requiresGrad {
+            h.withGradForWrite { dh, fresh in
+                h.withValue { hp in
+                    w.withValue { wp in
+                        ScratchPool.shared.withFloats(fresh ? 0 : count) { t in
+                            sgemm(c: fresh ? dh : t, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: false, b: wp,
+                                  ldb: max(1, inF), transB: false, m: rows, n: inF, k: outF, epilogue: .geluBackward(x: hp))
+                            if !fresh { accumulate(dh, UnsafePointer(t), count: count) }
+                        }
+                    }
+                }
+            }
+        }
+        if w.requiresGrad {
+            ScratchPool.shared.withFloats(count) { g in
+                h.withValue { geluForward(g, $0, count: count) }  // the forward's bits
+                w.withGrad { dw in
+                    sgemm(c: dw, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: true, b: g, ldb: max(1, inF),
+                          transB: false, m: outF, n: inF, k: rows, beta: 1)
+                }
+            }
+        }
+        if let b, b.requiresGrad { b.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: outF) } }
+    }
+}

@@ -108,6 +108,41 @@ final class GradCheckTests: XCTestCase {
         }
     }
 
+    /// fc2 on GELU(h), keeping only h: finite differences for every input, and the bits of gelu -> linear
+    /// (+ residual) for the output and every gradient, also when h's gradient already holds a contribution.
+    func testGeluLinear() throws {
+        let h = try param([2, 3, 7], scale: 2), w = try param([4, 7]), b = try param([4]), r = try param([2, 3, 4])
+        try gradCheck("geluLinear", [h, w, b, r]) { try geluLinear(h, weight: w, bias: b, residual: r, tape: $0) }
+        let h1 = try param([1, 1]), w1 = try param([1, 1])
+        try gradCheck("geluLinear 1x1 without bias", [h1, w1]) { try geluLinear(h1, weight: w1, bias: nil, tape: $0) }
+        // 37 rows x 70 in: edge tiles in every GEMM; inputs of scale 3 reach both of erf's branches.
+        let hs = try param([37, 70], scale: 3), ws = try param([9, 70], scale: 0.3), bs = try param([9])
+        let rs = try param([37, 9])
+        let sq = try param([37, 70], scale: 3), wq = try param([70, 70], scale: 0.3)  // residual = its own input
+        func run(fused: Bool, own: Bool) throws -> [[UInt32]] {
+            let (x, wt, bias, res) = own ? (sq, wq, nil, sq) : (hs, ws, bs, rs)
+            let inputs = [x, wt] + (bias.map { [$0] } ?? []) + (own ? [] : [res])
+            let tape = Tape()
+            let y = fused
+                ? try geluLinear(x, weight: wt, bias: bias, residual: res, tape: tape)
+                : try linear(gelu(x, tape: tape), weight: wt, bias: bias, residual: res, tape: tape)
+            for v in inputs { v.zeroGrad() }
+            try tape.backward(from: y, seed: try rng.uniform(y.shape, low: -1, high: 1))
+            return ([y.value] + inputs.map { $0.grad! }).map { $0.withUnsafeBufferPointer { $0.map(\.bitPattern) } }
+        }
+        for own in [false, true] {
+            let seedState = rng
+            let fused = try run(fused: true, own: own)
+            rng = seedState
+            let separate = try run(fused: false, own: own)
+            XCTAssertEqual(fused.count, own ? 3 : 5)
+            for i in fused.indices { XCTAssertEqual(fused[i], separate[i], "geluLinear vs gelu -> linear (own input: \(own)): tensor \(i)") }
+        }
+        XCTAssertThrowsError(try geluLinear(hs, weight: try param([9, 69]), bias: nil, tape: nil)) {
+            XCTAssert("\($0)".contains("geluLinear: h (..., in) and weight (out, in)"), "\($0)")
+        }
+    }
+
     func testLayerNorm() throws {
         let x = try param([3, 7], scale: 2), g = try param([7], offset: 1), b = try param([7])
         try gradCheck("layerNorm affine", [x, g, b]) { try layerNorm(x, gamma: g, beta: b, eps: 1e-6, tape: $0) }
