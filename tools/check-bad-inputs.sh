@@ -66,6 +66,8 @@ head -c 2000 "$work/run-ok/checkpoint.safetensors" > "$work/run-bad/checkpoint.s
 expect "truncated checkpoint" "checkpoint.safetensors" -- "$bin" train --resume --set data.dataset=image-folder --set "data.image_folder=$work/good" --out "$work/run-bad" "${tiny[@]}"
 expect "checkpoint of another config" "another training configuration" -- "$bin" train --resume --set data.dataset=image-folder --set "data.image_folder=$work/good" --out "$work/run-ok" "${tiny[@]}" --set optimization.lr=0.5
 expect "export into a non-empty folder" "not empty" -- "$bin" export-png --split test --limit 200 --to "$work/good"
+expect "unknown GEMM blocking key" "unknown key 'XC'" -- "$bin" bench gemm --quick --ab XC=3
+expect "unknown step variant" "unknown variant 'fused'.*separate-inputs" -- "$bin" bench ijepa --quick --ab fused
 
 echo "bad inputs: $fails failed"
 [ "$fails" -eq 0 ]

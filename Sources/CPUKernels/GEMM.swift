@@ -74,12 +74,16 @@ public func sgemm(
     m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0, bias: UnsafePointer<Float>? = nil,  // bias: (n) or nil
     residual: UnsafePointer<Float>? = nil,          // (m, n) row-major, row stride ldc, or nil
     epilogue: GEMMEpilogue? = nil,                  // applied to each finished block of C, after bias and residual
+    aPrologue: GEMMPrologue? = nil,                 // applied to each element of A as it is packed (A not transposed)
+    bPrologue: GEMMPrologue? = nil,                 // applied to each element of B as it is packed (B not transposed)
     threads: Int? = nil
 ) {
     if let problem = gemmArgumentProblem(ldc: ldc, lda: lda, transA: transA, ldb: ldb, transB: transB, m: m, n: n, k: k) {
         fatalError("sgemm: \(problem)")
     }
     precondition(residual.map { $0 != UnsafePointer(c) } ?? true, "sgemm: residual must not be C itself")
+    precondition(aPrologue == nil || !transA, "sgemm: a prologue on A needs A not transposed")
+    precondition(bPrologue == nil || !transB, "sgemm: a prologue on B needs B not transposed")
     if m == 0 || n == 0 { return }
     if k == 0 || alpha == 0 {
         scaleMatrix(c, ldc: ldc, rows: m, cols: n, beta: beta)
@@ -94,7 +98,8 @@ public func sgemm(
     let kBlocks = (k + P.KC - 1) / P.KC
     if threads > 1, kBlocks >= P.kSplitMinBlocks, m * n <= P.kSplitMaxFloats, kBlocks * m * n <= P.kSplitMaxPartialFloats {
         sgemmKSplit(c: c, ldc: ldc, a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB, m: m, n: n, k: k,
-                    alpha: alpha, beta: beta, bias: bias, residual: residual, epilogue: epilogue, threads: threads)
+                    alpha: alpha, beta: beta, bias: bias, residual: residual, epilogue: epilogue, aPrologue: aPrologue,
+                    bPrologue: bPrologue, threads: threads)
         return
     }
     let ncMax = min(n, P.NC)
@@ -131,7 +136,11 @@ public func sgemm(
                     let kb = t / splits, s = t % splits
                     let pc = kb * P.KC, kc = min(P.KC, kg - pc)
                     let dst = bPack + pc * panels * P.NR
-                    if transB {
+                    if let bPrologue {
+                        let per = (kc + splits - 1) / splits
+                        packBPrologue(dst, b: b, ldb: ldb, k0: k0 + pc, kc: kc, rows: min(kc, s * per)..<min(kc, (s + 1) * per),
+                                      n0: jc, nc: nc, panels: 0..<panels, prologue: bPrologue)
+                    } else if transB {
                         let per = (panels + splits - 1) / splits
                         packB(dst, b: b, ldb: ldb, transB: true, k0: k0 + pc, kc: kc, rows: 0..<kc,
                               n0: jc, nc: nc, panels: min(panels, s * per)..<min(panels, (s + 1) * per))
@@ -154,8 +163,13 @@ public func sgemm(
                     var pc = 0
                     while pc < kg {
                         let kc = min(P.KC, kg - pc)
-                        packA(aStripe + pc * mcPad, a: a, lda: lda, transA: transA, m0: i0, mc: mc,
-                              k0: k0 + pc, kc: kc, aColumns: m)
+                        if let aPrologue {
+                            packAPrologue(aStripe + pc * mcPad, a: a, lda: lda, m0: i0, mc: mc, k0: k0 + pc, kc: kc,
+                                          prologue: aPrologue)
+                        } else {
+                            packA(aStripe + pc * mcPad, a: a, lda: lda, transA: transA, m0: i0, mc: mc,
+                                  k0: k0 + pc, kc: kc, aColumns: m)
+                        }
                         pc += kc
                     }
                     let chunk = max(1, P.maxTileFloats / (mcPad * P.NR))
@@ -215,7 +229,7 @@ func sgemmKSplit(
     m: Int, n: Int, k: Int, alpha: Float, beta: Float,
     bias: UnsafePointer<Float>?,                    // (n) or nil
     residual: UnsafePointer<Float>?,                // (m, n) row-major, row stride ldc, or nil
-    epilogue: GEMMEpilogue?,
+    epilogue: GEMMEpilogue?, aPrologue: GEMMPrologue?, bPrologue: GEMMPrologue?,
     threads: Int
 ) {
     typealias P = GEMMBlocking
@@ -226,7 +240,8 @@ func sgemmKSplit(
             let p0 = q * P.KC
             sgemm(c: partials + q * size, ldc: n, a: transA ? a + p0 * lda : a + p0, lda: lda, transA: transA,
                   b: transB ? b + p0 : b + p0 * ldb, ldb: ldb, transB: transB, m: m, n: n, k: min(P.KC, k - p0),
-                  alpha: alpha, beta: 0, threads: 1)
+                  alpha: alpha, beta: 0, aPrologue: aPrologue?.offset(rows: 0, cols: p0),
+                  bPrologue: bPrologue?.offset(rows: p0, cols: 0), threads: 1)
         }
         let rowsPerTask = max(1, (m + 4 * threads - 1) / (4 * threads))
         Parallel.forEach(tasks: (m + rowsPerTask - 1) / rowsPerTask, threads: threads) { t, _ in

@@ -37,6 +37,40 @@ func rowChunking(rows: Int, cols: Int) -> (chunks: Int, size: Int) {
 
 // MARK: - LayerNorm
 
+/// Mean and 1 / sqrt(variance + eps) of one row (biased variance, two passes): `layerNormForward`'s statistics.
+@inline(__always)
+func layerNormRowStatistics(_ xr: UnsafePointer<Float>, dim: Int, eps: Float) -> (mean: Float, rstd: Float) {
+    let d8 = dim & ~7
+    let inv = 1 / Float(dim)
+    var s = Float8()
+    var j = 0
+    while j < d8 { s += load8(xr + j); j += 8 }
+    var sum = hsum(s)
+    while j < dim { sum += xr[j]; j += 1 }
+    let mu = sum * inv
+    let m8 = splat(mu)
+    var q = Float8()
+    j = 0
+    while j < d8 { let d = load8(xr + j) - m8; q = fmadd(q, d, d); j += 8 }
+    var sq = hsum(q)
+    while j < dim { let d = xr[j] - mu; sq = fmadd(sq, d, d); j += 1 }
+    return (mu, 1 / (sq * inv + eps).squareRoot())
+}
+
+/// The statistics of `layerNormForward` without its output (the same bits): for a LayerNorm whose output only a
+/// GEMM reads, through `GEMMPrologue.layerNorm`.
+public func layerNormStatistics(
+    mean: UnsafeMutablePointer<Float>,         // (rows)
+    rstd: UnsafeMutablePointer<Float>,         // (rows)
+    _ x: UnsafePointer<Float>,                 // (rows, dim)
+    rows: Int, dim: Int, eps: Float, threads: Int? = nil
+) {
+    precondition(rows >= 0 && dim > 0, "layerNormStatistics: rows \(rows) must be >= 0 and dim \(dim) > 0")
+    forEachRowChunk(rows: rows, cols: dim, threads: threads) { r0, r1 in
+        for r in r0..<r1 { (mean[r], rstd[r]) = layerNormRowStatistics(x + r * dim, dim: dim, eps: eps) }
+    }
+}
+
 /// LayerNorm over the last axis: y = (x - mean) * rstd * gamma + beta, biased variance, rstd = 1/sqrt(var + eps).
 /// Saves mean and rstd per row for the backward pass when given. gamma/beta nil: no affine transform (as the
 /// official target normalisation `F.layer_norm(h, (D,))`).
@@ -52,27 +86,14 @@ public func layerNormForward(
     precondition(rows >= 0 && dim > 0, "layerNormForward: rows \(rows) must be >= 0 and dim \(dim) > 0")
     forEachRowChunk(rows: rows, cols: dim, threads: threads) { r0, r1 in
         let d8 = dim & ~7
-        let inv = 1 / Float(dim)
         for r in r0..<r1 {
             let xr = x + r * dim
             let yr = y + r * dim
-            var s = Float8()
-            var j = 0
-            while j < d8 { s += load8(xr + j); j += 8 }
-            var sum = hsum(s)
-            while j < dim { sum += xr[j]; j += 1 }
-            let mu = sum * inv
-            let m8 = splat(mu)
-            var q = Float8()
-            j = 0
-            while j < d8 { let d = load8(xr + j) - m8; q = fmadd(q, d, d); j += 8 }
-            var sq = hsum(q)
-            while j < dim { let d = xr[j] - mu; sq = fmadd(sq, d, d); j += 1 }
-            let rs = 1 / (sq * inv + eps).squareRoot()
+            let (mu, rs) = layerNormRowStatistics(xr, dim: dim, eps: eps)
             mean?[r] = mu
             rstd?[r] = rs
-            let r8 = splat(rs)
-            j = 0
+            let m8 = splat(mu), r8 = splat(rs)
+            var j = 0
             if let gamma, let beta {
                 while j < d8 {
                     store8(yr + j, fmadd(load8(beta + j), (load8(xr + j) - m8) * r8, load8(gamma + j)))

@@ -109,4 +109,51 @@ public enum IJEPABench {
                     ("meanContextTokens", .double(Double(all.reduce(0) { $0 + $1.context[0].count }) / Double(all.count))),
                     ("meanTargetTokens", .double(Double(all.reduce(0) { $0 + $1.targets[0].count }) / Double(all.count)))])
     }
+
+    /// `bench ijepa --ab`: one training run whose steps alternate between the built-in setting (A) and a variant
+    /// (B) that `set(true)` selects and `set(false)` undoes. The variant must give the same bits (the training
+    /// state then evolves the same whichever side runs a step). Each round runs one mask batch on both sides, in
+    /// alternating order, after a warm-up step of each; the result carries both median step times and the median
+    /// of the per-round speed ratios B/A (> 1: the variant is faster).
+    public static func ab(_ c: Case, threads: Int, rounds: Int, variant: String, set: (Bool) -> Void) throws -> BenchResult {
+        let saved = Parallel.maxThreads
+        Parallel.maxThreads = threads
+        defer { Parallel.maxThreads = saved; set(false) }
+        let model = try IJEPAModel(c.vit, predictorDim: c.predictorDim, predictorDepth: c.predictorDepth, seed: 1)
+        model.recomputeBlocks = c.recomputeBlocks
+        let schedules = Schedules(itersPerEpoch: 1000, epochs: 10, warmupEpochs: 1, startLR: 2e-4, refLR: 1e-3,
+                                  finalLR: 1e-6, refWD: 0.04, finalWD: 0.4, ema: (0.996, 1.0))
+        let trainer = try IJEPATrainer(model: model, schedules: schedules)
+        var rng = RandomGenerator(seed: 2)
+        let images = try rng.normal([c.batch, c.vit.inChannels, c.vit.imageSize, c.vit.imageSize])
+        let all = try masks(c, steps: min(max(rounds, 1), 8))
+        for side in [false, true] {
+            set(side)
+            let warm = try trainer.step(images: images, context: all[0].context, targets: all[0].targets)
+            guard warm.loss.isFinite else {
+                throw TensorError.incompatibleShapes(operation: "I-JEPA A/B \(c.name): the warm-up step gave loss \(warm.loss)", [c.batch], [])
+            }
+        }
+        var times: [[Double]] = [[], []], ratios: [Double] = []
+        for r in 0..<max(rounds, 1) {
+            let m = all[r % all.count]
+            var t = [0.0, 0.0]
+            for side in r % 2 == 0 ? [0, 1] : [1, 0] {
+                set(side == 1)
+                let t0 = monotonicSeconds()
+                try trainer.step(images: images, context: m.context, targets: m.targets)
+                t[side] = monotonicSeconds() - t0
+            }
+            times[0].append(t[0]); times[1].append(t[1]); ratios.append(t[0] / t[1])
+        }
+        func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
+        let a = median(times[0]), b = median(times[1])
+        return BenchResult(
+            name: c.name, kind: "ijepa-ab", threads: threads, medianMs: a * 1e3, bestMs: times[0].min()! * 1e3,
+            gflops: 0, pctPeak: 0, gbPerSecond: 0, validationError: 0,
+            extra: [("variant", .string(variant)), ("variantMedianMs", .double(b * 1e3)), ("rounds", .int(ratios.count)),
+                    ("variantSpeedup", .double(median(ratios))),
+                    ("variantSpeedupMin", .double(ratios.min()!)), ("variantSpeedupMax", .double(ratios.max()!))])
+    }
+
 }

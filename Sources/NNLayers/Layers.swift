@@ -123,11 +123,30 @@ public final class Block: ParameterContainer {
         mlp = try MLP(dim: dim, hidden: dim * mlpRatio, rng: &rng)
     }
 
-    /// The residual adds ride in proj's and fc2's GEMM stores (same bits as separate adds).
+    /// The residual adds ride in proj's and fc2's GEMM stores (same bits as separate adds). norm1 -> qkv is one
+    /// op (`layerNormLinear`: the LayerNorm's output is computed while qkv's GEMM packs it, never stored); when
+    /// training, so is norm2 -> fc1, and fc2 takes GELU the same way (`geluLinear`), so a block keeps neither
+    /// LayerNorm's output nor GELU's for the backward pass. Without a tape the MLP is the fused `mlp` op.
     public func callAsFunction(_ x: Variable, tape: Tape?) throws -> Variable {
-        let y = try attn(try norm1(x, tape: tape), residual: x, tape: tape)
-        return try mlp(try norm2(y, tape: tape), residual: y, tape: tape)
+        let qkv = Block.fusedNorms
+            ? try layerNormLinear(x, gamma: norm1.weight, beta: norm1.bias, eps: norm1.eps, weight: attn.qkv.weight,
+                                  bias: attn.qkv.bias, tape: tape)
+            : try attn.qkv(try norm1(x, tape: tape), tape: tape)
+        let y = try attn.proj(try attention(qkv, heads: attn.heads, tape: tape), residual: x, tape: tape)
+        guard tape?.isRecording == true else { return try mlp(try norm2(y, tape: tape), residual: y, tape: tape) }
+        let h = Block.fusedNorms
+            ? try layerNormLinear(y, gamma: norm2.weight, beta: norm2.bias, eps: norm2.eps, weight: mlp.fc1.weight,
+                                  bias: mlp.fc1.bias, tape: tape)
+            : try mlp.fc1(try norm2(y, tape: tape), tape: tape)
+        return Block.fusedGELU
+            ? try geluLinear(h, weight: mlp.fc2.weight, bias: mlp.fc2.bias, residual: y, tape: tape)
+            : try mlp.fc2(gelu(h, tape: tape), residual: y, tape: tape)
     }
+
+    /// The fused inputs above (true), or the LayerNorms / GELU as their own ops (false): the same bits, so
+    /// `bench ijepa --ab` can switch between them from one step to the next of one training run.
+    @_spi(Tuning) nonisolated(unsafe) public static var fusedNorms = true
+    @_spi(Tuning) nonisolated(unsafe) public static var fusedGELU = true
 
     /// With `recompute` the block keeps only its input for the backward pass and runs again there
     /// (`recomputed`): the same gradients for a fraction of the activation memory, at the cost of a second

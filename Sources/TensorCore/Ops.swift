@@ -138,21 +138,30 @@ public func layerNorm(
         }
     }
     return opOutput(y, inputs: x, gamma, beta, tape: tape, op: "layerNorm", cost: .elementwise(x.value.count, 8, 12)) { dy in
-        withGradOrNil(x) { dx in
-            withGradOrNil(gamma) { dg in
-                withGradOrNil(beta) { db in
-                    withOptionalPointer(gamma?.value) { gp in
-                        x.withValue { xp in
-                            ScratchPool.shared.withFloats(dx == nil ? x.value.count : 0) { sink in
-                                layerNormBackward(dx: dx ?? sink, dgamma: dg, dbeta: db, dy: dy, x: xp,
-                                                  mean: mp, rstd: rp, gamma: gp, rows: rows, dim: dim)
-                            }
+        layerNormGradients(dy: dy, x: x, gamma: gamma, beta: beta, mean: mp, rstd: rp, rows: rows, dim: dim)
+        _ = (mean, rstd)  // keep the saved statistics alive until the backward pass
+    }
+}
+
+/// LayerNorm's backward pass: adds the gradients of x, gamma and beta (those that want one) from dy, the
+/// gradient of the LayerNorm's output.
+func layerNormGradients(
+    dy: UnsafePointer<Float>, x: Variable, gamma: Variable?, beta: Variable?,
+    mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows: Int, dim: Int
+) {
+    withGradOrNil(x) { dx in
+        withGradOrNil(gamma) { dg in
+            withGradOrNil(beta) { db in
+                withOptionalPointer(gamma?.value) { gp in
+                    x.withValue { xp in
+                        ScratchPool.shared.withFloats(dx == nil ? x.value.count : 0) { sink in
+                            layerNormBackward(dx: dx ?? sink, dgamma: dg, dbeta: db, dy: dy, x: xp,
+                                              mean: mean, rstd: rstd, gamma: gp, rows: rows, dim: dim)
                         }
                     }
                 }
             }
         }
-        _ = (mean, rstd)  // keep the saved statistics alive until the backward pass
     }
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 @_spi(Tuning) import CPUKernels
 import Foundation
 @_spi(Tuning) import KernelBench
+@_spi(Tuning) import NNLayers
 import TensorCore
 
 struct BenchOptions: ParsableArguments {
@@ -193,8 +194,15 @@ struct Bench: ParsableCommand {
         var dumpMasks: String?
         @Flag(help: "Profile the timed steps per op and print the table after each case (JSON lines with --json).")
         var profile = false
+        @Option(help: ArgumentHelp(
+            "Compare the built-in step (A) with a variant of the same bits (B) in one training run: separate-norms, separate-gelu, separate-inputs (B: the block's LayerNorms, its GELU, or both as their own ops).",
+            discussion: "The steps alternate between A and B (--ab-rounds rounds, one mask batch per round on both sides); prints both median step times and the median per-round B/A speed."))
+        var ab: String?
+        @Option(name: .customLong("ab-rounds"), help: "Alternating rounds per case with --ab.")
+        var abRounds = 12
         func run() throws {
             let cases = options.selected(IJEPABench.standard, name: \.name, quickNames: ["ijepa-fmnist"])
+            if let ab, !options.list { return try runStepAB(cases, variant: ab) }
             if let dumpMasks {
                 guard cases.count == 1 else { throw ValidationError("--dump-masks needs --filter naming one case") }
                 try IJEPABench.dumpMasks(cases[0], steps: steps, to: dumpMasks)
@@ -433,4 +441,35 @@ func rowTableRow(_ r: BenchResult) -> String {
 
 extension String {
     func padded(to n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
+}
+
+extension Bench.IJEPA {
+    /// The variants `bench ijepa --ab` knows: name -> switch (true: the variant, false: the built-in setting).
+    static let stepVariants: [String: (Bool) -> Void] = [
+        "separate-norms": { Block.fusedNorms = !$0 },
+        "separate-gelu": { Block.fusedGELU = !$0 },
+        "separate-inputs": { Block.fusedNorms = !$0; Block.fusedGELU = !$0 },
+    ]
+
+    func runStepAB(_ cases: [IJEPABench.Case], variant: String) throws {
+        guard let set = Self.stepVariants[variant] else {
+            throw ValidationError("--ab: unknown variant '\(variant)' (known: \(Self.stepVariants.keys.sorted().joined(separator: ", ")))")
+        }
+        guard abRounds >= 1 else { throw ValidationError("--ab-rounds must be >= 1, got \(abRounds)") }
+        let rounds = options.quick ? 2 : abRounds
+        if !options.json { print("A: built-in  B: \(variant)  (\(rounds) alternating rounds)\nname                   thr      A ms      B ms   B/A speed (min-max)") }
+        for t in try options.threadCounts() {
+            for c in cases {
+                let r = try IJEPABench.ab(c, threads: t, rounds: rounds, variant: variant, set: set)
+                if options.json {
+                    print(r.json)
+                } else {
+                    print(r.name.padded(to: 22) + String(format: "%4d  %8.1f  %8.1f   %6.3f (%.3f-%.3f)", t, r.medianMs,
+                                                         r.extraNumber("variantMedianMs") ?? .nan, r.extraNumber("variantSpeedup") ?? .nan,
+                                                         r.extraNumber("variantSpeedupMin") ?? .nan, r.extraNumber("variantSpeedupMax") ?? .nan))
+                }
+                fflush(stdout)
+            }
+        }
+    }
 }

@@ -282,4 +282,73 @@ final class GEMMTests: XCTestCase {
           }
         }
     }
+
+    /// A prologue (GELU, LayerNorm with and without gamma and beta) on A or on B gives the bits of applying it
+    /// in a separate pass first: edge tiles and panels, k and n tails of the 8-wide loads, several k blocks,
+    /// the k split (97 x 70, long k, several threads), 1, 2 and 5 threads.
+    func testProloguesEqualSeparatePasses() {
+        let kSplit = GEMMBlocking.kSplitMinBlocks * GEMMBlocking.KC + 164
+        let cases = [(1, 1, 1), (7, 17, 5), (13, 33, 300), (97, 70, kSplit), (300, 200, 600), (145, 48, 96), (6, 16, 8)]
+        for (m, n, k) in cases {
+            var rng = TestRNG(13)
+            let a = rng.floats(m * k, scale: 3), b = rng.floats(k * n, scale: 3), bias = rng.floats(n)
+            let c0 = rng.floats(m * n)
+            // LayerNorm over the rows of the operand: A (m, k) over k, B (k, n) over n.
+            let gammaA = rng.floats(k, scale: 2), betaA = rng.floats(k), gammaB = rng.floats(n, scale: 2), betaB = rng.floats(n)
+            for onA in [true, false] {
+                let (x, rows, cols) = onA ? (a, m, k) : (b, k, n)
+                let (gamma, beta) = onA ? (gammaA, betaA) : (gammaB, betaB)
+                var mean = [Float](repeating: 0, count: rows), rstd = mean
+                layerNormStatistics(mean: &mean, rstd: &rstd, x, rows: rows, dim: cols, eps: 1e-6, threads: 1)
+                for kind in ["gelu", "layerNorm", "layerNorm plain"] {
+                    var fx = [Float](repeating: 0, count: rows * cols)
+                    var mean2 = mean, rstd2 = rstd
+                    switch kind {
+                    case "gelu": geluForward(&fx, x, count: rows * cols, threads: 1)
+                    case "layerNorm":
+                        layerNormForward(&fx, mean: &mean2, rstd: &rstd2, x, gamma: gamma, beta: beta, rows: rows, dim: cols,
+                                         eps: 1e-6, threads: 1)
+                    default:
+                        layerNormForward(&fx, mean: &mean2, rstd: &rstd2, x, gamma: nil, beta: nil, rows: rows, dim: cols,
+                                         eps: 1e-6, threads: 1)
+                    }
+                    XCTAssertEqual(mean2.map(\.bitPattern), mean.map(\.bitPattern), "layerNormStatistics: the forward's mean")
+                    XCTAssertEqual(rstd2.map(\.bitPattern), rstd.map(\.bitPattern), "layerNormStatistics: the forward's rstd")
+                    // Beta 0 and 1 on C, with the bias, as a Linear layer (beta 0) and a weight gradient (beta 1) use it.
+                    for beta0 in [Float(0), 1] {
+                        var separate = c0
+                        bias.withUnsafeBufferPointer { bp in
+                            sgemm(c: &separate, ldc: n, a: onA ? fx : a, lda: k, transA: false, b: onA ? b : fx, ldb: n,
+                                  transB: false, m: m, n: n, k: k, beta: beta0, bias: bp.baseAddress, threads: 1)
+                        }
+                        for threads in [1, 2, 5] {
+                            var fused = c0
+                            mean.withUnsafeBufferPointer { mp in
+                                rstd.withUnsafeBufferPointer { rp in
+                                    gamma.withUnsafeBufferPointer { gp in
+                                        beta.withUnsafeBufferPointer { btp in
+                                            bias.withUnsafeBufferPointer { bp in
+                                                let prologue: GEMMPrologue = kind == "gelu" ? .gelu
+                                                    : .layerNorm(mean: mp.baseAddress!, rstd: rp.baseAddress!,
+                                                                 gamma: kind == "layerNorm" ? gp.baseAddress : nil,
+                                                                 beta: kind == "layerNorm" ? btp.baseAddress : nil)
+                                                sgemm(c: &fused, ldc: n, a: a, lda: k, transA: false, b: b, ldb: n, transB: false,
+                                                      m: m, n: n, k: k, beta: beta0, bias: bp.baseAddress,
+                                                      aPrologue: onA ? prologue : nil, bPrologue: onA ? nil : prologue,
+                                                      threads: threads)
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            let differing = zip(fused, separate).filter { $0.bitPattern != $1.bitPattern }.count
+                            XCTAssertEqual(differing, 0, "\(kind) on \(onA ? "A" : "B") (\(m), \(n), \(k)) beta \(beta0), "
+                                           + "\(threads) threads: elements that differ from the separate passes'")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
 }

@@ -143,6 +143,46 @@ final class GradCheckTests: XCTestCase {
         }
     }
 
+    /// A Linear on LayerNorm(x), keeping only the statistics: finite differences for every input, and the bits
+    /// of layerNorm -> linear for the output and every gradient (affine and plain, x's gradient fresh or not).
+    func testLayerNormLinear() throws {
+        let x = try param([2, 3, 7], scale: 2), g = try param([7], offset: 1), be = try param([7])
+        let w = try param([4, 7]), b = try param([4])
+        try gradCheck("layerNormLinear", [x, g, be, w, b]) {
+            try layerNormLinear(x, gamma: g, beta: be, eps: 1e-6, weight: w, bias: b, tape: $0)
+        }
+        let x1 = try param([3, 9], scale: 2), w1 = try param([1, 9])
+        try gradCheck("layerNormLinear plain, one output", [x1, w1]) {
+            try layerNormLinear(x1, gamma: nil, beta: nil, eps: 1e-5, weight: w1, bias: nil, tape: $0)
+        }
+        // 37 rows x 70: edge tiles in every GEMM; a second use of x (the residual) makes its gradient non-fresh.
+        let xs = try param([37, 70], scale: 3), gs = try param([70], offset: 1), bs = try param([70])
+        let ws = try param([45, 70], scale: 0.3), bws = try param([45]), wr = try param([45, 70], scale: 0.3)
+        for affine in [true, false] {
+            func run(fused: Bool) throws -> [[UInt32]] {
+                let (gamma, beta) = affine ? (gs, bs) : (nil, nil)
+                let inputs = [xs, ws, bws, wr] + (affine ? [gs, bs] : [])
+                let tape = Tape()
+                let y = fused
+                    ? try layerNormLinear(xs, gamma: gamma, beta: beta, eps: 1e-6, weight: ws, bias: bws, tape: tape)
+                    : try linear(layerNorm(xs, gamma: gamma, beta: beta, eps: 1e-6, tape: tape), weight: ws, bias: bws, tape: tape)
+                let out = try linear(xs, weight: wr, bias: nil, residual: y, tape: tape)
+                for v in inputs { v.zeroGrad() }
+                var seedRNG = RandomGenerator(seed: 5)
+                try tape.backward(from: out, seed: try seedRNG.uniform(out.shape, low: -1, high: 1))
+                return ([y.value] + inputs.map { $0.grad! }).map { $0.withUnsafeBufferPointer { $0.map(\.bitPattern) } }
+            }
+            let fused = try run(fused: true), separate = try run(fused: false)
+            XCTAssertEqual(fused.count, affine ? 7 : 5)
+            for i in fused.indices {
+                XCTAssertEqual(fused[i], separate[i], "layerNormLinear vs layerNorm -> linear (affine \(affine)): tensor \(i)")
+            }
+        }
+        XCTAssertThrowsError(try layerNormLinear(xs, gamma: gs, beta: bs, eps: 1e-6, weight: try param([4, 69]), bias: nil, tape: nil)) {
+            XCTAssert("\($0)".contains("layerNormLinear: x (..., in) and weight (out, in)"), "\($0)")
+        }
+    }
+
     func testLayerNorm() throws {
         let x = try param([3, 7], scale: 2), g = try param([7], offset: 1), b = try param([7])
         try gradCheck("layerNorm affine", [x, g, b]) { try layerNorm(x, gamma: g, beta: b, eps: 1e-6, tape: $0) }

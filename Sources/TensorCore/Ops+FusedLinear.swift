@@ -1,0 +1,131 @@
+import CPUKernels
+
+// Linear layers whose input is computed while the GEMM packs it (`GEMMPrologue`): the input is never
+// written out, neither in the forward pass nor for the backward pass, which computes it again the same way
+// for the weight gradient. Same bits as the separate ops (tested).
+
+/// fc2 applied to GELU(h), plus `residual` when given: `linear(gelu(h), ...)` that keeps only h (fc1's
+/// output) for the backward pass. GELU's output, as wide as h, was the largest activation a block kept.
+/// The input gradient takes GELU's derivative in its GEMM's epilogue (as `mlp` does): dh = (dy W) * GELU'(h).
+public func geluLinear(
+    _ h: Variable, weight w: Variable, bias b: Variable?, residual r: Variable? = nil, tape: Tape?
+) throws -> Variable {
+    try check(w.shape.count == 2 && h.shape.last == w.shape[1], "geluLinear: h (..., in) and weight (out, in)", h.shape, w.shape)
+    let (outF, inF) = (w.shape[0], w.shape[1])
+    if let b { try check(b.value.count == outF, "geluLinear: bias (out)", b.shape, w.shape) }
+    let outShape = Array(h.shape.dropLast()) + [outF]
+    if let r { try check(r.shape == outShape, "geluLinear: residual of the output's shape", r.shape, outShape) }
+    let count = h.value.count
+    let rows = count / max(1, inF)
+    var y = try Tensor(uninitialized: outShape)
+    let yp = mutablePointer(&y)
+    h.withValue { hp in
+        w.withValue { wp in
+            withOptionalPointer(b?.value) { bp in
+                withOptionalPointer(r?.value) { rp in
+                    sgemm(c: yp, ldc: max(1, outF), a: hp, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF),
+                          transB: true, m: rows, n: outF, k: inF, bias: bp, residual: rp, aPrologue: .gelu)
+                }
+            }
+        }
+    }
+    let mnk = 2 * Double(rows) * Double(inF) * Double(outF)
+    let epilogueOps = Double(rows * outF) * Double((b == nil ? 0 : 1) + (r == nil ? 0 : 1))
+    let gelu = OpCost.elementwise(count, 20, 30)
+    return opOutput(y, inputs: h, w, b, r, tape: tape, op: "geluLinear",
+                    cost: OpCost(forward: mnk + epilogueOps + gelu.forward,
+                                 backward: 2 * mnk + epilogueOps + gelu.forward + gelu.backward)) { dy in
+        if let r { passGradient(dy, to: r) }
+        h.withValue { hp in
+            if h.requiresGrad {
+                h.withGradForWrite { dh, fresh in
+                    w.withValue { wp in
+                        ScratchPool.shared.withFloats(fresh ? 0 : count) { t in
+                            sgemm(c: fresh ? dh : t, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: false, b: wp,
+                                  ldb: max(1, inF), transB: false, m: rows, n: inF, k: outF, epilogue: .geluBackward(x: hp))
+                            if !fresh { accumulate(dh, UnsafePointer(t), count: count) }
+                        }
+                    }
+                }
+            }
+            if w.requiresGrad {
+                w.withGrad { dw in
+                    sgemm(c: dw, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: true, b: hp, ldb: max(1, inF),
+                          transB: false, m: outF, n: inF, k: rows, beta: 1, bPrologue: .gelu)
+                }
+            }
+        }
+        if let b, b.requiresGrad { b.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: outF) } }
+    }
+}
+
+/// A Linear layer on LayerNorm(x): `linear(layerNorm(x, ...), ...)` with the same bits, that keeps only the
+/// row statistics (mean, rstd) beside x, which the LayerNorm's backward pass needs anyway. A pre-norm block's
+/// norm1 -> qkv and norm2 -> fc1.
+public func layerNormLinear(
+    _ x: Variable, gamma: Variable?, beta: Variable?, eps: Float, weight w: Variable, bias b: Variable?, tape: Tape?
+) throws -> Variable {
+    let dim = x.shape.last ?? 0
+    try check(dim > 0, "layerNormLinear: x (..., D) with D > 0", x.shape, [])
+    if let gamma { try check(gamma.value.count == dim, "layerNormLinear: gamma (D)", gamma.shape, x.shape) }
+    if let beta { try check(beta.value.count == dim, "layerNormLinear: beta (D)", beta.shape, x.shape) }
+    try check(w.shape.count == 2 && w.shape[1] == dim, "layerNormLinear: x (..., in) and weight (out, in)", x.shape, w.shape)
+    let outF = w.shape[0]
+    if let b { try check(b.value.count == outF, "layerNormLinear: bias (out)", b.shape, w.shape) }
+    let rows = x.value.count / dim
+    var mean = try Tensor(uninitialized: [rows]), rstd = try Tensor(uninitialized: [rows])
+    let mp = mutablePointer(&mean), rp = mutablePointer(&rstd)
+    var y = try Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
+    let yp = mutablePointer(&y)
+    // The prologue on x: as `layerNormForward`, the affine form only with both gamma and beta.
+    func withNorm<R>(_ body: (GEMMPrologue) -> R) -> R {
+        withOptionalPointer(gamma?.value) { gp in
+            withOptionalPointer(beta?.value) { bp in
+                body(.layerNorm(mean: mp, rstd: rp, gamma: gp, beta: bp))
+            }
+        }
+    }
+    x.withValue { xp in
+        layerNormStatistics(mean: mp, rstd: rp, xp, rows: rows, dim: dim, eps: eps)
+        w.withValue { wp in
+            withOptionalPointer(b?.value) { bp in
+                withNorm { norm in
+                    sgemm(c: yp, ldc: max(1, outF), a: xp, lda: dim, transA: false, b: wp, ldb: dim, transB: true,
+                          m: rows, n: outF, k: dim, bias: bp, aPrologue: norm)
+                }
+            }
+        }
+    }
+    let mnk = 2 * Double(rows) * Double(dim) * Double(outF)
+    let norm = OpCost.elementwise(x.value.count, 8, 12)
+    let biasOps = b == nil ? 0 : Double(rows * outF)
+    return opOutput(y, inputs: x, gamma, beta, w, b, tape: tape, op: "layerNormLinear",
+                    cost: OpCost(forward: mnk + biasOps + norm.forward,
+                                 backward: 2 * mnk + biasOps + norm.forward + norm.backward)) { dy in
+        // In the separate ops' order: the Linear's gradients (input, weight, bias), then the LayerNorm's.
+        let wantsNorm = x.requiresGrad || gamma?.requiresGrad == true || beta?.requiresGrad == true
+        ScratchPool.shared.withFloats(wantsNorm ? rows * dim : 0) { dn in  // gradient of the LayerNorm's output
+            if wantsNorm {
+                w.withValue { wp in
+                    sgemm(c: dn, ldc: dim, a: dy, lda: max(1, outF), transA: false, b: wp, ldb: dim, transB: false,
+                          m: rows, n: dim, k: outF)
+                }
+            }
+            if w.requiresGrad {
+                x.withValue { xp in
+                    w.withGrad { dw in
+                        withNorm { norm in
+                            sgemm(c: dw, ldc: dim, a: dy, lda: max(1, outF), transA: true, b: xp, ldb: dim, transB: false,
+                                  m: outF, n: dim, k: rows, beta: 1, bPrologue: norm)
+                        }
+                    }
+                }
+            }
+            if let b, b.requiresGrad { b.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: outF) } }
+            if wantsNorm {
+                layerNormGradients(dy: dn, x: x, gamma: gamma, beta: beta, mean: mp, rstd: rp, rows: rows, dim: dim)
+            }
+        }
+        _ = (mean, rstd)  // keep the saved statistics alive until the backward pass
+    }
+}
