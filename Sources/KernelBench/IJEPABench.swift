@@ -63,6 +63,17 @@ public enum IJEPABench {
         try SafeTensors.write(tensors, metadata: ["config": cfg], to: path)
     }
 
+    /// A fresh model (seed 1) and trainer for the case, and its fixed batch of N(0, 1) images (seed 2).
+    static func trainerAndImages(_ c: Case) throws -> (IJEPATrainer, Tensor) {
+        let model = try IJEPAModel(c.vit, predictorDim: c.predictorDim, predictorDepth: c.predictorDepth, seed: 1)
+        model.recomputeBlocks = c.recomputeBlocks
+        let schedules = Schedules(itersPerEpoch: 1000, epochs: 10, warmupEpochs: 1, startLR: 2e-4, refLR: 1e-3,
+                                  finalLR: 1e-6, refWD: 0.04, finalWD: 0.4, ema: (0.996, 1.0))
+        var rng = RandomGenerator(seed: 2)
+        return (try IJEPATrainer(model: model, schedules: schedules),
+                try rng.normal([c.batch, c.vit.inChannels, c.vit.imageSize, c.vit.imageSize]))
+    }
+
     /// Median of `steps` timed steps after one warm-up step, cycling through the masks of steps 0..<steps.
     /// With `profiler`, the timed steps are profiled per op into it.
     public static func run(_ c: Case, threads: Int, peakPerCore: Double, steps: Int = 5,
@@ -72,13 +83,7 @@ public enum IJEPABench {
         defer { Parallel.maxThreads = saved }
         TensorStorage.releaseCachedMemory()
         ViTBench.resetPeakRSS()
-        let model = try IJEPAModel(c.vit, predictorDim: c.predictorDim, predictorDepth: c.predictorDepth, seed: 1)
-        model.recomputeBlocks = c.recomputeBlocks
-        let schedules = Schedules(itersPerEpoch: 1000, epochs: 10, warmupEpochs: 1, startLR: 2e-4, refLR: 1e-3,
-                                  finalLR: 1e-6, refWD: 0.04, finalWD: 0.4, ema: (0.996, 1.0))
-        let trainer = try IJEPATrainer(model: model, schedules: schedules)
-        var rng = RandomGenerator(seed: 2)
-        let images = try rng.normal([c.batch, c.vit.inChannels, c.vit.imageSize, c.vit.imageSize])
+        let (trainer, images) = try trainerAndImages(c)
         let all = try masks(c, steps: max(steps, 1))
         let cost = StepCost(vit: c.vit, predictorDim: c.predictorDim, predictorDepth: c.predictorDepth)
         let warm = try trainer.step(images: images, context: all[0].context, targets: all[0].targets)
@@ -119,13 +124,7 @@ public enum IJEPABench {
         let saved = Parallel.maxThreads
         Parallel.maxThreads = threads
         defer { Parallel.maxThreads = saved; set(false) }
-        let model = try IJEPAModel(c.vit, predictorDim: c.predictorDim, predictorDepth: c.predictorDepth, seed: 1)
-        model.recomputeBlocks = c.recomputeBlocks
-        let schedules = Schedules(itersPerEpoch: 1000, epochs: 10, warmupEpochs: 1, startLR: 2e-4, refLR: 1e-3,
-                                  finalLR: 1e-6, refWD: 0.04, finalWD: 0.4, ema: (0.996, 1.0))
-        let trainer = try IJEPATrainer(model: model, schedules: schedules)
-        var rng = RandomGenerator(seed: 2)
-        let images = try rng.normal([c.batch, c.vit.inChannels, c.vit.imageSize, c.vit.imageSize])
+        let (trainer, images) = try trainerAndImages(c)
         let all = try masks(c, steps: min(max(rounds, 1), 8))
         for side in [false, true] {
             set(side)

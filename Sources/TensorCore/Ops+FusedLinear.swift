@@ -10,13 +10,8 @@ import CPUKernels
 public func geluLinear(
     _ h: Variable, weight w: Variable, bias b: Variable?, residual r: Variable? = nil, tape: Tape?
 ) throws -> Variable {
-    try check(w.shape.count == 2 && h.shape.last == w.shape[1], "geluLinear: h (..., in) and weight (out, in)", h.shape, w.shape)
-    let (outF, inF) = (w.shape[0], w.shape[1])
-    if let b { try check(b.value.count == outF, "geluLinear: bias (out)", b.shape, w.shape) }
-    let outShape = Array(h.shape.dropLast()) + [outF]
-    if let r { try check(r.shape == outShape, "geluLinear: residual of the output's shape", r.shape, outShape) }
+    let (outF, inF, outShape, rows) = try linearShapes("geluLinear", h, w, b, r)
     let count = h.value.count
-    let rows = count / max(1, inF)
     var y = try Tensor(uninitialized: outShape)
     let yp = mutablePointer(&y)
     h.withValue { hp in
@@ -69,13 +64,10 @@ public func layerNormLinear(
     try check(dim > 0, "layerNormLinear: x (..., D) with D > 0", x.shape, [])
     if let gamma { try check(gamma.value.count == dim, "layerNormLinear: gamma (D)", gamma.shape, x.shape) }
     if let beta { try check(beta.value.count == dim, "layerNormLinear: beta (D)", beta.shape, x.shape) }
-    try check(w.shape.count == 2 && w.shape[1] == dim, "layerNormLinear: x (..., in) and weight (out, in)", x.shape, w.shape)
-    let outF = w.shape[0]
-    if let b { try check(b.value.count == outF, "layerNormLinear: bias (out)", b.shape, w.shape) }
-    let rows = x.value.count / dim
+    let (outF, _, outShape, rows) = try linearShapes("layerNormLinear", x, w, b, nil)
     var mean = try Tensor(uninitialized: [rows]), rstd = try Tensor(uninitialized: [rows])
     let mp = mutablePointer(&mean), rp = mutablePointer(&rstd)
-    var y = try Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
+    var y = try Tensor(uninitialized: outShape)
     let yp = mutablePointer(&y)
     // The prologue on x: as `layerNormForward`, the affine form only with both gamma and beta.
     func withNorm<R>(_ body: (GEMMPrologue) -> R) -> R {

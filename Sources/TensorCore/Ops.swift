@@ -63,12 +63,7 @@ func check(_ ok: Bool, _ op: String, _ a: [Int], _ b: [Int]) throws {
 public func linear(
     _ x: Variable, weight w: Variable, bias b: Variable?, residual r: Variable? = nil, tape: Tape?
 ) throws -> Variable {
-    try check(w.shape.count == 2 && x.shape.last == w.shape[1], "linear: x (..., in) and weight (out, in)", x.shape, w.shape)
-    let (outF, inF) = (w.shape[0], w.shape[1])
-    if let b { try check(b.value.count == outF, "linear: bias (out)", b.shape, w.shape) }
-    let outShape = Array(x.shape.dropLast()) + [outF]
-    if let r { try check(r.shape == outShape, "linear: residual of the output's shape", r.shape, outShape) }
-    let rows = x.value.count / max(1, inF)
+    let (outF, inF, outShape, rows) = try linearShapes("linear", x, w, b, r)
     var y = try Tensor(uninitialized: outShape)
     let yp = mutablePointer(&y)
     x.withValue { xp in
@@ -90,6 +85,19 @@ public func linear(
         if let r { passGradient(dy, to: r) }
         linearBackward(dy: dy, x: x, weight: w, bias: b, rows: rows)
     }
+}
+
+/// The shapes of a Linear layer's call (x (..., in), weight (out, in), bias (out), residual of the output's
+/// shape), checked with messages that name `op`: (out, in, the output's shape, rows).
+func linearShapes(
+    _ op: String, _ x: Variable, _ w: Variable, _ b: Variable?, _ r: Variable?
+) throws -> (outF: Int, inF: Int, outShape: [Int], rows: Int) {
+    try check(w.shape.count == 2 && x.shape.last == w.shape[1], "\(op): x (..., in) and weight (out, in)", x.shape, w.shape)
+    let (outF, inF) = (w.shape[0], w.shape[1])
+    if let b { try check(b.value.count == outF, "\(op): bias (out)", b.shape, w.shape) }
+    let outShape = Array(x.shape.dropLast()) + [outF]
+    if let r { try check(r.shape == outShape, "\(op): residual of the output's shape", r.shape, outShape) }
+    return (outF, inF, outShape, x.value.count / max(1, inF))
 }
 
 /// The backward pass of y = x W^T + b given dy (rows, out): x's gradient (written when fresh, else added),

@@ -139,7 +139,7 @@ final class GradCheckTests: XCTestCase {
             for i in fused.indices { XCTAssertEqual(fused[i], separate[i], "geluLinear vs gelu -> linear (own input: \(own)): tensor \(i)") }
         }
         XCTAssertThrowsError(try geluLinear(hs, weight: try param([9, 69]), bias: nil, tape: nil)) {
-            XCTAssert("\($0)".contains("geluLinear: h (..., in) and weight (out, in)"), "\($0)")
+            XCTAssert("\($0)".contains("geluLinear: x (..., in) and weight (out, in)"), "\($0)")
         }
     }
 
