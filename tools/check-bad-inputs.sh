@@ -68,6 +68,7 @@ expect "checkpoint of another config" "another training configuration" -- "$bin"
 expect "export into a non-empty folder" "not empty" -- "$bin" export-png --split test --limit 200 --to "$work/good"
 expect "unknown GEMM blocking key" "unknown key 'XC'" -- "$bin" bench gemm --quick --ab XC=3
 expect "unknown step variant" "unknown variant 'fused'.*separate-inputs" -- "$bin" bench ijepa --quick --ab fused
+expect "step variant changing the bits" "KC changes the results' bits" -- "$bin" bench ijepa --quick --ab gemm:KC=256
 
 echo "bad inputs: $fails failed"
 [ "$fails" -eq 0 ]

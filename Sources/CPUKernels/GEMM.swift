@@ -19,6 +19,13 @@ public enum GEMMBlocking {
     public static let NR = 16
     public static var KC: Int { tuning.kc }
     public static var MC: Int { tuning.mc }
+    /// MC when A is transposed (the weight gradients, A (k, m) with a long k): a task then packs 288 columns of
+    /// each of A's rows, a whole row of the predictor's and ViT-S/16's narrow ones (m 192-384), read front to
+    /// back, instead of 384-byte pieces of rows several KiB apart, which missed the prefetchers (11 % of
+    /// vit-s16.fc1.wgrad in perf at 1.5 ns per float). `bench gemm --ab MCT=96 --filter wgrad` (30 alternating
+    /// runs, 1 thread, 2026-11-30): 288 over 96 is 1.029 over the 16 weight-gradient shapes, 1.11-1.14 on
+    /// m 288-384 (ijepa-pred.qkv / fc1.wgrad, vit-s16.proj.wgrad), 0.96-1.04 on the others.
+    public static var MCTransposedA: Int { tuning.mcTransposedA }
     public static let NC = 3072
 
     /// The blocking values `bench gemm --ab` varies, in one process, against these defaults. Not for use while
@@ -27,9 +34,10 @@ public enum GEMMBlocking {
         public var kc = 384
         public var mc = 96
         public var maxTileFloats = 1 << 15
+        public var mcTransposedA = 288
         public init() {}
         /// In the form `bench gemm --ab` reads.
-        public var description: String { "KC=\(kc),MC=\(mc),TILE=\(maxTileFloats)" }
+        public var description: String { "KC=\(kc),MC=\(mc),MCT=\(mcTransposedA),TILE=\(maxTileFloats)" }
     }
     @_spi(Tuning) nonisolated(unsafe) public static var tuning = Tuning()
 
@@ -106,9 +114,10 @@ public func sgemm(
     let panelsMax = (ncMax + P.NR - 1) / P.NR
     // k blocks per group: as many as keep the group's packed B under `packedBFloats` and a task's A stripe
     // (MC x group depth) under `stripeFloats`, so the stripe stays in L2.
-    let groupBlocks = max(1, min(P.packedBFloats / (panelsMax * P.NR * P.KC), P.stripeFloats / (P.MC * P.KC)))
+    let mcMax = transA ? P.MCTransposedA : P.MC
+    let groupBlocks = max(1, min(P.packedBFloats / (panelsMax * P.NR * P.KC), P.stripeFloats / (mcMax * P.KC)))
     let kgMax = min(k, groupBlocks * P.KC)
-    let mcPadMax = (min(m, P.MC) + P.MR - 1) / P.MR * P.MR
+    let mcPadMax = (min(m, mcMax) + P.MR - 1) / P.MR * P.MR
     let bFloats = panelsMax * P.NR * kgMax
     let aFloats = mcPadMax * kgMax + packASlack
 
@@ -128,7 +137,7 @@ public func sgemm(
             while k0 < k {
                 let kg = min(k - k0, kgMax)
                 let blocks = (kg + P.KC - 1) / P.KC
-                let plan = GEMMTaskPlan(m: m, nc: nc, k: kg, threads: threads)
+                let plan = GEMMTaskPlan(m: m, nc: nc, k: kg, threads: threads, mcMax: mcMax)
                 // Pack the group's op(B): row-major B in chunks of k rows (each row read front to back),
                 // transposed B in groups of panels (each panel's columns are rows of B).
                 let splits = threads == 1 ? 1 : max(1, 8 / blocks)
@@ -289,16 +298,16 @@ struct GEMMTaskPlan {
     var panelsPerBlock: Int
     var tasks: Int { mBlocks * nBlocks }
 
-    init(m: Int, nc: Int, k: Int, threads: Int) {
+    init(m: Int, nc: Int, k: Int, threads: Int, mcMax: Int = GEMMBlocking.MC) {
         typealias P = GEMMBlocking
         let panels = (nc + P.NR - 1) / P.NR
         let rowPanels = (m + P.MR - 1) / P.MR
         let wanted = threads <= 1 ? 1 : max(1, min(P.maxTasks, 6 * threads, 2 * m * nc * k / P.flopsPerTask))
-        var mcPanels = min(P.MC / P.MR, rowPanels)
+        var mcPanels = min(mcMax / P.MR, rowPanels)
         if (rowPanels + mcPanels - 1) / mcPanels < wanted {
             // At least 12 panels a task where that leaves enough tasks, never more than MC (the A buffers are
             // sized for MC rows).
-            mcPanels = min(P.MC / P.MR, max(min(12, rowPanels), (rowPanels + wanted - 1) / wanted))
+            mcPanels = min(mcMax / P.MR, max(min(12, rowPanels), (rowPanels + wanted - 1) / wanted))
         }
         let mBlocks = (rowPanels + mcPanels - 1) / mcPanels
         var nBlocks = 1

@@ -195,7 +195,7 @@ struct Bench: ParsableCommand {
         @Flag(help: "Profile the timed steps per op and print the table after each case (JSON lines with --json).")
         var profile = false
         @Option(help: ArgumentHelp(
-            "Compare the built-in step (A) with a variant of the same bits (B) in one training run: separate-norms, separate-gelu, separate-inputs (B: the block's LayerNorms, its GELU, or both as their own ops).",
+            "Compare the built-in step (A) with a variant of the same bits (B) in one training run: separate-norms, separate-gelu, separate-inputs (B: the block's LayerNorms, its GELU, or both as their own ops), or gemm:MC=..,MCT=..,TILE=.. (other GEMM blocking).",
             discussion: "The steps alternate between A and B (--ab-rounds rounds, one mask batch per round on both sides); prints both median step times and the median per-round B/A speed."))
         var ab: String?
         @Option(name: .customLong("ab-rounds"), help: "Alternating rounds per case with --ab.")
@@ -295,7 +295,7 @@ func gemmSuiteCases(_ options: BenchOptions) -> [GEMMCase] {
     options.selected(GEMMSuite.standard, name: \.name, quickNames: ["vit-tiny.qkv", "vit-tiny.fc2.wgrad", "square512"])
 }
 
-/// "KC=384,MC=96,TILE=32768" (any subset): the built-in blocking with these values changed.
+/// "KC=384,MC=96,MCT=288,TILE=32768" (any subset): the built-in blocking with these values changed.
 func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
     var t = GEMMBlocking.tuning
     for item in text.split(separator: ",") {
@@ -308,8 +308,11 @@ func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
         case "MC":
             guard v % GEMMBlocking.MR == 0 else { throw ValidationError("--ab: MC must be a multiple of MR (\(GEMMBlocking.MR)), got \(v)") }
             t.mc = v
+        case "MCT":
+            guard v % GEMMBlocking.MR == 0 else { throw ValidationError("--ab: MCT must be a multiple of MR (\(GEMMBlocking.MR)), got \(v)") }
+            t.mcTransposedA = v
         case "TILE": t.maxTileFloats = v
-        default: throw ValidationError("--ab: unknown key '\(kv[0])' (use KC, MC or TILE)")
+        default: throw ValidationError("--ab: unknown key '\(kv[0])' (use KC, MC, MCT or TILE)")
         }
     }
     return t
@@ -451,9 +454,19 @@ extension Bench.IJEPA {
         "separate-inputs": { Block.fusedNorms = !$0; Block.fusedGELU = !$0 },
     ]
 
+    /// `gemm:MC=..,MCT=..,TILE=..`: other GEMM blocking for the whole step. KC is refused: it changes the bits.
+    static func gemmStepVariant(_ variant: String) throws -> ((Bool) -> Void)? {
+        guard variant.hasPrefix("gemm:") else { return nil }
+        let base = GEMMBlocking.tuning
+        let other = try parseBlocking(String(variant.dropFirst(5)))
+        guard other.kc == base.kc else { throw ValidationError("--ab gemm:...: KC changes the results' bits, so it cannot alternate within one run") }
+        return { GEMMBlocking.tuning = $0 ? other : base }
+    }
+
     func runStepAB(_ cases: [IJEPABench.Case], variant: String) throws {
-        guard let set = Self.stepVariants[variant] else {
-            throw ValidationError("--ab: unknown variant '\(variant)' (known: \(Self.stepVariants.keys.sorted().joined(separator: ", ")))")
+        guard let set = try Self.stepVariants[variant] ?? Self.gemmStepVariant(variant) else {
+            throw ValidationError("--ab: unknown variant '\(variant)' (known: \(Self.stepVariants.keys.sorted().joined(separator: ", ")), "
+                                  + "gemm:MC=..,MCT=..,TILE=..)")
         }
         guard abRounds >= 1 else { throw ValidationError("--ab-rounds must be >= 1, got \(abRounds)") }
         let rounds = options.quick ? 2 : abRounds

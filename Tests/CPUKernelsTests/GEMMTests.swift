@@ -72,8 +72,9 @@ final class GEMMTests: XCTestCase {
     /// Shapes that cross every blocking boundary: MR 6, NR 16, KC, MC, NC 3072, the k-group size (2 KC blocks),
     /// from the current table, plus the boundaries of the previous one (KC 256, MC 144).
     func testShapesCrossingBlocking() {
-        let (kc, mc) = (GEMMBlocking.KC, GEMMBlocking.MC)
+        let (kc, mc, mct) = (GEMMBlocking.KC, GEMMBlocking.MC, GEMMBlocking.MCTransposedA)
         let shapes = [(mc + 1, 97, kc + 1), (6, 16, kc), (mc + 6, 48, 2 * kc + 1), (2 * mc + 1, 35, kc + 44),
+                      (mct + 1, 40, 2 * kc + 3), (mct - 5, 17, kc + 1),
                       (145, 97, 257), (150, 48, 513), (289, 35, 300), (7, 2000, 600), (1, 1, 1000),
                       (5, 3100, 300), (13, 3073, 7)]
         for (m, n, k) in shapes {
@@ -141,13 +142,14 @@ final class GEMMTests: XCTestCase {
             let (lda, ldb) = (ta ? m : k, tb ? k : n)
             func product(mc: Int, tile: Int, threads: Int) -> [UInt32] {
                 GEMMBlocking.tuning.mc = mc
+                GEMMBlocking.tuning.mcTransposedA = mc
                 GEMMBlocking.tuning.maxTileFloats = tile
                 var c = [Float](repeating: 0, count: m * n)
                 sgemm(c: &c, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k, threads: threads)
                 return c.map(\.bitPattern)
             }
             let reference = product(mc: saved.mc, tile: saved.maxTileFloats, threads: 1)
-            for (mc, tile, threads) in [(6, 1 << 10, 1), (48, 1 << 12, 2), (288, 1 << 16, 2)] {
+            for (mc, tile, threads) in [(6, 1 << 10, 1), (48, 1 << 12, 2), (96, 1 << 15, 2), (288, 1 << 16, 2), (384, 1 << 15, 1)] {
                 let got = product(mc: mc, tile: tile, threads: threads)
                 let differing = zip(got, reference).filter { $0 != $1 }.count
                 XCTAssertEqual(differing, 0, "\(m)x\(n)x\(k): MC \(mc), TILE \(tile), \(threads) threads: elements differ")
@@ -279,6 +281,10 @@ final class GEMMTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(plan.nBlocks * plan.panelsPerBlock, panels)
             XCTAssertLessThan((plan.nBlocks - 1) * plan.panelsPerBlock, panels)
             XCTAssertLessThanOrEqual(plan.mc, GEMMBlocking.MC)
+            let transposed = GEMMTaskPlan(m: m, nc: nc, k: k, threads: threads, mcMax: GEMMBlocking.MCTransposedA)
+            XCTAssertGreaterThanOrEqual(transposed.mBlocks * transposed.mc, m)
+            XCTAssertLessThan((transposed.mBlocks - 1) * transposed.mc, m)
+            XCTAssertLessThanOrEqual(transposed.mc, GEMMBlocking.MCTransposedA)
           }
         }
     }
