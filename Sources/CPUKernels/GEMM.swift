@@ -19,12 +19,13 @@ public enum GEMMBlocking {
     public static let NR = 16
     public static var KC: Int { tuning.kc }
     public static var MC: Int { tuning.mc }
-    /// MC when A is transposed (the weight gradients, A (k, m) with a long k): a task then packs 288 columns of
-    /// each of A's rows, a whole row of the predictor's and ViT-S/16's narrow ones (m 192-384), read front to
-    /// back, instead of 384-byte pieces of rows several KiB apart, which missed the prefetchers (11 % of
-    /// vit-s16.fc1.wgrad in perf at 1.5 ns per float). `bench gemm --ab MCT=96 --filter wgrad` (30 alternating
-    /// runs, 1 thread, 2026-11-30): 288 over 96 is 1.029 over the 16 weight-gradient shapes, 1.11-1.14 on
-    /// m 288-384 (ijepa-pred.qkv / fc1.wgrad, vit-s16.proj.wgrad), 0.96-1.04 on the others.
+    /// MC when A is transposed (the weight gradients, A (k, m) with a long k): a task packs 768 columns of each
+    /// of A's rows, a whole row of the narrow ones (m 192-768), read front to back, instead of 384-byte pieces of
+    /// rows several KiB apart, which missed the prefetchers (11 % of vit-s16.fc1.wgrad in perf at 1.5 ns per
+    /// float), and fewer row blocks re-read the packed B. Its A block (768 x 384 floats, 1.1 MiB) no longer
+    /// fits L2, yet `bench gemm --ab --filter wgrad` (24-30 alternating runs, 2026-11-30) measured over the 16
+    /// weight-gradient shapes: 288 over 96 1.04 (1 thread) and 1.01-1.03 (2 threads; 1.12-1.28 on
+    /// ijepa-pred.qkv / fc1.wgrad), then 768 over 288 1.049 and 1.015 (576: 1.023-1.035 and 1.014).
     public static var MCTransposedA: Int { tuning.mcTransposedA }
     public static let NC = 3072
 
@@ -34,7 +35,7 @@ public enum GEMMBlocking {
         public var kc = 384
         public var mc = 96
         public var maxTileFloats = 1 << 15
-        public var mcTransposedA = 288
+        public var mcTransposedA = 768
         public init() {}
         /// In the form `bench gemm --ab` reads.
         public var description: String { "KC=\(kc),MC=\(mc),MCT=\(mcTransposedA),TILE=\(maxTileFloats)" }

@@ -295,7 +295,7 @@ func gemmSuiteCases(_ options: BenchOptions) -> [GEMMCase] {
     options.selected(GEMMSuite.standard, name: \.name, quickNames: ["vit-tiny.qkv", "vit-tiny.fc2.wgrad", "square512"])
 }
 
-/// "KC=384,MC=96,MCT=288,TILE=32768" (any subset): the built-in blocking with these values changed.
+/// "KC=384,MC=96,MCT=768,TILE=32768" (any subset): the built-in blocking with these values changed.
 func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
     var t = GEMMBlocking.tuning
     for item in text.split(separator: ",") {

@@ -149,7 +149,7 @@ final class GEMMTests: XCTestCase {
                 return c.map(\.bitPattern)
             }
             let reference = product(mc: saved.mc, tile: saved.maxTileFloats, threads: 1)
-            for (mc, tile, threads) in [(6, 1 << 10, 1), (48, 1 << 12, 2), (96, 1 << 15, 2), (288, 1 << 16, 2), (384, 1 << 15, 1)] {
+            for (mc, tile, threads) in [(6, 1 << 10, 1), (48, 1 << 12, 2), (96, 1 << 15, 2), (288, 1 << 16, 2), (384, 1 << 15, 1), (768, 1 << 15, 2)] {
                 let got = product(mc: mc, tile: tile, threads: threads)
                 let differing = zip(got, reference).filter { $0 != $1 }.count
                 XCTAssertEqual(differing, 0, "\(m)x\(n)x\(k): MC \(mc), TILE \(tile), \(threads) threads: elements differ")
