@@ -30,16 +30,8 @@ public enum GEMMPrologue {
         case .gelu:
             geluSpan(dst, src, count: count)  // four vectors at a time, as `geluForward`
         case let .layerNorm(mean, rstd, gamma, beta):
-            let mu = mean[row], rs = rstd[row], m8 = splat(mu), r8 = splat(rs)
-            var j = 0
-            if let gamma, let beta {
-                let g = gamma + col, b = beta + col
-                while j + 8 <= count { store8(dst + j, fmadd(load8(b + j), (load8(src + j) - m8) * r8, load8(g + j))); j += 8 }
-                while j < count { dst[j] = fmadd(b[j], (src[j] - mu) * rs, g[j]); j += 1 }
-            } else {
-                while j + 8 <= count { store8(dst + j, (load8(src + j) - m8) * r8); j += 8 }
-                while j < count { dst[j] = (src[j] - mu) * rs; j += 1 }
-            }
+            layerNormRowOutput(dst, src, count: count, mean: mean[row], rstd: rstd[row], gamma: gamma.map { $0 + col },
+                               beta: beta.map { $0 + col })
         }
     }
 }

@@ -57,6 +57,24 @@ func layerNormRowStatistics(_ xr: UnsafePointer<Float>, dim: Int, eps: Float) ->
     return (mu, 1 / (sq * inv + eps).squareRoot())
 }
 
+/// y = (x - mean) rstd, then beta + that * gamma when both are given: one row of `layerNormForward`'s output (and
+/// of the GEMM's LayerNorm prologue, so both have the same bits). gamma and beta start at the row's first column.
+@inline(__always)
+func layerNormRowOutput(
+    _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int, mean mu: Float, rstd rs: Float,
+    gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?
+) {
+    let m8 = splat(mu), r8 = splat(rs)
+    var j = 0
+    if let gamma, let beta {
+        while j + 8 <= count { store8(y + j, fmadd(load8(beta + j), (load8(x + j) - m8) * r8, load8(gamma + j))); j += 8 }
+        while j < count { y[j] = fmadd(beta[j], (x[j] - mu) * rs, gamma[j]); j += 1 }
+    } else {
+        while j + 8 <= count { store8(y + j, (load8(x + j) - m8) * r8); j += 8 }
+        while j < count { y[j] = (x[j] - mu) * rs; j += 1 }
+    }
+}
+
 /// The statistics of `layerNormForward` without its output (the same bits): for a LayerNorm whose output only a
 /// GEMM reads, through `GEMMPrologue.layerNorm`.
 public func layerNormStatistics(
@@ -85,25 +103,13 @@ public func layerNormForward(
 ) {
     precondition(rows >= 0 && dim > 0, "layerNormForward: rows \(rows) must be >= 0 and dim \(dim) > 0")
     forEachRowChunk(rows: rows, cols: dim, threads: threads) { r0, r1 in
-        let d8 = dim & ~7
         for r in r0..<r1 {
             let xr = x + r * dim
             let yr = y + r * dim
             let (mu, rs) = layerNormRowStatistics(xr, dim: dim, eps: eps)
             mean?[r] = mu
             rstd?[r] = rs
-            let m8 = splat(mu), r8 = splat(rs)
-            var j = 0
-            if let gamma, let beta {
-                while j < d8 {
-                    store8(yr + j, fmadd(load8(beta + j), (load8(xr + j) - m8) * r8, load8(gamma + j)))
-                    j += 8
-                }
-                while j < dim { yr[j] = fmadd(beta[j], (xr[j] - mu) * rs, gamma[j]); j += 1 }
-            } else {
-                while j < d8 { store8(yr + j, (load8(xr + j) - m8) * r8); j += 8 }
-                while j < dim { yr[j] = (xr[j] - mu) * rs; j += 1 }
-            }
+            layerNormRowOutput(yr, xr, count: dim, mean: mu, rstd: rs, gamma: gamma, beta: beta)
         }
     }
 }

@@ -14,16 +14,7 @@ public func geluLinear(
     let count = h.value.count
     var y = try Tensor(uninitialized: outShape)
     let yp = mutablePointer(&y)
-    h.withValue { hp in
-        w.withValue { wp in
-            withOptionalPointer(b?.value) { bp in
-                withOptionalPointer(r?.value) { rp in
-                    sgemm(c: yp, ldc: max(1, outF), a: hp, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF),
-                          transB: true, m: rows, n: outF, k: inF, bias: bp, residual: rp, aPrologue: .gelu)
-                }
-            }
-        }
-    }
+    h.withValue { linearProduct(yp, x: $0, prologue: .gelu, weight: w, bias: b, residual: r, rows: rows) }
     let mnk = 2 * Double(rows) * Double(inF) * Double(outF)
     let epilogueOps = Double(rows * outF) * Double((b == nil ? 0 : 1) + (r == nil ? 0 : 1))
     let gelu = OpCost.elementwise(count, 20, 30)
@@ -43,14 +34,8 @@ public func geluLinear(
                     }
                 }
             }
-            if w.requiresGrad {
-                w.withGrad { dw in
-                    sgemm(c: dw, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: true, b: hp, ldb: max(1, inF),
-                          transB: false, m: outF, n: inF, k: rows, beta: 1, bPrologue: .gelu)
-                }
-            }
+            linearParameterGradients(dy: dy, x: hp, prologue: .gelu, weight: w, bias: b, rows: rows)
         }
-        if let b, b.requiresGrad { b.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: outF) } }
     }
 }
 
@@ -79,14 +64,7 @@ public func layerNormLinear(
     }
     x.withValue { xp in
         layerNormStatistics(mean: mp, rstd: rp, xp, rows: rows, dim: dim, eps: eps)
-        w.withValue { wp in
-            withOptionalPointer(b?.value) { bp in
-                withNorm { norm in
-                    sgemm(c: yp, ldc: max(1, outF), a: xp, lda: dim, transA: false, b: wp, ldb: dim, transB: true,
-                          m: rows, n: outF, k: dim, bias: bp, aPrologue: norm)
-                }
-            }
-        }
+        withNorm { linearProduct(yp, x: xp, prologue: $0, weight: w, bias: b, residual: nil, rows: rows) }
     }
     let mnk = 2 * Double(rows) * Double(dim) * Double(outF)
     let norm = OpCost.elementwise(x.value.count, 8, 12)
@@ -103,17 +81,9 @@ public func layerNormLinear(
                           m: rows, n: dim, k: outF)
                 }
             }
-            if w.requiresGrad {
-                x.withValue { xp in
-                    w.withGrad { dw in
-                        withNorm { norm in
-                            sgemm(c: dw, ldc: dim, a: dy, lda: max(1, outF), transA: true, b: xp, ldb: dim, transB: false,
-                                  m: outF, n: dim, k: rows, beta: 1, bPrologue: norm)
-                        }
-                    }
-                }
+            x.withValue { xp in
+                withNorm { linearParameterGradients(dy: dy, x: xp, prologue: $0, weight: w, bias: b, rows: rows) }
             }
-            if let b, b.requiresGrad { b.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: outF) } }
             if wantsNorm {
                 layerNormGradients(dy: dn, x: x, gamma: gamma, beta: beta, mean: mp, rstd: rp, rows: rows, dim: dim)
             }

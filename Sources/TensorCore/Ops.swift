@@ -66,18 +66,7 @@ public func linear(
     let (outF, inF, outShape, rows) = try linearShapes("linear", x, w, b, r)
     var y = try Tensor(uninitialized: outShape)
     let yp = mutablePointer(&y)
-    x.withValue { xp in
-        w.withValue { wp in
-            // The bias (and the residual) ride in the GEMM's store: same bits as separate passes, fewer trips
-            // through memory.
-            withOptionalPointer(b?.value) { bp in
-                withOptionalPointer(r?.value) { rp in
-                    sgemm(c: yp, ldc: max(1, outF), a: xp, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF),
-                          transB: true, m: rows, n: outF, k: inF, bias: bp, residual: rp)
-                }
-            }
-        }
-    }
+    x.withValue { linearProduct(yp, x: $0, prologue: nil, weight: w, bias: b, residual: r, rows: rows) }
     let mnk = 2 * Double(rows) * Double(inF) * Double(outF)
     let epilogueOps = Double(rows * outF) * Double((b == nil ? 0 : 1) + (r == nil ? 0 : 1))
     return opOutput(y, inputs: x, w, b, r, tape: tape, op: "linear",
@@ -100,6 +89,23 @@ func linearShapes(
     return (outF, inF, outShape, x.value.count / max(1, inF))
 }
 
+/// y = f(x) W^T + b (+ residual), f the GEMM prologue that computes the Linear's input from x (nil: x itself).
+/// The bias and the residual ride in the GEMM's store: same bits as separate passes, fewer trips through memory.
+func linearProduct(
+    _ y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, prologue: GEMMPrologue?, weight w: Variable,
+    bias b: Variable?, residual r: Variable?, rows: Int
+) {
+    let (outF, inF) = (w.shape[0], w.shape[1])
+    w.withValue { wp in
+        withOptionalPointer(b?.value) { bp in
+            withOptionalPointer(r?.value) { rp in
+                sgemm(c: y, ldc: max(1, outF), a: x, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF),
+                      transB: true, m: rows, n: outF, k: inF, bias: bp, residual: rp, aPrologue: prologue)
+            }
+        }
+    }
+}
+
 /// The backward pass of y = x W^T + b given dy (rows, out): x's gradient (written when fresh, else added),
 /// W's and b's (added), each only when wanted.
 func linearBackward(dy: UnsafePointer<Float>, x: Variable, weight w: Variable, bias b: Variable?, rows: Int) {
@@ -112,12 +118,19 @@ func linearBackward(dy: UnsafePointer<Float>, x: Variable, weight w: Variable, b
             }
         }
     }
+    x.withValue { linearParameterGradients(dy: dy, x: $0, prologue: nil, weight: w, bias: b, rows: rows) }
+}
+
+/// W's gradient += dy^T f(x) and b's += the column sums of dy, each only when wanted; f is the GEMM prologue
+/// that computed the Linear's input from x (nil: x itself).
+func linearParameterGradients(
+    dy: UnsafePointer<Float>, x: UnsafePointer<Float>, prologue: GEMMPrologue?, weight w: Variable, bias b: Variable?, rows: Int
+) {
+    let (outF, inF) = (w.shape[0], w.shape[1])
     if w.requiresGrad {
         w.withGrad { dw in
-            x.withValue { xp in
-                sgemm(c: dw, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: true, b: xp, ldb: max(1, inF),
-                      transB: false, m: outF, n: inF, k: rows, beta: 1)
-            }
+            sgemm(c: dw, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: true, b: x, ldb: max(1, inF),
+                  transB: false, m: outF, n: inF, k: rows, beta: 1, bPrologue: prologue)
         }
     }
     if let b, b.requiresGrad { b.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: outF) } }
