@@ -29,7 +29,29 @@ func packA(
         if full > 0 {
             // 8 floats per panel and k: the 2 extra land in the next k's slot, written after; the last k copies
             // exactly 6 (its 2 extra would land on the next panel's first k, already written).
-            for p in 0..<kc - 1 {
+            // Eight k rows at a time, so each panel gets 192 bytes (three whole lines) at once: one row at a
+            // time wrote 24 bytes per panel, and the panels' 9 KiB stride (kc 384) maps them all to 4 of L1's
+            // 64 sets, so the lines were evicted between rows. `bench gemm` A/B (6 alternating rounds,
+            // 2026-11-30, Zen 4): the 16 weight-gradient shapes 1.037 (1 thread), 1.062 (2 threads), up to
+            // 1.09 (ijepa-pred.qkv / fc1.wgrad) and 1.22 (vit-s16.proj.wgrad, 2 threads).
+            var p0 = 0
+            while p0 + 8 <= kc - 1 {
+                let s0 = UnsafeRawPointer(a + (k0 + p0) * lda + m0), s1 = s0 + 4 * lda, s2 = s1 + 4 * lda
+                let s3 = s2 + 4 * lda, s4 = s3 + 4 * lda, s5 = s4 + 4 * lda, s6 = s5 + 4 * lda, s7 = s6 + 4 * lda
+                for r in 0..<full {
+                    let o = UnsafeMutableRawPointer(dst + r * MR * kc + p0 * MR), x = r * MR * 4
+                    o.storeBytes(of: s0.loadUnaligned(fromByteOffset: x, as: Float8.self), as: Float8.self)
+                    o.storeBytes(of: s1.loadUnaligned(fromByteOffset: x, as: Float8.self), toByteOffset: 24, as: Float8.self)
+                    o.storeBytes(of: s2.loadUnaligned(fromByteOffset: x, as: Float8.self), toByteOffset: 48, as: Float8.self)
+                    o.storeBytes(of: s3.loadUnaligned(fromByteOffset: x, as: Float8.self), toByteOffset: 72, as: Float8.self)
+                    o.storeBytes(of: s4.loadUnaligned(fromByteOffset: x, as: Float8.self), toByteOffset: 96, as: Float8.self)
+                    o.storeBytes(of: s5.loadUnaligned(fromByteOffset: x, as: Float8.self), toByteOffset: 120, as: Float8.self)
+                    o.storeBytes(of: s6.loadUnaligned(fromByteOffset: x, as: Float8.self), toByteOffset: 144, as: Float8.self)
+                    o.storeBytes(of: s7.loadUnaligned(fromByteOffset: x, as: Float8.self), toByteOffset: 168, as: Float8.self)
+                }
+                p0 += 8
+            }
+            for p in p0..<kc - 1 {
                 let src = UnsafeRawPointer(a + (k0 + p) * lda + m0)
                 let out = UnsafeMutableRawPointer(dst + p * MR)
                 for r in 0..<full {
