@@ -15,6 +15,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 NUMPY_WORKER = r"""
 import json, sys, time
@@ -86,6 +87,11 @@ def main():
         for s in shapes:
             o_runs, t_runs = [], []
             for _ in range(args.rounds):
+                if threads > 1:
+                    # OpenBLAS's workers spin for a while after each call (THREAD_TIMEOUT, ~0.1 s): started at
+                    # once, our run shared its second core with them (vit-tiny.proj.wgrad at 2 threads read 102
+                    # GFLOP/s here, 183-188 alone, 2026-11-30). Let them go to sleep first.
+                    time.sleep(0.3)
                 o_runs.append(ours(args.binary, threads, s["name"], header["peakGflops"], args.min_seconds)["gflops"])
                 worker.stdin.write(json.dumps(dict(s, minSeconds=args.min_seconds)) + "\n")
                 worker.stdin.flush()
