@@ -68,11 +68,38 @@ public func adamwStep(
                 let p = ps[i]
                 let n = min(chunk, p.count - o)
                 adamwSpan(p.param + o, p.m + o, p.v + o, p.grad + o, count: n, coefficients[i])
-                if zeroGradients { (p.grad + o).update(repeating: 0, count: n) }
+                if zeroGradients && p.count < zeroByPagesMinFloats { (p.grad + o).update(repeating: 0, count: n) }
                 if let target = p.emaTarget { emaSpan(target + o, p.param + o, count: n, momentum: emaMomentum, w: w) }
             }
         }
     }
+    if zeroGradients {
+        for p in parameters where p.count >= zeroByPagesMinFloats { zeroByReleasingPages(p.grad, count: p.count) }
+    }
+}
+
+/// Gradients of at least this many floats (1 MiB) are zeroed by `zeroByReleasingPages`: between two steps
+/// they then hold no memory. A training step's peak of memory is at the end of its forward pass, before any
+/// gradient is written, and ViT-S/16's large gradients (qkv, fc1, fc2 of 18 blocks: ~117 MB) were resident
+/// there for nothing. The smaller ones stay zeroed in place: their pages would cost a fault each for little.
+public let zeroByPagesMinFloats = 1 << 18
+
+/// Sets `count` floats to 0: the whole pages inside the buffer through madvise(MADV_DONTNEED), which leaves
+/// them mapped but takes them out of the resident set (the kernel maps zero pages in again when they are
+/// next touched), and the partial pages at either end by plain stores. The buffer must be private anonymous
+/// memory (malloc's), as every tensor's is.
+public func zeroByReleasingPages(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
+    #if canImport(Glibc)
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = Int(bitPattern: buffer), end = start + count * 4
+    let first = (start + page - 1) / page * page, last = end / page * page
+    if last > first, madvise(UnsafeMutableRawPointer(bitPattern: first), last - first, MADV_DONTNEED) == 0 {
+        buffer.update(repeating: 0, count: (first - start) / 4)
+        UnsafeMutablePointer<Float>(bitPattern: last)!.update(repeating: 0, count: (end - last) / 4)
+        return
+    }
+    #endif
+    buffer.update(repeating: 0, count: count)
 }
 
 /// AdamW's per-step constants, as `torch.optim.AdamW` computes them.

@@ -211,9 +211,10 @@ final class RowKernelTests: XCTestCase {
     /// passes, for sizes around its 16K-float chunks and for 1, 2 and 3 threads.
     func testAdamWStepEqualsSeparatePasses() {
         var rng = TestRNG(12)
-        let sizes = [1, 7, 16_384, 16_385, 40_000, 13]
-        let emaFlags = [true, false, true, true, false, true]
-        let wds: [Float] = [0.04, 0, 0.04, 0, 0.04, 0.04]
+        // 300_001 >= zeroByPagesMinFloats: its gradient is zeroed by releasing its pages.
+        let sizes = [1, 7, 16_384, 16_385, 40_000, 13, 300_001]
+        let emaFlags = [true, false, true, true, false, true, true]
+        let wds: [Float] = [0.04, 0, 0.04, 0, 0.04, 0.04, 0.04]
         var p0 = sizes.map { rng.floats($0) }, m0 = sizes.map { rng.floats($0, scale: 0.1) }
         let v0 = sizes.map { rng.floats($0, scale: 0.01).map(abs) }, g0 = sizes.map { rng.floats($0) }
         let t0 = sizes.map { rng.floats($0) }
@@ -251,6 +252,24 @@ final class RowKernelTests: XCTestCase {
                 XCTAssertEqual(bits(g[i], n), gs[i].map(\.bitPattern), "grad \(i), \(threads) threads")
                 XCTAssertEqual(bits(t[i], n), ts[i].map(\.bitPattern), "EMA target \(i), \(threads) threads")
             }
+        }
+    }
+
+    /// Zeroing through released pages: exactly the range, at any alignment, its neighbours untouched, and
+    /// the released pages read as zeros and take writes again.
+    func testZeroByReleasingPagesZeroesExactlyTheRange() {
+        let total = 5 * 4096 + 100
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: total)
+        defer { buffer.deallocate() }
+        for (start, count) in [(0, total), (1, 3 * 1024 + 5), (1000, 2048), (17, 4096 * 3), (5, 3), (0, 0)] {
+            buffer.update(repeating: 1, count: total)
+            zeroByReleasingPages(buffer + start, count: count)
+            for i in 0..<total where (buffer[i] == 0) != (start..<start + count).contains(i) {
+                XCTFail("(\(start), \(count)): element \(i) is \(buffer[i])")
+                break
+            }
+            (buffer + start).update(repeating: 2, count: count)
+            XCTAssertTrue((0..<count).allSatisfy { buffer[start + $0] == 2 }, "(\(start), \(count)): released pages take writes")
         }
     }
 
