@@ -154,26 +154,41 @@ func transpose8x8(
     put(7, column(h01, h23, h45, h67, 1, true))
 }
 
-/// Floats of scratch that `attentionHeadForward` / `attentionHeadBackward` need for (n, dh).
-public func attentionHeadScratch(n: Int, dh: Int, backward: Bool) -> Int {
+/// Floats of scratch that `attentionHeadForward` / `attentionHeadBackward` need for (n, dh); without
+/// `keptProbabilities` the backward pass also holds K^T and the P it recomputes.
+public func attentionHeadScratch(n: Int, dh: Int, backward: Bool, keptProbabilities: Bool = true) -> Int {
     let (np, dp) = (paddedTo16(n), paddedTo16(dh))
-    return backward ? 2 * dh * np + 3 * n * dp + 2 * n * n : dh * np + n * dp
+    let recompute = keptProbabilities ? 0 : dh * np + n * n
+    return backward ? 2 * dh * np + 3 * n * dp + 2 * n * n + recompute : dh * np + n * dp
+}
+
+/// P = softmax(scale Q K^T) by rows, with K^T padded into `kt`. The forward pass and the backward pass's
+/// recomputation both run this code, so P has the same bits in both.
+@inline(__always)
+func attentionHeadProbabilities(
+    _ probs: UnsafeMutablePointer<Float>,         // (n, n) row-major
+    kt: UnsafeMutablePointer<Float>,              // (dh, paddedTo16(n)) scratch
+    q: UnsafePointer<Float>, k: UnsafePointer<Float>, ld: Int,  // (n, dh) each, row stride ld
+    n: Int, dh: Int, scale: Float
+) {
+    let np = paddedTo16(n)
+    copyPadded(kt, ld: np, k, rowStride: ld, rows: dh, cols: n, transpose: true)
+    smallGEMM(c: probs, ldc: n, a: q, rowStride: ld, colStride: 1, b: kt, ldb: np, m: n, n: n, k: dh, alpha: scale)
+    softmaxRows(probs, probs, rows: n, cols: n, scale: 1)
 }
 
 /// One (batch, head) of attention: P = softmax(scale Q K^T) by rows, O = P V.
 public func attentionHeadForward(
     out: UnsafeMutablePointer<Float>, ldo: Int,   // (n, dh), row stride ldo
-    probs: UnsafeMutablePointer<Float>,           // (n, n) row-major: P, kept for the backward pass
+    probs: UnsafeMutablePointer<Float>,           // (n, n) row-major: P
     q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int,  // (n, dh) each, row stride ld
     n: Int, dh: Int, scale: Float,
     scratch: UnsafeMutablePointer<Float>          // attentionHeadScratch(n:dh:backward: false) floats
 ) {
     let (np, dp) = (paddedTo16(n), paddedTo16(dh))
     let kt = scratch, vp = scratch + dh * np     // K^T (dh, np), V (n, dp)
-    copyPadded(kt, ld: np, k, rowStride: ld, rows: dh, cols: n, transpose: true)
     copyPadded(vp, ld: dp, v, rowStride: ld, rows: n, cols: dh, transpose: false)
-    smallGEMM(c: probs, ldc: n, a: q, rowStride: ld, colStride: 1, b: kt, ldb: np, m: n, n: n, k: dh, alpha: scale)
-    softmaxRows(probs, probs, rows: n, cols: n, scale: 1)
+    attentionHeadProbabilities(probs, kt: kt, q: q, k: k, ld: ld, n: n, dh: dh, scale: scale)
     smallGEMM(c: out, ldc: ldo, a: probs, rowStride: n, colStride: 1, b: vp, ldb: dp, m: n, n: dh, k: n)
 }
 
@@ -182,11 +197,12 @@ public func attentionHeadForward(
 /// Short sequences copy each batch element's rows first (`attentionCopyMaxFloats`).
 public func attentionForward(
     out: UnsafeMutablePointer<Float>,             // (batch, n, D): channel head dh + t
-    probs: UnsafeMutablePointer<Float>,           // (batch, heads, n, n): P, kept for the backward pass
+    probs: UnsafeMutablePointer<Float>?,          // (batch, heads, n, n): P, kept for the backward pass; or nil
     qkv: UnsafePointer<Float>,                    // (batch, n, 3 D)
     batch: Int, n: Int, heads: Int, dh: Int, scale: Float, threads: Int? = nil
 ) {
-    let d = heads * dh, per = n * 3 * d, headScratch = attentionHeadScratch(n: n, dh: dh, backward: false)
+    let d = heads * dh, per = n * 3 * d
+    let headScratch = attentionHeadScratch(n: n, dh: dh, backward: false) + (probs == nil ? n * n : 0)
     let (threads, copiesRows) = attentionPlan(batch: batch, n: n, heads: heads, dh: dh, threads: threads)
     // Tasks are images (rows copied, all heads) or (image, head) pairs (rows read in place).
     Parallel.forEach(tasks: copiesRows ? batch : batch * heads, threads: threads) { task, _ in
@@ -194,11 +210,12 @@ public func attentionForward(
         ScratchPool.shared.withFloats((copiesRows ? per : 0) + headScratch) { buf in
             let x = copiesRows ? UnsafePointer(buf) : qkv + b * per
             if copiesRows { buf.update(from: qkv + b * per, count: per) }
+            let scratch = buf + (copiesRows ? per : 0)
             for h in hs {
                 let q = x + h * dh
-                attentionHeadForward(out: out + b * n * d + h * dh, ldo: d, probs: probs + (b * heads + h) * n * n,
-                                     q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale,
-                                     scratch: buf + (copiesRows ? per : 0))
+                let p = probs.map { $0 + (b * heads + h) * n * n } ?? scratch + headScratch - n * n
+                attentionHeadForward(out: out + b * n * d + h * dh, ldo: d, probs: p, q: q, k: q + d, v: q + 2 * d,
+                                     ld: 3 * d, n: n, dh: dh, scale: scale, scratch: scratch)
             }
         }
     }
@@ -230,11 +247,12 @@ public func attentionBackward(
     dqkv: UnsafeMutablePointer<Float>,            // (batch, n, 3 D)
     accumulate: Bool,
     dOut: UnsafePointer<Float>,                   // (batch, n, D)
-    probs: UnsafePointer<Float>,                  // (batch, heads, n, n) from the forward pass
+    probs: UnsafePointer<Float>?,                 // (batch, heads, n, n) from the forward pass, or nil: recomputed
     qkv: UnsafePointer<Float>,                    // (batch, n, 3 D)
     batch: Int, n: Int, heads: Int, dh: Int, scale: Float, threads: Int? = nil
 ) {
-    let d = heads * dh, per = n * 3 * d, headScratch = attentionHeadScratch(n: n, dh: dh, backward: true)
+    let d = heads * dh, per = n * 3 * d
+    let headScratch = attentionHeadScratch(n: n, dh: dh, backward: true, keptProbabilities: probs != nil)
     let (threads, copiesRows) = attentionPlan(batch: batch, n: n, heads: heads, dh: dh, threads: threads)
     let copied = copiesRows ? 2 * per + n * d : 0  // the image's qkv, dqkv and dOut rows
     Parallel.forEach(tasks: copiesRows ? batch : batch * heads, threads: threads) { task, _ in
@@ -250,7 +268,7 @@ public func attentionBackward(
             for h in hs {
                 let q = x + h * dh, dq = dx + h * dh
                 attentionHeadBackward(dq: dq, dk: dq + d, dv: dq + 2 * d, ldd: 3 * d, accumulate: accumulate,
-                                      dOut: dO + h * dh, lddo: d, probs: probs + (b * heads + h) * n * n,
+                                      dOut: dO + h * dh, lddo: d, probs: probs.map { $0 + (b * heads + h) * n * n },
                                       q: q, k: q + d, v: q + 2 * d, ld: 3 * d, n: n, dh: dh, scale: scale,
                                       scratch: buf + copied)
             }
@@ -266,14 +284,22 @@ public func attentionHeadBackward(
     ldd: Int,                                     // (n, dh) each, row stride ldd
     accumulate: Bool,
     dOut: UnsafePointer<Float>, lddo: Int,        // (n, dh), row stride lddo
-    probs: UnsafePointer<Float>,                  // (n, n): P from the forward pass
+    probs kept: UnsafePointer<Float>?,            // (n, n): P from the forward pass, or nil: recomputed here
     q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int,  // (n, dh) each, row stride ld
     n: Int, dh: Int, scale: Float,
-    scratch: UnsafeMutablePointer<Float>          // attentionHeadScratch(n:dh:backward: true) floats
+    scratch: UnsafeMutablePointer<Float>          // attentionHeadScratch(n:dh:backward: true, keptProbabilities: kept != nil)
 ) {
     let (np, dp) = (paddedTo16(n), paddedTo16(dh))
     let vt = scratch, kp = vt + dh * np, qp = kp + n * dp, dop = qp + n * dp  // V^T (dh, np); K, Q, dO (n, dp)
     let dP = dop + n * dp, dS = dP + n * n                                    // (n, n) each
+    let probs: UnsafePointer<Float>
+    if let kept {
+        probs = kept
+    } else {
+        let p = dS + n * n  // (n, n), then K^T (dh, np)
+        attentionHeadProbabilities(p, kt: p + n * n, q: q, k: k, ld: ld, n: n, dh: dh, scale: scale)
+        probs = UnsafePointer(p)
+    }
     copyPadded(vt, ld: np, v, rowStride: ld, rows: dh, cols: n, transpose: true)
     copyPadded(kp, ld: dp, k, rowStride: ld, rows: n, cols: dh, transpose: false)
     copyPadded(qp, ld: dp, q, rowStride: ld, rows: n, cols: dh, transpose: false)

@@ -4,7 +4,9 @@ import CPUKernels
 ///
 /// qkv (B, n, 3D) is the output of the qkv Linear; channel c = s D + head (D/h) + t with s in {q, k, v} (the
 /// official reshape to (B, n, 3, h, D/h)). The output (B, n, D) has channel head (D/h) + t, ready for `proj`.
-/// The attention probabilities (B, h, n, n) are kept for the backward pass.
+/// The backward pass recomputes the attention probabilities from q and k (the forward pass's own code, so the
+/// same bits) unless `attentionKeepsProbabilities`: keeping them (B, h, n, n) held ~190 MB of ViT-S/16's
+/// step (b) at its peak, and recomputing costs an extra Q K^T and softmax per head.
 public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variable {
     try check(qkv.shape.count == 3 && heads > 0 && qkv.shape[2] % (3 * heads) == 0,
               "attention: qkv (B, n, 3D) with D divisible by heads \(heads)", qkv.shape, [heads])
@@ -12,21 +14,26 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variab
     let dh = d / heads
     let scale = 1 / Float(dh).squareRoot()
     var y = try Tensor(uninitialized: [batch, n, d])
-    var probs = try Tensor(uninitialized: [batch, heads, n, n])
-    let yp = mutablePointer(&y), pp = mutablePointer(&probs)
+    let keeps = attentionKeepsProbabilities && recording(tape, qkv) != nil
+    var probs = try Tensor(uninitialized: keeps ? [batch, heads, n, n] : [0])
+    let yp = mutablePointer(&y), pp = keeps ? mutablePointer(&probs) : nil
     qkv.withValue { x in
         attentionForward(out: yp, probs: pp, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale)
     }
     let scores = Double(batch * heads * n * n)
     return opOutput(y, inputs: qkv, tape: tape, op: "attention",
                     cost: OpCost(forward: 4 * scores * Double(dh) + 5 * scores, backward: 8 * scores * Double(dh) + 5 * scores)) { dy in
-        _ = probs  // the saved probabilities live until the backward pass
+        _ = probs  // the saved probabilities (if any) live until the backward pass
         qkv.withGradForWrite { dx, fresh in
             // Every (batch, head) writes its q, k, v slices in full: the first contribution can overwrite.
             qkv.withValue { x in
-                attentionBackward(dqkv: dx, accumulate: !fresh, dOut: dy, probs: pp, qkv: x, batch: batch, n: n,
+                attentionBackward(dqkv: dx, accumulate: !fresh, dOut: dy, probs: pp.map { UnsafePointer($0) }, qkv: x, batch: batch, n: n,
                                   heads: heads, dh: dh, scale: scale)
             }
         }
     }
 }
+
+/// Whether `attention` keeps its probabilities for the backward pass instead of recomputing them there (same
+/// bits either way): what `bench ijepa --ab keep-probabilities` measures the default against.
+@_spi(Tuning) nonisolated(unsafe) public var attentionKeepsProbabilities = false

@@ -3,7 +3,7 @@ import ArgumentParser
 import Foundation
 @_spi(Tuning) import KernelBench
 @_spi(Tuning) import NNLayers
-import TensorCore
+@_spi(Tuning) import TensorCore
 
 struct BenchOptions: ParsableArguments {
     @Flag(help: "Print one JSON object per line instead of a table.")
@@ -195,7 +195,7 @@ struct Bench: ParsableCommand {
         @Flag(help: "Profile the timed steps per op and print the table after each case (JSON lines with --json).")
         var profile = false
         @Option(help: ArgumentHelp(
-            "Compare the built-in step (A) with a variant of the same bits (B) in one training run: separate-norms, separate-gelu, separate-inputs (B: the block's LayerNorms, its GELU, or both as their own ops), or gemm:MC=..,MCT=..,TILE=.. (other GEMM blocking).",
+            "Compare the built-in step (A) with a variant of the same bits (B) in one training run: separate-norms, separate-gelu, separate-inputs (B: the block's LayerNorms, its GELU, or both as their own ops), keep-probabilities (B: attention keeps its probabilities for the backward pass instead of recomputing them), or gemm:MC=..,MCT=..,TILE=.. (other GEMM blocking).",
             discussion: "The steps alternate between A and B (--ab-rounds rounds, one mask batch per round on both sides); prints both median step times and the median per-round B/A speed."))
         var ab: String?
         @Option(name: .customLong("ab-rounds"), help: "Alternating rounds per case with --ab.")
@@ -452,6 +452,7 @@ extension Bench.IJEPA {
         "separate-norms": { Block.fusedNorms = !$0 },
         "separate-gelu": { Block.fusedGELU = !$0 },
         "separate-inputs": { Block.fusedNorms = !$0; Block.fusedGELU = !$0 },
+        "keep-probabilities": { attentionKeepsProbabilities = $0 },
     ]
 
     /// `gemm:MC=..,MCT=..,TILE=..`: other GEMM blocking for the whole step. KC is refused: it changes the bits.

@@ -132,7 +132,17 @@ final class AttentionKernelTests: XCTestCase {
                                       heads: heads, dh: dh, scale: scale, threads: threads)
                     XCTAssertEqual(dx.map(\.bitPattern), (accumulate ? refAdded : refWritten).map(\.bitPattern),
                                    "backward (accumulate \(accumulate)) \(what)")
+                    // Without the kept probabilities: the backward pass recomputes them, to the same bits.
+                    var recomputed = prior
+                    attentionBackward(dqkv: &recomputed, accumulate: accumulate, dOut: dOut, probs: nil, qkv: qkv,
+                                      batch: batch, n: n, heads: heads, dh: dh, scale: scale, threads: threads)
+                    XCTAssertEqual(recomputed.map(\.bitPattern), (accumulate ? refAdded : refWritten).map(\.bitPattern),
+                                   "backward with recomputed probabilities (accumulate \(accumulate)) \(what)")
                 }
+                var unkept = [Float](repeating: .nan, count: batch * n * d)
+                attentionForward(out: &unkept, probs: nil, qkv: qkv, batch: batch, n: n, heads: heads, dh: dh, scale: scale,
+                                 threads: threads)
+                XCTAssertEqual(unkept.map(\.bitPattern), refOut.map(\.bitPattern), "forward output, probabilities not kept, \(what)")
             }
         }
     }

@@ -1,6 +1,6 @@
 import XCTest
 import CPUKernels
-@testable import TensorCore
+@_spi(Tuning) @testable import TensorCore
 
 /// Finite-difference gradient checks for every differentiable op, on awkward shapes, and for a whole
 /// pre-norm transformer block built from them.
@@ -201,6 +201,19 @@ final class GradCheckTests: XCTestCase {
         try gradCheck("attention", [qkv]) { try attention(qkv, heads: 2, tape: $0) }
         let one = try param([1, 1, 3])
         try gradCheck("attention n=1", [one]) { try attention(one, heads: 1, tape: $0) }
+        // Probabilities kept for the backward pass, or recomputed there (the default): the same bits.
+        var grads: [[UInt32]] = []
+        for keep in [false, true] {
+            attentionKeepsProbabilities = keep
+            defer { attentionKeepsProbabilities = false }
+            let tape = Tape()
+            let out = try attention(qkv, heads: 2, tape: tape)
+            qkv.zeroGrad()
+            var seeds = RandomGenerator(seed: 5)
+            try tape.backward(from: out, seed: try seeds.uniform(out.shape, low: -1, high: 1))
+            grads.append(qkv.grad!.scalars.map(\.bitPattern))
+        }
+        XCTAssertEqual(grads[0], grads[1], "attention's gradient with recomputed vs kept probabilities")
     }
 
     func testTokenOps() throws {
