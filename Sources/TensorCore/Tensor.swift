@@ -37,7 +37,7 @@ public final class TensorStorage: @unchecked Sendable {
 
     deinit { StoragePool.shared.give(UnsafeMutableRawPointer(pointer), bytes: max(64, count * 4)) }
 
-    /// Returns the memory that freed tensors left for reuse to the system (it is otherwise kept, up to 192 MiB,
+    /// Returns the memory that freed tensors left for reuse to the system (it is otherwise kept, up to 32 MiB,
     /// for the next tensors of the same sizes).
     public static func releaseCachedMemory() {
         StoragePool.shared.drain()
@@ -55,13 +55,16 @@ final class StoragePool: @unchecked Sendable {
     private let lock = NSLockLike()
     private var free: [Int: [UnsafeMutableRawPointer]] = [:]
     private var cachedBytes = 0
-    /// Idle memory kept at most; beyond it blocks go back to the system. Measured on the I-JEPA step bench
-    /// (2 threads, same run): a 2 GiB cap gave peak RSS 831 MiB (Fashion-MNIST model) and 4047 MiB (ViT-S/16),
-    /// 256 MiB gave 461 and 2536 MiB at the same speed, 128 MiB 364 and 2586 MiB but 7 % slower. With `take`
-    /// also using the two classes above (2026-11-29 afternoon, 1 and 2 threads, two rounds, same run):
-    /// 256 MiB 536 / 2649-2736 MiB, 192 MiB 478-480 / 2666-2727 MiB at the same speed (exact classes only,
-    /// 256 MiB: 571-577 / 2609-2669 MiB).
-    let capacityBytes = 192 << 20
+    /// Idle memory kept at most; beyond it blocks go back to the system (to malloc, whose own free lists
+    /// serve the next blocks). Measured on the I-JEPA step bench (2 threads, same run): a 2 GiB cap gave peak RSS
+    /// 831 MiB (Fashion-MNIST model) and 4047 MiB (ViT-S/16), 256 MiB 461 and 2536 MiB at the same speed. Once
+    /// the tape freed activations during the backward pass (2026-11-30), 192 MiB of idle blocks only sat on
+    /// memory that malloc would have reused: `bench ijepa`, 3 alternating runs per setting, Zen 4 VM, 32 MiB
+    /// against 192: (a) 137.7 against 135.0 images/s at 1 thread (RSS 262 against 397 MiB), 242.7 against 241.6
+    /// at 2 (280 against 401 MiB); (b) 1532 against 1626 MiB at the same speed; ViT-Tiny's training step equal.
+    /// No pool at all was as fast for training but 5 % slower for ViT-Tiny's forward pass (126 against 133
+    /// images/s), which reuses a few blocks of the same sizes over and over.
+    let capacityBytes = 32 << 20
 
     /// Pooled blocks come in size classes, 8 per octave (at most 12.5 % slack): an I-JEPA step's shapes change
     /// with the mask sizes every step, and exact-size keys let idle blocks of ever new sizes pile up to the cap
