@@ -1,24 +1,70 @@
 import CPUKernels
 
-/// A value in the define-by-run graph: a tensor, and the gradient of the loss with respect to it.
+/// The gradient side of a `Variable`: what the backward pass writes into. Ops whose backward pass only routes
+/// gradients (adds, copies, gathers, concatenations, residual paths) capture this node, not the variable, so an
+/// activation's value is freed as soon as the forward pass and the ops that read it in their backward pass are
+/// done with it, while its gradient can still arrive.
+public final class GradNode {
+    public internal(set) var grad: Tensor?
+    public let requiresGrad: Bool
+    /// See `Variable.retainsGrad`.
+    public internal(set) var retainsGrad = true
+    /// The value's shape (for allocating the gradient).
+    var shape: [Int]
+    var count: Int { shape.reduce(1, *) }
+
+    init(shape: [Int], requiresGrad: Bool) {
+        self.shape = shape
+        self.requiresGrad = requiresGrad
+    }
+
+    /// Calls `body` with the gradient buffer (allocated and zeroed on first use).
+    @inline(__always)
+    func withGrad(_ body: (UnsafeMutablePointer<Float>) -> Void) {
+        if grad == nil { grad = Tensor.zeros(shape: shape) }
+        grad!.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+    }
+
+    /// Calls `body(gradient, fresh)`. When `fresh` is true the buffer was just allocated and holds garbage: the
+    /// caller must write every element (gradient = contribution) instead of adding; this skips zero-filling and
+    /// re-reading a buffer of zeros (an op's first contribution to an activation's gradient, every step).
+    @inline(__always)
+    func withGradForWrite(_ body: (UnsafeMutablePointer<Float>, Bool) -> Void) {
+        var fresh = false
+        if grad == nil {
+            grad = (try? Tensor(uninitialized: shape)) ?? Tensor.zeros(shape: shape)
+            fresh = true
+        }
+        grad!.withUnsafeMutableBufferPointer { body($0.baseAddress!, fresh) }
+    }
+}
+
+/// A value in the define-by-run graph: a tensor, and the gradient of the loss with respect to it (`node`).
 ///
 /// Gradients accumulate: every op's backward adds into `grad`, which is allocated (zeroed) the first time
 /// something flows into it. Parameters keep their gradient buffer across steps; `zeroGrad()` clears it in
 /// place, so a steady-state step does not reallocate it.
 public final class Variable {
-    public var value: Tensor
-    public internal(set) var grad: Tensor?
-    public let requiresGrad: Bool
+    public var value: Tensor { didSet { node.shape = value.shape } }
+    public let node: GradNode
+    public internal(set) var grad: Tensor? {
+        get { node.grad }
+        set { node.grad = newValue }
+    }
+    public var requiresGrad: Bool { node.requiresGrad }
     /// Whether the gradient stays after the backward pass has used it. True for variables made by the user
     /// (parameters, inputs); false for op outputs, whose gradient is released as soon as the op has propagated
     /// it (as PyTorch does), so the peak memory of a backward pass holds few activation gradients at a time.
-    public internal(set) var retainsGrad = true
+    public internal(set) var retainsGrad: Bool {
+        get { node.retainsGrad }
+        set { node.retainsGrad = newValue }
+    }
     /// Optional name for error messages and the profiler.
     public var name: String
 
     public init(_ value: Tensor, requiresGrad: Bool = false, name: String = "") {
         self.value = value
-        self.requiresGrad = requiresGrad
+        self.node = GradNode(shape: value.shape, requiresGrad: requiresGrad)
         self.name = name
     }
 
@@ -30,7 +76,7 @@ public final class Variable {
     /// Clears the gradient in place (keeps the buffer).
     public func zeroGrad() {
         guard grad != nil else { return }
-        grad!.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        node.grad!.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
     }
 
     /// The value's buffer and the gradient's (nil when there is none), each made unique first, for kernels that
@@ -41,25 +87,13 @@ public final class Variable {
         return (v, g)
     }
 
-    /// Calls `body` with the gradient buffer (allocated and zeroed on first use).
+    /// `node.withGrad`: the gradient buffer (allocated and zeroed on first use).
     @inline(__always)
-    func withGrad(_ body: (UnsafeMutablePointer<Float>) -> Void) {
-        if grad == nil { grad = Tensor.zeros(like: value) }
-        grad!.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
-    }
+    func withGrad(_ body: (UnsafeMutablePointer<Float>) -> Void) { node.withGrad(body) }
 
-    /// Calls `body(gradient, fresh)`. When `fresh` is true the buffer was just allocated and holds garbage: the
-    /// caller must write every element (gradient = contribution) instead of adding; this skips zero-filling and
-    /// re-reading a buffer of zeros (an op's first contribution to an activation's gradient, every step).
+    /// `node.withGradForWrite`: `body(gradient, fresh)`, fresh meaning the caller must overwrite every element.
     @inline(__always)
-    func withGradForWrite(_ body: (UnsafeMutablePointer<Float>, Bool) -> Void) {
-        var fresh = false
-        if grad == nil {
-            grad = (try? Tensor(uninitialized: value.shape)) ?? Tensor.zeros(like: value)
-            fresh = true
-        }
-        grad!.withUnsafeMutableBufferPointer { body($0.baseAddress!, fresh) }
-    }
+    func withGradForWrite(_ body: (UnsafeMutablePointer<Float>, Bool) -> Void) { node.withGradForWrite(body) }
 
     @inline(__always)
     func withValue<R>(_ body: (UnsafePointer<Float>) -> R) -> R {
@@ -74,8 +108,9 @@ public final class Variable {
 /// of the target encoder and of evaluation.
 public final class Tape {
     struct Entry {
-        /// Held until the entry runs: the gradient its consumers' entries leave in it must outlive them.
-        let output: Variable?
+        /// The output's gradient node, held until the entry runs: the gradient its consumers' entries leave
+        /// there must outlive them (the output's value need not).
+        let output: GradNode?
         let run: () -> Void
     }
     var entries: [Entry] = []
@@ -86,7 +121,7 @@ public final class Tape {
     /// Records `backward`; after it runs, `output`'s gradient is released unless it retains it.
     @inline(__always)
     func record(releasing output: Variable? = nil, _ backward: @escaping () -> Void) {
-        if isRecording { entries.append(Entry(output: output, run: backward)) }
+        if isRecording { entries.append(Entry(output: output?.node, run: backward)) }
     }
 
     /// Each entry is dropped once it has run, and with it what its closure kept for the backward pass (its
@@ -138,8 +173,8 @@ public func recomputed(
     guard let tape, tape.isRecording else { return try body(x, tape) }
     let out = output(try body(x, nil).value, tape)
     let phase = OpProfiler.active?.phase
-    tape.record(releasing: out) { [weak out] in
-        guard let dy = out?.grad else { return }
+    tape.record(releasing: out) { [weak node = out.node] in
+        guard let dy = node?.grad else { return }
         let local = Tape()
         let replay: Variable
         do {
@@ -155,8 +190,11 @@ public func recomputed(
 
 extension Tensor {
     /// Zeros with the same shape.
-    public static func zeros(like t: Tensor) -> Tensor {
-        do { return try Tensor(zeros: t.shape) } catch { fatalError("\(error)") }
+    public static func zeros(like t: Tensor) -> Tensor { zeros(shape: t.shape) }
+
+    /// Zeros of a shape known to be valid (stops with a message otherwise).
+    static func zeros(shape: [Int]) -> Tensor {
+        do { return try Tensor(zeros: shape) } catch { fatalError("\(error)") }
     }
 }
 

@@ -12,8 +12,9 @@ public func addBroadcast(_ x: Variable, _ table: Variable, tape: Tape?) throws -
     var y = x.value
     let yp = mutablePointer(&y)
     table.withValue { addBias(yp, bias: $0, rows: rows, cols: cols) }
-    return opOutput(y, inputs: x, table, tape: tape, op: "addBroadcast", cost: .elementwise(x.value.count, 1, 2)) { dy in
-        if x.requiresGrad { x.withGrad { accumulate($0, dy, count: x.value.count) } }
+    let (xn, count) = (x.node, x.value.count)  // x's value is not needed backward
+    return opOutput(y, inputs: x, table, tape: tape, op: "addBroadcast", cost: .elementwise(count, 1, 2)) { dy in
+        if xn.requiresGrad { xn.withGrad { accumulate($0, dy, count: count) } }
         if table.requiresGrad { table.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: cols) } }
     }
 }

@@ -18,10 +18,11 @@ public func geluLinear(
     let mnk = 2 * Double(rows) * Double(inF) * Double(outF)
     let epilogueOps = Double(rows * outF) * Double((b == nil ? 0 : 1) + (r == nil ? 0 : 1))
     let gelu = OpCost.elementwise(count, 20, 30)
+    let residualNode = r?.node
     return opOutput(y, inputs: h, w, b, r, tape: tape, op: "geluLinear",
                     cost: OpCost(forward: mnk + epilogueOps + gelu.forward,
                                  backward: 2 * mnk + epilogueOps + gelu.forward + gelu.backward)) { dy in
-        if let r { passGradient(dy, to: r) }
+        if let residualNode { passGradient(dy, to: residualNode) }
         h.withValue { hp in
             if h.requiresGrad {
                 h.withGradForWrite { dh, fresh in

@@ -40,8 +40,8 @@ func elementwiseLoss<L: PointwiseLoss>(_ pred: Variable, _ target: Variable, tap
     pred.withValue { p in target.withValue { q in for i in 0..<n { sum += L.value(Double(p[i]) - Double(q[i])) } } }
     let t = recording(tape, pred, target)
     let out = output(try Tensor(shape: [1], values: [Float(sum / Double(n))]), t)
-    let run = profiled(L.name, cost: .elementwise(n, 4, 4), bytes: 8 * n) { [weak out] in
-        guard let g = out?.grad?.scalars.first else { return }
+    let run = profiled(L.name, cost: .elementwise(n, 4, 4), bytes: 8 * n) { [weak node = out.node] in
+        guard let g = node?.grad?.scalars.first else { return }
         let scale = Double(g) / Double(n)
         pred.withValue { p in
             target.withValue { q in
@@ -93,8 +93,8 @@ public func softmaxCrossEntropy(_ logits: Variable, labels: [Int], tape: Tape?) 
     for r in 0..<rows { loss -= Foundation_log(max(Double(pp[r * classes + labels[r]]), 1e-45)) }
     let t = recording(tape, logits)
     let out = output(try Tensor(shape: [1], values: [Float(loss / Double(rows))]), t)
-    t?.record(releasing: out) { [weak out] in
-        guard let g = out?.grad?.scalars.first else { return }
+    t?.record(releasing: out) { [weak node = out.node] in
+        guard let g = node?.grad?.scalars.first else { return }
         _ = probs
         let scale = g / Float(rows)
         logits.withGrad { dx in

@@ -59,9 +59,10 @@ public func mlp(
     let elementwise = Double(rows * hidden) * (b1 == nil ? 0 : 1) + Double(rows * outF) * Double((b2 == nil ? 0 : 1) + (r == nil ? 0 : 1))
     let gelu = OpCost.elementwise(rows * hidden, 20, 30)
     let hiddenVariable = Variable(h, requiresGrad: false)  // fc2's input, for `linearBackward`
+    let residualNode = r?.node
     return opOutput(y, inputs: x, w1, b1, w2, b2, r, tape: tape, op: "mlp",
                     cost: OpCost(forward: mnk + elementwise + gelu.forward, backward: 2 * mnk + elementwise + gelu.backward)) { dy in
-        if let r { passGradient(dy, to: r) }
+        if let residualNode { passGradient(dy, to: residualNode) }
         // In the separate ops' order: the hidden gradient first (while dy is in cache), then fc2's weights.
         let wantsHidden = x.requiresGrad || w1.requiresGrad || b1?.requiresGrad == true
         var da: Tensor? = nil, dap: UnsafeMutablePointer<Float>? = nil

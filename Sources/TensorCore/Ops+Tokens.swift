@@ -67,14 +67,15 @@ public func concatTokens(_ a: Variable, _ b: Variable, tape: Tape?) throws -> Va
             }
         }
     }
+    let (an, bn) = (a.node, b.node)
     return opOutput(y, inputs: a, b, tape: tape, op: "concatTokens") { dy in
-        if a.requiresGrad {
-            a.withGrad { da in
+        if an.requiresGrad {
+            an.withGrad { da in
                 for i in 0..<batch { accumulate(da + i * n1 * d, dy + i * (n1 + n2) * d, count: n1 * d, threads: 1) }
             }
         }
-        if b.requiresGrad {
-            b.withGrad { db in
+        if bn.requiresGrad {
+            bn.withGrad { db in
                 for i in 0..<batch { accumulate(db + i * n2 * d, dy + (i * (n1 + n2) + n1) * d, count: n2 * d, threads: 1) }
             }
         }

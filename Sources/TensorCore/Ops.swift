@@ -27,8 +27,8 @@ func opOutput(
     let t = recordingTape(tape, inputs)
     let out = output(value, t)
     let bytes = OpProfiler.active == nil ? 0 : 4 * (value.count + inputs.reduce(0) { $0 + ($1?.value.count ?? 0) })
-    let run = profiled(op, cost: cost, bytes: bytes) { [weak out] in
-        guard let dyT = out?.grad else { return }
+    let run = profiled(op, cost: cost, bytes: bytes) { [weak node = out.node] in
+        guard let dyT = node?.grad else { return }
         dyT.withUnsafeBufferPointer { backward($0.baseAddress!) }
     }
     t?.record(releasing: out, run)
@@ -45,7 +45,9 @@ func unaryOutput(
     _ value: Tensor, of x: Variable, tape: Tape?, op: String, cost: OpCost = .zero,
     backward: @escaping (_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>) -> Void
 ) -> Variable {
-    opOutput(value, inputs: x, tape: tape, op: op, cost: cost) { dy in x.withGrad { dx in backward(dx, dy) } }
+    // x's node only: a backward that reads x's value captures x itself.
+    let node = x.node
+    return opOutput(value, inputs: x, tape: tape, op: op, cost: cost) { dy in node.withGrad { dx in backward(dx, dy) } }
 }
 
 func check(_ ok: Bool, _ op: String, _ a: [Int], _ b: [Int]) throws {
@@ -69,9 +71,10 @@ public func linear(
     x.withValue { linearProduct(yp, x: $0, prologue: nil, weight: w, bias: b, residual: r, rows: rows) }
     let mnk = 2 * Double(rows) * Double(inF) * Double(outF)
     let epilogueOps = Double(rows * outF) * Double((b == nil ? 0 : 1) + (r == nil ? 0 : 1))
+    let residualNode = r?.node  // the residual's gradient is dy: its value is not needed
     return opOutput(y, inputs: x, w, b, r, tape: tape, op: "linear",
                     cost: OpCost(forward: mnk + epilogueOps, backward: 2 * mnk + epilogueOps)) { dy in
-        if let r { passGradient(dy, to: r) }
+        if let residualNode { passGradient(dy, to: residualNode) }
         linearBackward(dy: dy, x: x, weight: w, bias: b, rows: rows)
     }
 }
@@ -219,16 +222,18 @@ public func add(_ a: Variable, _ b: Variable, tape: Tape?) throws -> Variable {
     var y = try Tensor(uninitialized: a.shape)
     let yp = mutablePointer(&y)
     a.withValue { ap in b.withValue { bp in addElementwise(yp, ap, bp, count: a.value.count) } }
+    let (an, bn) = (a.node, b.node)
     return opOutput(y, inputs: a, b, tape: tape, op: "add", cost: .elementwise(a.value.count, 1, 2)) { dy in
-        passGradient(dy, to: a)
-        passGradient(dy, to: b)
+        passGradient(dy, to: an)
+        passGradient(dy, to: bn)
     }
 }
 
 /// v.grad += dy (dy copied into a fresh gradient): the backward pass of an identity path (`add`, a residual).
-func passGradient(_ dy: UnsafePointer<Float>, to v: Variable) {
+func passGradient(_ dy: UnsafePointer<Float>, to v: GradNode) {
     guard v.requiresGrad else { return }
+    let count = v.count
     v.withGradForWrite { g, fresh in
-        if fresh { g.update(from: dy, count: v.value.count) } else { accumulate(g, dy, count: v.value.count) }
+        if fresh { g.update(from: dy, count: count) } else { accumulate(g, dy, count: count) }
     }
 }

@@ -303,6 +303,43 @@ final class GradCheckTests: XCTestCase {
         }
     }
 
+    /// An activation whose value no backward pass reads (here: the input of addBroadcast, then of a gather) is
+    /// freed once the forward pass drops it, and its gradient still flows through its node; one that a backward
+    /// pass reads (the input of gelu) lives until that pass has run; the tape frees each entry as it runs.
+    func testActivationsLiveOnlyAsLongAsABackwardPassReadsThem() throws {
+        let x = try param([2, 4, 3]), table = try param([4, 3])
+        let mask = try TokenIndices(batch: 2, count: 2, indices: [0, 3, 1, 2])
+        let tape = Tape()
+        weak var routedOnly: Variable?, readBack: Variable?
+        let out: Variable = try {
+            let a = try gelu(x, tape: tape)             // gelu keeps x; a is only routed by addBroadcast
+            let b = try addBroadcast(a, table, tape: tape)
+            let c = try gatherTokens(b, [mask], tape: tape)
+            let d = try gelu(c, tape: tape)             // gelu keeps c
+            (routedOnly, readBack) = (a, c)
+            return d
+        }()
+        XCTAssertNil(routedOnly, "a value that no backward pass reads must be freed after the forward pass")
+        XCTAssertNotNil(readBack, "a value that gelu's backward pass reads must live until then")
+        var seeds = RandomGenerator(seed: 9)
+        try tape.backward(from: out, seed: try seeds.uniform(out.shape, low: -1, high: 1))
+        XCTAssertNil(readBack, "the tape must drop each entry once it has run")
+        XCTAssertEqual(tape.count, 0)
+        XCTAssertNotNil(x.grad)
+        XCTAssertNotNil(table.grad)
+        // The same gradients as with every activation held by the caller.
+        let heldTape = Tape()
+        let a = try gelu(x, tape: heldTape), b = try addBroadcast(a, table, tape: heldTape)
+        let c = try gatherTokens(b, [mask], tape: heldTape), d = try gelu(c, tape: heldTape)
+        let (gx, gt) = (x.grad!.scalars, table.grad!.scalars)
+        x.zeroGrad(); table.zeroGrad()
+        seeds = RandomGenerator(seed: 9)
+        try heldTape.backward(from: d, seed: try seeds.uniform(d.shape, low: -1, high: 1))
+        XCTAssertEqual(x.grad!.scalars, gx)
+        XCTAssertEqual(table.grad!.scalars, gt)
+        withExtendedLifetime((a, b, c)) {}
+    }
+
     func testNoGradModeRecordsNothing() throws {
         let x = try param([2, 3]), w = try param([4, 3])
         let tape = Tape()
