@@ -158,7 +158,8 @@ func transpose8x8(
 /// `keptProbabilities` the backward pass also holds K^T and the P it recomputes.
 public func attentionHeadScratch(n: Int, dh: Int, backward: Bool, keptProbabilities: Bool = true) -> Int {
     let (np, dp) = (paddedTo16(n), paddedTo16(dh))
-    let recompute = keptProbabilities ? 0 : dh * np + n * n
+    // Recomputing: K^T at the next 16-float boundary after dS (smallGEMM loads B aligned), then P.
+    let recompute = keptProbabilities ? 0 : 2 * (paddedTo16(n * n) - n * n) + dh * np + n * n
     return backward ? 2 * dh * np + 3 * n * dp + 2 * n * n + recompute : dh * np + n * dp
 }
 
@@ -296,8 +297,9 @@ public func attentionHeadBackward(
     if let kept {
         probs = kept
     } else {
-        let p = dS + n * n  // (n, n), then K^T (dh, np)
-        attentionHeadProbabilities(p, kt: p + n * n, q: q, k: k, ld: ld, n: n, dh: dh, scale: scale)
+        // K^T (dh, np) 64-byte aligned like the forward pass's (smallGEMM loads its B rows aligned), then P.
+        let kt = dP + 2 * paddedTo16(n * n), p = kt + dh * np
+        attentionHeadProbabilities(p, kt: kt, q: q, k: k, ld: ld, n: n, dh: dh, scale: scale)
         probs = UnsafePointer(p)
     }
     copyPadded(vt, ld: np, v, rowStride: ld, rows: dh, cols: n, transpose: true)
