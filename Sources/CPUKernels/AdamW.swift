@@ -82,13 +82,13 @@ public func adamwStep(
 /// they then hold no memory. A training step's peak of memory is at the end of its forward pass, before any
 /// gradient is written, and ViT-S/16's large gradients (qkv, fc1, fc2 of 18 blocks: ~117 MB) were resident
 /// there for nothing. The smaller ones stay zeroed in place: their pages would cost a fault each for little.
-public let zeroByPagesMinFloats = 1 << 18
+let zeroByPagesMinFloats = 1 << 18
 
 /// Sets `count` floats to 0: the whole pages inside the buffer through madvise(MADV_DONTNEED), which leaves
 /// them mapped but takes them out of the resident set (the kernel maps zero pages in again when they are
 /// next touched), and the partial pages at either end by plain stores. The buffer must be private anonymous
 /// memory (malloc's), as every tensor's is.
-public func zeroByReleasingPages(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
+func zeroByReleasingPages(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
     #if canImport(Glibc)
     let page = Int(sysconf(Int32(_SC_PAGESIZE)))
     let start = Int(bitPattern: buffer), end = start + count * 4

@@ -16,8 +16,8 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variab
     let scale = 1 / Float(dh).squareRoot()
     var y = try Tensor(uninitialized: [batch, n, d])
     let keeps = attentionKeepsProbabilities && recording(tape, qkv) != nil
-    var probs = try Tensor(uninitialized: keeps ? [batch, heads, n, n] : [0])
-    let yp = mutablePointer(&y), pp = keeps ? mutablePointer(&probs) : nil
+    var probs = keeps ? try Tensor(uninitialized: [batch, heads, n, n]) : nil
+    let yp = mutablePointer(&y), pp = keeps ? mutablePointer(&probs!) : nil
     qkv.withValue { x in
         attentionForward(out: yp, probs: pp, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale)
     }
