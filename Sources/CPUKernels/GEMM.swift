@@ -160,70 +160,102 @@ public func sgemm(
                               rows: min(kc, s * per)..<min(kc, (s + 1) * per), n0: jc, nc: nc, panels: 0..<panels)
                     }
                 }
+                let group = GEMMGroup(c: c, ldc: ldc, a: a, lda: lda, transA: transA, m: m, k: k, alpha: alpha, beta: beta,
+                                      bias: bias, residual: residual, epilogue: epilogue, aPrologue: aPrologue,
+                                      bPack: bPack, jc: jc, nc: nc, panels: panels, k0: k0, kg: kg)
                 Parallel.forEach(tasks: plan.tasks, threads: threads) { task, worker in
-                    let mi = task / plan.nBlocks, ni = task % plan.nBlocks
-                    let i0 = mi * plan.mc
-                    let mc = min(plan.mc, m - i0)
-                    let q0 = ni * plan.panelsPerBlock
-                    let q1 = min(panels, q0 + plan.panelsPerBlock)
-                    if q0 >= q1 || mc <= 0 { return }
-                    let mcPad = (mc + P.MR - 1) / P.MR * P.MR
-                    // The task's A stripe: per k block pc, at aStripe + pc * mcPad: ceil(mc/MR) panels of (kc, MR).
-                    let aStripe = scratch + bFloats + worker * aFloats
-                    var pc = 0
-                    while pc < kg {
-                        let kc = min(P.KC, kg - pc)
-                        if let aPrologue {
-                            packAPrologue(aStripe + pc * mcPad, a: a, lda: lda, m0: i0, mc: mc, k0: k0 + pc, kc: kc,
-                                          prologue: aPrologue)
-                        } else {
-                            packA(aStripe + pc * mcPad, a: a, lda: lda, transA: transA, m0: i0, mc: mc,
-                                  k0: k0 + pc, kc: kc, aColumns: m)
-                        }
-                        pc += kc
-                    }
-                    let chunk = max(1, P.maxTileFloats / (mcPad * P.NR))
-                    var qc = q0
-                    while qc < q1 {
-                        let qe = min(q1, qc + chunk)
-                        pc = 0
-                        while pc < kg {
-                            let kc = min(P.KC, kg - pc)
-                            let betaNow: Float = k0 + pc == 0 ? beta : 1
-                            let lastBlock = k0 + pc + kc == k
-                            let aBlock = aStripe + pc * mcPad
-                            let bBlock = bPack + pc * panels * P.NR
-                            for q in qc..<qe {
-                                let j = q * P.NR
-                                let nr = min(P.NR, nc - j)
-                                let bp = UnsafePointer(bBlock + q * P.NR * kc)
-                                let cq = c + i0 * ldc + jc + j
-                                var i = 0
-                                while i < mc {
-                                    microKernel6x16(
-                                        c: cq + i * ldc, ldc: ldc, a: UnsafePointer(aBlock + i * kc), b: bp,
-                                        kc: kc, mr: min(P.MR, mc - i), nr: nr, alpha: alpha, beta: betaNow,
-                                        bias: lastBlock ? bias.map { $0 + jc + j } : nil,
-                                        residual: lastBlock ? residual.map { $0 + (i0 + i) * ldc + jc + j } : nil)
-                                    i += P.MR
-                                }
-                            }
-                            pc += kc
-                        }
-                        if let epilogue, k0 + kg == k {
-                            // On the finished (mc, chunk) block while it is in L2: per tile (in L1) the epilogue's
-                            // reads of GELU's input came 64 bytes per row and missed the prefetchers
-                            // (`ijepa bench mlp`, training 0.87-0.94x the separate ops; docs/performance.md).
-                            let j0 = qc * P.NR, j1 = min(nc, qe * P.NR)
-                            applyEpilogue(epilogue, c: c, offset: i0 * ldc + jc + j0, ldc: ldc, rows: mc, cols: j1 - j0)
-                        }
-                        qc = qe
-                    }
+                    gemmTask(group, plan: plan, task: task, aStripe: scratch + bFloats + worker * aFloats)
                 }
                 k0 += kg
             }
             jc += nc
         }
+    }
+}
+
+/// What every task of one k group shares: the call's operands and the group's packed op(B).
+struct GEMMGroup {
+    var c: UnsafeMutablePointer<Float>, ldc: Int        // (m, n) row-major, row stride ldc
+    var a: UnsafePointer<Float>, lda: Int, transA: Bool  // (m, k), or (k, m) when transA
+    var m: Int, k: Int, alpha: Float, beta: Float
+    var bias: UnsafePointer<Float>?                      // (n) or nil
+    var residual: UnsafePointer<Float>?                  // (m, n), row stride ldc, or nil
+    var epilogue: GEMMEpilogue?, aPrologue: GEMMPrologue?
+    var bPack: UnsafeMutablePointer<Float>               // per k block pc, at bPack + pc * panels * NR: panels of (kc, NR)
+    var jc: Int, nc: Int, panels: Int                    // the group's columns jc..<jc+nc of C, in `panels` NR-panels
+    var k0: Int, kg: Int                                 // the group's k range k0..<k0+kg
+}
+
+/// One task of a k group: packs its stripe of op(A) (its rows, the group's k blocks) once, then runs the
+/// micro-kernel over its columns in chunks whose C block stays in L2 across the k blocks.
+///
+/// Out of line on purpose: inlined into `sgemm`'s closure, a few more lines elsewhere in `sgemm` pushed it
+/// past the optimizer's inlining budget, the stdlib's unaligned SIMD loads became calls, and every GEMM ran
+/// at 25 GFLOP/s instead of 100 (one thread, 2026-11-30, perf: `loadUnaligned` outlined).
+@inline(never)
+func gemmTask(
+    _ g: GEMMGroup, plan: GEMMTaskPlan, task: Int,
+    aStripe: UnsafeMutablePointer<Float>  // per k block pc, at aStripe + pc * mcPad: ceil(mc/MR) panels of (kc, MR)
+) {
+    typealias P = GEMMBlocking
+    let (c, ldc, a, lda, transA, m, k) = (g.c, g.ldc, g.a, g.lda, g.transA, g.m, g.k)
+    let (alpha, beta, bias, residual, epilogue) = (g.alpha, g.beta, g.bias, g.residual, g.epilogue)
+    let (bPack, jc, nc, panels, k0, kg) = (g.bPack, g.jc, g.nc, g.panels, g.k0, g.kg)
+    let mi = task / plan.nBlocks, ni = task % plan.nBlocks
+    let i0 = mi * plan.mc
+    let mc = min(plan.mc, m - i0)
+    let q0 = ni * plan.panelsPerBlock
+    let q1 = min(panels, q0 + plan.panelsPerBlock)
+    if q0 >= q1 || mc <= 0 { return }
+    let mcPad = (mc + P.MR - 1) / P.MR * P.MR
+    var pc = 0
+    while pc < kg {
+        let kc = min(P.KC, kg - pc)
+        if let aPrologue = g.aPrologue {
+            packAPrologue(aStripe + pc * mcPad, a: a, lda: lda, m0: i0, mc: mc, k0: k0 + pc, kc: kc,
+                          prologue: aPrologue)
+        } else {
+            packA(aStripe + pc * mcPad, a: a, lda: lda, transA: transA, m0: i0, mc: mc,
+                  k0: k0 + pc, kc: kc, aColumns: m)
+        }
+        pc += kc
+    }
+    let chunk = max(1, P.maxTileFloats / (mcPad * P.NR))
+    var qc = q0
+    while qc < q1 {
+        let qe = min(q1, qc + chunk)
+        pc = 0
+        while pc < kg {
+            let kc = min(P.KC, kg - pc)
+            let betaNow: Float = k0 + pc == 0 ? beta : 1
+            let lastBlock = k0 + pc + kc == k
+            let aBlock = aStripe + pc * mcPad
+            let bBlock = bPack + pc * panels * P.NR
+            for q in qc..<qe {
+                let j = q * P.NR
+                let nr = min(P.NR, nc - j)
+                let bp = UnsafePointer(bBlock + q * P.NR * kc)
+                let cq = c + i0 * ldc + jc + j
+                var i = 0
+                while i < mc {
+                    microKernel6x16(
+                        c: cq + i * ldc, ldc: ldc, a: UnsafePointer(aBlock + i * kc), b: bp,
+                        kc: kc, mr: min(P.MR, mc - i), nr: nr, alpha: alpha, beta: betaNow,
+                        bias: lastBlock ? bias.map { $0 + jc + j } : nil,
+                        residual: lastBlock ? residual.map { $0 + (i0 + i) * ldc + jc + j } : nil)
+                    i += P.MR
+                }
+            }
+            pc += kc
+        }
+        if let epilogue, k0 + kg == k {
+            // On the finished (mc, chunk) block while it is in L2: per tile (in L1) the epilogue's
+            // reads of GELU's input came 64 bytes per row and missed the prefetchers
+            // (`ijepa bench mlp`, training 0.87-0.94x the separate ops; docs/performance.md).
+            let j0 = qc * P.NR, j1 = min(nc, qe * P.NR)
+            applyEpilogue(epilogue, c: c, offset: i0 * ldc + jc + j0, ldc: ldc, rows: mc, cols: j1 - j0)
+        }
+        qc = qe
     }
 }
 
