@@ -114,9 +114,13 @@ public func sgemm(
     let ncMax = min(n, P.NC)
     let panelsMax = (ncMax + P.NR - 1) / P.NR
     // k blocks per group: as many as keep the group's packed B under `packedBFloats` and a task's A stripe
-    // (MC x group depth) under `stripeFloats`, so the stripe stays in L2.
+    // (its rows x the group's depth) under `stripeFloats`, so the stripe stays in L2. On several threads the
+    // plan gives a task fewer rows than mcMax, so its groups are deeper: fewer groups, fewer barriers
+    // (docs/performance.md: the weight gradients and the context encoder's GEMMs at 2 threads).
     let mcMax = transA ? P.MCTransposedA : P.MC
-    let groupBlocks = max(1, min(P.packedBFloats / (panelsMax * P.NR * P.KC), P.stripeFloats / (mcMax * P.KC)))
+    let bBlocks = max(1, P.packedBFloats / (panelsMax * P.NR * P.KC))
+    let taskRows = GEMMTaskPlan(m: m, nc: ncMax, k: min(k, bBlocks * P.KC), threads: threads, mcMax: mcMax).mc
+    let groupBlocks = max(1, min(bBlocks, P.stripeFloats / (taskRows * P.KC)))
     let kgMax = min(k, groupBlocks * P.KC)
     let mcPadMax = (min(m, mcMax) + P.MR - 1) / P.MR * P.MR
     let bFloats = panelsMax * P.NR * kgMax
@@ -338,9 +342,13 @@ struct GEMMTaskPlan {
         let wanted = threads <= 1 ? 1 : max(1, min(P.maxTasks, 6 * threads, 2 * m * nc * k / P.flopsPerTask))
         var mcPanels = min(mcMax / P.MR, rowPanels)
         if (rowPanels + mcPanels - 1) / mcPanels < wanted {
-            // At least 12 panels a task where that leaves enough tasks, never more than MC (the A buffers are
-            // sized for MC rows).
-            mcPanels = min(mcMax / P.MR, max(min(12, rowPanels), (rowPanels + wanted - 1) / wanted))
+            // Rows only where that leaves tasks of at least 8 panels; else at least 12 panels a task, and the
+            // columns cut too. A column cut packs A again in each column block: vit-tiny.fc1.wgrad (128 row
+            // panels) went from 11 row blocks x 2 column blocks to 12 row blocks, 1.02-1.03x at 2 threads, and
+            // the context encoder's GEMMs (704 rows) 1.0-1.08x (`bench gemm --ab`, 2026-11-30). Never more
+            // than mcMax (the A buffers are sized for it).
+            let rowsOnly = (rowPanels + wanted - 1) / wanted
+            mcPanels = min(mcMax / P.MR, rowsOnly >= 8 ? rowsOnly : min(12, rowPanels))
         }
         let mBlocks = (rowPanels + mcPanels - 1) / mcPanels
         var nBlocks = 1

@@ -287,6 +287,16 @@ final class GEMMTests: XCTestCase {
             XCTAssertLessThanOrEqual(transposed.mc, GEMMBlocking.MCTransposedA)
           }
         }
+        // Where rows alone give enough tasks of >= 8 MR panels, the plan does not cut the columns (a column cut
+        // packs the same rows of A again): vit-tiny.fc1.wgrad's k group, the context encoder's 704 rows.
+        let wgrad = GEMMTaskPlan(m: 768, nc: 192, k: 384, threads: 2, mcMax: GEMMBlocking.MCTransposedA)
+        XCTAssertEqual(wgrad.nBlocks, 1)
+        XCTAssertGreaterThanOrEqual(wgrad.mBlocks, 12)
+        XCTAssertEqual(GEMMTaskPlan(m: 704, nc: 768, k: 192, threads: 2).nBlocks, 1)
+        // Too few rows for that: the columns are cut too, with at least 12 panels a row block.
+        let narrow = GEMMTaskPlan(m: 192, nc: 768, k: 384, threads: 2, mcMax: GEMMBlocking.MCTransposedA)
+        XCTAssertGreaterThan(narrow.nBlocks, 1)
+        XCTAssertEqual(narrow.mc, 72)
     }
 
     /// A prologue (GELU, LayerNorm with and without gamma and beta) on A or on B gives the bits of applying it
