@@ -132,48 +132,75 @@ public func sgemm(
     // stays in L2 across the group's k blocks. Measured (docs/performance.md): packing all of A or a 12 MiB B
     // up front wrote it through DRAM (a third of the time of 4096x192x768, 192x768x4096); one k block at a
     // time re-read all of C from L3 or DRAM for every block (square 2048 at 0.7x the same-run numpy baseline).
-    ScratchPool.shared.withFloats(bFloats + threads * aFloats) { scratch in
-        let bPack = scratch  // per k block pc of the group, at bPack + pc * panels * NR: panels of (kc, NR)
-        var jc = 0
-        while jc < n {
-            let nc = min(P.NC, n - jc)
-            let panels = (nc + P.NR - 1) / P.NR
-            var k0 = 0
-            while k0 < k {
-                let kg = min(k - k0, kgMax)
-                let blocks = (kg + P.KC - 1) / P.KC
-                let plan = GEMMTaskPlan(m: m, nc: nc, k: kg, threads: threads, mcMax: mcMax)
-                // Pack the group's op(B): row-major B in chunks of k rows (each row read front to back),
-                // transposed B in groups of panels (each panel's columns are rows of B).
-                let splits = threads == 1 ? 1 : max(1, 8 / blocks)
-                Parallel.forEach(tasks: blocks * splits, threads: threads) { t, _ in
-                    let kb = t / splits, s = t % splits
-                    let pc = kb * P.KC, kc = min(P.KC, kg - pc)
-                    let dst = bPack + pc * panels * P.NR
-                    if let bPrologue {
-                        let per = (kc + splits - 1) / splits
-                        packBPrologue(dst, b: b, ldb: ldb, k0: k0 + pc, kc: kc, rows: min(kc, s * per)..<min(kc, (s + 1) * per),
-                                      n0: jc, nc: nc, panels: 0..<panels, prologue: bPrologue)
-                    } else if transB {
-                        let per = (panels + splits - 1) / splits
-                        packB(dst, b: b, ldb: ldb, transB: true, k0: k0 + pc, kc: kc, rows: 0..<kc,
-                              n0: jc, nc: nc, panels: min(panels, s * per)..<min(panels, (s + 1) * per))
-                    } else {
-                        let per = (kc + splits - 1) / splits
-                        packB(dst, b: b, ldb: ldb, transB: false, k0: k0 + pc, kc: kc,
-                              rows: min(kc, s * per)..<min(kc, (s + 1) * per), n0: jc, nc: nc, panels: 0..<panels)
-                    }
-                }
-                let group = GEMMGroup(c: c, ldc: ldc, a: a, lda: lda, transA: transA, m: m, k: k, alpha: alpha, beta: beta,
-                                      bias: bias, residual: residual, epilogue: epilogue, aPrologue: aPrologue,
-                                      bPack: bPack, jc: jc, nc: nc, panels: panels, k0: k0, kg: kg)
-                Parallel.forEach(tasks: plan.tasks, threads: threads) { task, worker in
-                    gemmTask(group, plan: plan, task: task, aStripe: scratch + bFloats + worker * aFloats)
-                }
-                k0 += kg
-            }
-            jc += nc
+    // On several threads, two packed-B buffers: the next group's op(B) is packed while this group's tasks run.
+    let bBuffers = threads > 1 ? 2 : 1
+    ScratchPool.shared.withFloats(bBuffers * bFloats + threads * aFloats) { scratch in
+        let aStripes = scratch + bBuffers * bFloats  // per worker, at aStripes + worker * aFloats
+        let kGroups = (k + kgMax - 1) / kgMax
+        let groups = (n + P.NC - 1) / P.NC * kGroups  // jc major, then k0
+        func bGroup(_ g: Int) -> GEMMBPack {
+            let jc = g / kGroups * P.NC, k0 = g % kGroups * kgMax
+            let nc = min(P.NC, n - jc), kg = min(k - k0, kgMax)
+            return GEMMBPack(b: b, ldb: ldb, transB: transB, prologue: bPrologue, dst: scratch + g % bBuffers * bFloats,
+                             jc: jc, nc: nc, panels: (nc + P.NR - 1) / P.NR, k0: k0, kg: kg,
+                             splits: threads == 1 ? 1 : max(1, 8 / ((kg + P.KC - 1) / P.KC)))
         }
+        let first = bGroup(0)
+        Parallel.forEach(tasks: first.tasks, threads: threads) { t, _ in packBTask(first, task: t) }
+        for g in 0..<groups {
+            let pack = bGroup(g)
+            let group = GEMMGroup(c: c, ldc: ldc, a: a, lda: lda, transA: transA, m: m, k: k, alpha: alpha, beta: beta,
+                                  bias: bias, residual: residual, epilogue: epilogue, aPrologue: aPrologue,
+                                  bPack: pack.dst, jc: pack.jc, nc: pack.nc, panels: pack.panels, k0: pack.k0, kg: pack.kg)
+            let plan = GEMMTaskPlan(m: m, nc: pack.nc, k: pack.kg, threads: threads, mcMax: mcMax)
+            // The next group's op(B) is packed by the same parallel-for, after this group's tasks, into the other
+            // buffer (one thread: the same buffer, after the tasks have read it): one barrier a group instead of
+            // two, and the packing fills the time a thread would wait for the other's last task. `bench gemm --ab`
+            // (24 alternating rounds, 2 threads, 2026-11-30): the weight gradients of ViT-Tiny and ViT-S/16
+            // 1.02-1.08, squares 1.02-1.03, the rest 0.97-1.04.
+            let next = g + 1 < groups ? bGroup(g + 1) : nil
+            Parallel.forEach(tasks: plan.tasks + (next?.tasks ?? 0), threads: threads) { task, worker in
+                if task < plan.tasks {
+                    gemmTask(group, plan: plan, task: task, aStripe: aStripes + worker * aFloats)
+                } else if let next {
+                    packBTask(next, task: task - plan.tasks)
+                }
+            }
+        }
+    }
+}
+
+/// One k group's packing of op(B): its k blocks, each cut into `splits` tasks (row-major B by k rows, each
+/// row read front to back; transposed B by panels, each panel's columns rows of B).
+struct GEMMBPack {
+    var b: UnsafePointer<Float>, ldb: Int, transB: Bool  // (k, n), or (n, k) when transB
+    var prologue: GEMMPrologue?
+    var dst: UnsafeMutablePointer<Float>                 // per k block pc, at dst + pc * panels * NR: panels of (kc, NR)
+    var jc: Int, nc: Int, panels: Int                    // columns jc..<jc+nc of op(B), in `panels` NR-panels
+    var k0: Int, kg: Int                                 // rows k0..<k0+kg of op(B)
+    var splits: Int
+    var tasks: Int { (kg + GEMMBlocking.KC - 1) / GEMMBlocking.KC * splits }
+}
+
+/// Task `task` of a group's op(B) packing (out of line, as `gemmTask`, to keep `sgemm` small).
+@inline(never)
+func packBTask(_ p: GEMMBPack, task t: Int) {
+    typealias P = GEMMBlocking
+    let kb = t / p.splits, s = t % p.splits
+    let pc = kb * P.KC, kc = min(P.KC, p.kg - pc)
+    let dst = p.dst + pc * p.panels * P.NR
+    if let prologue = p.prologue {
+        let per = (kc + p.splits - 1) / p.splits
+        packBPrologue(dst, b: p.b, ldb: p.ldb, k0: p.k0 + pc, kc: kc, rows: min(kc, s * per)..<min(kc, (s + 1) * per),
+                      n0: p.jc, nc: p.nc, panels: 0..<p.panels, prologue: prologue)
+    } else if p.transB {
+        let per = (p.panels + p.splits - 1) / p.splits
+        packB(dst, b: p.b, ldb: p.ldb, transB: true, k0: p.k0 + pc, kc: kc, rows: 0..<kc,
+              n0: p.jc, nc: p.nc, panels: min(p.panels, s * per)..<min(p.panels, (s + 1) * per))
+    } else {
+        let per = (kc + p.splits - 1) / p.splits
+        packB(dst, b: p.b, ldb: p.ldb, transB: false, k0: p.k0 + pc, kc: kc,
+              rows: min(kc, s * per)..<min(kc, (s + 1) * per), n0: p.jc, nc: p.nc, panels: 0..<p.panels)
     }
 }
 

@@ -70,13 +70,15 @@ final class GEMMTests: XCTestCase {
     }
 
     /// Shapes that cross every blocking boundary: MR 6, NR 16, KC, MC, NC 3072, the k-group size (2 KC blocks),
-    /// from the current table, plus the boundaries of the previous one (KC 256, MC 144).
+    /// from the current table, plus the boundaries of the previous one (KC 256, MC 144). (20, 3100, 2 KC + 5)
+    /// has several k groups in each of two NC column blocks: each group's op(B) is packed while the previous
+    /// group's tasks run, into the other buffer.
     func testShapesCrossingBlocking() {
         let (kc, mc, mct) = (GEMMBlocking.KC, GEMMBlocking.MC, GEMMBlocking.MCTransposedA)
         let shapes = [(mc + 1, 97, kc + 1), (6, 16, kc), (mc + 6, 48, 2 * kc + 1), (2 * mc + 1, 35, kc + 44),
                       (mct + 1, 40, 2 * kc + 3), (mct - 5, 17, kc + 1),
                       (145, 97, 257), (150, 48, 513), (289, 35, 300), (7, 2000, 600), (1, 1, 1000),
-                      (5, 3100, 300), (13, 3073, 7)]
+                      (5, 3100, 300), (13, 3073, 7), (20, 3100, 2 * kc + 5)]
         for (m, n, k) in shapes {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 check(m: m, n: n, k: k, transA: ta, transB: tb, threads: 2)
