@@ -309,11 +309,23 @@ func sgemmKSplit(
     let blocks = (k + P.KC - 1) / P.KC
     let size = m * n
     ScratchPool.shared.withFloats(blocks * size) { partials in  // block q at partials + q * size: (m, n), row stride n
-        Parallel.forEach(tasks: blocks, threads: threads) { q, _ in
+        // The blocks that do not divide among the threads (the last blocks % threads) are cut into `threads` row
+        // pieces each, so that the threads finish together: 11 whole blocks (vit-tiny's proj and qkv weight
+        // gradients, k 4096) left one thread the last one alone. A piece packs its block's op(B) again, so
+        // blocks that divide evenly stay whole. Rows are computed the same way in any piece (same bits).
+        let pieces = m >= 2 * P.MR * threads ? threads : 1
+        let cut = pieces > 1 ? blocks % threads : 0
+        let whole = blocks - cut
+        let pieceRows = ((m + pieces - 1) / pieces + P.MR - 1) / P.MR * P.MR
+        Parallel.forEach(tasks: whole + cut * pieces, threads: threads) { t, _ in
+            let q = t < whole ? t : whole + (t - whole) / pieces
+            let r0 = t < whole ? 0 : (t - whole) % pieces * pieceRows
+            let rows = t < whole ? m : min(pieceRows, m - r0)
+            if rows <= 0 { return }
             let p0 = q * P.KC
-            sgemm(c: partials + q * size, ldc: n, a: transA ? a + p0 * lda : a + p0, lda: lda, transA: transA,
-                  b: transB ? b + p0 : b + p0 * ldb, ldb: ldb, transB: transB, m: m, n: n, k: min(P.KC, k - p0),
-                  alpha: alpha, beta: 0, aPrologue: aPrologue?.offset(rows: 0, cols: p0),
+            sgemm(c: partials + q * size + r0 * n, ldc: n, a: transA ? a + p0 * lda + r0 : a + r0 * lda + p0, lda: lda,
+                  transA: transA, b: transB ? b + p0 : b + p0 * ldb, ldb: ldb, transB: transB, m: rows, n: n,
+                  k: min(P.KC, k - p0), alpha: alpha, beta: 0, aPrologue: aPrologue?.offset(rows: r0, cols: p0),
                   bPrologue: bPrologue?.offset(rows: p0, cols: 0), threads: 1)
         }
         let rowsPerTask = max(1, (m + 4 * threads - 1) / (4 * threads))
