@@ -157,7 +157,7 @@ public func sgemm(
             // buffer (one thread: the same buffer, after the tasks have read it): one barrier a group instead of
             // two, and the packing fills the time a thread would wait for the other's last task. `bench gemm --ab`
             // (24 alternating rounds, 2 threads, 2026-11-30): the weight gradients of ViT-Tiny and ViT-S/16
-            // 1.02-1.08, squares 1.02-1.03, the rest 0.97-1.04.
+            // 1.02-1.08, squares 1.02-1.03, the rest 0.97-1.07.
             let next = g + 1 < groups ? bGroup(g + 1) : nil
             Parallel.forEach(tasks: plan.tasks + (next?.tasks ?? 0), threads: threads) { task, worker in
                 if task < plan.tasks {
