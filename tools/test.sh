@@ -13,6 +13,25 @@ trap 'rm -rf "$logs"' EXIT
 echo "== 1/4 swift test -c release ${SWIFT_FLAGS[*]}"
 swift test -c release "${SWIFT_FLAGS[@]}" 2>&1 | tee "$logs/fast.log"
 
+# The stdlib's unaligned SIMD loads and stores must be inlined into the kernels. When a function grows past the
+# optimizer's inlining budget they become out-of-line calls, which `nm` shows as defined specializations, and a
+# GEMM ran at 10-25 GFLOP/s instead of 100 (docs/building.md).
+check_inlined() {
+    local outlined
+    if ! ls "$1"/release/CPUKernels.build/*.o >/dev/null 2>&1; then
+        echo "error: no CPUKernels objects under $1/release to check" >&2
+        exit 1
+    fi
+    outlined="$(nm "$1"/release/CPUKernels.build/*.o 2>/dev/null | grep -E ' [TtWw] ' | grep -E 'loadUnaligned|storeBytes' || true)"
+    if [ -n "$outlined" ]; then
+        echo "error: $1: CPUKernels calls the stdlib's SIMD loads/stores out of line (a kernel outgrew the inliner's budget):" >&2
+        echo "$outlined" >&2
+        exit 1
+    fi
+    echo "$1: SIMD loads and stores inlined in CPUKernels"
+}
+check_inlined .build
+
 echo "== 2/4 portable build (no AVX2/FMA flags): kernel tests"
 swift test -c release --scratch-path .build-portable --filter CPUKernelsTests 2>&1 | tee "$logs/portable.log"
 if nm .build-portable/release/CPUKernels.build/*.o 2>/dev/null | grep -qE ' U fmaf?$'; then
@@ -20,6 +39,7 @@ if nm .build-portable/release/CPUKernels.build/*.o 2>/dev/null | grep -qE ' U fm
     exit 1
 fi
 echo "portable build: no fmaf calls in CPUKernels"
+check_inlined .build-portable
 
 echo "== 3/4 versioned-dependency check"
 bash tools/check-versioned-dependency.sh
