@@ -237,8 +237,12 @@ let attentionCopyMaxFloats = 256 * 1024
 
 /// Threads for a batch of attention heads (one below 4 MFLOP: a Dispatch call costs 5-10 us), and whether each
 /// image's rows are copied first (`attentionCopyMaxFloats`; then the images, not the heads, are the tasks).
+/// A head also costs ~100 KFLOP's worth of time whatever its size (copies, padding to 16, the softmax): the
+/// context encoder's 64 images x 3 heads of 11 tokens are 3 MFLOP but took 0.3 ms forward and 0.37 ms backward
+/// on one thread (`bench kernels --filter attention.*ijepa-ctx`, 1.5 us a head), and ran on one thread.
 func attentionPlan(batch: Int, n: Int, heads: Int, dh: Int, threads: Int?) -> (threads: Int, copiesRows: Bool) {
-    let t = 2 * batch * heads * n * n * dh < 4_000_000 ? 1 : (threads ?? Parallel.maxThreads)
+    let work = batch * heads * (2 * n * n * dh + 100_000)
+    let t = work < 4_000_000 ? 1 : (threads ?? Parallel.maxThreads)
     return (t, n * 3 * heads * dh <= attentionCopyMaxFloats && batch >= 2 * t)
 }
 

@@ -304,11 +304,12 @@ public enum RowKernelSuite {
         cases.append(attention("ijepa-pred", heads: 768, n: 21, dh: 32, backward: false))
         cases.append(attention("ijepa-pred", heads: 768, n: 21, dh: 32, backward: true))
         // The same heads in the op's layout: the default model's predictor (256 sequences of ~21 tokens, 3 heads of
-        // 32) and target encoder (64 images of 49 tokens), ViT-Tiny on 32 px (64 images of 64 tokens) and
+        // 32), target encoder (64 images of 49 tokens) and context encoder (64 images of ~11 tokens), ViT-Tiny on 32 px (64 images of 64 tokens) and
         // ViT-S/16 (16 images of 196 tokens, 6 heads of 64).
         for bwd in [false, true] {
             cases.append(attentionBatch("ijepa-pred", batch: 256, heads: 3, n: 21, dh: 32, backward: bwd))
             cases.append(attentionBatch("ijepa-target", batch: 64, heads: 3, n: 49, dh: 64, backward: bwd))
+            cases.append(attentionBatch("ijepa-ctx", batch: 64, heads: 3, n: 11, dh: 64, backward: bwd))
             cases.append(attentionBatch("vit-tiny", batch: 64, heads: 3, n: 64, dh: 64, backward: bwd))
             cases.append(attentionBatch("vit-s16", batch: 16, heads: 6, n: 196, dh: 64, backward: bwd))
         }

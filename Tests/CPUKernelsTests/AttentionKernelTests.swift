@@ -84,13 +84,18 @@ final class AttentionKernelTests: XCTestCase {
 
     /// The batch functions in the qkv Linear's layout give, for every (batch, head), the bits of the per-head
     /// kernels on strided slices: with the rows copied first (short sequences) and without (per image above
-    /// `attentionCopyMaxFloats`), backward written and accumulated, at 1, 2 and 3 threads.
+    /// `attentionCopyMaxFloats`), backward written and accumulated, at 1, 2 and 3 threads. (16, 11, 3, 64), the
+    /// context encoder's short heads, runs its copied images on several threads.
     func testBatchFunctionsEqualPerHeadKernelsBitForBit() {
         var rng = TestRNG(21)
-        for (batch, n, heads, dh) in [(5, 21, 3, 32), (3, 7, 2, 8), (2, 60, 3, 64), (2, 100, 8, 128)] {
+        for (batch, n, heads, dh) in [(5, 21, 3, 32), (3, 7, 2, 8), (2, 60, 3, 64), (2, 100, 8, 128), (16, 11, 3, 64)] {
             let d = heads * dh, per = n * 3 * d
             XCTAssertEqual(attentionPlan(batch: batch, n: n, heads: heads, dh: dh, threads: 1).copiesRows, n < 100,
                            "case (\(batch), \(n)) meant to take the \(n < 100 ? "copy" : "gather") path at 1 thread")
+            if batch == 16 {
+                let plan = attentionPlan(batch: batch, n: n, heads: heads, dh: dh, threads: 3)
+                XCTAssertTrue(plan.threads == 3 && plan.copiesRows, "\(plan): 48 short heads are worth several threads")
+            }
             let qkv = rng.floats(batch * per, scale: 2), dOut = rng.floats(batch * n * d), prior = rng.floats(batch * per)
             let scale = 1 / Float(dh).squareRoot()
             var refOut = [Float](repeating: 0, count: batch * n * d), refP = [Float](repeating: 0, count: batch * heads * n * n)
