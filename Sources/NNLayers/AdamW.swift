@@ -63,6 +63,7 @@ public final class AdamW {
         }
         adamwStep(list, lr: lr, beta1: beta1, beta2: beta2, eps: eps, step: step, zeroGradients: zeroingGradients,
                   emaMomentum: emaMomentum, threads: threads)
+        if zeroingGradients { for (_, p) in parameters where p.grad != nil { p.noteGradientZeroed() } }
         for e in emaOnly { emaUpdate(target: e.target, source: e.source, count: e.count, momentum: emaMomentum, threads: threads) }
         withExtendedLifetime(m) {}
         withExtendedLifetime(v) {}

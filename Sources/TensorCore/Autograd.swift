@@ -11,6 +11,13 @@ public final class GradNode {
     public internal(set) var retainsGrad = true
     /// The value's shape (for allocating the gradient).
     var shape: [Int]
+    /// Whether the gradient buffer is known to hold only zeros (`Variable.zeroGrad`, or an optimizer's zeroing
+    /// told by `Variable.noteGradientZeroed`): `withGradForWrite` then reports it fresh, so the next
+    /// contribution is written instead of added. A weight gradient's GEMM then runs with beta 0: it does not
+    /// read the zeros, and where the optimizer released their pages it does not fault each page in twice (a
+    /// read maps the shared zero page, the write copies it, and that copy flushes the other threads' TLBs: on
+    /// ViT-S/16's step at 2 threads those faults cost ~6 %, docs/performance.md).
+    var holdsZeros = false
     var count: Int { shape.reduce(1, *) }
 
     init(shape: [Int], requiresGrad: Bool) {
@@ -22,19 +29,22 @@ public final class GradNode {
     @inline(__always)
     func withGrad(_ body: (UnsafeMutablePointer<Float>) -> Void) {
         if grad == nil { grad = Tensor.zeros(shape: shape) }
+        holdsZeros = false
         grad!.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
     }
 
-    /// Calls `body(gradient, fresh)`. When `fresh` is true the buffer was just allocated and holds garbage: the
-    /// caller must write every element (gradient = contribution) instead of adding; this skips zero-filling and
-    /// re-reading a buffer of zeros (an op's first contribution to an activation's gradient, every step).
+    /// Calls `body(gradient, fresh)`. When `fresh` is true the buffer was just allocated and holds garbage, or
+    /// holds zeros (`holdsZeros`): the caller must write every element (gradient = contribution) instead of
+    /// adding; this skips zero-filling and re-reading a buffer of zeros (an op's first contribution to an
+    /// activation's gradient, and a parameter's after the optimizer zeroed it, every step).
     @inline(__always)
     func withGradForWrite(_ body: (UnsafeMutablePointer<Float>, Bool) -> Void) {
-        var fresh = false
+        var fresh = holdsZeros
         if grad == nil {
             grad = (try? Tensor(uninitialized: shape)) ?? Tensor.zeros(shape: shape)
             fresh = true
         }
+        holdsZeros = false
         grad!.withUnsafeMutableBufferPointer { body($0.baseAddress!, fresh) }
     }
 }
@@ -49,7 +59,10 @@ public final class Variable {
     public let node: GradNode
     public internal(set) var grad: Tensor? {
         get { node.grad }
-        set { node.grad = newValue }
+        set {
+            node.grad = newValue
+            node.holdsZeros = false
+        }
     }
     public var requiresGrad: Bool { node.requiresGrad }
     /// Whether the gradient stays after the backward pass has used it. True for variables made by the user
@@ -77,11 +90,20 @@ public final class Variable {
     public func zeroGrad() {
         guard grad != nil else { return }
         node.grad!.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        node.holdsZeros = true
+    }
+
+    /// Tells the autograd that the gradient holds only zeros, set through `unsafeParameterBuffers` (an
+    /// optimizer that zeroes gradients in its own pass): the next contribution is then written, not added.
+    /// Only for a caller that did zero every element.
+    public func noteGradientZeroed() {
+        if grad != nil { node.holdsZeros = true }
     }
 
     /// The value's buffer and the gradient's (nil when there is none), each made unique first, for kernels that
     /// update parameters in place (the optimizer). Valid until the value or the gradient is replaced.
     public func unsafeParameterBuffers() -> (value: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>?) {
+        node.holdsZeros = false  // the caller may write anything there
         let v = value.withUnsafeMutableBufferPointer { $0.baseAddress! }
         let g = grad == nil ? nil : grad!.withUnsafeMutableBufferPointer { $0.baseAddress! }
         return (v, g)
@@ -131,7 +153,10 @@ public final class Tape {
     func runEntries() {
         while let e = entries.popLast() {
             e.run()
-            if let o = e.output, !o.retainsGrad { o.grad = nil }
+            if let o = e.output, !o.retainsGrad {
+                o.grad = nil
+                o.holdsZeros = false
+            }
         }
     }
 

@@ -131,9 +131,11 @@ func linearParameterGradients(
 ) {
     let (outF, inF) = (w.shape[0], w.shape[1])
     if w.requiresGrad {
-        w.withGrad { dw in
+        // Written (beta 0) where the gradient is fresh: the first contribution of a step, after the optimizer
+        // zeroed it (`GradNode.holdsZeros`); added otherwise (a weight shared by several calls).
+        w.withGradForWrite { dw, fresh in
             sgemm(c: dw, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: true, b: x, ldb: max(1, inF),
-                  transB: false, m: outF, n: inF, k: rows, beta: 1, bPrologue: prologue)
+                  transB: false, m: outF, n: inF, k: rows, beta: fresh ? 0 : 1, bPrologue: prologue)
         }
     }
     if let b, b.requiresGrad { b.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: outF) } }

@@ -68,6 +68,36 @@ final class GradCheckTests: XCTestCase {
         }
     }
 
+    /// A weight whose gradient is known to hold zeros (`zeroGrad`) gets its first contribution of a backward pass
+    /// written (its GEMM with beta 0) and the next ones added: a weight used twice in one pass gets the sum, the
+    /// same as from a gradient that had never been allocated, and a stale gradient is never kept.
+    func testZeroedGradientIsWrittenThenAdded() throws {
+        let x1 = try param([3, 7]), x2 = try param([3, 7]), w = try param([4, 7])
+        func backward() throws -> [Float] {
+            let t = Tape()
+            let y = try add(try linear(x1, weight: w, bias: nil, tape: t), try linear(x2, weight: w, bias: nil, tape: t),
+                            tape: t)
+            try t.backward(from: y, seed: try Tensor(shape: [3, 4], repeating: 1))
+            return w.grad!.scalars
+        }
+        let first = try backward()  // no gradient buffer yet
+        // The sum of both uses: dW[o][i] = sum over the rows r of x1[r][i] + x2[r][i].
+        let expected = (0..<28).map { e -> Float in
+            let i = e % 7
+            return (0..<3).reduce(Float(0)) { $0 + x1.value.scalars[$1 * 7 + i] + x2.value.scalars[$1 * 7 + i] }
+        }
+        for (g, e) in zip(first, expected) { XCTAssertEqual(g, e, accuracy: 1e-5) }
+        w.zeroGrad()
+        XCTAssertEqual(try backward().map(\.bitPattern), first.map(\.bitPattern), "after zeroGrad: written, then added")
+        // Without zeroing, a second pass adds to the first.
+        let twice = try backward()
+        for (g, e) in zip(twice, first) { XCTAssertEqual(g, 2 * e, accuracy: 1e-5) }
+        // A gradient replaced or written through the optimizer's buffers is no longer known to be zeros.
+        w.zeroGrad()
+        _ = w.unsafeParameterBuffers().grad!.update(repeating: 1, count: 28)
+        for (g, e) in zip(try backward(), first) { XCTAssertEqual(g, 1 + e, accuracy: 1e-5) }
+    }
+
     /// The fused MLP op: finite differences for every input, and the bits of linear -> gelu -> linear (+ residual)
     /// for the output and every gradient, with and without a tape.
     func testMLP() throws {
