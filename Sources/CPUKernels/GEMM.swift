@@ -145,10 +145,10 @@ public func sgemm(
                              jc: jc, nc: nc, panels: (nc + P.NR - 1) / P.NR, k0: k0, kg: kg,
                              splits: threads == 1 ? 1 : max(1, 8 / ((kg + P.KC - 1) / P.KC)))
         }
-        let first = bGroup(0)
+        var pack = bGroup(0)
+        let first = pack
         Parallel.forEach(tasks: first.tasks, threads: threads) { t, _ in packBTask(first, task: t) }
         for g in 0..<groups {
-            let pack = bGroup(g)
             let group = GEMMGroup(c: c, ldc: ldc, a: a, lda: lda, transA: transA, m: m, k: k, alpha: alpha, beta: beta,
                                   bias: bias, residual: residual, epilogue: epilogue, aPrologue: aPrologue,
                                   bPack: pack.dst, jc: pack.jc, nc: pack.nc, panels: pack.panels, k0: pack.k0, kg: pack.kg)
@@ -166,6 +166,7 @@ public func sgemm(
                     packBTask(next, task: task - plan.tasks)
                 }
             }
+            if let next { pack = next }
         }
     }
 }

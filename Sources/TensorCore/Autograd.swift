@@ -16,7 +16,8 @@ public final class GradNode {
     /// contribution is written instead of added. A weight gradient's GEMM then runs with beta 0: it does not
     /// read the zeros, and where the optimizer released their pages it does not fault each page in twice (a
     /// read maps the shared zero page, the write copies it, and that copy flushes the other threads' TLBs: on
-    /// ViT-S/16's step at 2 threads those faults cost ~6 %, docs/performance.md).
+    /// ViT-S/16's step at 2 threads those faults cost ~6 %, docs/performance.md). Without a buffer it says
+    /// nothing: a gradient allocated by `withGradForWrite` is fresh anyway, and `withGrad` clears the flag.
     var holdsZeros = false
     var count: Int { shape.reduce(1, *) }
 
@@ -153,10 +154,7 @@ public final class Tape {
     func runEntries() {
         while let e = entries.popLast() {
             e.run()
-            if let o = e.output, !o.retainsGrad {
-                o.grad = nil
-                o.holdsZeros = false
-            }
+            if let o = e.output, !o.retainsGrad { o.grad = nil }
         }
     }
 
