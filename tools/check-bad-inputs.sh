@@ -65,6 +65,21 @@ cp -r "$work/run-ok" "$work/run-bad"
 head -c 2000 "$work/run-ok/checkpoint.safetensors" > "$work/run-bad/checkpoint.safetensors"
 expect "truncated checkpoint" "checkpoint.safetensors" -- "$bin" train --resume --set data.dataset=image-folder --set "data.image_folder=$work/good" --out "$work/run-bad" "${tiny[@]}"
 expect "checkpoint of another config" "another training configuration" -- "$bin" train --resume --set data.dataset=image-folder --set "data.image_folder=$work/good" --out "$work/run-ok" "${tiny[@]}" --set optimization.lr=0.5
+# A checkpoint of format v1 (the random streams before v2): refused by --resume, still evaluated.
+cp -r "$work/run-ok" "$work/run-v1"
+perl -0777 -pi -e 's/ijepa-checkpoint-v2/ijepa-checkpoint-v1/g' "$work/run-v1/checkpoint.safetensors"
+expect "resume of a format v1 checkpoint" "ijepa-checkpoint-v1 cannot be resumed.*random streams" -- "$bin" train --resume --set data.dataset=image-folder --set "data.image_folder=$work/good" --out "$work/run-v1" "${tiny[@]}"
+if "$bin" probe --out "$work/run-v1" --set evaluation.probe_iterations=5 >"$work/probe-v1.log" 2>&1 && grep -q "format ijepa-checkpoint-v1" "$work/probe-v1.log"; then
+    echo "ok   a format v1 checkpoint is still probed"
+else
+    echo "FAIL: probe of a format v1 checkpoint"; tail -3 "$work/probe-v1.log"; fails=$((fails + 1))
+fi
+# Evaluating on another data set, and checkpoints that are not ours.
+expect "probe on a missing IDX folder" "$work/no-such-idx: no such folder" -- "$bin" probe --out "$work/run-ok" --data-root "$work/no-such-idx"
+expect "two data sets at once" "not both" -- "$bin" probe --out "$work/run-ok" --data-root "$work/idx" --image-folder "$work/good"
+"$bin" embed --out "$work/run-ok" --output "$work/features.safetensors" >/dev/null 2>&1 || { echo "FAIL: embed"; fails=$((fails + 1)); }
+expect "a safetensors file without training state" "features.safetensors.*--config" -- "$bin" probe --checkpoint "$work/features.safetensors"
+expect "a state dict without the networks" "features.safetensors.*missing tensor 'encoder\." -- "$bin" probe --checkpoint "$work/features.safetensors" --config "$work/run-ok/config.json"
 expect "export into a non-empty folder" "not empty" -- "$bin" export-png --split test --limit 200 --to "$work/good"
 expect "unknown GEMM blocking key" "unknown key 'XC'" -- "$bin" bench gemm --quick --ab XC=3
 expect "unknown step variant" "unknown variant 'fused'.*separate-inputs" -- "$bin" bench ijepa --quick --ab fused

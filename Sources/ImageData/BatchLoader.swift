@@ -18,10 +18,10 @@ public struct Batch: Sendable {
 
 /// Deterministic, resumable batches with one background thread decoding ahead.
 ///
-/// - Epoch e visits the images in the order `RandomGenerator(seed: seed).derived(e).permutation(count)`
+/// - Epoch e visits the images in the order `RandomGenerator(seed: seed).stream(.dataOrder, e).permutation(count)`
 ///   (`0..<count` without shuffle); the last incomplete batch is dropped (`drop_last`).
 /// - Batch b of epoch e holds `order[b * B ..< (b + 1) * B]`; its global index is `e * batchesPerEpoch + b`.
-/// - Image `i` of epoch e is augmented with `RandomGenerator(seed: seed).derived(e, i)`.
+/// - Image `i` of epoch e is augmented with `RandomGenerator(seed: seed).stream(.augmentation, e, i)`.
 /// So every batch is a pure function of (dataset, augmentation, seed, global index): the same for any thread
 /// count, with or without prefetch, and `startStep: s` resumes a run exactly where batch s would have come.
 ///
@@ -96,7 +96,7 @@ public final class BatchLoader {
     /// The image order of `epoch`.
     public static func epochOrder(count: Int, seed: UInt64, epoch: Int, shuffle: Bool = true) -> [Int] {
         guard shuffle else { return Array(0..<count) }
-        var g = RandomGenerator(seed: seed).derived(UInt64(epoch))
+        var g = RandomGenerator(seed: seed).stream(.dataOrder, UInt64(epoch))
         return g.permutation(count)
     }
 
@@ -133,7 +133,7 @@ public final class BatchLoader {
             Parallel.forEach(tasks: batchSize, threads: threads) { k, _ in
                 if let cancelled, cancelled() { stopped.store(true, ordering: .relaxed); return }
                 let i = indices[k]
-                var rng = base.derived(UInt64(epoch), UInt64(i))
+                var rng = base.stream(.augmentation, UInt64(epoch), UInt64(i))
                 augmentation.apply(dataset.image(i), width: dataset.width, height: dataset.height, channels: c,
                                    rng: &rng, into: out + k * per)
             }

@@ -148,7 +148,7 @@ public enum FashionMNIST {
         switch split {
         case "train": prefix = "train"
         case "test", "t10k": prefix = "t10k"
-        default: throw ImageDataError(path: directory, problem: "unknown Fashion-MNIST split \"\(split)\" (use \"train\" or \"test\")")
+        default: throw ImageDataError(path: directory, problem: "unknown IDX split \"\(split)\" (use \"train\" or \"test\")")
         }
         func pick(_ base: String) -> String {
             // The .gz files as distributed; an uncompressed copy is used when only that exists.
@@ -163,17 +163,41 @@ public enum FashionMNIST {
         guard FileIO.isDirectory(directory) else {
             throw ImageDataError(path: directory, problem: "no such folder (Fashion-MNIST: install the Debian package dataset-fashion-mnist, or pass the folder holding the four IDX files)")
         }
-        let f = try files(split: split, directory: directory)
+        return try IDXFolder.load(split: split, directory: directory, name: "fashion-mnist", classNames: classNames)
+    }
+}
+
+/// Any folder of IDX files in the MNIST layout: `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
+/// `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each gzipped (`.gz`) or not. MNIST, Fashion-MNIST,
+/// KMNIST and EMNIST's splits are distributed this way. Images are gray, of any size.
+public enum IDXFolder {
+    /// Loads a split ("train" or "test") named "<name>-<split>" (name: the folder's own by default). Class names:
+    /// `classNames`, else the folder's `classes.txt` (one per line, in label order), else "0", "1", ...
+    public static func load(split: String, directory: String, name: String? = nil, classNames: [String]? = nil) throws -> ImageDataset {
+        guard FileIO.isDirectory(directory) else {
+            throw ImageDataError(path: directory, problem: "no such folder (an IDX data set is a folder holding train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz] and the t10k-* pair)")
+        }
+        let f = try FashionMNIST.files(split: split, directory: directory)
         let images = try IDX.readImages(path: f.images)
         let labels = try IDX.readLabels(path: f.labels)
         guard images.count == labels.count else {
             throw ImageDataError(path: f.labels, problem: "\(labels.count) labels for the \(images.count) images of \(f.images)")
         }
-        if let bad = labels.first(where: { $0 >= classNames.count }) {
-            throw ImageDataError(path: f.labels, problem: "label \(bad) outside 0..<\(classNames.count)")
+        var names = classNames
+        let listed = directory + "/classes.txt"
+        if names == nil, FileManager.default.fileExists(atPath: listed) {
+            guard let text = try? String(contentsOfFile: listed, encoding: .utf8) else {
+                throw ImageDataError(path: listed, problem: "cannot read the class names (UTF-8 text, one name per line)")
+            }
+            names = text.split(separator: "\n", omittingEmptySubsequences: true).map { $0.trimmingCharacters(in: .whitespaces) }
         }
-        return ImageDataset(name: "fashion-mnist-\(split == "t10k" ? "test" : split)", width: images.width,
+        let classes = names?.count ?? (labels.max() ?? 0) + 1
+        if let bad = labels.first(where: { $0 >= classes }) {
+            throw ImageDataError(path: f.labels, problem: "label \(bad) outside 0..<\(classes)\(names != nil ? " (the class names given)" : "")")
+        }
+        let base = name ?? URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent
+        return ImageDataset(name: "\(base)-\(split == "t10k" ? "test" : split)", width: images.width,
                             height: images.height, channels: 1, pixels: images.pixels, labels: labels,
-                            classNames: classNames)
+                            classNames: names ?? (0..<classes).map { "\($0)" })
     }
 }

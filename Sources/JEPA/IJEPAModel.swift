@@ -13,11 +13,11 @@ public final class IJEPAModel {
 
     public init(_ config: ViTConfig, predictorDim: Int, predictorDepth: Int, seed: UInt64) throws {
         self.config = config
-        var rng = RandomGenerator(seed: seed)
+        var rng = RandomGenerator(seed: seed).stream(.initialisation)
         encoder = try VisionTransformer(config, rng: &rng)
         predictor = try Predictor(gridSize: config.gridSize, embedDim: config.embedDim, predictorDim: predictorDim,
                                   depth: predictorDepth, heads: config.heads, rng: &rng)
-        var scratch = RandomGenerator(seed: seed)
+        var scratch = rng  // the target's own init is overwritten by the copy below
         target = try VisionTransformer(config, rng: &scratch)
         copyParameters(from: encoder, to: target)
     }
@@ -38,6 +38,14 @@ public final class IJEPAModel {
             + target.stateDict.map { ("target_encoder." + $0.0, $0.1) }
     }
 
+    /// `stateDict` with the official shapes (position tables (1, N, D)): what a checkpoint stores, loadable
+    /// into the official modules after splitting by prefix.
+    public var stateTensors: [(String, Tensor)] {
+        encoder.stateTensors.map { ("encoder." + $0.0, $0.1) }
+            + predictor.stateTensors.map { ("predictor." + $0.0, $0.1) }
+            + target.stateTensors.map { ("target_encoder." + $0.0, $0.1) }
+    }
+
     /// The trained parameters, in optimizer order (encoder first, then predictor; official groups by name).
     public var trainableParameters: [(String, Variable)] {
         encoder.namedParameters.map { ("encoder." + $0.0, $0.1) }
@@ -51,4 +59,9 @@ func copyParameters(from source: VisionTransformer, to target: VisionTransformer
         t.value = s.value
         t.value.withUnsafeMutableBufferPointer { _ in }  // force a private copy now, not on the first EMA write
     }
+}
+
+/// (N, D) -> (1, N, D): the same values with the batch axis the official modules keep on their tables.
+func withLeadingAxis(_ t: Tensor) -> Tensor {
+    try! t.reshaped([1] + t.shape)  // same count: cannot fail
 }

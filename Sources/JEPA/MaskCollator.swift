@@ -133,7 +133,7 @@ public struct MaskBatch: Sendable {
 }
 
 /// The multi-block mask collator (reference section 3). All randomness comes from
-/// `RandomGenerator(seed: seed).derived(step)`: block sizes from `.derived(0)` (as the official code seeds its
+/// `RandomGenerator(seed: seed).stream(.masks, step)`: block sizes from `.derived(0)` (as the official code seeds its
 /// size generator with the call counter), positions of image b from `.derived(1, b)`, the random trimming of
 /// `fixed` mode from `.derived(2, b, m)` (context m) and `.derived(3, b, m)` (target m). So the masks of a step
 /// are a pure function of (config, seed, step, batch), and the untrimmed masks of image b do not depend on B.
@@ -271,7 +271,7 @@ public struct MaskCollator: Sendable {
         -> (images: [ImageMasks], targetBlock: (h: Int, w: Int), contextBlock: (h: Int, w: Int))
     {
         let c = config
-        let base = RandomGenerator(seed: seed).derived(UInt64(truncatingIfNeeded: step))
+        let base = RandomGenerator(seed: seed).stream(.masks, UInt64(truncatingIfNeeded: step))
         var sizes = base.derived(0)
         let p = MaskCollator.blockSize(r: sizes.nextUniform(), scale: c.predScale, aspect: c.aspectRatio,
                                        gridHeight: c.gridHeight, gridWidth: c.gridWidth, fixed: c.fixed)
@@ -320,7 +320,7 @@ public struct MaskCollator: Sendable {
             relaxed += im.relaxed
         }
         if batch == 0 { (kp, kc) = (0, 0) }
-        let base = RandomGenerator(seed: seed).derived(UInt64(truncatingIfNeeded: step))
+        let base = RandomGenerator(seed: seed).stream(.masks, UInt64(truncatingIfNeeded: step))
         func collate(_ count: Int, _ k: Int, key: UInt64, _ pick: (ImageMasks, Int) -> [Int32]) -> [TokenIndices] {
             (0..<count).map { m in
                 var flat = [Int32]()

@@ -67,7 +67,13 @@ public final class Predictor: ParameterContainer {
         return out + prefixed("predictor_norm", norm) + prefixed("predictor_proj", proj)
     }
 
+    /// Parameters plus the fixed table, as this model holds them (predictor_pos_embed (N, Dp)).
     public var stateDict: [(String, Variable)] { [("predictor_pos_embed", posEmbed)] + namedParameters }
+
+    /// The official `VisionTransformerPredictor`'s state_dict: predictor_pos_embed as (1, N, Dp).
+    public var stateTensors: [(String, Tensor)] {
+        [("predictor_pos_embed", withLeadingAxis(posEmbed.value))] + parameterTensors(namedParameters)
+    }
 }
 
 /// (N, D) -> (B, N, D): the table repeated for every image (`pos.repeat(B, 1, 1)`).

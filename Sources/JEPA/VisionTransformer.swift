@@ -119,8 +119,14 @@ public final class VisionTransformer: ParameterContainer {
         return out + prefixed("norm", norm)
     }
 
-    /// Parameters plus the fixed buffers a state_dict carries (pos_embed as (1, N, D)).
+    /// Parameters plus the fixed table a state_dict carries, as this model holds them (pos_embed (N, D)).
     public var stateDict: [(String, Variable)] {
         [("pos_embed", posEmbed)] + namedParameters
+    }
+
+    /// The official module's state_dict: the same names, with pos_embed as the official (1, N, D) parameter,
+    /// so `load_state_dict(strict=True)` of `src/models/vision_transformer.py`'s encoder takes it as it is.
+    public var stateTensors: [(String, Tensor)] {
+        [("pos_embed", withLeadingAxis(posEmbed.value))] + parameterTensors(namedParameters)
     }
 }

@@ -55,10 +55,11 @@ public func pixelFeatures(_ data: ImageDataset, augmentation: Augmentation) thro
 }
 
 /// The first `n` images of a seeded permutation (all of them for n = 0 or n >= count): a fixed, unbiased
-/// subset so that probes on a budget stay comparable between runs.
-public func evaluationSubset(_ data: ImageDataset, samples n: Int, seed: UInt64) -> ImageDataset {
+/// subset so that probes on a budget stay comparable between runs. `split` 0 is the probes' train split, 1
+/// their test split: each has a stream of its own.
+public func evaluationSubset(_ data: ImageDataset, samples n: Int, seed: UInt64, split: UInt64) -> ImageDataset {
     guard n > 0, n < data.count else { return data }
-    var g = RandomGenerator(seed: seed).derived(0xE7A1)
+    var g = RandomGenerator(seed: seed).stream(.probeSubset, split)
     return data.subset(Array(g.permutation(data.count).prefix(n)).sorted())
 }
 
@@ -70,8 +71,8 @@ public struct Evaluator {
     public var log: (String) -> Void = { print($0); fflush(stdout) }
 
     public init(train: ImageDataset, test: ImageDataset, augmentation: Augmentation, options: TrainingConfig.Evaluation, seed: UInt64) {
-        self.train = evaluationSubset(train, samples: options.trainSamples, seed: seed)
-        self.test = evaluationSubset(test, samples: options.testSamples, seed: seed &+ 1)
+        self.train = evaluationSubset(train, samples: options.trainSamples, seed: seed, split: 0)
+        self.test = evaluationSubset(test, samples: options.testSamples, seed: seed, split: 1)
         self.augmentation = augmentation.evaluation
         self.options = options
     }
@@ -98,7 +99,7 @@ public struct Evaluator {
     /// settings too); the test split is never looked at.
     func chooseWeightDecay(_ x: Tensor) throws -> Float {
         guard options.probeSweep, train.count >= 20 else { return Float(options.probeWeightDecay) }
-        var g = RandomGenerator(seed: 0x5EE9)
+        var g = RandomGenerator(seed: 0).stream(.probeValidation)  // the same tenth for every run
         let order = g.permutation(train.count)
         let cut = train.count / 10
         let val = Array(order[..<cut]).sorted(), fit = Array(order[cut...]).sorted()

@@ -7,8 +7,9 @@ import JEPA
 /// names the file and the key, so a typo never silently trains the default.
 public struct TrainingConfig: Sendable, Equatable {
     public struct Data: Sendable, Equatable {
-        /// "fashion-mnist" (IDX files, `root_path` is their folder) or "image-folder" (`image_folder` holds
-        /// one subfolder of PNGs per class; `test_folder` the evaluation split).
+        /// "fashion-mnist" (its four IDX files, `root_path` is their folder), "idx" (any folder of IDX files in
+        /// the MNIST layout, e.g. MNIST; class names from its classes.txt or numbers) or "image-folder"
+        /// (`image_folder` holds one subfolder of PNGs per class; `test_folder` the evaluation split).
         public var dataset = "fashion-mnist"
         public var rootPath = "/usr/share/datasets/fashion-mnist"
         public var imageFolder: String? = nil
@@ -118,21 +119,35 @@ extension TrainingConfig {
     /// Reads a JSON config; `overrides` are "section.key=value" strings applied on top (value in JSON syntax,
     /// bare words taken as strings), e.g. "optimization.epochs=5", "data.image_folder=/data/train".
     public static func load(path: String?, overrides: [String] = []) throws -> TrainingConfig {
+        guard let path else { return try parse(nil, source: "defaults", overrides: overrides) }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(source: path, problem: "cannot read the file (missing or unreadable)")
+        }
+        return try parse(data, source: path, overrides: overrides)
+    }
+
+    /// Reads a config from JSON text (e.g. the one a checkpoint carries); `source` names it in errors.
+    public static func load(text: String, source: String, overrides: [String] = []) throws -> TrainingConfig {
+        try parse(Foundation.Data(text.utf8), source: source, overrides: overrides)
+    }
+
+    /// This configuration with "section.key=value" overrides applied (checked as `load` checks them).
+    public func applying(_ overrides: [String]) throws -> TrainingConfig {
+        try TrainingConfig.parse(Foundation.Data(jsonText().utf8), source: "command line (--set or a flag)", overrides: overrides)
+    }
+
+    static func parse(_ data: Foundation.Data?, source: String, overrides: [String]) throws -> TrainingConfig {
         var root: [String: Any] = [:]
-        let source = path ?? "defaults"
-        if let path {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw ConfigError(source: path, problem: "cannot read the file (missing or unreadable)")
-            }
+        if let data {
             do {
                 guard let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                    throw ConfigError(source: path, problem: "the top level must be a JSON object with sections data, mask, meta, optimization, logging, evaluation")
+                    throw ConfigError(source: source, problem: "the top level must be a JSON object with sections data, mask, meta, optimization, logging, evaluation")
                 }
                 root = obj
             } catch let e as ConfigError {
                 throw e
             } catch {
-                throw ConfigError(source: path, problem: "malformed JSON: \((error as NSError).userInfo["NSDebugDescription"] ?? error.localizedDescription)")
+                throw ConfigError(source: source, problem: "malformed JSON: \((error as NSError).userInfo["NSDebugDescription"] ?? error.localizedDescription)")
             }
         }
         for o in overrides {
@@ -147,7 +162,7 @@ extension TrainingConfig {
             sec[name] = value
             root[section] = sec
         }
-        var reader = ConfigReader(source: path == nil && !overrides.isEmpty ? "command line (--set or a flag)" : source, root: root)
+        var reader = ConfigReader(source: data == nil && !overrides.isEmpty ? "command line (--set or a flag)" : source, root: root)
         let config = try reader.read()
         try config.validate(source: reader.source)
         return config
@@ -235,8 +250,8 @@ extension TrainingConfig {
 
     func validate(source: String) throws {
         func need(_ ok: Bool, _ problem: String) throws { if !ok { throw ConfigError(source: source, problem: problem) } }
-        try need(["fashion-mnist", "image-folder"].contains(data.dataset),
-                 "data.dataset must be \"fashion-mnist\" or \"image-folder\", got \"\(data.dataset)\"")
+        try need(["fashion-mnist", "idx", "image-folder"].contains(data.dataset),
+                 "data.dataset must be \"fashion-mnist\", \"idx\" or \"image-folder\", got \"\(data.dataset)\"")
         try need(data.dataset != "image-folder" || data.imageFolder != nil,
                  "data.dataset \"image-folder\" needs data.image_folder (a folder with one subfolder of PNGs per class)")
         try need(data.batchSize >= 1, "data.batch_size must be >= 1, got \(data.batchSize)")

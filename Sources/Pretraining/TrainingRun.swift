@@ -11,9 +11,13 @@ import Glibc
 public func loadDatasets(_ config: TrainingConfig) throws -> (train: ImageDataset, test: ImageDataset) {
     let d = config.data
     switch d.dataset {
-    case "fashion-mnist":
+    case "fashion-mnist", "idx":
         if d.channels != 1 {
-            throw ConfigError(source: "data.channels", problem: "Fashion-MNIST is gray: use channels 1")
+            throw ConfigError(source: "data.channels", problem: "IDX images are gray: use channels 1")
+        }
+        if d.dataset == "idx" {
+            return (try IDXFolder.load(split: "train", directory: d.rootPath),
+                    try IDXFolder.load(split: "test", directory: d.rootPath))
         }
         return (try FashionMNIST.load(split: "train", directory: d.rootPath),
                 try FashionMNIST.load(split: "test", directory: d.rootPath))
@@ -28,7 +32,7 @@ public func loadDatasets(_ config: TrainingConfig) throws -> (train: ImageDatase
         }
         // No test folder: a fixed, seeded sixth of the images is held out for the probes' test split (the
         // probes are then fitted on the other five sixths; pretraining sees every image, labels unused).
-        var g = RandomGenerator(seed: 0xF01D)
+        var g = RandomGenerator(seed: 0).stream(.heldOutSplit)  // the same split whatever meta.seed
         let order = g.permutation(train.count)
         let cut = max(1, train.count / 6)
         return (train.subset(Array(order[cut...]).sorted()), train.subset(Array(order[..<cut]).sorted()))
@@ -102,9 +106,9 @@ public final class TrainingRun {
     public var checkpointPath: String { folder + "/checkpoint.safetensors" }
 
     /// Builds everything; with `resume`, continues from the folder's checkpoint, else refuses to overwrite one.
-    /// `readOnly` (probe, embed): load the checkpoint and write nothing into the folder.
+    /// (Evaluating a checkpoint without training it: `TrainedCheckpoint`.)
     public init(config: TrainingConfig, resume: Bool, overwrite: Bool = false,
-                datasets: (ImageDataset, ImageDataset)? = nil, readOnly: Bool = false) throws {
+                datasets: (ImageDataset, ImageDataset)? = nil) throws {
         self.config = config
         folder = config.logging.folder
         let ckpt = folder + "/checkpoint.safetensors"
@@ -117,7 +121,6 @@ public final class TrainingRun {
             throw ConfigError(source: train.name, problem: "images have \(train.channels) channels, the model expects \(vit.inChannels) (data.channels)")
         }
         collator = try MaskCollator(config.maskConfig())
-        let seed = UInt64(config.meta.seed)
         guard train.count >= config.data.batchSize else {
             throw ConfigError(source: train.name, problem: "\(train.count) images cannot fill one batch of \(config.data.batchSize) (data.batch_size; incomplete batches are dropped)")
         }
@@ -129,14 +132,10 @@ public final class TrainingRun {
             itersPerEpoch: ipe, epochs: o.epochs, warmupEpochs: o.warmup, ipeScale: o.ipeScale, startLR: o.startLR,
             refLR: o.lr, finalLR: o.finalLR, refWD: o.weightDecay, finalWD: o.finalWeightDecay, ema: (o.ema[0], o.ema[1]))
         totalSteps = o.maxSteps > 0 ? min(o.maxSteps, o.epochs * ipe) : o.epochs * ipe
-        model = try IJEPAModel(vit, predictorDim: config.meta.predEmbDim, predictorDepth: config.meta.predDepth, seed: seed)
+        model = try config.makeModel()
         model.recomputeBlocks = config.engine.recomputeBlocks
         trainer = try IJEPATrainer(model: model, schedules: schedules)
         cost = StepCost(vit: vit, predictorDim: config.meta.predEmbDim, predictorDepth: config.meta.predDepth)
-        if readOnly {
-            wallBefore = try Checkpoint.restore(trainer, from: ckpt, configHash: config.trainingHash).wallSeconds
-            return
-        }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         if resume {
             let state = try Checkpoint.restore(trainer, from: ckpt, configHash: config.trainingHash)
@@ -149,13 +148,7 @@ public final class TrainingRun {
     }
 
     /// The encoder the probes evaluate (evaluation.encoder).
-    public var evaluatedEncoder: VisionTransformer { config.evaluation.encoder == "context" ? model.encoder : model.target }
-
-    /// The architecture at initialisation (same seed): the random-init baseline of the probes.
-    public func randomInitEncoder() throws -> VisionTransformer {
-        try IJEPAModel(model.config, predictorDim: config.meta.predEmbDim, predictorDepth: config.meta.predDepth,
-                       seed: UInt64(config.meta.seed)).encoder
-    }
+    public var evaluatedEncoder: VisionTransformer { config.evaluatedEncoder(of: model) }
 
     /// Rows of the logs up to `step` (a resumed run rewrites what came after its checkpoint).
     func truncateLogs(after step: Int) throws {

@@ -6,6 +6,26 @@ import Glibc
 import Darwin
 #endif
 
+/// What a random stream is for. Each purpose is a domain of its own: `stream(.dataOrder, e)` and
+/// `stream(.masks, e)` are unrelated generators although both are keyed by e. The raw values are part of the
+/// checkpoint format (changing one changes what a seed trains), so they are fixed here and never reordered.
+public enum RandomPurpose: UInt64, Sendable, CaseIterable {
+    /// The weights at initialisation (encoder, then predictor, in declaration order).
+    case initialisation = 0x494E_4954
+    /// The image order of epoch e: `stream(.dataOrder, e)`.
+    case dataOrder = 0x4F52_4445
+    /// The augmentation of image i in epoch e: `stream(.augmentation, e, i)`.
+    case augmentation = 0x4155_474D
+    /// The masks of training step t: `stream(.masks, t)`.
+    case masks = 0x4D41_534B
+    /// The probes' train (0) and test (1) subsets: `stream(.probeSubset, split)`.
+    case probeSubset = 0x5355_4253
+    /// The held-out tenth on which the probe's weight decay is chosen (fixed seed, not the run's).
+    case probeValidation = 0x5641_4C44
+    /// The held-out sixth of an image folder without a test folder (fixed seed, not the run's).
+    case heldOutSplit = 0x484F_4C44
+}
+
 /// A seeded, counter-based random generator (Philox4x32-10, Salmon et al. 2011, as in PyTorch and JAX).
 ///
 /// Every draw is a pure function of (seed, counter), so a fill of n values is cut into chunks and filled in
@@ -87,18 +107,37 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
         return Int(bits.multipliedFullWidth(by: UInt64(bound)).high)
     }
 
-    /// An independent stream keyed by (seed, keys...): e.g. `derived(epoch, sampleIndex)` gives every sample
-    /// of every epoch its own generator, so a draw never depends on thread count or on what came before it.
+    /// A generator keyed by (this generator's seed, keys...), for sub-streams of one purpose: e.g. the masks of
+    /// a step draw their block sizes from `derived(0)` and image b's positions from `derived(1, b)`.
+    ///
+    /// The seed is hashed first and each key then enters through its own hashing round, so the result depends
+    /// on every input separately: `derived(k)` of seed s never equals `derived(k')` of seed s' unless
+    /// (s, k) == (s', k') (up to a 2^-64 chance). (Until checkpoint format v2 the seed was XORed with the first
+    /// key before hashing, so seed s with key k gave the stream of seed s ^ k with key 0.)
     public func derived(_ keys: UInt64...) -> RandomGenerator {
-        var h = seed ^ 0x9E37_79B9_7F4A_7C15
-        for k in keys {
-            // splitmix64 finaliser over the running hash: keys that differ in one bit give unrelated seeds.
-            h = (h ^ k) &+ 0x9E37_79B9_7F4A_7C15
-            h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
-            h ^= h >> 31
-        }
-        return RandomGenerator(seed: h)
+        RandomGenerator(seed: RandomGenerator.hash(seed, keys))
+    }
+
+    /// The stream of one purpose: `RandomGenerator(seed: s).stream(.masks, step)`. Every random draw of a
+    /// training run goes through this, so no two purposes, seeds or indices share a stream (docs/training.md,
+    /// "Random streams").
+    public func stream(_ purpose: RandomPurpose, _ keys: UInt64...) -> RandomGenerator {
+        RandomGenerator(seed: RandomGenerator.hash(seed, [purpose.rawValue] + keys))
+    }
+
+    /// splitmix64's finaliser: a bijection of UInt64 whose output bits each depend on every input bit.
+    @inline(__always) static func mix(_ x: UInt64) -> UInt64 {
+        var h = x &+ 0x9E37_79B9_7F4A_7C15
+        h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
+        return h ^ (h >> 31)
+    }
+
+    /// h = mix(seed), then h = mix(h ^ mix(k)) for each key in order.
+    static func hash(_ seed: UInt64, _ keys: [UInt64]) -> UInt64 {
+        var h = mix(seed)
+        for k in keys { h = mix(h ^ mix(k ^ 0x6A09_E667_F3BC_C909)) }
+        return h
     }
 
     /// Fisher-Yates shuffle of 0..<n drawn from this generator.

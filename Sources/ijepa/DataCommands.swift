@@ -49,18 +49,21 @@ struct Masks: ParsableCommand {
 
 struct Embed: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write average-pooled target-encoder features of a split to a safetensors file.",
+        abstract: "Write average-pooled target-encoder features of a split of any data set to a safetensors file.",
         discussion: """
             Output tensors: "features" (n, D) float32 and "labels" (n) float32, plus
-            metadata (run, split, step).
+            metadata (checkpoint, data set, split, step, encoder). The data set is the
+            one the model was trained on unless --data-root or --image-folder names
+            another.
 
-            Example:
+            Examples:
               ijepa embed --out runs/fashion-mnist --split test --output
                   test-features.safetensors
+              ijepa embed --out runs/fashion-mnist --data-root data/digits-idx --output
+                  digits.safetensors
             """)
 
-    @Option(help: "Run folder written by `ijepa train`.")
-    var out: String = TrainingConfig().logging.folder
+    @OptionGroup var model: TrainedModelOptions
 
     @Option(help: "train or test.")
     var split = "test"
@@ -74,17 +77,18 @@ struct Embed: ParsableCommand {
         try runOptions.apply()
         try userFacing {
             guard split == "train" || split == "test" else { throw ValidationError("--split must be train or test") }
-            var cfg = try TrainingConfig.load(path: out + "/config.json")
-            cfg.logging.folder = out
-            let run = try TrainingRun(config: cfg, resume: true, readOnly: true)
-            let data = split == "train" ? run.train : run.test
-            let f = try encoderFeatures(run.evaluatedEncoder, data: data, augmentation: augmentation(cfg).evaluation,
+            let trained = try model.open()
+            let cfg = trained.config
+            let (train, test) = try loadDatasets(cfg)
+            let data = split == "train" ? train : test
+            let f = try encoderFeatures(trained.evaluatedEncoder, data: data, augmentation: augmentation(cfg).evaluation,
                                         layers: cfg.evaluation.layers)
             let labels = try Tensor(shape: [data.count], values: data.labels.map(Float.init))
+            let step = trained.state.map { "\($0.stepsDone)" } ?? "unknown"
             try SafeTensors.write([("features", f), ("labels", labels)],
-                                  metadata: ["run": out, "split": split, "step": "\(run.trainer.stepsDone)",
+                                  metadata: ["checkpoint": trained.path, "dataset": data.name, "split": split, "step": step,
                                              "encoder": "\(cfg.evaluation.encoder) encoder, average-pooled"], to: output)
-            print("wrote \(output): features \(f.shape), labels (\(data.count)) from step \(run.trainer.stepsDone)")
+            print("wrote \(output): features \(f.shape), labels (\(data.count)) of \(data.name) from step \(step)")
         }
     }
 }

@@ -123,7 +123,7 @@ struct Train: ParsableCommand {
             guard probe else { return }
             let evaluator = Evaluator(train: training.train, test: training.test, augmentation: augmentation(cfg),
                                       options: cfg.evaluation, seed: UInt64(cfg.meta.seed))
-            let report = try evaluator.compare(trained: training.evaluatedEncoder, randomInit: try training.randomInitEncoder())
+            let report = try evaluator.compare(trained: training.evaluatedEncoder, randomInit: try cfg.randomInitEncoder())
             try printReport(report, wallSeconds: Date().timeIntervalSince(wall), folder: cfg.logging.folder,
                             encoder: cfg.evaluation.encoder)
         }
@@ -151,38 +151,86 @@ func writeAtomicallyText(_ s: String, to path: String) throws {
     try writeAtomically(Data(s.utf8), to: path)
 }
 
+/// Options of the commands that evaluate a trained checkpoint (probe, embed): which checkpoint, and optionally
+/// another data set than the one it was trained on.
+struct TrainedModelOptions: ParsableArguments {
+    @Option(help: "Run folder written by `ijepa train` (its checkpoint.safetensors is read).")
+    var out: String = TrainingConfig().logging.folder
+
+    @Option(help: "A checkpoint file instead of the run folder's: ours (format v1 or v2), or a bare state dict (safetensors with encoder./predictor./target_encoder. names) together with --config.")
+    var checkpoint: String?
+
+    @Option(name: .customLong("config"), help: "Training configuration (JSON) to use instead of the one the checkpoint carries (needed for a bare state dict).")
+    var configPath: String?
+
+    @Option(name: .customLong("data-root"), help: "Evaluate on another data set: a folder of IDX files in the MNIST layout (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-*).")
+    var dataRoot: String?
+
+    @Option(name: .customLong("image-folder"), help: "Evaluate on another data set: a folder of PNGs with one subfolder per class (without --test-folder a fixed sixth is held out for testing).")
+    var imageFolder: String?
+
+    @Option(name: .customLong("test-folder"), help: "The test split for --image-folder (same class subfolders).")
+    var testFolder: String?
+
+    @Option(name: .customLong("set"), help: "Override a config value, e.g. evaluation.knn_k=10 or evaluation.train_samples=0 (repeatable).")
+    var overrides: [String] = []
+
+    func open() throws -> TrainedCheckpoint {
+        guard dataRoot == nil || imageFolder == nil else {
+            throw ValidationError("give --data-root or --image-folder, not both")
+        }
+        guard testFolder == nil || imageFolder != nil else { throw ValidationError("--test-folder needs --image-folder") }
+        var o: [String] = []
+        if let dataRoot { o += ["data.dataset=\"idx\"", "data.root_path=\(jsonString(dataRoot))"] }
+        if let imageFolder {
+            o += ["data.dataset=\"image-folder\"", "data.image_folder=\(jsonString(imageFolder))",
+                  "data.test_folder=\(testFolder.map(jsonString) ?? "null")"]
+        }
+        let config = try configPath.map { try TrainingConfig.load(path: $0) }
+        return try TrainedCheckpoint(path: checkpoint ?? out + "/checkpoint.safetensors", config: config,
+                                     overrides: o + overrides)
+    }
+}
+
+/// A string as a JSON literal (for `--set` values built from paths).
+func jsonString(_ s: String) -> String {
+    String(decoding: try! JSONSerialization.data(withJSONObject: s, options: [.fragmentsAllowed]), as: UTF8.self)
+}
+
 struct Probe: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Linear probe and k-NN of a trained run's target encoder, beside random init and raw pixels.",
+        abstract: "Linear probe and k-NN of a trained encoder on any data set, beside random init and raw pixels.",
         discussion: """
-            Reads <out>/config.json and <out>/checkpoint.safetensors. The probe is
-            multinomial logistic regression on the average-pooled, frozen target-encoder
-            features (train split -> test split), as in the paper.
+            Reads a checkpoint (the run folder's, or --checkpoint) and the training
+            configuration it carries. The probe is multinomial logistic regression on the
+            average-pooled, frozen target-encoder features (train split -> test split), as
+            in the paper. By default the data set is the one the model was trained on;
+            --data-root or --image-folder evaluate the same encoder on another one
+            (transfer), with the images normalised as in training and resized to the
+            model's input size.
 
             Examples:
               ijepa probe --out runs/fashion-mnist
               ijepa probe --out runs/fashion-mnist --set evaluation.train_samples=10000
+              ijepa probe --out runs/fashion-mnist --data-root data/digits-idx
+              ijepa probe --checkpoint ckpt.safetensors --image-folder data/train
+                  --test-folder data/test
             """)
 
-    @Option(help: "Run folder written by `ijepa train`.")
-    var out: String = TrainingConfig().logging.folder
-
-    @Option(name: .customLong("set"), help: "Override an evaluation setting, e.g. evaluation.knn_k=10 (repeatable).")
-    var overrides: [String] = []
-
+    @OptionGroup var model: TrainedModelOptions
     @OptionGroup var runOptions: RunOptions
 
     func run() throws {
         try runOptions.apply()
         try userFacing {
             let wall = Date()
-            var cfg = try TrainingConfig.load(path: out + "/config.json", overrides: overrides)
-            cfg.logging.folder = out
-            let training = try TrainingRun(config: cfg, resume: true, readOnly: true)
-            let evaluator = Evaluator(train: training.train, test: training.test, augmentation: augmentation(cfg),
+            let trained = try model.open()
+            let cfg = trained.config
+            let (train, test) = try loadDatasets(cfg)
+            let evaluator = Evaluator(train: train, test: test, augmentation: augmentation(cfg),
                                       options: cfg.evaluation, seed: UInt64(cfg.meta.seed))
-            print("checkpoint \(training.checkpointPath): step \(training.trainer.stepsDone)")
-            let report = try evaluator.compare(trained: training.evaluatedEncoder, randomInit: try training.randomInitEncoder())
+            print("checkpoint \(trained.path): \(trained.state.map { "step \($0.stepsDone), format \($0.version)" } ?? "a bare state dict")")
+            let report = try evaluator.compare(trained: trained.evaluatedEncoder, randomInit: try cfg.randomInitEncoder())
             try printReport(report, wallSeconds: Date().timeIntervalSince(wall), folder: nil, encoder: cfg.evaluation.encoder)
         }
     }

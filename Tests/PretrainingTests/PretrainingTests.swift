@@ -222,10 +222,12 @@ final class EvaluationTests: XCTestCase {
 
     func testSubsetsAreFixedAndDistinct() {
         let data = syntheticDataset(count: 50)
-        let a = evaluationSubset(data, samples: 20, seed: 1), b = evaluationSubset(data, samples: 20, seed: 1)
+        let a = evaluationSubset(data, samples: 20, seed: 1, split: 0), b = evaluationSubset(data, samples: 20, seed: 1, split: 0)
         XCTAssertEqual(a, b)
         XCTAssertEqual(a.count, 20)
-        XCTAssertNotEqual(evaluationSubset(data, samples: 20, seed: 2), a)
-        XCTAssertEqual(evaluationSubset(data, samples: 0, seed: 1), data)
+        XCTAssertNotEqual(evaluationSubset(data, samples: 20, seed: 2, split: 0), a)
+        // Seed 1's train subset is not seed 0's test subset (they once shared a stream: seed + 1).
+        XCTAssertNotEqual(evaluationSubset(data, samples: 20, seed: 0, split: 1), a)
+        XCTAssertEqual(evaluationSubset(data, samples: 0, seed: 1, split: 0), data)
     }
 }

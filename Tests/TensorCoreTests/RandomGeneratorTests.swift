@@ -92,6 +92,27 @@ final class RandomScalarTests: XCTestCase {
         XCTAssertNotEqual(RandomGenerator(seed: 4).derived(1, 2).seed, g.derived(1, 2).seed)
     }
 
+    /// Each input of the derivation counts on its own: seed s with key k is not seed s ^ k with key 0 (the
+    /// derivation before checkpoint format v2 XORed them), nor seed s + k, and purposes are domains of their own.
+    func testSeedsKeysAndPurposesGiveDistinctGenerators() {
+        var seen: [UInt64: String] = [:]
+        for s: UInt64 in 0..<16 {
+            for k: UInt64 in 0..<64 {
+                let keyed = [("derived", RandomGenerator(seed: s).derived(k).seed)]
+                    + RandomPurpose.allCases.map { ("\($0)", RandomGenerator(seed: s).stream($0, k).seed) }
+                for (what, key) in keyed {
+                    let name = "\(what) seed \(s) key \(k)"
+                    XCTAssertNil(seen[key], "\(name) gives the generator of \(seen[key] ?? "")")
+                    seen[key] = name
+                }
+            }
+        }
+        XCTAssertEqual(seen.count, 16 * 64 * (1 + RandomPurpose.allCases.count))
+        // More keys are another stream, not an extension of the shorter one.
+        XCTAssertNotEqual(RandomGenerator(seed: 1).derived(2).seed, RandomGenerator(seed: 1).derived(2, 0).seed)
+        XCTAssertNotEqual(RandomGenerator(seed: 1).stream(.masks).seed, RandomGenerator(seed: 1).stream(.masks, 0).seed)
+    }
+
     func testPermutationIsAPermutation() {
         var g = RandomGenerator(seed: 11)
         let p = g.permutation(1000)
