@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "LinearEval", targets: ["LinearEval"]),
         .library(name: "Pretraining", targets: ["Pretraining"]),
         .library(name: "KernelBench", targets: ["KernelBench"]),
+        .library(name: "IJEPA", targets: ["IJEPA"]),
         .executable(name: "ijepa", targets: ["ijepa"]),
     ],
     dependencies: [
@@ -40,10 +41,12 @@ let package = Package(
         .target(name: "Pretraining",
                 dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "LinearEval"]),
         .target(name: "KernelBench", dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA"]),
+        // The app-facing front door: encoders that embed images (no training code, no data sets).
+        .target(name: "IJEPA", dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData"]),
         .executableTarget(
             name: "ijepa",
             dependencies: [
-                "CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "LinearEval", "Pretraining", "KernelBench",
+                "CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "LinearEval", "Pretraining", "KernelBench", "IJEPA",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "CPUKernelsTests", dependencies: ["CPUKernels"]),
@@ -51,7 +54,7 @@ let package = Package(
         .testTarget(name: "ImageDataTests", dependencies: ["ImageData", "TensorCore"]),
         .testTarget(name: "LinearEvalTests", dependencies: ["LinearEval", "TensorCore", "CPUKernels"]),
         .testTarget(name: "PretrainingTests",
-                    dependencies: ["Pretraining", "JEPA", "ImageData", "NNLayers", "TensorCore", "CPUKernels"]),
+                    dependencies: ["Pretraining", "IJEPA", "JEPA", "ImageData", "NNLayers", "TensorCore", "CPUKernels"]),
         .testTarget(name: "JEPATests", dependencies: ["JEPA", "NNLayers", "TensorCore", "CPUKernels"],
                     resources: [.copy("Fixtures")]),
     ],

@@ -19,8 +19,17 @@ import PackageDescription
 let package = Package(
     name: "App",
     dependencies: [.package(url: "file://$work/lib", from: "0.1.0")],
-    targets: [.executableTarget(name: "App", dependencies: [.product(name: "CPUKernels", package: "lib")])]
+    targets: [.executableTarget(name: "App", dependencies: [.product(name: "CPUKernels", package: "lib")]),
+              .executableTarget(name: "Embed", dependencies: [.product(name: "IJEPA", package: "lib")])]
 )
+SWIFT
+# The README's Encoder snippet, as an app writes it (paths from the command line), printing the features' bits.
+mkdir -p "$work/app/Sources/Embed"
+cat > "$work/app/Sources/Embed/main.swift" <<'SWIFT'
+import IJEPA
+let encoder = try Encoder(checkpoint: CommandLine.arguments[1])
+let features = try encoder.embed([try Image(contentsOfFile: CommandLine.arguments[2])])
+print(features.scalars.map { String($0.bitPattern, radix: 16) }.joined(separator: " "))
 SWIFT
 cat > "$work/app/Sources/App/main.swift" <<'SWIFT'
 import CPUKernels
@@ -47,5 +56,27 @@ if [ "$(uname -m)" = "x86_64" ]; then
     check "avx2+fma" --toolset "$root/tools/avx2-fma-toolset.json"
 else
     check "SIMD path"
+fi
+# The app's Encoder against `ijepa embed --images` of this checkout, on a checkpoint of a tiny run: same bits
+# in the fast build (which the CLI uses); the portable build must load and embed too.
+(cd "$root" && swift build -c release ${FAST_FLAGS:-} --product ijepa >/dev/null)
+bin="$root/.build/release/ijepa"
+"$bin" export-png --split test --limit 20 --to "$work/pngs" >/dev/null
+"$bin" train --set data.dataset=image-folder --set "data.image_folder=$work/pngs" --set data.crop_size=16 \
+    --set meta.depth=1 --set meta.embed_dim=32 --set meta.num_heads=2 --set meta.pred_depth=1 --set meta.pred_emb_dim=16 \
+    --set data.batch_size=2 --set mask.min_keep=2 --set mask.num_pred_masks=2 --set "mask.pred_mask_scale=[0.3,0.4]" \
+    --steps 2 --out "$work/run" >/dev/null
+png="$(ls "$work"/pngs/*/*.png | head -1)"
+"$bin" embed --out "$work/run" --images "$png" --output "$work/cli.safetensors" >/dev/null
+cli="$(tail -c $((4 * 32)) "$work/cli.safetensors" | od -An -v -tx4 | xargs -n1 | sed 's/^0*\([0-9a-f]\)/\1/' | paste -sd' ')"
+embed() { (cd "$work/app" && swift build -c release "$@" --product Embed >/dev/null && "$(swift build -c release "$@" --show-bin-path)/Embed" "$work/run/checkpoint.safetensors" "$png"); }
+portable="$(embed)"
+[ "$(echo "$portable" | wc -w)" -eq 32 ] || { echo "error: the portable app printed no 32 features: $portable" >&2; exit 1; }
+if [ -n "${FAST_FLAGS:-}" ]; then
+    fast="$(embed $FAST_FLAGS)"
+    [ "$fast" = "$cli" ] || { echo "error: the app's Encoder features differ from ijepa embed's:" >&2; echo "app $fast" >&2; echo "cli $cli" >&2; exit 1; }
+    echo "  the README's Encoder snippet in the app: the same 32 features as ijepa embed, bit for bit"
+else
+    echo "  the README's Encoder snippet in the app (portable build): 32 features"
 fi
 echo "versioned dependency: OK"

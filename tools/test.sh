@@ -42,7 +42,7 @@ echo "portable build: no fmaf calls in CPUKernels"
 check_inlined .build-portable
 
 echo "== 3/4 versioned-dependency check"
-bash tools/check-versioned-dependency.sh
+FAST_FLAGS="${SWIFT_FLAGS[*]}" bash tools/check-versioned-dependency.sh
 
 echo "== 4/4 bad inputs through the CLI"
 swift build -c release "${SWIFT_FLAGS[@]}" --product ijepa

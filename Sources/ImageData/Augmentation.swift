@@ -149,7 +149,33 @@ public struct Augmentation: Sendable, Codable, Equatable {
                               into: dst.baseAddress!)
             }
         }
-        // ToTensor + Normalize, HWC -> CHW.
+        normalize(hwc, channels: channels, into: out)
+    }
+
+    /// The usual ImageNet evaluation transform, as torchvision's `Resize(resize)` then `CenterCrop(outputSize)`
+    /// (bilinear, antialiased as PIL) do it: the shorter side scaled to `resize` (the longer one to
+    /// int(resize * long / short)), rounded to 8 bits as PIL stores it, then the centre outputSize x outputSize
+    /// pixels (top / left offsets rounded half to even, as torchvision's `round`), normalised like `apply`.
+    public func applyCentreCrop(
+        _ image: [UInt8], width: Int, height: Int, channels: Int, resize: Int, into out: UnsafeMutablePointer<Float>
+    ) {
+        precondition(image.count == width * height * channels && resize >= outputSize && mean.count == channels,
+                     "Augmentation.applyCentreCrop: \(image.count) bytes for \(width)x\(height)x\(channels), resize \(resize)")
+        let (w, h) = width <= height ? (resize, max(resize, Int(Double(resize) * Double(height) / Double(width))))
+                                     : (max(resize, Int(Double(resize) * Double(width) / Double(height))), resize)
+        let resized = Resample.resize(image, width: width, height: height, channels: channels, outW: w, outH: h)
+        let s = outputSize
+        let top = Int((Double(h - s) / 2).rounded(.toNearestOrEven)), left = Int((Double(w - s) / 2).rounded(.toNearestOrEven))
+        var hwc = [Float](repeating: 0, count: s * s * channels)
+        for y in 0..<s {
+            for x in 0..<s * channels { hwc[y * s * channels + x] = Float(resized[((top + y) * w + left) * channels + x]) }
+        }
+        normalize(hwc, channels: channels, into: out)
+    }
+
+    /// ToTensor + Normalize: (H W, channels) interleaved 0...255 -> (channels, H W) normalised.
+    func normalize(_ hwc: [Float], channels: Int, into out: UnsafeMutablePointer<Float>) {
+        let plane = hwc.count / channels
         for c in 0..<channels {
             let m = mean[c], sd = std[c]
             let o = out + c * plane

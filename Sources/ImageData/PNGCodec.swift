@@ -82,26 +82,38 @@ public enum PNGCodec {
             }
             return (w, h, color, raw)
         }
-        let n = w * h
+        return (w, h, try convert(raw, channels: color ? 4 : 2, to: channels, path: path))
+    }
+
+    /// Converts interleaved 8-bit pixels with `from` channels (1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) to 1 (gray)
+    /// or 3 (RGB) channels by the decoding conventions above: alpha dropped, gray replicated, PIL's luma for gray
+    /// from colour. `path` names the source in errors.
+    public static func convert(_ src: [UInt8], channels from: Int, to channels: Int, path: String = "<memory>") throws -> [UInt8] {
+        guard (1...4).contains(from), channels == 1 || channels == 3, src.count % from == 0 else {
+            throw ImageDataError(path: path, problem: "cannot convert \(src.count) bytes of \(from)-channel pixels to \(channels) channels")
+        }
+        let n = src.count / from
+        let color = from >= 3
+        if from == channels { return src }
         var out = [UInt8](repeating: 0, count: n * channels)
-        raw.withUnsafeBufferPointer { src in
+        src.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
                 switch (color, channels) {
                 case (false, 1):
-                    for p in 0..<n { dst[p] = src[2 * p] }
+                    for p in 0..<n { dst[p] = src[from * p] }
                 case (false, _):
-                    for p in 0..<n { let g = src[2 * p]; dst[3 * p] = g; dst[3 * p + 1] = g; dst[3 * p + 2] = g }
+                    for p in 0..<n { let g = src[from * p]; dst[3 * p] = g; dst[3 * p + 1] = g; dst[3 * p + 2] = g }
                 case (true, 1):
                     for p in 0..<n {
-                        let r = UInt32(src[4 * p]), g = UInt32(src[4 * p + 1]), b = UInt32(src[4 * p + 2])
+                        let r = UInt32(src[from * p]), g = UInt32(src[from * p + 1]), b = UInt32(src[from * p + 2])
                         dst[p] = UInt8((19595 * r + 38470 * g + 7471 * b + 0x8000) >> 16)
                     }
                 case (true, _):
-                    for p in 0..<n { dst[3 * p] = src[4 * p]; dst[3 * p + 1] = src[4 * p + 1]; dst[3 * p + 2] = src[4 * p + 2] }
+                    for p in 0..<n { dst[3 * p] = src[from * p]; dst[3 * p + 1] = src[from * p + 1]; dst[3 * p + 2] = src[from * p + 2] }
                 }
             }
         }
-        return (w, h, out)
+        return out
     }
 
     /// Encodes 8-bit gray (channels 1), gray+alpha (2), RGB (3) or RGBA (4) pixels, (height, width, channels)

@@ -44,6 +44,14 @@ public struct ViTConfig: Sendable, Equatable, Codable {
         ViTConfig(imageSize: 28, patchSize: 4, inChannels: inChannels, embedDim: 192, depth: depth, heads: 3)
     }
 
+    /// Heads of the official presets (`src/models/vision_transformer.py`), by config name and by width: heads
+    /// cannot be read from a state dict's shapes.
+    public static let presetHeads = ["vit_tiny": 3, "vit_small": 6, "vit_base": 12, "vit_large": 16, "vit_huge": 16,
+                                     "vit_giant": 16]
+    public static func officialHeads(width: Int) -> Int? {
+        [192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16, 1408: 16][width]
+    }
+
     public func validate() throws {
         guard imageSize > 0, patchSize > 0, imageSize % patchSize == 0, inChannels > 0, depth >= 0,
               heads > 0, embedDim % heads == 0, embedDim % 4 == 0, mlpRatio > 0 else {

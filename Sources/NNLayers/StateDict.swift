@@ -6,12 +6,21 @@ import TensorCore
 public func loadParameters(
     _ params: [(String, Variable)], from tensors: [String: Tensor], prefix: String = "", file: String
 ) throws {
+    try loadParameters(params, shape: { tensors[$0]?.shape }, tensor: { tensors[$0]! }, prefix: prefix, file: file)
+}
+
+/// The same from a lazy source: `shape(name)` answers without reading (nil: no such tensor), `tensor(name)`
+/// reads one tensor, so at most one tensor beyond the parameters is held at a time.
+public func loadParameters(
+    _ params: [(String, Variable)], shape: (String) -> [Int]?, tensor: (String) throws -> Tensor, prefix: String = "",
+    file: String
+) throws {
     func squeeze(_ s: [Int]) -> [Int] { Array(s.drop(while: { $0 == 1 })) }
     var problems: [String] = []
     for (name, p) in params {
-        guard let t = tensors[prefix + name] else { problems.append("missing tensor '\(prefix + name)'"); continue }
-        if squeeze(t.shape) != squeeze(p.shape) {
-            problems.append("'\(prefix + name)' has shape \(t.shape), the model expects \(p.shape)")
+        guard let s = shape(prefix + name) else { problems.append("missing tensor '\(prefix + name)'"); continue }
+        if squeeze(s) != squeeze(p.shape) {
+            problems.append("'\(prefix + name)' has shape \(s), the model expects \(p.shape)")
         }
     }
     if !problems.isEmpty {
@@ -19,7 +28,10 @@ public func loadParameters(
                                + (problems.count > 5 ? "; and \(problems.count - 5) more" : ""))
     }
     for (name, p) in params {
-        let t = tensors[prefix + name]!
+        let t = try tensor(prefix + name)
+        guard t.count == p.value.count else {
+            throw SafeTensorsError(path: file, problem: "'\(prefix + name)' holds \(t.count) values, the model expects \(p.value.count)")
+        }
         p.value.withUnsafeMutableBufferPointer { dst in
             t.withUnsafeBufferPointer { dst.baseAddress!.update(from: $0.baseAddress!, count: $0.count) }
         }

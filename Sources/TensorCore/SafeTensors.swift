@@ -16,24 +16,28 @@ public enum SafeTensors {
     /// Reads every tensor of a file. Throws on a truncated or malformed file, a header that lies about offsets
     /// (outside the data, overlapping, or not matching the shape), or an unsupported dtype.
     public static func read(_ path: String) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
-        func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: problem) }
-        guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot be read (missing or unreadable)") }
-        return try parse(data, fail: fail)
+        let file = try SafeTensorsFile(path: path)
+        var tensors: [String: Tensor] = [:]
+        for name in file.names { tensors[name] = try file.tensor(name) }
+        return (tensors, file.metadata)
     }
 
-    static func parse(_ data: Data, fail: (String) -> SafeTensorsError) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
-        guard data.count >= 8 else { throw fail("truncated: \(data.count) bytes, shorter than the 8-byte header size") }
-        let headerSize = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.1) << (8 * UInt64($1.0)) }
-        guard headerSize <= UInt64(data.count - 8), headerSize <= 100_000_000 else {
-            throw fail("header size \(headerSize) is larger than the file (\(data.count) bytes): truncated or not a safetensors file")
-        }
-        let headerEnd = 8 + Int(headerSize)
-        guard let json = try? JSONSerialization.jsonObject(with: data.subdata(in: 8..<headerEnd)),
-              let header = json as? [String: Any] else {
+    /// One tensor's header entry: dtype, shape and byte range within the data section.
+    struct Entry {
+        var dtype: String
+        var shape: [Int]
+        var begin: Int
+        var end: Int
+    }
+
+    /// Parses and checks the JSON header of a file whose data section has `body` bytes.
+    static func parseHeader(_ bytes: Data, body: Int, fail: (String) -> SafeTensorsError) throws
+        -> (entries: [String: Entry], metadata: [String: String])
+    {
+        guard let json = try? JSONSerialization.jsonObject(with: bytes), let header = json as? [String: Any] else {
             throw fail("the header is not a JSON object")
         }
-        let body = data.count - headerEnd
-        var tensors: [String: Tensor] = [:]
+        var entries: [String: Entry] = [:]
         var metadata: [String: String] = [:]
         var ranges: [(Int, Int, String)] = []
         for (name, value) in header {
@@ -68,14 +72,13 @@ public enum SafeTensors {
                 throw fail("tensor '\(name)': shape \(shape) of \(dtype) needs \(overflow ? -1 : count * width) bytes, data_offsets give \(end - begin)")
             }
             if end > begin { ranges.append((begin, end, name)) }  // empty tensors overlap nothing
-            let raw = data.subdata(in: headerEnd + begin..<headerEnd + end)
-            tensors[name] = try decode(raw, dtype: dtype, shape: shape)
+            entries[name] = Entry(dtype: dtype, shape: shape, begin: begin, end: end)
         }
         ranges.sort { $0.0 < $1.0 }
         for (a, b) in zip(ranges, ranges.dropFirst()) where b.0 < a.1 {
             throw fail("tensors '\(a.2)' and '\(b.2)' overlap in the data section")
         }
-        return (tensors, metadata)
+        return (entries, metadata)
     }
 
     static func byteWidth(_ dtype: String) -> Int? {
@@ -154,5 +157,63 @@ public func writeAtomically(_ data: Data, to path: String) throws {
     } catch {
         try? FileManager.default.removeItem(at: tmp)
         throw SafeTensorsError(path: path, problem: "cannot be written: \(error.localizedDescription)")
+    }
+}
+
+/// A safetensors file opened for reading tensor by tensor: the header is read and checked when it opens (as
+/// `SafeTensors.read` checks it), each tensor's bytes only when asked for, so a caller that wants a few
+/// networks of a large checkpoint holds just those in memory.
+public final class SafeTensorsFile {
+    public let path: String
+    public let metadata: [String: String]
+    let entries: [String: SafeTensors.Entry]
+    let dataStart: UInt64
+    let handle: FileHandle
+
+    public init(path: String) throws {
+        func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: problem) }
+        guard let h = FileHandle(forReadingAtPath: path) else { throw fail("cannot be read (missing or unreadable)") }
+        handle = h
+        self.path = path
+        let size: UInt64
+        do { size = try h.seekToEnd(); try h.seek(toOffset: 0) } catch { throw fail("cannot be read: \(error.localizedDescription)") }
+        guard size >= 8, let prefix = try? h.read(upToCount: 8), prefix.count == 8 else {
+            throw fail("truncated: \(size) bytes, shorter than the 8-byte header size")
+        }
+        let headerSize = prefix.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.1) << (8 * UInt64($1.0)) }
+        guard headerSize <= size - 8, headerSize <= 100_000_000 else {
+            throw fail("header size \(headerSize) is larger than the file (\(size) bytes): truncated or not a safetensors file")
+        }
+        let header = headerSize == 0 ? Data() : ((try? h.read(upToCount: Int(headerSize))) ?? Data())
+        guard header.count == Int(headerSize) else { throw fail("truncated inside its header") }
+        dataStart = 8 + headerSize
+        (entries, metadata) = try SafeTensors.parseHeader(header, body: Int(size - dataStart), fail: fail)
+    }
+
+    deinit { try? handle.close() }
+
+    /// Tensor names, sorted.
+    public var names: [String] { entries.keys.sorted() }
+
+    public func shape(of name: String) -> [Int]? { entries[name]?.shape }
+
+    /// The tensor `name` as Float32 (other dtypes converted); reads only its bytes.
+    public func tensor(_ name: String) throws -> Tensor {
+        guard let e = entries[name] else { throw SafeTensorsError(path: path, problem: "no tensor '\(name)'") }
+        // pread, not seek + read: safe when several threads read tensors of one file at once.
+        var raw = Data(count: e.end - e.begin)
+        var done = 0
+        let fd = handle.fileDescriptor, base = off_t(dataStart) + off_t(e.begin)
+        raw.withUnsafeMutableBytes { buf in
+            while done < buf.count {
+                let n = pread(fd, buf.baseAddress! + done, buf.count - done, base + off_t(done))
+                if n <= 0 { break }
+                done += n
+            }
+        }
+        guard done == e.end - e.begin else {
+            throw SafeTensorsError(path: path, problem: "tensor '\(name)': truncated or unreadable (\(done) of \(e.end - e.begin) bytes)")
+        }
+        return try SafeTensors.decode(raw, dtype: e.dtype, shape: e.shape)
     }
 }

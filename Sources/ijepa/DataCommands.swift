@@ -1,6 +1,7 @@
 import ArgumentParser
 import CPUKernels
 import Foundation
+import IJEPA
 import ImageData
 import JEPA
 import Pretraining
@@ -56,17 +57,29 @@ struct Embed: ParsableCommand {
             one the model was trained on unless --data-root or --image-folder names
             another.
 
+            With --images, the given PNG files (or every .png under the given folders,
+            sorted) are embedded instead, through the library's Encoder: "features"
+            (n, D) and the file names in the metadata key "files" (JSON list).
+
             Examples:
               ijepa embed --out runs/fashion-mnist --split test --output
                   test-features.safetensors
               ijepa embed --out runs/fashion-mnist --data-root data/digits-idx --output
                   digits.safetensors
+              ijepa embed --out runs/fashion-mnist --images shoe.png photos/ --output
+                  mine.safetensors
             """)
 
     @OptionGroup var model: TrainedModelOptions
 
     @Option(help: "train or test.")
     var split = "test"
+
+    @Option(parsing: .upToNextOption, help: "PNG files or folders of PNGs to embed instead of a data set split.")
+    var images: [String] = []
+
+    @Option(help: "With --images: the target (EMA) or the context encoder.")
+    var network = "target"
 
     @Option(help: "The safetensors file to write.")
     var output: String
@@ -76,6 +89,7 @@ struct Embed: ParsableCommand {
     func run() throws {
         try runOptions.apply()
         try userFacing {
+            if !images.isEmpty { return try embedFiles() }
             guard split == "train" || split == "test" else { throw ValidationError("--split must be train or test") }
             let trained = try model.open()
             let cfg = trained.config
@@ -91,6 +105,40 @@ struct Embed: ParsableCommand {
             print("wrote \(output): features \(f.shape), labels (\(data.count)) of \(data.name) from step \(step)")
         }
     }
+
+    /// `--images`: the files through `Encoder`, as an app would embed them.
+    func embedFiles() throws {
+        guard let net = Encoder.Network(rawValue: network) else { throw ValidationError("--network must be target or context") }
+        guard model.dataRoot == nil, model.imageFolder == nil, model.overrides.isEmpty else {
+            throw ValidationError("--images embeds files: --data-root, --image-folder and --set do not apply")
+        }
+        let files = try pngFiles(images)
+        let encoder = try Encoder(checkpoint: model.checkpoint ?? model.out + "/checkpoint.safetensors", network: net,
+                                  config: model.configPath)
+        let features = try encoder.embed(try files.map { try Image(contentsOfFile: $0) })
+        let list = String(decoding: try JSONSerialization.data(withJSONObject: files), as: UTF8.self)
+        try SafeTensors.write([("features", features)],
+                              metadata: ["checkpoint": encoder.source, "files": list,
+                                         "encoder": "\(network) encoder, average-pooled"], to: output)
+        print("wrote \(output): features \(features.shape) of \(files.count) images")
+    }
+}
+
+/// The PNG files named, folders expanded to the .png files under them (sorted); an error names what is missing.
+func pngFiles(_ paths: [String]) throws -> [String] {
+    var out: [String] = []
+    for p in paths {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir) else {
+            throw ImageDataError(path: p, problem: "no such file or folder")
+        }
+        if !isDir.boolValue { out.append(p); continue }
+        let found = (FileManager.default.enumerator(atPath: p)?.compactMap { $0 as? String } ?? [])
+            .filter { $0.lowercased().hasSuffix(".png") }.sorted().map { p + "/" + $0 }
+        guard !found.isEmpty else { throw ImageDataError(path: p, problem: "holds no .png files") }
+        out += found
+    }
+    return out
 }
 
 struct ExportPNG: ParsableCommand {
