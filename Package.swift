@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "Pretraining", targets: ["Pretraining"]),
         .library(name: "KernelBench", targets: ["KernelBench"]),
         .library(name: "IJEPA", targets: ["IJEPA"]),
+        .library(name: "TorchImport", targets: ["TorchImport"]),
         .executable(name: "ijepa", targets: ["ijepa"]),
     ],
     dependencies: [
@@ -39,10 +40,11 @@ let package = Package(
         .target(name: "ImageData", dependencies: ["CLibPNG", "CZlib", "CPUKernels", "TensorCore"]),
         .target(name: "LinearEval", dependencies: ["CPUKernels", "TensorCore"]),
         .target(name: "Pretraining",
-                dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "LinearEval"]),
+                dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "LinearEval", "TorchImport"]),
         .target(name: "KernelBench", dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA"]),
         // The app-facing front door: encoders that embed images (no training code, no data sets).
-        .target(name: "IJEPA", dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData"]),
+        .target(name: "IJEPA", dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "TorchImport"]),
+        .target(name: "TorchImport", dependencies: ["CZlib", "TensorCore"]),
         .executableTarget(
             name: "ijepa",
             dependencies: [
@@ -57,6 +59,8 @@ let package = Package(
                     dependencies: ["Pretraining", "IJEPA", "JEPA", "ImageData", "NNLayers", "TensorCore", "CPUKernels"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "JEPATests", dependencies: ["JEPA", "NNLayers", "TensorCore", "CPUKernels"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "TorchImportTests", dependencies: ["TorchImport", "TensorCore", "IJEPA", "Pretraining"],
                     resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]

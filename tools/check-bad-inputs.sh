@@ -80,6 +80,22 @@ expect "two data sets at once" "not both" -- "$bin" probe --out "$work/run-ok" -
 "$bin" embed --out "$work/run-ok" --output "$work/features.safetensors" >/dev/null 2>&1 || { echo "FAIL: embed"; fails=$((fails + 1)); }
 expect "a safetensors file without training state" "features.safetensors.*--config" -- "$bin" probe --checkpoint "$work/features.safetensors"
 expect "a state dict without the networks" "features.safetensors.*missing tensor 'encoder\." -- "$bin" probe --checkpoint "$work/features.safetensors" --config "$work/run-ok/config.json"
+# Official (torch.save) checkpoints that are hostile or broken: each refused by the Swift reader, nothing run.
+python3 tools/make_hostile_checkpoints.py "$work/torch" >/dev/null || { echo "FAIL: make_hostile_checkpoints.py"; fails=$((fails + 1)); }
+imp() { echo "$bin" import "$work/torch/$1" --output "$work/torch/out.safetensors"; }
+expect "checkpoint pickle naming os.system" "global.pth: data.pkl: global 'os.system' is not allowed" -- $(imp global.pth)
+expect "storage larger than its record" "storage.pth: .*declares 1000 x FloatStorage.*holds 16 bytes" -- $(imp storage.pth)
+expect "view past its storage" "view.pth: .*reaches element 11 of a storage of 4" -- $(imp view.pth)
+expect "deflated record inflating past its size" "bomb.pth: .*inflates past its declared size" -- $(imp bomb.pth)
+expect "10^5-deep nesting" "nesting.pth: .*nested deeper than" -- $(imp nesting.pth)
+expect "memo-index bomb" "memo.pth: .*memo index 4294967295" -- $(imp memo.pth)
+expect "duplicate state-dict keys" "duplicate.pth: .*duplicate dict key" -- $(imp duplicate.pth)
+expect "central directory disagreeing with a local header" "mismatch.pth: zip: the local header" -- $(imp mismatch.pth)
+expect "truncated archive" "truncated.pth: .*(truncated|end-of-central-directory)" -- $(imp truncated.pth)
+expect "legacy torch.save file" "legacy.pth: legacy torch.save format" -- $(imp legacy.pth)
+expect "a sound archive without the networks" "ok.pth: no encoder" -- $(imp ok.pth)
+[ ! -e "$work/torch/out.safetensors" ] && echo "ok   nothing written by the refused imports" \
+    || { echo "FAIL: a refused import wrote its output"; fails=$((fails + 1)); }
 expect "export into a non-empty folder" "not empty" -- "$bin" export-png --split test --limit 200 --to "$work/good"
 expect "unknown GEMM blocking key" "unknown key 'XC'" -- "$bin" bench gemm --quick --ab XC=3
 expect "unknown step variant" "unknown variant 'fused'.*separate-inputs" -- "$bin" bench ijepa --quick --ab fused

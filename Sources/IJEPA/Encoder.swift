@@ -4,6 +4,7 @@ import ImageData
 import JEPA
 import NNLayers
 import TensorCore
+import TorchImport
 
 /// A trained I-JEPA encoder that turns images into feature vectors:
 ///
@@ -66,11 +67,23 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
     /// Width of one output token (and of `.pooled` features).
     public var dimension: Int { architecture.embedDim }
 
-    /// Loads an encoder from a checkpoint written by `ijepa train` (any format version; the configuration it
-    /// carries gives the architecture and the preprocessing), or from a safetensors state dict with the
-    /// `encoder.` / `target_encoder.` names plus `config`, the path of its training configuration (JSON, as
-    /// `ijepa train` writes to `config.json`).
-    public convenience init(checkpoint path: String, network: Network = .target, config: String? = nil) throws {
+    /// Loads an encoder from
+    /// - a checkpoint written by `ijepa train` or `ijepa import` (any format version; the configuration it
+    ///   carries gives the heads and the normalisation);
+    /// - a safetensors state dict with the `encoder.` / `target_encoder.` names plus `config`, the path of its
+    ///   training configuration (JSON, as `ijepa train` writes to `config.json`);
+    /// - an official I-JEPA checkpoint (`torch.save` zip archive, e.g. facebookresearch/ijepa's ViT-H/14), read
+    ///   in Swift by `TorchCheckpoint` without running its pickle; `module.` prefixes are handled, the
+    ///   preprocessing is the ImageNet evaluation (`Preprocessing.Resize.centreCrop`, shorter side size x 8 / 7,
+    ///   ImageNet mean and std, RGB).
+    /// The architecture is read from the weights' shapes; `heads` overrides the heads, which shapes do not show
+    /// (default: the configuration's, else the official preset for the width).
+    public convenience init(checkpoint path: String, network: Network = .target, config: String? = nil,
+                            heads: Int? = nil) throws {
+        if isTorchSave(path) {
+            try self.init(torchCheckpoint: path, network: network, heads: heads)
+            return
+        }
         let file = try SafeTensorsFile(path: path)
         let configText: String
         if let config {
@@ -89,22 +102,46 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
         } else {
             throw SafeTensorsError(path: path, problem: "carries no training configuration: pass config: (the run's config.json)")
         }
-        let settings = try TrainingSettings(json: configText, source: config ?? path)
+        var settings = try TrainingSettings(json: configText, source: config ?? path)
+        if let p = file.metadata["ijepa.preprocessing"] {  // `ijepa import`: the official checkpoint's evaluation
+            guard p.hasPrefix("centre-crop:"), let side = Int(p.dropFirst("centre-crop:".count)), side > 0 else {
+                throw SafeTensorsError(path: path, problem: "unknown preprocessing '\(p)' (this build knows centre-crop:<shorter side>)")
+            }
+            settings.resize = .centreCrop(shorterSide: side)
+        }
         let prefix = network.prefix
-        let arch = try inferArchitecture(shape: { file.shape(of: prefix + $0) }, heads: settings.heads, file: path,
+        let arch = try ViTConfig.inferred(shape: { file.shape(of: prefix + $0) }, heads: heads ?? settings.heads, file: path,
                                          prefix: prefix)
         try self.init(architecture: arch, preprocessing: settings.preprocessing(channels: arch.inChannels, size: arch.imageSize),
-                      network: network, source: path,
+                      network: network, source: path, prefix: prefix,
+                      shape: { file.shape(of: $0) }, tensor: { try file.tensor($0) })
+    }
+
+    /// An official `torch.save` checkpoint: the network's records only are read.
+    convenience init(torchCheckpoint path: String, network: Network, heads: Int?) throws {
+        let file = try TorchCheckpoint(path: path)
+        let prefix = try torchPrefix(file, network: network)
+        let arch = try ViTConfig.inferred(shape: { file.shape(of: prefix + $0) }, heads: heads, file: path, prefix: prefix)
+        let mean = Augmentation.imageNetMean, std = Augmentation.imageNetStd
+        guard arch.inChannels == 3 else {
+            throw TorchCheckpointError(path: path, problem: "the encoder takes \(arch.inChannels) channels; official checkpoints are RGB")
+        }
+        let preprocessing = Preprocessing(size: arch.imageSize, channels: 3, mean: mean, std: std,
+                                          resize: .centreCrop(shorterSide: arch.imageSize * 8 / 7))
+        try self.init(architecture: arch, preprocessing: preprocessing, network: network, source: path, prefix: prefix,
                       shape: { file.shape(of: $0) }, tensor: { try file.tensor($0) })
     }
 
     /// An encoder of `architecture` whose parameters come from `tensor(name)`, names in full (the network's
     /// prefix, then the official state-dict name).
-    init(architecture: ViTConfig, preprocessing: Preprocessing, network: Network, source: String,
+    init(architecture: ViTConfig, preprocessing: Preprocessing, network: Network, source: String, prefix: String,
          shape: (String) -> [Int]?, tensor: (String) throws -> Tensor) throws {
         var rng = RandomGenerator(seed: 0)  // the initial values are all overwritten by the checkpoint's
         vit = try VisionTransformer(architecture, rng: &rng)
-        try loadParameters(vit.namedParameters, shape: shape, tensor: tensor, prefix: network.prefix, file: source)
+        // The position table too, when the file has one: it is the official formula's, but a checkpoint's own
+        // copy is what its network was evaluated with (an official EMA target's table may differ in the last bits).
+        let table = shape(prefix + "pos_embed") != nil ? [("pos_embed", vit.posEmbed)] : []
+        try loadParameters(table + vit.namedParameters, shape: shape, tensor: tensor, prefix: prefix, file: source)
         self.architecture = architecture
         self.preprocessing = preprocessing
         self.network = network
@@ -114,7 +151,12 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
     /// Features of `images`, one row per image, in order (see `Output`); any number of images, processed in
     /// chunks of `batchSize`.
     public func embed(_ images: [Image], output: Output = .pooled) throws -> Tensor {
-        let n = images.count, d = dimension, tokens = architecture.tokens
+        try run(count: images.count, output: output) { try inputTensor(images[$0]) }
+    }
+
+    /// The forward passes over `count` inputs in chunks of `batchSize`; `input(range)` makes a chunk's tensor.
+    func run(count n: Int, output: Output, input: (Range<Int>) throws -> Tensor) throws -> Tensor {
+        let d = dimension, tokens = architecture.tokens
         let layers: Int
         switch output {
         case .pooled, .patchTokens: layers = 1
@@ -129,7 +171,7 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
         var start = 0
         while start < n {
             let end = min(start + max(batchSize, 1), n)
-            let x = Variable(try inputTensor(images[start..<end]))
+            let x = Variable(try input(start..<end))
             let blocks = try vit.lastBlockOutputs(x, count: layers)  // (b, N, D) each, last block first
             let rows = try output == .patchTokens ? blocks.map(\.value) : blocks.map { try meanTokens($0, tape: nil).value }
             let per = output == .patchTokens ? tokens * d : d
@@ -145,6 +187,24 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
             start = end
         }
         return out
+    }
+
+    /// Features of images already preprocessed: `images` (n, C, S, S) as `Preprocessing` would make them (for
+    /// an app with its own pipeline, and for parity checks against other engines on the same input tensors).
+    public func embed(preprocessed images: Tensor, output: Output = .pooled) throws -> Tensor {
+        let a = architecture
+        guard images.shape.count == 4, images.shape[1] == a.inChannels, images.shape[2] == a.imageSize,
+              images.shape[3] == a.imageSize else {
+            throw TensorError.incompatibleShapes(operation: "Encoder.embed(preprocessed:) needs (n, \(a.inChannels), \(a.imageSize), \(a.imageSize))", images.shape, [])
+        }
+        return try run(count: images.shape[0], output: output) { range in
+            let per = images.count / max(images.shape[0], 1)
+            var t = try Tensor(zeros: [range.count] + Array(images.shape.dropFirst()))
+            t.withUnsafeMutableBufferPointer { o in
+                images.withUnsafeBufferPointer { o.baseAddress!.update(from: $0.baseAddress! + range.lowerBound * per, count: range.count * per) }
+            }
+            return t
+        }
     }
 
     /// (b, C, S, S): the preprocessed images, each converted on its own thread slot (same bits for any count).
@@ -179,6 +239,7 @@ struct TrainingSettings {
     var heads: Int?
     var mean: [Float]
     var std: [Float]
+    var resize = Encoder.Preprocessing.Resize.stretch
 
     init(json: String, source: String) throws {
         guard let root = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
@@ -194,38 +255,33 @@ struct TrainingSettings {
 
     func preprocessing(channels: Int, size: Int) -> Encoder.Preprocessing {
         let a = Augmentation(outputSize: size, channels: channels, mean: mean.isEmpty ? nil : mean, std: std.isEmpty ? nil : std)
-        return Encoder.Preprocessing(size: size, channels: channels, mean: a.mean, std: a.std, resize: .stretch)
+        return Encoder.Preprocessing(size: size, channels: channels, mean: a.mean, std: a.std, resize: resize)
     }
 }
 
-/// The architecture of the encoder whose official state-dict shapes `shape` gives: width, channels and patch
-/// from `patch_embed.proj.weight` (D, C, P, P), the grid from `pos_embed` ((1, N, D) or (N, D)), depth from the
-/// `blocks.i` present, MLP ratio from `blocks.0.mlp.fc1.weight`. Heads cannot be seen in the shapes: `heads`,
-/// else the official preset for that width.
-func inferArchitecture(shape: (String) -> [Int]?, heads: Int?, file: String, prefix: String) throws -> ViTConfig {
-    func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: file, problem: problem) }
-    guard let pw = shape("patch_embed.proj.weight"), pw.count == 4, pw[2] == pw[3], pw[2] > 0 else {
-        throw fail("no encoder under '\(prefix)': '\(prefix)patch_embed.proj.weight' is missing or not (D, C, P, P)")
-    }
-    let (d, c, p) = (pw[0], pw[1], pw[2])
-    guard let pos = shape("pos_embed"), pos.last == d, let n = pos.dropLast().last, n > 0 else {
-        throw fail("'\(prefix)pos_embed' is missing or not (1, N, \(d))")
-    }
-    let grid = Int(Double(n).squareRoot().rounded())
-    guard grid * grid == n else { throw fail("'\(prefix)pos_embed' has \(n) positions, not a square grid") }
-    var depth = 0
-    while shape("blocks.\(depth).norm1.weight") != nil { depth += 1 }
-    var ratio = 4
-    if depth > 0 {
-        guard let fc1 = shape("blocks.0.mlp.fc1.weight"), fc1.count == 2, fc1[1] == d, fc1[0] % d == 0 else {
-            throw fail("'\(prefix)blocks.0.mlp.fc1.weight' is missing or its width is not a multiple of \(d) (an MLP ratio this engine does not build, e.g. ViT-g's 48/11)")
+/// The prefix of `network` in an official checkpoint: `target_encoder.module.` as `train.py` saves it from
+/// DistributedDataParallel, `target_encoder.` without DDP; a bare encoder state dict (no network names at all)
+/// is taken as it is, with or without `module.`.
+func torchPrefix(_ file: TorchCheckpoint, network: Encoder.Network) throws -> String {
+    let wanted = network == .target ? "target_encoder" : "encoder"
+    for p in [wanted + ".module.", wanted + ".", "module.", ""] where file.shape(of: p + "patch_embed.proj.weight") != nil {
+        if p.hasPrefix(wanted) || (file.shape(of: "target_encoder.module.patch_embed.proj.weight") == nil
+                                   && file.shape(of: "target_encoder.patch_embed.proj.weight") == nil
+                                   && file.shape(of: "encoder.module.patch_embed.proj.weight") == nil
+                                   && file.shape(of: "encoder.patch_embed.proj.weight") == nil) {
+            return p
         }
-        ratio = fc1[0] / d
     }
-    guard let h = heads ?? ViTConfig.officialHeads(width: d) else {
-        throw fail("width \(d) is no official preset's: give the number of heads")
-    }
-    let config = ViTConfig(imageSize: grid * p, patchSize: p, inChannels: c, embedDim: d, depth: depth, heads: h, mlpRatio: ratio)
-    do { try config.validate() } catch { throw fail("inferred architecture \(config) is not valid: \(error)") }
-    return config
+    let roots = Set(file.tensorNames.compactMap { $0.split(separator: ".").first.map(String.init) }).sorted()
+    throw TorchCheckpointError(path: file.path, problem: "no \(wanted) in this checkpoint (its entries: \(roots.joined(separator: ", ")))")
+}
+
+/// Whether `path` starts as a `torch.save` file does: a zip archive ("PK\u{3}\u{4}"), or the legacy format's
+/// pickle protocol 2 and magic number (80 02 8A 0A), which `TorchCheckpoint` refuses with its own message. No
+/// safetensors file starts either way (its first 8 bytes are a header length under 100 MB).
+func isTorchSave(_ path: String) -> Bool {
+    guard let h = FileHandle(forReadingAtPath: path) else { return false }
+    defer { try? h.close() }
+    let head = [UInt8]((try? h.read(upToCount: 4)) ?? Data())
+    return head == [0x50, 0x4B, 0x03, 0x04] || head == [0x80, 0x02, 0x8A, 0x0A]
 }

@@ -52,6 +52,39 @@ public struct ViTConfig: Sendable, Equatable, Codable {
         [192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16, 1408: 16][width]
     }
 
+    /// The architecture of the encoder whose official state-dict shapes `shape` gives (names relative to
+    /// `prefix`, which only names it in errors): width, channels and patch
+    /// from `patch_embed.proj.weight` (D, C, P, P), the grid from `pos_embed` ((1, N, D) or (N, D)), depth from the
+    /// `blocks.i` present, MLP ratio from `blocks.0.mlp.fc1.weight`. Heads cannot be seen in the shapes: `heads`,
+    /// else the official preset for that width.
+    public static func inferred(shape: (String) -> [Int]?, heads: Int?, file: String, prefix: String) throws -> ViTConfig {
+        func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: file, problem: problem) }
+        guard let pw = shape("patch_embed.proj.weight"), pw.count == 4, pw[2] == pw[3], pw[2] > 0 else {
+            throw fail("no encoder under '\(prefix)': '\(prefix)patch_embed.proj.weight' is missing or not (D, C, P, P)")
+        }
+        let (d, c, p) = (pw[0], pw[1], pw[2])
+        guard let pos = shape("pos_embed"), pos.last == d, let n = pos.dropLast().last, n > 0 else {
+            throw fail("'\(prefix)pos_embed' is missing or not (1, N, \(d))")
+        }
+        let grid = Int(Double(n).squareRoot().rounded())
+        guard grid * grid == n else { throw fail("'\(prefix)pos_embed' has \(n) positions, not a square grid") }
+        var depth = 0
+        while shape("blocks.\(depth).norm1.weight") != nil { depth += 1 }
+        var ratio = 4
+        if depth > 0 {
+            guard let fc1 = shape("blocks.0.mlp.fc1.weight"), fc1.count == 2, fc1[1] == d, fc1[0] % d == 0 else {
+                throw fail("'\(prefix)blocks.0.mlp.fc1.weight' is missing or its width is not a multiple of \(d) (an MLP ratio this engine does not build, e.g. ViT-g's 48/11)")
+            }
+            ratio = fc1[0] / d
+        }
+        guard let h = heads ?? ViTConfig.officialHeads(width: d) else {
+            throw fail("width \(d) is no official preset's: give the number of heads")
+        }
+        let config = ViTConfig(imageSize: grid * p, patchSize: p, inChannels: c, embedDim: d, depth: depth, heads: h, mlpRatio: ratio)
+        do { try config.validate() } catch { throw fail("inferred architecture \(config) is not valid: \(error)") }
+        return config
+    }
+
     public func validate() throws {
         guard imageSize > 0, patchSize > 0, imageSize % patchSize == 0, inChannels > 0, depth >= 0,
               heads > 0, embedDim % heads == 0, embedDim % 4 == 0, mlpRatio > 0 else {

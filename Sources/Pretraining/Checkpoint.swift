@@ -124,6 +124,9 @@ public struct TrainedCheckpoint {
             let (s, _) = try Checkpoint.readState(path)
             state = s
             cfg = try given ?? TrainingConfig.load(text: s.config, source: path + " (its training configuration)")
+        } else if let text = meta["ijepa.config"] {  // written by `ijepa import`
+            state = nil
+            cfg = try given ?? TrainingConfig.load(text: text, source: path + " (its configuration)")
         } else {
             guard let given else {
                 throw SafeTensorsError(path: path, problem: "a bare state dict (no '\(Checkpoint.stateKey)' metadata): give its training configuration with --config")

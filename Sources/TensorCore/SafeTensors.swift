@@ -140,6 +140,58 @@ public enum SafeTensors {
     }
 }
 
+extension SafeTensors {
+    /// Writes Float32 tensors one at a time, atomically (temporary file, flush, rename): `shapes` (name, shape)
+    /// fixes the header, then `tensor(name)` is asked for each in name order and written at once, so a file
+    /// larger than memory can be written while holding one tensor (e.g. `ijepa import` of a 10 GB checkpoint).
+    public static func write(shapes: [(String, [Int])], metadata: [String: String] = [:], to path: String,
+                             tensor: (String) throws -> Tensor) throws {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        let sorted = shapes.sorted { $0.0 < $1.0 }
+        for (name, shape) in sorted {
+            let bytes = 4 * shape.reduce(1, *)
+            header[name] = ["dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
+            offset += bytes
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while (8 + json.count) % 8 != 0 { json.append(0x20) }
+        let url = URL(fileURLWithPath: path)
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: problem) }
+        guard FileManager.default.createFile(atPath: tmp.path, contents: nil),
+              let h = try? FileHandle(forWritingTo: tmp) else {
+            throw fail("cannot be written (cannot create \(tmp.path))")
+        }
+        do {
+            defer { try? h.close() }
+            var prefix = Data()
+            withUnsafeBytes(of: UInt64(json.count).littleEndian) { prefix.append(contentsOf: $0) }
+            try h.write(contentsOf: prefix + json)
+            for (name, shape) in sorted {
+                let t = try tensor(name)
+                guard t.shape.reduce(1, *) == shape.reduce(1, *) else {
+                    throw fail("tensor '\(name)' has shape \(t.shape), the header says \(shape)")
+                }
+                try t.withUnsafeBufferPointer { buf in
+                    // Float32 is little-endian on every platform Swift runs this package on.
+                    try h.write(contentsOf: Data(buffer: buf))
+                }
+            }
+            try h.synchronize()
+        } catch {
+            try? FileManager.default.removeItem(at: tmp)
+            if let e = error as? SafeTensorsError { throw e }
+            throw fail("cannot be written: \(error)")
+        }
+        guard rename(tmp.path, url.path) == 0 else {
+            try? FileManager.default.removeItem(at: tmp)
+            throw fail("cannot rename the temporary file into place (errno \(errno))")
+        }
+    }
+}
+
 /// Writes `data` to `path` through a temporary file in the same folder and a rename (atomic on POSIX).
 public func writeAtomically(_ data: Data, to path: String) throws {
     let url = URL(fileURLWithPath: path)

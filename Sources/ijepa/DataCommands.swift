@@ -81,6 +81,12 @@ struct Embed: ParsableCommand {
     @Option(help: "With --images: the target (EMA) or the context encoder.")
     var network = "target"
 
+    @Option(help: "With --images or --tensors: the encoder's heads, for a checkpoint whose width is no official preset's.")
+    var heads: Int?
+
+    @Option(help: "Embed already preprocessed inputs instead: a safetensors file whose tensor \"images\" is (n, C, S, S) (parity checks against other engines).")
+    var tensors: String?
+
     @Option(help: "The safetensors file to write.")
     var output: String
 
@@ -89,7 +95,7 @@ struct Embed: ParsableCommand {
     func run() throws {
         try runOptions.apply()
         try userFacing {
-            if !images.isEmpty { return try embedFiles() }
+            if !images.isEmpty || tensors != nil { return try embedFiles() }
             guard split == "train" || split == "test" else { throw ValidationError("--split must be train or test") }
             let trained = try model.open()
             let cfg = trained.config
@@ -108,19 +114,28 @@ struct Embed: ParsableCommand {
 
     /// `--images`: the files through `Encoder`, as an app would embed them.
     func embedFiles() throws {
+        useFixedMmapThreshold()
         guard let net = Encoder.Network(rawValue: network) else { throw ValidationError("--network must be target or context") }
         guard model.dataRoot == nil, model.imageFolder == nil, model.overrides.isEmpty else {
             throw ValidationError("--images embeds files: --data-root, --image-folder and --set do not apply")
         }
+        guard images.isEmpty || tensors == nil else { throw ValidationError("give --images or --tensors, not both") }
         let files = try pngFiles(images)
         let encoder = try Encoder(checkpoint: model.checkpoint ?? model.out + "/checkpoint.safetensors", network: net,
-                                  config: model.configPath)
-        let features = try encoder.embed(try files.map { try Image(contentsOfFile: $0) })
+                                  config: model.configPath, heads: heads)
+        let features: Tensor
+        if let tensors {
+            let input = try SafeTensorsFile(path: tensors)
+            guard input.shape(of: "images") != nil else { throw SafeTensorsError(path: tensors, problem: "no tensor \"images\"") }
+            features = try encoder.embed(preprocessed: try input.tensor("images"))
+        } else {
+            features = try encoder.embed(try files.map { try Image(contentsOfFile: $0) })
+        }
         let list = String(decoding: try JSONSerialization.data(withJSONObject: files), as: UTF8.self)
         try SafeTensors.write([("features", features)],
                               metadata: ["checkpoint": encoder.source, "files": list,
                                          "encoder": "\(network) encoder, average-pooled"], to: output)
-        print("wrote \(output): features \(features.shape) of \(files.count) images")
+        print("wrote \(output): features \(features.shape) from \(encoder.source) (\(encoder.architecture.depth) blocks of \(encoder.dimension), \(encoder.architecture.imageSize) px)")
     }
 }
 
@@ -173,6 +188,44 @@ struct ExportPNG: ParsableCommand {
             if let limit { data = data.subset(Array(0..<min(max(limit, 0), data.count))) }
             try ImageFolder.export(data, to: to, overwrite: overwrite)
             print("wrote \(data.count) PNGs in \(data.classNames.count) class folders under \(to)")
+        }
+    }
+}
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Convert an official I-JEPA checkpoint (torch.save, e.g. facebookresearch/ijepa's ViT-H/14) to safetensors.",
+        discussion: """
+            Reads the zip archive in Swift (its pickle is parsed, never run: only the
+            state dicts' own types are accepted) and writes the encoder, predictor and
+            target encoder under our names (module. prefixes removed), with a training
+            configuration that describes the architecture (inferred from the shapes;
+            heads from the official preset for the width, or --heads) and the ImageNet
+            evaluation preprocessing. One tensor is held at a time.
+
+            Examples:
+              ijepa import IN1K-vit.h.14-300e.pth.tar --output vith14.safetensors
+              ijepa embed --checkpoint vith14.safetensors --images photos/ --output f.safetensors
+              ijepa probe --checkpoint vith14.safetensors --image-folder data/train
+                  --test-folder data/test
+            """)
+
+    @Argument(help: "The torch.save checkpoint.")
+    var file: String
+
+    @Option(help: "The safetensors file to write.")
+    var output: String
+
+    @Option(help: "Heads of the encoder, when its width is no official preset's.")
+    var heads: Int?
+
+    func run() throws {
+        useFixedMmapThreshold()
+        try userFacing {
+            let r = try importTorchCheckpoint(file, to: output, heads: heads)
+            let a = r.architecture
+            print("wrote \(output): encoder \(r.networks["encoder"] ?? 0), predictor \(r.networks["predictor"] ?? 0), target_encoder \(r.networks["target_encoder"] ?? 0) tensors; ViT \(a.embedDim) wide, \(a.depth) blocks, \(a.heads) heads, patch \(a.patchSize), \(a.imageSize) px; predictor \(r.config.meta.predEmbDim) x \(r.config.meta.predDepth)\(r.values.isEmpty ? "" : "; " + r.values.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
         }
     }
 }
