@@ -7,7 +7,7 @@
     tools/.venv-torch/bin/python tools/ijepa_vs_pytorch.py --swift .build/release/ijepa --busy   # one core kept busy
     tools/.venv-torch/bin/python tools/ijepa_vs_pytorch.py --swift .build/release/ijepa --rounds 3  # median of 3 ratios
 
-What one step is (the official src/train.py loop, reference sections 4 and 5; modules and helpers imported from
+What one step is (the official src/train.py loop and src/utils/schedulers.py; modules and helpers imported from
 tools/make_parity_fixtures.py, the AdamW groups and schedules from tools/make_step_fixtures.py):
 lr / wd schedule step; target = target_encoder(images) under no_grad over all N tokens, F.layer_norm (eps 1e-5, no
 affine), apply_masks, repeat_interleave_batch; z = predictor(encoder(images, [ctx]), [ctx], targets); smooth-L1
@@ -29,14 +29,14 @@ Masks: with `--swift PATH` the script asks the Swift binary for the exact masks 
 config in its metadata) uses a dump made earlier. The file holds `step{s}.context.0` [B, Kc] and `step{s}.target.{j}`
 [B, Kp] (float32 indices) and metadata "config". Warm-up step k and timed step k (each counted from 0) use the masks
 of step k mod S, so timed step k has the masks of the Swift bench's timed step k. Without a dump the masks are sampled
-here by a re-implementation of the official multi-block rule (reference section 3, min_keep 4 at 28 px as the Swift
+here by a re-implementation of the official multi-block rule (src/masks/multiblock.py, min_keep 4 at 28 px as the Swift
 bench, 10 at 224 px) with its own RNG: same distribution, not the same masks as Swift; every line then says so.
 
 Timing: torch.set_num_threads(T) (and OMP_NUM_THREADS=T) in a fresh process per (config, threads), so that the peak
 RSS (resource.getrusage ru_maxrss: the whole process, Python and torch included; importRSSBytes is the peak right
 after the imports, before any model) is per case; `--warmup` (2) steps, then the median of `--steps` (10) timed
 steps. imagesPerSecond = batch / median step seconds. gflops = the FLOPs of the timed steps by the formula of
-reference section 8 (step_flops below, with each step's actual Kc and Kp; matmuls only, backward = 2x forward for
+step_flops below (with each step's actual Kc and Kp; matmuls only, backward = 2x forward for
 the trained parts) / their total time, the same aggregation as the Swift bench.
 pctPeak = 100 gflops / (peak per core x threads) when a per-core peak is known: `--peak-gflops` (also passed to
 Swift) or the peakGflops of the Swift header line; null otherwise.
@@ -71,7 +71,7 @@ CASES = {
 # same numbers, less memory, a second forward pass); PyTorch runs its plain step for them, so their ratios say
 # what the option buys against the PyTorch step a user would otherwise run.
 CASES.update({name + "-recompute": dict(c, recompute=True) for name, c in list(CASES.items())})
-# Published optimiser / schedule values (reference section 5) in make_step_fixtures.init_opt's keys; the length
+# Published optimiser / schedule values (official configs/*.yaml) in make_step_fixtures.init_opt's keys; the length
 # (ipe x epochs) only has to exceed the steps run. Same numbers as the Swift bench.
 OPT = dict(betas=[0.9, 0.999], adam_eps=1e-8, ipe=1000, epochs=10, warmup_epochs=1, ipe_scale=1.0,
            start_lr=2e-4, ref_lr=1e-3, final_lr=1e-6, wd0=0.04, wd1=0.4, ema0=0.996, ema1=1.0)
@@ -84,7 +84,7 @@ def block_flops(n, d, r=4):
 
 
 def step_flops(c, kc, kp, nenc=1, npred=None):
-    """FLOPs of one training step by reference section 8: F_tgt + 3 (F_ctx + F_pred)."""
+    """FLOPs of one training step, matmuls only: F_tgt + 3 (F_ctx + F_pred)."""
     npred = c["npred"] if npred is None else npred
     b, d, dp = c["batch"], c["dim"], c["pred_dim"]
     n = (c["image"] // c["patch"]) ** 2
@@ -97,12 +97,12 @@ def step_flops(c, kc, kp, nenc=1, npred=None):
 
 
 def check_step_flops():
-    """The formula must reproduce the table of reference section 8 (per image, GFLOP)."""
+    """The formula must keep giving the known per-image GFLOP of a ViT-T/4 32 px and a ViT-S/16 step."""
     a = dict(image=32, channels=3, patch=4, dim=192, depth=6, pred_dim=96, pred_depth=4, batch=1, npred=4)
     b = dict(image=224, channels=3, patch=16, dim=384, depth=12, pred_dim=384, pred_depth=6, batch=1, npred=4)
     for c, kc, kp, want, digits in ((a, 12, 11, 0.817, 3), (b, 50, 33, 38.07, 2)):
         got = step_flops(c, kc, kp) / 1e9
-        assert round(got, digits) == want, f"step_flops gives {got:.4f} GFLOP/img, reference section 8 says {want}"
+        assert round(got, digits) == want, f"step_flops gives {got:.4f} GFLOP/img, expected {want}"
 
 
 # ---- masks ----------------------------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ def sample_block_mask(gen, g, size, min_keep, regions=None):
 
 
 def sample_masks(c, step, pos_gen):
-    """One batch of the official multi-block collator (reference section 3): enc scale (0.85, 1), pred scale
+    """One batch of the official multi-block collator (src/masks/multiblock.py): enc scale (0.85, 1), pred scale
     (0.15, 0.2), aspect (0.75, 1.5), no overlap, trimmed to the batch minimum keeping the first raster indices.
     Block sizes from a generator seeded with the step (as the official _itr_counter), positions from pos_gen."""
     import torch
@@ -204,7 +204,7 @@ def sample_masks(c, step, pos_gen):
 # ---- the PyTorch worker (one process per configuration and thread count) ----------------------------------------
 
 def official_init(*models):
-    """What the official runs got after helper.init_model (reference section 1.2)."""
+    """What the official runs got after helper.init_model (src/helper.py)."""
     import torch.nn as nn
     for m in (m for model in models for m in model.modules()):
         if isinstance(m, (nn.Linear, nn.Conv2d)):

@@ -5,7 +5,7 @@
     tools/.venv-torch/bin/python tools/make_parity_fixtures.py
 
 The model is written here in plain PyTorch from the facts in the official code (facebookresearch/ijepa,
-src/models/vision_transformer.py, src/masks/utils.py, train.py; summarised in shared/docs/ijepa-reference.md):
+src/models/vision_transformer.py, src/masks/utils.py, train.py):
 Conv2d patch embedding, fixed 2-D sin-cos positions (column half first, sin before cos, float64), pre-norm
 blocks with LayerNorm eps 1e-6, qkv Linear with bias, softmax(q k^T (D/h)^-0.5) v, exact-erf GELU, final norm;
 the predictor with predictor_embed, context positions, mask token + target positions, one sequence per

@@ -5,7 +5,7 @@
     tools/.venv-torch/bin/python tools/make_step_fixtures.py
 
 Runs STEPS official training steps (facebookresearch/ijepa src/train.py, src/helper.py init_opt,
-src/utils/schedulers.py; summarised in shared/docs/ijepa-reference.md sections 4 and 5) in fp32 on the CPU, with
+src/utils/schedulers.py) in fp32 on the CPU, with
 the encoder, predictor, masking helpers and fixture init imported from make_parity_fixtures.py:
 - target_encoder = deepcopy(encoder), requires_grad False;
 - torch.optim.AdamW (betas 0.9/0.999, eps 1e-8) with the four official groups: encoder / predictor parameters

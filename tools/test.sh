@@ -7,6 +7,15 @@
 #  4. the command-line tool fed bad inputs (corrupt PNG/IDX files, bad folders, configs, masks, checkpoints).
 source "$(dirname "$0")/setup.sh"
 
+# The repository is self-contained: no code, doc or tool cites documents outside it. The pattern is built from
+# pieces so that this script does not match it itself.
+pat='shared''/|reference ''section'
+if grep -rnIE "$pat" Sources docs tools README.md --exclude-dir='.venv*' >/dev/null; then
+    echo "error: citations of documents outside the repository:" >&2
+    grep -rnIE "$pat" Sources docs tools README.md --exclude-dir='.venv*' >&2
+    exit 1
+fi
+
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 

@@ -13,7 +13,7 @@ import Darwin
 /// every output element is computed the same way whatever the number of threads (bit-identical results).
 /// Workers take tasks on demand from a shared counter: with more tasks than threads, a worker that gets
 /// descheduled by another process on the machine delays only its current task, not a static share
-/// (numpy's BLAS and PyTorch at 2 threads ran 1.2-3.7x slower than 1 thread under such load: shared/docs/machine.md).
+/// (numpy's BLAS and PyTorch at 2 threads ran 1.2-3.7x slower than 1 thread under such load in our measurements).
 public enum Parallel {
     private static let configured = Atomic<Int>(0)
 

@@ -1,6 +1,6 @@
 import TensorCore
 
-/// Settings of the multi-block mask sampler (reference section 3, `src/masks/multiblock.py`). The defaults are
+/// Settings of the multi-block mask sampler (official `src/masks/multiblock.py`). The defaults are
 /// the values of every published config; the grid is input_size / patch_size.
 public struct MaskConfig: Sendable, Codable, Equatable {
     public var gridHeight: Int
@@ -132,7 +132,7 @@ public struct MaskBatch: Sendable {
     public var relaxedContexts: Int
 }
 
-/// The multi-block mask collator (reference section 3). All randomness comes from
+/// The multi-block mask collator (official `src/masks/multiblock.py`). All randomness comes from
 /// `RandomGenerator(seed: seed).stream(.masks, step)`: block sizes from `.derived(0)` (as the official code seeds its
 /// size generator with the call counter), positions of image b from `.derived(1, b)`, the random trimming of
 /// `fixed` mode from `.derived(2, b, m)` (context m) and `.derived(3, b, m)` (target m). So the masks of a step
@@ -213,7 +213,7 @@ public struct MaskCollator: Sendable {
         var relaxed: Int
     }
 
-    /// Draws one image's masks (`_sample_block_mask` per block, reference section 3 step 4).
+    /// Draws one image's masks (`_sample_block_mask` of `src/masks/multiblock.py`, per block).
     func sampleImage(
         targetBlock p: (h: Int, w: Int), contextBlock e: (h: Int, w: Int), rng: inout RandomGenerator,
         covered: inout [UInt8]

@@ -2,7 +2,7 @@ import CPUKernels
 import NNLayers
 import TensorCore
 
-/// The I-JEPA predictor (`VisionTransformerPredictor`, reference section 2): a narrow ViT that takes the
+/// The I-JEPA predictor (`VisionTransformerPredictor`, src/models/vision_transformer.py): a narrow ViT that takes the
 /// context tokens and, for each target block, mask tokens at the target positions, and predicts the target
 /// encoder's representations there.
 public final class Predictor: ParameterContainer {

@@ -4,7 +4,7 @@ import Glibc
 import Darwin
 #endif
 
-/// The official schedules (src/utils/schedulers.py, train.py; reference section 5), as pure functions of the
+/// The official schedules (src/utils/schedulers.py, src/train.py), as pure functions of the
 /// step so a resumed run recomputes them from the step count alone. `k` counts optimizer steps from 1: the
 /// official `step()` increments before computing, so the first training step uses k = 1.
 public struct Schedules: Sendable, Codable, Equatable {

@@ -1,4 +1,4 @@
-/// FLOPs of an I-JEPA training step by the formula of reference section 8 (matmuls only, 2 FLOPs per MAC;
+/// FLOPs of an I-JEPA training step, counting matmuls only (2 FLOPs per MAC;
 /// it agrees with torch.utils.flop_counter within 0.3 %): backward = 2x forward for the trained parts, the
 /// target encoder runs forward only.
 public struct StepCost: Sendable {

@@ -19,7 +19,7 @@ public struct StepResult: Sendable {
     }
 }
 
-/// One I-JEPA optimisation step in the official order (train.py L290-338, reference section 4):
+/// One I-JEPA optimisation step in the official order (src/train.py L290-338):
 /// schedules -> target encoder on the full image (no grad) + non-affine LayerNorm (eps 1e-5) + target blocks
 /// -> context encoder on the context blocks -> predictor -> smooth-L1 -> backward -> AdamW -> zero grad -> EMA.
 public final class IJEPATrainer {

@@ -20,7 +20,7 @@ public struct ViTConfig: Sendable, Equatable, Codable {
     public var gridSize: Int { imageSize / patchSize }
     public var tokens: Int { gridSize * gridSize }
 
-    /// The official variants (reference section 1), at 224 px with patch 16 unless changed.
+    /// The official variants (`vit_*` in src/models/vision_transformer.py), at 224 px with patch 16 unless changed.
     public static func tiny(imageSize: Int = 224, patchSize: Int = 16, inChannels: Int = 3) -> ViTConfig {
         ViTConfig(imageSize: imageSize, patchSize: patchSize, inChannels: inChannels, embedDim: 192, depth: 12, heads: 3)
     }

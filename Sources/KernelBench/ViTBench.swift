@@ -18,7 +18,7 @@ public enum ViTBench {
          Case(name: "vit-s16", config: .small(), batch: 16)]
     }
 
-    /// Forward FLOPs per image: 2 x (matmul parameters per token) x tokens + depth x 4 N^2 D (reference section 8).
+    /// Forward FLOPs per image: 2 x (matmul parameters per token) x tokens + depth x 4 N^2 D (matmuls only).
     public static func forwardFlopsPerImage(_ c: ViTConfig) -> Double {
         let (n, d) = (Double(c.tokens), Double(c.embedDim))
         let perToken = Double(c.inChannels * c.patchSize * c.patchSize) * d + Double(c.depth) * (4 + 2 * Double(c.mlpRatio)) * d * d

@@ -17,7 +17,7 @@ extension ParameterContainer {
 }
 
 /// The official init of every Linear (and the patch-embedding conv): trunc_normal(std 0.02) with absolute
-/// bounds +-2 (so in effect N(0, 0.02^2)), biases 0 (src/helper.py init_model, reference section 1.2).
+/// bounds +-2 (so in effect N(0, 0.02^2)), biases 0 (src/helper.py init_model, src/utils/tensors.py trunc_normal_).
 public func officialWeight(_ shape: [Int], rng: inout RandomGenerator) throws -> Variable {
     Variable(try rng.truncatedNormal(shape, std: 0.02, a: -2, b: 2), requiresGrad: true)
 }

@@ -5,7 +5,7 @@ import JEPA
 import LinearEval
 import TensorCore
 
-/// Frozen-feature evaluation as the paper does it (reference section 7): average-pooled patch outputs of the
+/// Frozen-feature evaluation as the paper does it (arXiv 2301.08243, App. A.2): average-pooled patch outputs of the
 /// target encoder, a linear probe fitted on the train split and scored on the test split, plus k-NN; the same
 /// for a randomly initialised encoder and for raw pixels, side by side.
 public struct EvaluationReport: Codable, Sendable {
@@ -19,7 +19,7 @@ public struct EvaluationReport: Codable, Sendable {
 /// (n, layers D): average-pooled outputs of the last `layers` blocks of `encoder` over `data` (evaluation
 /// transform), each through the encoder's final LayerNorm as the last one is, concatenated last block first;
 /// no autograd. layers = 1 is the encoder's output; 4 is the paper's other probe representation ("the
-/// concatenation of the last 4 layers' average-pooled patch representations", reference section 7).
+/// concatenation of the last 4 layers' average-pooled patch representations", paper Appendix A.2).
 public func encoderFeatures(
     _ encoder: VisionTransformer, data: ImageDataset, augmentation: Augmentation, layers: Int = 1, batchSize: Int = 250
 ) throws -> Tensor {

@@ -8,7 +8,7 @@ import Glibc
 import Darwin
 #endif
 
-/// The multi-block mask collator against reference section 3: the size rule, the statistics measured with the
+/// The multi-block mask collator against `src/masks/multiblock.py`: the size rule, the statistics measured with the
 /// official collator (Kc, Kp, per-row coverage and its trimming bias), invariants, the `fixed` variant,
 /// reproducibility and config validation.
 final class MaskCollatorTests: XCTestCase {
@@ -96,7 +96,7 @@ final class MaskCollatorTests: XCTestCase {
         XCTAssertEqual(t.h * t.w, 9)
     }
 
-    // MARK: Statistics against the official collator (reference section 3, "Typical sizes", "Trimming bias")
+    // MARK: Statistics against the official collator (src/masks/multiblock.py: typical sizes, trimming bias)
 
     struct Stats {
         var kc: [Int] = [], kp: [Int] = []
@@ -130,7 +130,7 @@ final class MaskCollatorTests: XCTestCase {
 
     func mean(_ x: [Int]) -> Double { Double(x.reduce(0, +)) / Double(x.count) }
 
-    /// Reference per-row P(patch in context) at G = 14, B = 128, rows 0...12 (reference section 3). The reference
+    /// Reference per-row P(patch in context) at G = 14, B = 128, rows 0...12 (official collator). The reference
     /// divides by the 13 columns a context can use (its B = 1 value .80 is 0.74 of all 14 columns).
     let referenceRows = [0.81, 0.64, 0.52, 0.40, 0.30, 0.23, 0.21, 0.20, 0.21, 0.21, 0.15, 0.07, 0.02]
 
