@@ -291,7 +291,7 @@ final class LinearProbeTests: XCTestCase {
         expect(.labelCountMismatch(name: "test", rows: 4, labels: 1)) { try knn(x, y, x, [0]) }
         expect(.featureDimensionMismatch(train: 2, other: 3, otherName: "query")) { try knn(x, y, wide, y) }
         expectNaN("train") { try knn(bad, y) }
-        expectNaN("query") { try knnPredict(train: x, trainLabels: y, queries: bad, classes: 2, k: 1) }
+        expectNaN("query") { _ = try knnPredict(train: x, trainLabels: y, queries: bad, classes: 2, k: 1) }
         expect(.empty(name: "test", shape: [0, 2])) { try knn(x, y, Tensor(zeros: [0, 2]), []) }
         expect(.invalidClassCount(-3)) { try knn(classes: -3) }
         expect(.invalidOption("threads must be nil or >= 1, got -2")) { try knn(threads: -2) }

@@ -46,7 +46,7 @@ func losses(_ folder: String) throws -> [String] {
 final class TrainingConfigTests: XCTestCase {
     func write(_ text: String) -> String {
         let p = temporaryFolder() + "/config.json"
-        FileManager.default.createFile(atPath: p, contents: Data(text.utf8))
+        _ = FileManager.default.createFile(atPath: p, contents: Data(text.utf8))
         return p
     }
 
