@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "LinearEval", dependencies: ["CPUKernels", "TensorCore"]),
         .target(name: "Pretraining",
                 dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "LinearEval", "TorchImport"]),
-        .target(name: "KernelBench", dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA"]),
+        .target(name: "KernelBench", dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "IJEPA"]),
         // The app-facing front door: encoders that embed images (no training code, no data sets).
         .target(name: "IJEPA", dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "TorchImport"]),
         .target(name: "TorchImport", dependencies: ["CZlib", "TensorCore"]),

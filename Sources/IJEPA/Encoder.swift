@@ -122,11 +122,9 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
         let file = try TorchCheckpoint(path: path)
         let prefix = try torchPrefix(file, network: network)
         let arch = try ViTConfig.inferred(shape: { file.shape(of: prefix + $0) }, heads: heads, file: path, prefix: prefix)
-        let mean = Augmentation.imageNetMean, std = Augmentation.imageNetStd
-        guard arch.inChannels == 3 else {
-            throw TorchCheckpointError(path: path, problem: "the encoder takes \(arch.inChannels) channels; official checkpoints are RGB")
-        }
-        let preprocessing = Preprocessing(size: arch.imageSize, channels: 3, mean: mean, std: std,
+        // ImageNet's mean and std for RGB (the official checkpoints); the gray default for a 1-channel network.
+        let a = Augmentation(outputSize: arch.imageSize, channels: arch.inChannels)
+        let preprocessing = Preprocessing(size: arch.imageSize, channels: arch.inChannels, mean: a.mean, std: a.std,
                                           resize: .centreCrop(shorterSide: arch.imageSize * 8 / 7))
         try self.init(architecture: arch, preprocessing: preprocessing, network: network, source: path, prefix: prefix,
                       shape: { file.shape(of: $0) }, tensor: { try file.tensor($0) })
@@ -187,6 +185,19 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
             start = end
         }
         return out
+    }
+
+    /// An encoder of `architecture` with the official random initialisation and the ImageNet (3 channels) or
+    /// Fashion-MNIST (1 channel) normalisation: for benchmarks, which need the architecture, not trained weights.
+    package init(randomWeights architecture: ViTConfig, seed: UInt64 = 1) throws {
+        var rng = RandomGenerator(seed: seed).stream(.initialisation)
+        vit = try VisionTransformer(architecture, rng: &rng)
+        let a = Augmentation(outputSize: architecture.imageSize, channels: architecture.inChannels)
+        self.architecture = architecture
+        preprocessing = Preprocessing(size: architecture.imageSize, channels: architecture.inChannels, mean: a.mean,
+                                      std: a.std, resize: .stretch)
+        network = .target
+        source = "random weights (seed \(seed))"
     }
 
     /// Features of images already preprocessed: `images` (n, C, S, S) as `Preprocessing` would make them (for

@@ -1,5 +1,6 @@
 import Foundation
 import ImageData
+import TensorCore
 
 /// An image to embed: a PNG (file or bytes), or 8-bit pixels in memory. It is decoded and converted to the
 /// encoder's channels only when embedded, by the same conventions as training (`PNGCodec`): alpha dropped,
@@ -36,6 +37,22 @@ public struct Image: Sendable {
         }
         source = .pixels(width: width, height: height, channels: channels, bytes: pixels)
         self.name = name
+    }
+
+    /// The image's 8-bit pixels, (height, width, `channels`) interleaved, rows top to bottom; `channels` 1 (gray)
+    /// or 3 (RGB), converted as for embedding.
+    public func pixels(channels: Int = 3) throws -> (width: Int, height: Int, pixels: [UInt8]) {
+        try decoded(channels: channels)
+    }
+
+    /// Writes the image as a PNG file (atomically); a PNG source is written as it is.
+    public func writePNG(to path: String) throws {
+        switch source {
+        case .png(let bytes):
+            try writeAtomically(Data(bytes), to: path)
+        case .pixels(let w, let h, let c, let bytes):
+            try PNGCodec.write(path: path, width: w, height: h, channels: c, pixels: bytes)
+        }
     }
 
     /// The image as (height, width, `channels`) interleaved bytes, `channels` 1 or 3.

@@ -1,6 +1,7 @@
 import ArgumentParser
 @_spi(Tuning) import CPUKernels
 import Foundation
+import IJEPA
 @_spi(Tuning) import KernelBench
 @_spi(Tuning) import NNLayers
 @_spi(Tuning) import TensorCore
@@ -50,7 +51,7 @@ struct BenchOptions: ParsableArguments {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: GEMM and row kernels, in GFLOP/s and % of the peak measured in the same run.",
-        subcommands: [All.self, GEMM.self, Kernels.self, MLP.self, ViT.self, IJEPA.self, Peak.self],
+        subcommands: [All.self, GEMM.self, Kernels.self, MLP.self, ViT.self, IJEPA.self, Embed.self, Peak.self],
         defaultSubcommand: All.self)
 
     struct All: ParsableCommand {
@@ -139,6 +140,45 @@ struct Bench: ParsableCommand {
         }
     }
 
+    struct Embed: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "embed",
+            abstract: "Encoder inference (the app's embed path): latency at batch 1 and throughput at larger batches.",
+            discussion: """
+                Cases: vit-tiny4-28 (the main job's encoder), vit-s16 and vit-h14 (224 px),
+                random weights of the official architectures. Each row: median ms per
+                call, images/s, GFLOP/s and % of the peak measured in the same run, peak
+                RSS (weights included). tools/embed_vs_onnxruntime.py runs the same models
+                in PyTorch and ONNX Runtime.
+                """)
+        @OptionGroup var options: BenchOptions
+        @Option(help: "Batches to time, comma separated (default: each case's own: 1, 8, 16, 32; ViT-H 1, 8).")
+        var batches: String?
+        func run() throws {
+            let cases = options.selected(EmbedBench.standard, name: \.name, quickNames: ["vit-tiny4-28"])
+            if options.list { return listModelCases(cases.map { ($0.name, $0.batches.max() ?? 1) }) }
+            let chosen = try batches.map { text -> [Int] in
+                let v = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+                guard !v.isEmpty, v.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--batches expects positive integers, got '\(text)'") }
+                return v
+            }
+            let threads = try options.threadCounts()
+            let peak = printModelBenchHeader(options)
+            for c in cases {
+                let encoder = try Encoder(randomWeights: c.config)
+                for t in threads {
+                    for b in (options.quick ? [1] : chosen ?? c.batches) {
+                        let r = try EmbedBench.run(c, encoder: encoder, batch: b, threads: t, peakPerCore: peak.perCore,
+                                                   minRuns: options.quick ? 1 : 3, minSeconds: options.quick ? 0 : options.minSeconds)
+                        printModelBenchRow(r, options: options, threads: t, batch: b,
+                                           imagesPerSecond: Double(b) / (r.medianMs / 1e3))
+                        fflush(stdout)
+                    }
+                }
+            }
+        }
+    }
+
     struct ViT: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "vit",
@@ -181,7 +221,7 @@ struct Bench: ParsableCommand {
             discussion: """
                 Target encoder + context encoder + predictor + smooth-L1 + backward + AdamW +
                 EMA on synthetic images with the official masks of steps 0..<steps (seed 0).
-                GFLOP/s by the formula of reference section 8. The -recompute cases run the
+                GFLOP/s: matmul FLOPs only, backward = 2x forward. The -recompute cases run the
                 same step with the trained blocks recomputed in the backward pass
                 (engine.recompute_blocks): the same numbers, less memory, a second forward
                 pass of those blocks. --dump-masks FILE writes those masks for

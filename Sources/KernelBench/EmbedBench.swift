@@ -1,0 +1,58 @@
+import CPUKernels
+import Foundation
+import IJEPA
+import JEPA
+import TensorCore
+
+/// Inference benchmarks of `Encoder` (the app's path: no tape, pooled features): latency at batch 1 and
+/// throughput at larger batches, on random weights of the official architectures.
+public enum EmbedBench {
+    public struct Case: Sendable {
+        public var name: String
+        public var config: ViTConfig
+        /// Batches timed: 1 for latency, the others for throughput (each engine is judged at its best).
+        public var batches: [Int]
+    }
+
+    /// The main job's encoder (ViT-Tiny width, patch 4, 28 px gray, 6 blocks), ViT-S/16 and ViT-H/14 at 224 px.
+    public static var standard: [Case] {
+        [Case(name: "vit-tiny4-28", config: .tiny28(inChannels: 1, depth: 6), batches: [1, 8, 16, 32]),
+         Case(name: "vit-s16", config: .small(), batches: [1, 8, 16, 32]),
+         Case(name: "vit-h14", config: .huge(), batches: [1, 8])]
+    }
+
+    /// Times `encoder.embed(preprocessed:)` of `batch` random images on `threads` threads: one warm-up run, then
+    /// runs until `minSeconds` have passed and at least `minRuns` were made; the median is reported. The peak RSS
+    /// is this case's (weights included).
+    public static func run(_ c: Case, encoder: Encoder, batch: Int, threads: Int, peakPerCore: Double,
+                           minRuns: Int = 3, minSeconds: Double = 1) throws -> BenchResult {
+        let saved = Parallel.maxThreads
+        Parallel.maxThreads = threads
+        defer { Parallel.maxThreads = saved }
+        TensorStorage.releaseCachedMemory()
+        ViTBench.resetPeakRSS()
+        var rng = RandomGenerator(seed: 2)
+        let a = c.config
+        let images = try rng.normal([batch, a.inChannels, a.imageSize, a.imageSize])
+        encoder.batchSize = batch
+        let warm = try encoder.embed(preprocessed: images)
+        guard warm.scalars.allSatisfy(\.isFinite) else {
+            throw TensorError.incompatibleShapes(operation: "embed bench \(c.name): non-finite features", [batch], [])
+        }
+        var samples: [Double] = []
+        let start = monotonicSeconds()
+        while samples.count < minRuns || monotonicSeconds() - start < minSeconds {
+            let t0 = monotonicSeconds()
+            _ = try encoder.embed(preprocessed: images)
+            samples.append(monotonicSeconds() - t0)
+        }
+        samples.sort()
+        let median = samples[samples.count / 2]
+        let gflops = ViTBench.forwardFlopsPerImage(a) * Double(batch) / median / 1e9
+        return BenchResult(
+            name: "\(c.name).embed", kind: "embed", threads: threads, medianMs: median * 1e3, bestMs: samples[0] * 1e3,
+            gflops: gflops, pctPeak: 100 * gflops / (peakPerCore * Double(threads)), gbPerSecond: 0, validationError: 0,
+            extra: [("batch", .int(batch)), ("imagesPerSecond", .double(Double(batch) / median)),
+                    ("runs", .int(samples.count)), ("peakRSSBytes", .int(ViTBench.peakRSSBytes()))])
+    }
+}
