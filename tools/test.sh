@@ -3,7 +3,8 @@
 #  1. all tests, built as users build (release, AVX2 + FMA when the CPU has them);
 #  2. the kernel tests again in a portable build (no -mavx2/-mfma), which must pass too and must not call
 #     libm's per-lane fmaf (docs/building.md);
-#  3. the library consumed as a versioned SwiftPM dependency, without and with the fast-path flags;
+#  3. the library consumed as a versioned SwiftPM dependency, without and with the fast-path flags, and the
+#     example app (Examples/image-search) built by version through a URL mirror and run on 300 images;
 #  4. the command-line tool fed bad inputs (corrupt PNG/IDX files, bad folders, configs, masks, checkpoints).
 source "$(dirname "$0")/setup.sh"
 
@@ -52,6 +53,7 @@ check_inlined .build-portable
 
 echo "== 3/4 versioned-dependency check"
 FAST_FLAGS="${SWIFT_FLAGS[*]}" bash tools/check-versioned-dependency.sh
+FAST_FLAGS="${SWIFT_FLAGS[*]}" bash tools/check-example.sh
 
 echo "== 4/4 bad inputs through the CLI"
 swift build -c release "${SWIFT_FLAGS[@]}" --product ijepa

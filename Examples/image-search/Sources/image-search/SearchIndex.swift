@@ -2,13 +2,17 @@ import Foundation
 import IJEPA
 import TensorCore
 
-/// The embedded images: one unit-length feature row per file, so cosine similarity is a dot product.
+/// The embedded images: one feature row per file, centred on the index's mean feature and scaled to length 1,
+/// so cosine similarity is a dot product. Centring matters: pooled I-JEPA features share a large common
+/// component (raw cosines are all near 1), which would otherwise dominate every comparison.
 struct SearchIndex {
     static let format = "image-search-index-v1"
     var files: [String]
     var dimension: Int
-    /// (files.count, dimension), rows of length 1.
+    /// (files.count, dimension), rows centred and of length 1.
     var features: [Float]
+    /// The mean of the raw features, subtracted from every row and query.
+    var mean: [Float]
 
     /// Reads an index written by `save`; refuses another format with a message naming the file.
     init(contentsOf path: String) throws {
@@ -20,24 +24,35 @@ struct SearchIndex {
               let shape = file.shape(of: "features"), shape.count == 2, shape[0] == list.count else {
             throw SearchError("\(path): the index's file list and features do not match")
         }
+        guard file.shape(of: "mean") == [shape[1]] else { throw SearchError("\(path): the index has no mean feature") }
         files = list
         dimension = shape[1]
         features = try file.tensor("features").scalars
+        mean = try file.tensor("mean").scalars
     }
 
-    init(files: [String], dimension: Int, features: [Float]) {
-        (self.files, self.dimension, self.features) = (files, dimension, features)
+    /// An index of raw feature rows (files.count, dimension): centred and normalised here.
+    init(files: [String], dimension: Int, raw: [Float]) {
+        var mean = [Float](repeating: 0, count: dimension)
+        for i in 0..<files.count { for j in 0..<dimension { mean[j] += raw[i * dimension + j] / Float(files.count) } }
+        var features: [Float] = []
+        features.reserveCapacity(raw.count)
+        for i in 0..<files.count {
+            features += unit((0..<dimension).map { raw[i * dimension + $0] - mean[$0] })
+        }
+        (self.files, self.dimension, self.features, self.mean) = (files, dimension, features, mean)
     }
 
     func save(to path: String, checkpoint: String) throws {
         let list = String(decoding: try JSONSerialization.data(withJSONObject: files), as: UTF8.self)
-        try SafeTensors.write([("features", try Tensor(shape: [files.count, dimension], values: features))],
+        try SafeTensors.write([("features", try Tensor(shape: [files.count, dimension], values: features)),
+                               ("mean", try Tensor(shape: [dimension], values: mean))],
                               metadata: ["format": Self.format, "files": list, "checkpoint": checkpoint], to: path)
     }
 
-    /// The k rows most similar to `query` (cosine), best first.
+    /// The k rows most similar to the raw feature `query` (cosine after centring), best first.
     func nearest(to query: [Float], k: Int) -> [(index: Int, similarity: Float)] {
-        let q = unit(query)
+        let q = unit(zip(query, mean).map { $0 - $1 })
         var scored = (0..<files.count).map { i -> (Int, Float) in
             var s: Float = 0
             for j in 0..<dimension { s += q[j] * features[i * dimension + j] }
@@ -58,21 +73,18 @@ func unit(_ v: [Float]) -> [Float] {
     return n > 0 ? v.map { $0 / n } : v
 }
 
-/// Embeds `files` in chunks of 64, reporting progress after each chunk.
-func buildIndex(files: [String], encoder: Encoder, progress: (Int) -> Void) throws -> SearchIndex {
+/// The raw features of `files`, embedded in chunks of 64, reporting progress after each chunk.
+func embedFiles(_ files: [String], encoder: Encoder, progress: (Int) -> Void) throws -> [Float] {
     var features: [Float] = []
     features.reserveCapacity(files.count * encoder.dimension)
     var start = 0
     while start < files.count {
         let end = min(start + 64, files.count)
-        let rows = try encoder.embed(try files[start..<end].map { try Image(contentsOfFile: $0) }).scalars
-        for r in 0..<(end - start) {
-            features += unit(Array(rows[r * encoder.dimension..<(r + 1) * encoder.dimension]))
-        }
+        features += try encoder.embed(try files[start..<end].map { try Image(contentsOfFile: $0) }).scalars
         start = end
         progress(end)
     }
-    return SearchIndex(files: files, dimension: encoder.dimension, features: features)
+    return features
 }
 
 /// Every .png under `root` (sorted), or `root` itself when it is a file.

@@ -44,11 +44,12 @@ do {
     case "index":
         let files = try pngFiles(under: required("images"))
         guard !files.isEmpty else { fail("no .png files under \(required("images"))") }
-        let index = try buildIndex(files: files, encoder: encoder) { done in
+        let raw = try embedFiles(files, encoder: encoder) { done in
             let line = String(format: "\rindexing %d/%d images (%.0f %%)", done, files.count, 100 * Double(done) / Double(files.count))
             FileHandle.standardError.write(Data(line.utf8))
         }
         FileHandle.standardError.write(Data("\n".utf8))
+        let index = SearchIndex(files: files, dimension: encoder.dimension, raw: raw)
         try index.save(to: required("index"), checkpoint: required("checkpoint"))
         print("indexed \(index.files.count) images (\(index.dimension) features each) into \(required("index"))")
     case "query":
@@ -75,9 +76,9 @@ do {
         guard !queries.isEmpty else { fail("no .png files under \(required("queries"))") }
         func folder(_ path: String) -> String { path.split(separator: "/").dropLast().last.map(String.init) ?? "" }
         var same = 0, total = 0
-        let query = try buildIndex(files: queries, encoder: encoder) { _ in }
+        let raw = try embedFiles(queries, encoder: encoder) { _ in }
         for (qi, q) in queries.enumerated() {
-            let row = Array(query.features[qi * query.dimension..<(qi + 1) * query.dimension])
+            let row = Array(raw[qi * index.dimension..<(qi + 1) * index.dimension])
             for hit in index.nearest(to: row, k: k) {
                 same += folder(index.files[hit.index]) == folder(q) ? 1 : 0
                 total += 1
