@@ -46,6 +46,25 @@ expect "truncated IDX" "train-images-idx3-ubyte.gz" -- "$bin" train --set "data.
 printf 'garbage' | gzip > "$work/idx/train-images-idx3-ubyte.gz"
 expect "corrupt IDX" "train-images-idx3-ubyte.gz" -- "$bin" train --set "data.root_path=$work/idx" --out "$work/run-idx" --steps 1
 
+# A gzip bomb: a header that declares the 47 MB of Fashion-MNIST's training images, then 1 GiB of zeros (4.7 MB
+# compressed). Refused after the declared size plus one byte, in well under 100 MB (the header is read first).
+python3 -c "
+import gzip, struct, sys
+with gzip.open(sys.argv[1], 'wb', compresslevel=1) as f:
+    f.write(struct.pack('>IIII', 0x803, 60000, 28, 28))
+    for _ in range(64): f.write(bytes(1 << 24))
+" "$work/idx/train-images-idx3-ubyte.gz"
+rss_kb="$(python3 -c "
+import resource, subprocess, sys
+subprocess.run(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=open(sys.argv[1], 'w'))
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+" "$work/bomb.err" "$bin" train --set "data.root_path=$work/idx" --out "$work/run-idx" --steps 1)"
+if grep -q "declares 60000 images of 28x28 (47040000 bytes) but extra bytes follow" "$work/bomb.err" && [ "${rss_kb:-999999}" -lt 102400 ]; then
+    echo "ok   gzip bomb IDX: refused at its declared size, peak RSS $((rss_kb / 1024)) MiB"
+else
+    echo "FAIL gzip bomb IDX: rss ${rss_kb:-?} KiB: $(cat "$work/bomb.err")"; fails=$((fails + 1))
+fi
+
 # Configs.
 echo '{"optimization": {"epochs": 2,}' > "$work/bad.json"
 expect "malformed config" "bad.json.*malformed JSON" -- "$bin" train --config "$work/bad.json" --out "$work/run-c"

@@ -7,25 +7,26 @@ public enum IDX {
     /// Magic of an unsigned-byte IDX file with `dims` dimensions: 0x00 0x00 0x08 dims.
     static func magic(dims: UInt8) -> UInt32 { 0x0000_0800 | UInt32(dims) }
 
-    /// An image file (magic 0x00000803): count, rows, columns, then count * rows * columns bytes.
-    public static func readImages(path: String) throws -> (count: Int, height: Int, width: Int, pixels: [UInt8]) {
-        let bytes = try readDecompressed(path)
-        let dims = try header(bytes, dims: 3, path: path, what: "image")
-        let (count, height, width) = (dims[0], dims[1], dims[2])
-        guard height > 0, width > 0 else {
-            throw ImageDataError(path: path, problem: "IDX image file declares images of \(height)x\(width) pixels")
+    /// The largest payload an IDX file may declare (bytes), by default: far above any real data set (MNIST's
+    /// training images are 47 MB), low enough that a forged header cannot make us allocate memory we lack.
+    public static let defaultMaxBytes = 1 << 32
+
+    /// An image file (magic 0x00000803): count, rows, columns, then count * rows * columns bytes. The declared
+    /// size is checked (overflow, `maxBytes`) before anything is allocated, and reading stops at the declared
+    /// size plus one chunk: a gzip bomb is refused without inflating it.
+    public static func readImages(path: String, maxBytes: Int = defaultMaxBytes) throws -> (count: Int, height: Int, width: Int, pixels: [UInt8]) {
+        let (dims, pixels) = try read(path, dims: 3, what: "image", maxBytes: maxBytes) { d in
+            guard d[1] > 0, d[2] > 0 else {
+                throw ImageDataError(path: path, problem: "IDX image file declares images of \(d[1])x\(d[2]) pixels")
+            }
+            return "\(d[0]) images of \(d[1])x\(d[2])"
         }
-        try checkPayload(bytes.count - 16, expected: count * height * width, path: path,
-                         what: "\(count) images of \(height)x\(width)")
-        return (count, height, width, Array(bytes[16...]))
+        return (dims[0], dims[1], dims[2], pixels)
     }
 
     /// A label file (magic 0x00000801): count, then count bytes.
-    public static func readLabels(path: String) throws -> [Int] {
-        let bytes = try readDecompressed(path)
-        let count = try header(bytes, dims: 1, path: path, what: "label")[0]
-        try checkPayload(bytes.count - 8, expected: count, path: path, what: "\(count) labels")
-        return bytes[8...].map { Int($0) }
+    public static func readLabels(path: String, maxBytes: Int = defaultMaxBytes) throws -> [Int] {
+        try read(path, dims: 1, what: "label", maxBytes: maxBytes) { "\($0[0]) labels" }.payload.map { Int($0) }
     }
 
     /// Writes an image file (gzip-compressed when `gzip`), atomically.
@@ -70,41 +71,59 @@ public enum IDX {
         return (0..<dims).map { Int(be32(b, 4 + 4 * $0)) }
     }
 
-    static func checkPayload(_ got: Int, expected: Int, path: String, what: String) throws {
-        if got < expected {
-            throw ImageDataError(path: path, problem: "truncated: the header declares \(what) (\(expected) bytes) but only \(got) follow")
-        }
-        if got > expected {
-            throw ImageDataError(path: path, problem: "the header declares \(what) (\(expected) bytes) but \(got) bytes follow (\(got - expected) extra)")
-        }
-    }
-
     @inline(__always) static func be32(_ b: [UInt8], _ i: Int) -> UInt32 {
         UInt32(b[i]) << 24 | UInt32(b[i + 1]) << 16 | UInt32(b[i + 2]) << 8 | UInt32(b[i + 3])
     }
 
-    /// The whole (decompressed) contents through gzread; a plain file comes back as it is.
-    static func readDecompressed(_ path: String) throws -> [UInt8] {
+    /// Reads the header (magic and `dims` sizes), then exactly the declared payload through gzread (a plain
+    /// file is read as it is). `describe` checks the sizes and names them for messages. Refused: a declared size
+    /// that overflows or exceeds `maxBytes` (before any allocation), fewer bytes than declared, any byte more.
+    static func read(_ path: String, dims: Int, what: String, maxBytes: Int,
+                     describe: ([Int]) throws -> String) throws -> (dims: [Int], payload: [UInt8]) {
         try FileIO.requireFile(path)
         guard let gz = gzopen(path, "rb") else {
             throw ImageDataError(path: path, problem: "cannot open: \(String(cString: strerror(errno)))")
         }
         defer { gzclose(gz) }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { gzread(gz, $0.baseAddress, UInt32($0.count)) }
-            if n < 0 { break }
-            if n == 0 { break }
-            out.append(contentsOf: chunk[0..<Int(n)])
+        /// Fills `buf` from the stream; returns how many bytes came (fewer at the end of the data).
+        func fill(_ buf: UnsafeMutableRawBufferPointer) throws -> Int {
+            var done = 0
+            while done < buf.count {
+                let n = gzread(gz, buf.baseAddress! + done, UInt32(min(buf.count - done, 1 << 24)))
+                if n <= 0 {
+                    var errnum: Int32 = 0
+                    let msg = String(cString: gzerror(gz, &errnum))
+                    if n < 0 || (errnum != Z_OK && errnum != Z_STREAM_END) {
+                        let why = errnum == Z_ERRNO ? String(cString: strerror(errno)) : msg
+                        throw ImageDataError(path: path, problem: "corrupt or truncated gzip data after \(done) bytes: \(why)")
+                    }
+                    break
+                }
+                done += Int(n)
+            }
+            return done
         }
-        var errnum: Int32 = 0
-        let msg = String(cString: gzerror(gz, &errnum))
-        if errnum != Z_OK && errnum != Z_STREAM_END {
-            let why = errnum == Z_ERRNO ? String(cString: strerror(errno)) : msg
-            throw ImageDataError(path: path, problem: "corrupt or truncated gzip data after \(out.count) bytes: \(why)")
+        var head = [UInt8](repeating: 0, count: 4 + 4 * dims)
+        let got = try head.withUnsafeMutableBytes { try fill($0) }
+        let sizes = try header(Array(head[0..<got]), dims: dims, path: path, what: what)
+        let name = try describe(sizes)
+        let (count, overflow) = sizes.reduce((1, false)) { acc, d in
+            let (r, o) = acc.0.multipliedReportingOverflow(by: d)
+            return (r, acc.1 || o)
         }
-        return out
+        guard !overflow, count <= maxBytes else {
+            throw ImageDataError(path: path, problem: "the header declares \(name): \(overflow ? "a size that overflows" : "\(count) bytes"), more than the \(maxBytes)-byte limit (maxBytes)")
+        }
+        var payload = [UInt8](repeating: 0, count: count)
+        let read = try payload.withUnsafeMutableBytes { try fill($0) }
+        if read < count {
+            throw ImageDataError(path: path, problem: "truncated: the header declares \(name) (\(count) bytes) but only \(read) follow")
+        }
+        var probe: UInt8 = 0
+        if try withUnsafeMutableBytes(of: &probe, { try fill($0) }) > 0 {
+            throw ImageDataError(path: path, problem: "the header declares \(name) (\(count) bytes) but extra bytes follow")
+        }
+        return (sizes, payload)
     }
 }
 

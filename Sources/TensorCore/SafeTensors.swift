@@ -68,8 +68,12 @@ public enum SafeTensors {
                 return (r, acc.1 || o)
             }
             guard let width = byteWidth(dtype) else { throw fail("tensor '\(name)': unsupported dtype \(dtype)") }
-            guard !overflow, count * width == end - begin else {
-                throw fail("tensor '\(name)': shape \(shape) of \(dtype) needs \(overflow ? -1 : count * width) bytes, data_offsets give \(end - begin)")
+            let (bytes, tooBig) = count.multipliedReportingOverflow(by: width)
+            guard !overflow, !tooBig else {
+                throw fail("tensor '\(name)': shape \(shape) of \(dtype) overflows (its element count or byte size does not fit 64 bits)")
+            }
+            guard bytes == end - begin else {
+                throw fail("tensor '\(name)': shape \(shape) of \(dtype) needs \(bytes) bytes, data_offsets give \(end - begin)")
             }
             if end > begin { ranges.append((begin, end, name)) }  // empty tensors overlap nothing
             entries[name] = Entry(dtype: dtype, shape: shape, begin: begin, end: end)

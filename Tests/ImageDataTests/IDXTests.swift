@@ -129,6 +129,25 @@ final class IDXTests: TempDirTestCase {
         assertDataError(path: labels, contains: ["2 labels", "extra"]) { try IDX.readLabels(path: labels) }
     }
 
+    /// Declared sizes are checked before anything is allocated, and reading stops at the declared size: a gzip
+    /// bomb (a header that declares 1000 images, then 256 MiB of zeros) is refused after one byte more.
+    func testDeclaredSizesAreCheckedBeforeUse() throws {
+        var header: [UInt8] = [0, 0, 8, 3, 0, 0, 0x03, 0xE8, 0, 0, 0, 28, 0, 0, 0, 28]
+        let bomb = tmp + "/bomb.gz"
+        try IDX.write(path: bomb, dims: [1000, 28, 28], data: [UInt8](repeating: 0, count: 256 << 20), gzip: true)
+        let t0 = Date()
+        assertDataError(path: bomb, contains: ["1000 images of 28x28", "784000 bytes", "extra"]) { try IDX.readImages(path: bomb) }
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 2, "the bomb was inflated")
+        // A size over the limit, and one whose product overflows: refused from the header alone.
+        assertDataError(path: bomb, contains: ["784000 bytes", "more than the 1000-byte limit"]) {
+            try IDX.readImages(path: bomb, maxBytes: 1000)
+        }
+        header.replaceSubrange(4..<16, with: [0x7F, 0xFF, 0xFF, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF])
+        let huge = tmp + "/huge"
+        try writeFile(huge, header)
+        assertDataError(path: huge, contains: ["overflows"]) { try IDX.readImages(path: huge) }
+    }
+
     func testImageLabelCountMismatchAndBadLabel() throws {
         let dir = tmp + "/fm"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

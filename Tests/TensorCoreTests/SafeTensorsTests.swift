@@ -60,6 +60,10 @@ final class SafeTensorsTests: XCTestCase {
         expectError(try file(#"{"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}"#, data: Array(repeating: 0, count: 8)),
                     "needs 12 bytes, data_offsets give 8")
         expectError(try file(#"{"w": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}"#, data: [0]), "unsupported dtype U8")
+        expectError(try file(#"{"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}}"#),
+                    "overflows")
+        expectError(try file(#"{"w": {"dtype": "F64", "shape": [2305843009213693952], "data_offsets": [0, 0]}}"#),
+                    "overflows")
         expectError(try file(#"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}"#,
                              data: Array(repeating: 0, count: 8)), "overlap")
         expectError(try file(#"{"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 0]}}"#), "bad shape")
