@@ -5,7 +5,9 @@
 #     libm's per-lane fmaf (docs/building.md);
 #  3. the library consumed as a versioned SwiftPM dependency, without and with the fast-path flags, and the
 #     example app (Examples/image-search) built by version through a URL mirror and run on 300 images;
-#  4. the command-line tool fed bad inputs (corrupt PNG/IDX files, bad folders, configs, masks, checkpoints).
+#  4. the command-line tool fed bad inputs (corrupt PNG/IDX files, bad folders, configs, masks, checkpoints);
+#  5. AddressSanitizer over the whole suite, ThreadSanitizer over the tests that use threads, and a deliberate
+#     race that ThreadSanitizer must report (tools/sanitize.sh).
 source "$(dirname "$0")/setup.sh"
 
 # The repository is self-contained: no code, doc or tool cites documents outside it. The pattern is built from
@@ -20,7 +22,7 @@ fi
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 
-echo "== 1/4 swift test -c release ${SWIFT_FLAGS[*]}"
+echo "== 1/5 swift test -c release ${SWIFT_FLAGS[*]}"
 swift test -c release "${SWIFT_FLAGS[@]}" 2>&1 | tee "$logs/fast.log"
 
 # The stdlib's unaligned SIMD loads and stores must be inlined into the kernels. When a function grows past the
@@ -42,7 +44,7 @@ check_inlined() {
 }
 check_inlined .build
 
-echo "== 2/4 portable build (no AVX2/FMA flags): kernel tests"
+echo "== 2/5 portable build (no AVX2/FMA flags): kernel tests"
 swift test -c release --scratch-path .build-portable --filter CPUKernelsTests 2>&1 | tee "$logs/portable.log"
 if nm .build-portable/release/CPUKernels.build/*.o 2>/dev/null | grep -qE ' U fmaf?$'; then
     echo "error: the portable build of CPUKernels calls libm fma/fmaf (the per-lane trap)" >&2
@@ -51,13 +53,16 @@ fi
 echo "portable build: no fmaf calls in CPUKernels"
 check_inlined .build-portable
 
-echo "== 3/4 versioned-dependency check"
+echo "== 3/5 versioned-dependency check"
 FAST_FLAGS="${SWIFT_FLAGS[*]}" bash tools/check-versioned-dependency.sh
 FAST_FLAGS="${SWIFT_FLAGS[*]}" bash tools/check-example.sh
 
-echo "== 4/4 bad inputs through the CLI"
+echo "== 4/5 bad inputs through the CLI"
 swift build -c release "${SWIFT_FLAGS[@]}" --product ijepa
 bash tools/check-bad-inputs.sh .build/release/ijepa
+
+echo "== 5/5 sanitizers: ASan over the suite, TSan over the threaded tests, the TSan canary"
+bash tools/sanitize.sh all
 
 # One plain closing line for tools that read it: XCTest's totals of steps 1 and 2 (Swift Testing, which runs
 # after XCTest in each `swift test`, has no tests here and prints a 0-test line last). XCTest counts skipped

@@ -1,4 +1,8 @@
-import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// 64-byte-aligned scratch memory, reused across calls.
 ///
@@ -8,7 +12,8 @@ public final class ScratchPool: @unchecked Sendable {
     public static let shared = ScratchPool()
 
     private struct Block { var pointer: UnsafeMutableRawPointer; var bytes: Int }
-    private let free = Mutex<[Block]>([])
+    private var free: [Block] = []  // guarded by `lock`
+    private let lock = PThreadLock()
     private let keep = 16
 
     /// Borrows at least `floats` floats of 64-byte-aligned memory for the duration of `body`.
@@ -20,12 +25,12 @@ public final class ScratchPool: @unchecked Sendable {
     }
 
     private func take(_ bytes: Int) -> Block {
-        let found: Block? = free.withLock { blocks in
+        let found: Block? = lock.with {
             var best = -1
-            for (i, b) in blocks.enumerated() where b.bytes >= bytes {
-                if best < 0 || b.bytes < blocks[best].bytes { best = i }
+            for (i, b) in free.enumerated() where b.bytes >= bytes {
+                if best < 0 || b.bytes < free[best].bytes { best = i }
             }
-            return best >= 0 ? blocks.remove(at: best) : nil
+            return best >= 0 ? free.remove(at: best) : nil
         }
         if let found { return found }
         // Round up so that slightly different sizes reuse the same block.
@@ -34,15 +39,29 @@ public final class ScratchPool: @unchecked Sendable {
     }
 
     private func give(_ block: Block) {
-        let evicted: Block? = free.withLock { blocks in
-            blocks.append(block)
-            if blocks.count > keep {
+        let evicted: Block? = lock.with {
+            free.append(block)
+            if free.count > keep {
                 // Drop the smallest: big blocks are the expensive ones to fault in again.
-                let i = blocks.indices.min { blocks[$0].bytes < blocks[$1].bytes }!
-                return blocks.remove(at: i)
+                let i = free.indices.min { free[$0].bytes < free[$1].bytes }!
+                return free.remove(at: i)
             }
             return nil
         }
         evicted?.pointer.deallocate()
+    }
+}
+
+/// A mutex over pthread_mutex_t, for the pools. Not the standard library's `Mutex`: that one is built on
+/// atomics and futexes inside the (uninstrumented) standard library, so ThreadSanitizer sees no ordering through
+/// it and reported the pool's guarded array as raced; pthread locks are intercepted and understood.
+package final class PThreadLock: @unchecked Sendable {
+    private let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    package init() { pthread_mutex_init(m, nil) }
+    deinit { pthread_mutex_destroy(m); m.deallocate() }
+    @inline(__always) package func with<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(m)
+        defer { pthread_mutex_unlock(m) }
+        return try body()
     }
 }

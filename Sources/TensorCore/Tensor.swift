@@ -52,7 +52,7 @@ public final class TensorStorage: @unchecked Sendable {
 /// was page-faulted in again (with its zero-fill, 11 % of a ViT-Tiny training step).
 final class StoragePool: @unchecked Sendable {
     static let shared = StoragePool()
-    private let lock = NSLockLike()
+    private let lock = PThreadLock()
     private var free: [Int: [UnsafeMutableRawPointer]] = [:]
     private var cachedBytes = 0
     /// Idle memory kept at most; beyond it blocks go back to the system (to malloc, whose own free lists
@@ -129,18 +129,6 @@ final class StoragePool: @unchecked Sendable {
 /// glibc's `malloc_trim` (declared in malloc.h, which the Glibc module does not export).
 @_silgen_name("malloc_trim") func glibcMallocTrim(_ pad: Int) -> Int32
 #endif
-
-/// A minimal mutex over pthread (TensorCore avoids Foundation's locks in this hot path).
-final class NSLockLike: @unchecked Sendable {
-    private let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    init() { pthread_mutex_init(m, nil) }
-    deinit { pthread_mutex_destroy(m); m.deallocate() }
-    @inline(__always) func with<R>(_ body: () -> R) -> R {
-        pthread_mutex_lock(m)
-        defer { pthread_mutex_unlock(m) }
-        return body()
-    }
-}
 
 #if canImport(Glibc)
 import Glibc
