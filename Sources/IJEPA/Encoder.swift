@@ -114,7 +114,7 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
                                          prefix: prefix)
         try self.init(architecture: arch, preprocessing: settings.preprocessing(channels: arch.inChannels, size: arch.imageSize),
                       network: network, source: path, prefix: prefix,
-                      shape: { file.shape(of: $0) }, tensor: { try file.tensor($0) })
+                      shape: { file.shape(of: $0) }, read: { try file.read($0, into: $1) })
     }
 
     /// An official `torch.save` checkpoint: the network's records only are read.
@@ -127,19 +127,19 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
         let preprocessing = Preprocessing(size: arch.imageSize, channels: arch.inChannels, mean: a.mean, std: a.std,
                                           resize: .centreCrop(shorterSide: arch.imageSize * 8 / 7))
         try self.init(architecture: arch, preprocessing: preprocessing, network: network, source: path, prefix: prefix,
-                      shape: { file.shape(of: $0) }, tensor: { try file.tensor($0) })
+                      shape: { file.shape(of: $0) }, read: { try file.read($0, into: $1) })
     }
 
-    /// An encoder of `architecture` whose parameters come from `tensor(name)`, names in full (the network's
+    /// An encoder of `architecture` whose parameters `read(name, into)` writes, names in full (the network's
     /// prefix, then the official state-dict name).
     init(architecture: ViTConfig, preprocessing: Preprocessing, network: Network, source: String, prefix: String,
-         shape: (String) -> [Int]?, tensor: (String) throws -> Tensor) throws {
+         shape: (String) -> [Int]?, read: (String, UnsafeMutableBufferPointer<Float>) throws -> Void) throws {
         var rng = RandomGenerator(seed: 0)  // the initial values are all overwritten by the checkpoint's
         vit = try VisionTransformer(architecture, rng: &rng)
         // The position table too, when the file has one: it is the official formula's, but a checkpoint's own
         // copy is what its network was evaluated with (an official EMA target's table may differ in the last bits).
         let table = shape(prefix + "pos_embed") != nil ? [("pos_embed", vit.posEmbed)] : []
-        try loadParameters(table + vit.namedParameters, shape: shape, tensor: tensor, prefix: prefix, file: source)
+        try loadParameters(table + vit.namedParameters, shape: shape, read: read, prefix: prefix, file: source)
         self.architecture = architecture
         self.preprocessing = preprocessing
         self.network = network

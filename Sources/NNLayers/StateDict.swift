@@ -6,14 +6,16 @@ import TensorCore
 public func loadParameters(
     _ params: [(String, Variable)], from tensors: [String: Tensor], prefix: String = "", file: String
 ) throws {
-    try loadParameters(params, shape: { tensors[$0]?.shape }, tensor: { tensors[$0]! }, prefix: prefix, file: file)
+    try loadParameters(params, shape: { tensors[$0]?.shape }, read: { name, out in
+        tensors[name]!.withUnsafeBufferPointer { out.baseAddress!.update(from: $0.baseAddress!, count: out.count) }
+    }, prefix: prefix, file: file)
 }
 
-/// The same from a lazy source: `shape(name)` answers without reading (nil: no such tensor), `tensor(name)`
-/// reads one tensor, so at most one tensor beyond the parameters is held at a time.
+/// The same from a lazy source: `shape(name)` answers without reading (nil: no such tensor), `read(name, into)`
+/// writes one tensor's values straight into the parameter's memory, so nothing beyond the parameters is held.
 public func loadParameters(
-    _ params: [(String, Variable)], shape: (String) -> [Int]?, tensor: (String) throws -> Tensor, prefix: String = "",
-    file: String
+    _ params: [(String, Variable)], shape: (String) -> [Int]?,
+    read: (String, UnsafeMutableBufferPointer<Float>) throws -> Void, prefix: String = "", file: String
 ) throws {
     func squeeze(_ s: [Int]) -> [Int] { Array(s.drop(while: { $0 == 1 })) }
     var problems: [String] = []
@@ -28,13 +30,7 @@ public func loadParameters(
                                + (problems.count > 5 ? "; and \(problems.count - 5) more" : ""))
     }
     for (name, p) in params {
-        let t = try tensor(prefix + name)
-        guard t.count == p.value.count else {
-            throw SafeTensorsError(path: file, problem: "'\(prefix + name)' holds \(t.count) values, the model expects \(p.value.count)")
-        }
-        p.value.withUnsafeMutableBufferPointer { dst in
-            t.withUnsafeBufferPointer { dst.baseAddress!.update(from: $0.baseAddress!, count: $0.count) }
-        }
+        try p.value.withUnsafeMutableBufferPointer { try read(prefix + name, $0) }
     }
 }
 

@@ -253,20 +253,48 @@ public final class SafeTensorsFile {
 
     public func shape(of name: String) -> [Int]? { entries[name]?.shape }
 
+    /// Tensor `name` written straight into `out` (exactly its element count): an F32 tensor is read by pread
+    /// into `out` itself, with no intermediate copy; other dtypes go through `tensor(_:)`.
+    public func read(_ name: String, into out: UnsafeMutableBufferPointer<Float>) throws {
+        guard let e = entries[name] else { throw SafeTensorsError(path: path, problem: "no tensor '\(name)'") }
+        let count = e.shape.reduce(1, *)
+        guard out.count == count else {
+            throw SafeTensorsError(path: path, problem: "tensor '\(name)' has \(count) elements, the destination \(out.count)")
+        }
+        guard e.dtype == "F32", count > 0 else {
+            let t = try tensor(name)
+            t.withUnsafeBufferPointer { if count > 0 { out.baseAddress!.update(from: $0.baseAddress!, count: count) } }
+            return
+        }
+        let raw = UnsafeMutableRawBufferPointer(out)
+        let done = try preadFully(raw, at: off_t(dataStart) + off_t(e.begin))
+        guard done == e.end - e.begin else {
+            throw SafeTensorsError(path: path, problem: "tensor '\(name)': truncated or unreadable (\(done) of \(e.end - e.begin) bytes)")
+        }
+        #if _endian(big)
+        for i in 0..<count { out[i] = Float(bitPattern: UInt32(littleEndian: out[i].bitPattern)) }
+        #endif
+    }
+
+    /// Fills `buf` from the file at `offset` (pread: safe from several threads at once); returns the bytes read.
+    func preadFully(_ buf: UnsafeMutableRawBufferPointer, at offset: off_t) throws -> Int {
+        var done = 0
+        let fd = handle.fileDescriptor
+        while done < buf.count {
+            let n = pread(fd, buf.baseAddress! + done, buf.count - done, offset + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            done += n
+        }
+        return done
+    }
+
     /// The tensor `name` as Float32 (other dtypes converted); reads only its bytes.
     public func tensor(_ name: String) throws -> Tensor {
         guard let e = entries[name] else { throw SafeTensorsError(path: path, problem: "no tensor '\(name)'") }
         // pread, not seek + read: safe when several threads read tensors of one file at once.
         var raw = Data(count: e.end - e.begin)
-        var done = 0
-        let fd = handle.fileDescriptor, base = off_t(dataStart) + off_t(e.begin)
-        raw.withUnsafeMutableBytes { buf in
-            while done < buf.count {
-                let n = pread(fd, buf.baseAddress! + done, buf.count - done, base + off_t(done))
-                if n <= 0 { break }
-                done += n
-            }
-        }
+        let done = try raw.withUnsafeMutableBytes { try preadFully($0, at: off_t(dataStart) + off_t(e.begin)) }
         guard done == e.end - e.begin else {
             throw SafeTensorsError(path: path, problem: "tensor '\(name)': truncated or unreadable (\(done) of \(e.end - e.begin) bytes)")
         }

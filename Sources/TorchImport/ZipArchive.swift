@@ -77,6 +77,23 @@ final class ZipArchive {
         return out
     }
 
+    /// Streams record `name`'s uncompressed bytes to `body(position, chunk)` and then checks the CRC-32 of the
+    /// whole record: the caller keeps what it needs and nothing else is held.
+    func stream(_ name: String, _ body: (Int, UnsafeBufferPointer<UInt8>) throws -> Void) throws {
+        guard let e = entry(name) else { throw fail("zip: no record '\(name)'") }
+        var crc = CZlib.crc32(0, nil, 0)
+        var position = 0
+        try forEachChunk(e) { chunk in
+            crc = CZlib.crc32(crc, chunk.baseAddress, uInt(chunk.count))
+            try body(position, chunk)
+            position += chunk.count
+        }
+        let got = UInt32(truncatingIfNeeded: crc)
+        guard got == e.crc32 else {
+            throw fail("zip: record '\(name)' is corrupt: CRC-32 \(Self.hex(got)), the central directory says \(Self.hex(e.crc32))")
+        }
+    }
+
     /// Exactly `count` bytes at `offset`, or an error saying the file ends first.
     func readBytes(at offset: Int, count: Int, what: String) throws -> [UInt8] {
         guard offset >= 0, count >= 0, offset <= fileSize, count <= fileSize - offset else {

@@ -114,7 +114,6 @@ struct Embed: ParsableCommand {
 
     /// `--images`: the files through `Encoder`, as an app would embed them.
     func embedFiles() throws {
-        useFixedMmapThreshold()
         guard let net = Encoder.Network(rawValue: network) else { throw ValidationError("--network must be target or context") }
         guard model.dataRoot == nil, model.imageFolder == nil, model.overrides.isEmpty else {
             throw ValidationError("--images embeds files: --data-root, --image-folder and --set do not apply")
@@ -221,7 +220,6 @@ struct Import: ParsableCommand {
     var heads: Int?
 
     func run() throws {
-        useFixedMmapThreshold()
         try userFacing {
             let r = try importTorchCheckpoint(file, to: output, heads: heads)
             let a = r.architecture

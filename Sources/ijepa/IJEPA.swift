@@ -45,18 +45,6 @@ func useOneMallocArena() {
     #endif
 }
 
-/// Loading a large network reads one tensor at a time into a fresh buffer and frees it; glibc then raises its
-/// mmap threshold to that size and keeps the freed buffers in its heap. Measured on the ViT-H/14 encoder
-/// (`tools/check_official_vit_h.py`): peak RSS 2.88 GiB (1.22 x the weights) with glibc's dynamic threshold,
-/// 2.45 GiB (1.04 x) with a fixed 1 MiB one. Only for the commands that load weights and then infer (embed,
-/// import): a training step allocates activations of megabytes every step, and mmap'ing each would fault their
-/// pages in again every step.
-func useFixedMmapThreshold() {
-    #if canImport(Glibc)
-    _ = glibcMallopt(-3, 1 << 20)  // M_MMAP_THRESHOLD (malloc.h)
-    #endif
-}
-
 #if canImport(Glibc)
 /// glibc's `mallopt` (declared in malloc.h, which the Glibc module does not export).
 @_silgen_name("mallopt") func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32

@@ -3,6 +3,7 @@ import XCTest
 import IJEPA
 import Pretraining
 import TensorCore
+import TorchImport
 
 /// The Swift `Encoder` on an official checkpoint (official.pth: the official modules after one training step,
 /// saved from DistributedDataParallel) against the official modules' own forward passes on the same input
@@ -57,5 +58,26 @@ final class EncoderParityTests: XCTestCase {
         XCTAssertLessThan(relativeError(try half.embed(preprocessed: images),
                                         try Encoder(checkpoint: try fixturePath("official.pth"), network: .context, heads: 2)
                                             .embed(preprocessed: images)), 2e-2)
+    }
+
+    /// `read(_:into:)` (streaming a contiguous float32 view into the caller's memory) gives every fixture tensor
+    /// exactly as `tensor(_:)` does: offsets, strides, float16 / bfloat16, 0-d and empty tensors included.
+    func testReadIntoEqualsTensor() throws {
+        var streamed = 0
+        for stem in ["official", "encoder-f16", "encoder-bf16", "views"] {
+            let c = try TorchCheckpoint(path: try fixturePath(stem + ".pth"))
+            for name in c.tensorNames {
+                let t = try c.tensor(name)
+                var out = [Float](repeating: -1, count: t.count)
+                try out.withUnsafeMutableBufferPointer { try c.read(name, into: $0) }
+                XCTAssertEqual(out.map { $0.bitPattern }, t.scalars.map { $0.bitPattern }, "\(stem)/\(name)")
+                streamed += 1
+            }
+            if let first = c.tensorNames.first, let n = c.shape(of: first)?.reduce(1, *) {
+                var wrong = [Float](repeating: 0, count: n + 1)
+                XCTAssertThrowsError(try wrong.withUnsafeMutableBufferPointer { try c.read(first, into: $0) })
+            }
+        }
+        XCTAssertGreaterThan(streamed, 100)
     }
 }
