@@ -5,7 +5,8 @@
 #     libm's per-lane fmaf (docs/building.md);
 #  3. the library consumed as a versioned SwiftPM dependency, without and with the fast-path flags, and the
 #     example app (Examples/image-search) built by version through a URL mirror and run on 300 images;
-#  4. the command-line tool fed bad inputs (corrupt PNG/IDX files, bad folders, configs, masks, checkpoints);
+#  4. the command-line tool fed bad inputs (corrupt PNG/IDX files, bad folders, configs, masks, checkpoints), and
+#     faults while training (disk full, read-only and removed output folder, temporary files of killed runs);
 #  5. AddressSanitizer over the whole suite, ThreadSanitizer over the tests that use threads, and a deliberate
 #     race that ThreadSanitizer must report (tools/sanitize.sh).
 source "$(dirname "$0")/setup.sh"
@@ -60,6 +61,7 @@ FAST_FLAGS="${SWIFT_FLAGS[*]}" bash tools/check-example.sh
 echo "== 4/5 bad inputs through the CLI"
 swift build -c release "${SWIFT_FLAGS[@]}" --product ijepa
 bash tools/check-bad-inputs.sh .build/release/ijepa
+bash tools/check-faults.sh .build/release/ijepa
 
 echo "== 5/5 sanitizers: ASan over the suite, TSan over the threaded tests, the TSan canary"
 bash tools/sanitize.sh all

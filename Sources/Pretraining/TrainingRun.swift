@@ -102,6 +102,8 @@ public final class TrainingRun {
     let cost: StepCost
     var wallBefore = 0.0
     var unwritableLogs = Set<String>()
+    /// Temporary files of killed runs removed from the folder at start.
+    public private(set) var staleFilesRemoved = 0
 
     public var checkpointPath: String { folder + "/checkpoint.safetensors" }
 
@@ -137,6 +139,9 @@ public final class TrainingRun {
         trainer = try IJEPATrainer(model: model, schedules: schedules)
         cost = StepCost(vit: vit, predictorDim: config.meta.predEmbDim, predictorDepth: config.meta.predDepth)
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        // A run killed while writing leaves its temporary checkpoint behind (the real one is intact): clean up.
+        staleFilesRemoved = removeStaleTemporaryFiles(
+            in: folder, for: ["checkpoint.safetensors", "checkpoint.safetensors.json", "config.json", "log.csv", "log.jsonl"])
         if resume {
             let state = try Checkpoint.restore(trainer, from: ckpt, configHash: config.trainingHash)
             wallBefore = state.wallSeconds
@@ -207,6 +212,7 @@ public final class TrainingRun {
                    train.name, train.count, batch, ipe, c.optimization.epochs,
                    totalSteps < c.optimization.epochs * ipe ? " (stopping at step \(totalSteps))" : ""))
         if start > 0 { log("resumed from \(checkpointPath) at step \(start)") }
+        if staleFilesRemoved > 0 { log("removed \(staleFilesRemoved) temporary file(s) left by a killed run in \(folder)") }
         log("threads \(Parallel.maxThreads), SIMD \(SIMDPath.name); logs in \(folder)/log.csv")
         let isTTY = isatty(1) != 0
         let t0 = Date()

@@ -193,7 +193,30 @@ extension SafeTensors {
             try? FileManager.default.removeItem(at: tmp)
             throw fail("cannot rename the temporary file into place (errno \(errno))")
         }
+        syncFolder(of: path)
     }
+}
+
+/// fsync of the folder holding `path`, after a rename into it: the rename itself is then on disk, so a power
+/// cut cannot bring back the old file's name (or no file) once the write returned. Best effort.
+func syncFolder(of path: String) {
+    let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    let fd = open(folder, O_RDONLY | O_DIRECTORY)
+    guard fd >= 0 else { return }
+    _ = fsync(fd)
+    close(fd)
+}
+
+/// Removes the temporary files that `writeAtomically` leaves in `folder` when a process is killed between
+/// writing and renaming (".<name>.tmp-<pid>"), whose names begin with one of `names`. Returns how many.
+@discardableResult
+public func removeStaleTemporaryFiles(in folder: String, for names: [String]) -> Int {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+    var removed = 0
+    for e in entries where names.contains(where: { e.hasPrefix(".\($0).tmp-") }) {
+        if (try? FileManager.default.removeItem(atPath: folder + "/" + e)) != nil { removed += 1 }
+    }
+    return removed
 }
 
 /// Writes `data` to `path` through a temporary file in the same folder and a rename (atomic on POSIX).
@@ -207,6 +230,7 @@ public func writeAtomically(_ data: Data, to path: String) throws {
         if rename(tmp.path, url.path) != 0 {
             throw SafeTensorsError(path: path, problem: "cannot rename the temporary file into place (errno \(errno))")
         }
+        syncFolder(of: path)
     } catch let e as SafeTensorsError {
         try? FileManager.default.removeItem(at: tmp)
         throw e
