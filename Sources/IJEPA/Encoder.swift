@@ -15,8 +15,8 @@ import TorchImport
 ///
 /// It reads only the network it needs from a checkpoint (no optimizer, no predictor, no data set) and runs it
 /// without autograd. Images are converted to the encoder's channels and normalised exactly as the training
-/// run's evaluation transform does (see `Preprocessing`). An `Encoder` never changes after `init`, so one
-/// instance may embed from several tasks or threads at once.
+/// run's evaluation transform does (see `Preprocessing`). Its weights never change after `init`, so one
+/// instance may embed from several tasks or threads at once (`batchSize` aside: set it before sharing).
 public final class Encoder: @unchecked Sendable {  // immutable after init; forward passes only read the weights
     /// Which encoder of an I-JEPA checkpoint: the EMA target encoder (what the paper evaluates) or the context
     /// encoder trained by gradient descent.
@@ -60,7 +60,8 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
     public let network: Network
     /// The file the weights came from.
     public let source: String
-    /// Images per forward pass (the work is cut into chunks of this many; results do not depend on it).
+    /// Images per forward pass (the work is cut into chunks of this many; results do not depend on it). The one
+    /// setting that can change after `init`: set it before the encoder is shared between tasks.
     public var batchSize = 64
     let vit: VisionTransformer
 
