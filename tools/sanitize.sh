@@ -29,7 +29,7 @@ if [ "$what" = all ] || [ "$what" = tsan ]; then
     echo "== TSan canary: a deliberate race must be reported"
     out="$(IJEPA_TSAN_CANARY=1 TSAN_OPTIONS=halt_on_error=0 swift test -c release "${SWIFT_FLAGS[@]}" --sanitize=thread \
         --scratch-path .build-tsan --filter SanitizerCanaryTests 2>&1 || true)"
-    if echo "$out" | grep -q "ThreadSanitizer: data race"; then
+    if echo "$out" | grep -qE "WARNING: ThreadSanitizer: (data race|Swift access race)"; then
         echo "TSan canary: the deliberate race was reported (ThreadSanitizer is active)"
     else
         echo "error: ThreadSanitizer did not report the deliberate race: the TSan run proves nothing" >&2

@@ -13,9 +13,18 @@ final class SanitizerCanaryTests: XCTestCase {
         defer { counter.deallocate() }
         counter.pointee = 0
         let shared = UnsafeMutableRawPointer(counter)
-        DispatchQueue.concurrentPerform(iterations: 8) { _ in
-            for _ in 0..<1000 { shared.assumingMemoryBound(to: Int.self).pointee += 1 }  // unsynchronised on purpose
+        // Two threads of their own (concurrentPerform may run every iteration on the calling thread, and then
+        // there is no race to see): both write with nothing ordering them; each then signals the group, which
+        // orders them only against the waiting thread.
+        let group = DispatchGroup()
+        for _ in 0..<2 {
+            group.enter()
+            Thread.detachNewThread {
+                for _ in 0..<1000 { shared.assumingMemoryBound(to: Int.self).pointee += 1 }  // unsynchronised on purpose
+                group.leave()
+            }
         }
+        group.wait()
         XCTAssertGreaterThan(counter.pointee, 0)
     }
 }
