@@ -1,5 +1,6 @@
 import CZlib
 import Foundation
+import TensorCore
 
 /// IDX files (the MNIST format: big-endian header, then raw UInt8 data), gzip-compressed or plain. Reading goes
 /// through zlib's gzopen/gzread, which also reads uncompressed files as they are.
@@ -13,7 +14,7 @@ public enum IDX {
 
     /// An image file (magic 0x00000803): count, rows, columns, then count * rows * columns bytes. The declared
     /// size is checked (overflow, `maxBytes`) before anything is allocated, and reading stops at the declared
-    /// size plus one chunk: a gzip bomb is refused without inflating it.
+    /// size plus one byte: a gzip bomb is refused without inflating it.
     public static func readImages(path: String, maxBytes: Int = defaultMaxBytes) throws -> (count: Int, height: Int, width: Int, pixels: [UInt8]) {
         let (dims, pixels) = try read(path, dims: 3, what: "image", maxBytes: maxBytes) { d in
             guard d[1] > 0, d[2] > 0 else {
@@ -107,12 +108,9 @@ public enum IDX {
         let got = try head.withUnsafeMutableBytes { try fill($0) }
         let sizes = try header(Array(head[0..<got]), dims: dims, path: path, what: what)
         let name = try describe(sizes)
-        let (count, overflow) = sizes.reduce((1, false)) { acc, d in
-            let (r, o) = acc.0.multipliedReportingOverflow(by: d)
-            return (r, acc.1 || o)
-        }
-        guard !overflow, count <= maxBytes else {
-            throw ImageDataError(path: path, problem: "the header declares \(name): \(overflow ? "a size that overflows" : "\(count) bytes"), more than the \(maxBytes)-byte limit (maxBytes)")
+        let declared = checkedProduct(sizes)
+        guard let count = declared, count <= maxBytes else {
+            throw ImageDataError(path: path, problem: "the header declares \(name): \(declared.map { "\($0) bytes" } ?? "a size that overflows"), more than the \(maxBytes)-byte limit (maxBytes)")
         }
         var payload = [UInt8](repeating: 0, count: count)
         let read = try payload.withUnsafeMutableBytes { try fill($0) }

@@ -46,11 +46,14 @@ public struct ViTConfig: Sendable, Equatable, Codable {
 
     /// Heads of the official presets (`src/models/vision_transformer.py`), by config name and by width: heads
     /// cannot be read from a state dict's shapes.
-    public static let presetHeads = ["vit_tiny": 3, "vit_small": 6, "vit_base": 12, "vit_large": 16, "vit_huge": 16,
-                                     "vit_giant": 16]
-    public static func officialHeads(width: Int) -> Int? {
-        [192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16, 1408: 16][width]
+    public static let officialPresets: [(name: String, width: Int, heads: Int)] = [
+        ("vit_tiny", 192, 3), ("vit_small", 384, 6), ("vit_base", 768, 12), ("vit_large", 1024, 16),
+        ("vit_huge", 1280, 16), ("vit_giant", 1408, 16),
+    ]
+    public static var presetHeads: [String: Int] {
+        Dictionary(uniqueKeysWithValues: officialPresets.map { ($0.name, $0.heads) })
     }
+    public static func officialHeads(width: Int) -> Int? { officialPresets.first { $0.width == width }?.heads }
 
     /// The architecture of the encoder whose official state-dict shapes `shape` gives (names relative to
     /// `prefix`, which only names it in errors): width, channels and patch

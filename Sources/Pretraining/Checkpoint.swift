@@ -47,6 +47,11 @@ public enum Checkpoint {
             throw SafeTensorsError(path: path, problem: "no checkpoint here (start without --resume, or point --resume at a checkpoint file or run folder)")
         }
         let (tensors, meta) = try SafeTensors.read(path)
+        return (try state(from: meta, path: path), tensors)
+    }
+
+    /// The training state in a checkpoint's metadata, checked (record readable, a version this build reads).
+    static func state(from meta: [String: String], path: String) throws -> TrainingState {
         guard let text = meta[stateKey] else {
             throw SafeTensorsError(path: path, problem: "not an ijepa training checkpoint (no '\(stateKey)' metadata)")
         }
@@ -59,7 +64,7 @@ public enum Checkpoint {
         guard [TrainingState.currentVersion, TrainingState.version1].contains(state.version) else {
             throw SafeTensorsError(path: path, problem: "checkpoint version \(state.version), this build reads \(TrainingState.currentVersion) and \(TrainingState.version1)")
         }
-        return (state, tensors)
+        return state
     }
 
     /// Loads weights and optimizer state into `trainer` to continue its run; refuses a checkpoint of another
@@ -121,7 +126,7 @@ public struct TrainedCheckpoint {
         let (tensors, meta) = try SafeTensors.read(path)
         var cfg: TrainingConfig
         if meta[Checkpoint.stateKey] != nil {
-            let (s, _) = try Checkpoint.readState(path)
+            let s = try Checkpoint.state(from: meta, path: path)  // the file was read once, above
             state = s
             cfg = try given ?? TrainingConfig.load(text: s.config, source: path + " (its training configuration)")
         } else if let text = meta["ijepa.config"] {  // written by `ijepa import`

@@ -39,9 +39,10 @@ public func importTorchCheckpoint(_ path: String, to output: String, heads: Int?
     let arch = try ViTConfig.inferred(shape: { theirs[encoderNet + "." + $0].flatMap(file.shape(of:)) }, heads: heads,
                                       file: path, prefix: encoderNet + ".")
     var c = TrainingConfig()
-    let preset = ["vit_tiny": 192, "vit_small": 384, "vit_base": 768, "vit_large": 1024, "vit_huge": 1280]
-        .first { $0.value == arch.embedDim }?.key ?? "vit_base"
-    c.meta.modelName = preset
+    // A preset this configuration reader knows (ViT-g is not one), its width, depth and heads set explicitly.
+    let known = ["vit_tiny", "vit_small", "vit_base", "vit_large", "vit_huge"]
+    c.meta.modelName = ViTConfig.officialPresets.first { $0.width == arch.embedDim && known.contains($0.name) }?.name
+        ?? "vit_base"
     (c.meta.depth, c.meta.embedDim, c.meta.numHeads) = (arch.depth, arch.embedDim, arch.heads)
     (c.data.cropSize, c.data.channels, c.mask.patchSize) = (arch.imageSize, arch.inChannels, arch.patchSize)
     if arch.inChannels == 3 {

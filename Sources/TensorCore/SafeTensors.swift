@@ -63,13 +63,8 @@ public enum SafeTensors {
             guard begin <= end, end <= body else {
                 throw fail("tensor '\(name)': data_offsets [\(begin), \(end)] outside the data section of \(body) bytes")
             }
-            let (count, overflow) = shape.reduce((1, false)) { acc, d in
-                let (r, o) = acc.0.multipliedReportingOverflow(by: d)
-                return (r, acc.1 || o)
-            }
             guard let width = byteWidth(dtype) else { throw fail("tensor '\(name)': unsupported dtype \(dtype)") }
-            let (bytes, tooBig) = count.multipliedReportingOverflow(by: width)
-            guard !overflow, !tooBig else {
+            guard let bytes = checkedProduct(shape + [width]) else {
                 throw fail("tensor '\(name)': shape \(shape) of \(dtype) overflows (its element count or byte size does not fit 64 bits)")
             }
             guard bytes == end - begin else {

@@ -270,3 +270,15 @@ extension Tensor {
         return c
     }
 }
+
+/// The product of `dims` (an element or byte count), or nil when it overflows Int: for sizes read from files,
+/// which must be checked before anything is allocated.
+public func checkedProduct(_ dims: [Int]) -> Int? {
+    var n = 1
+    for d in dims {
+        let (r, overflow) = n.multipliedReportingOverflow(by: d)
+        if overflow { return nil }
+        n = r
+    }
+    return n
+}
