@@ -113,6 +113,7 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
         let prefix = network.prefix
         let arch = try ViTConfig.inferred(shape: { file.shape(of: prefix + $0) }, heads: heads ?? settings.heads, file: path,
                                          prefix: prefix)
+        try ViTConfig.requireFile(path, holds: arch.weightCountLowerBound, bytesEach: 2, what: "the encoder its tensors describe")
         try self.init(architecture: arch, preprocessing: settings.preprocessing(channels: arch.inChannels, size: arch.imageSize),
                       network: network, source: path, prefix: prefix,
                       shape: { file.shape(of: $0) }, read: { try file.read($0, into: $1) })
@@ -123,6 +124,8 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
         let file = try TorchCheckpoint(path: path)
         let prefix = try torchPrefix(file, network: network)
         let arch = try ViTConfig.inferred(shape: { file.shape(of: prefix + $0) }, heads: heads, file: path, prefix: prefix)
+        // Shapes are claims (a stride-0 view holds one value for many): the file must be large enough for them.
+        try ViTConfig.requireFile(path, holds: arch.weightCountLowerBound, bytesEach: 2, what: "the encoder its tensors describe")
         // ImageNet's mean and std for RGB (the official checkpoints); the gray default for a 1-channel network.
         let a = Augmentation(outputSize: arch.imageSize, channels: arch.inChannels)
         let preprocessing = Preprocessing(size: arch.imageSize, channels: arch.inChannels, mean: a.mean, std: a.std,

@@ -112,8 +112,17 @@ public enum IDX {
         guard let count = declared, count <= maxBytes else {
             throw ImageDataError(path: path, problem: "the header declares \(name): \(declared.map { "\($0) bytes" } ?? "a size that overflows"), more than the \(maxBytes)-byte limit (maxBytes)")
         }
-        var payload = [UInt8](repeating: 0, count: count)
-        let read = try payload.withUnsafeMutableBytes { try fill($0) }
+        // Read in pieces, the array growing as bytes arrive: a short file declaring gigabytes costs its own size
+        // in memory, not the declared one.
+        var payload = [UInt8]()
+        var read = 0
+        while read < count {
+            let piece = min(count - read, 1 << 24)
+            payload.append(contentsOf: repeatElement(0, count: piece))
+            let n = try payload[read..<read + piece].withUnsafeMutableBytes { try fill($0) }
+            read += n
+            if n < piece { break }
+        }
         if read < count {
             throw ImageDataError(path: path, problem: "truncated: the header declares \(name) (\(count) bytes) but only \(read) follow")
         }

@@ -72,10 +72,17 @@ public struct MaskConfig: Sendable, Codable, Equatable {
     /// - every context block must hold more than minKeep patches. Removing the targets may leave fewer, but the
     ///   relaxation loop drops one target region per 20 failed tries, from the end, until none is left; then the
     ///   whole block is kept, so the block area is the condition that decides termination.
+    /// The largest grid side the sampler takes: 4096 tokens, 5x the official 448 px / 16 grid. The termination
+    /// check below costs time and memory in proportion to the grid's area.
+    public static let maxGridSide = 64
+
     public func validate() throws {
         func fail(_ m: String) throws -> Never { throw MaskConfigError(message: "MaskConfig: " + m) }
         if gridHeight < 2 || gridWidth < 2 {
             try fail("the grid (gridHeight \(gridHeight), gridWidth \(gridWidth)) must be at least 2x2 patches (input_size / patch_size)")
+        }
+        if gridHeight > Self.maxGridSide || gridWidth > Self.maxGridSide {
+            try fail("the grid (gridHeight \(gridHeight), gridWidth \(gridWidth)) is larger than \(Self.maxGridSide)x\(Self.maxGridSide) patches (input_size / patch_size): raise patch_size or lower crop_size")
         }
         if nenc < 1 { try fail("nenc (\(nenc)) must be at least 1") }
         if npred < 1 { try fail("npred (\(npred)) must be at least 1") }
@@ -181,11 +188,13 @@ public struct MaskCollator: Sendable {
             let aLo = min(aspect[0], aspect[1]), aHi = max(aspect[0], aspect[1])
             for k in max(kLo, 1)...kHi {
                 let kd = Double(k)
-                for m in 0...(Int((kd * aHi).squareRoot()) + 1) {
+                // Heights above the grid are clamped to it, so crossings past gridHeight (widths: gridWidth)
+                // change nothing: the loops stop there, whatever the aspect range.
+                for m in 0...min(Int(min((kd * aHi).squareRoot(), 1e9)) + 1, gridHeight + 1) {
                     let a = (Double(m) + 0.5) * (Double(m) + 0.5) / kd
                     if a >= aLo && a <= aHi { cuts.append((a - aspect[0]) / da) }
                 }
-                for m in 0...(Int((kd / aLo).squareRoot()) + 1) {
+                for m in 0...min(Int(min((kd / aLo).squareRoot(), 1e9)) + 1, gridWidth + 1) {
                     let a = kd / ((Double(m) + 0.5) * (Double(m) + 0.5))
                     if a >= aLo && a <= aHi { cuts.append((a - aspect[0]) / da) }
                 }

@@ -1,4 +1,5 @@
 import CPUKernels
+import Foundation
 import NNLayers
 import TensorCore
 
@@ -86,6 +87,25 @@ public struct ViTConfig: Sendable, Equatable, Codable {
         let config = ViTConfig(imageSize: grid * p, patchSize: p, inChannels: c, embedDim: d, depth: depth, heads: h, mlpRatio: ratio)
         do { try config.validate() } catch { throw fail("inferred architecture \(config) is not valid: \(error)") }
         return config
+    }
+
+    /// The weights of the patch embedding and of the blocks' linear layers (qkv, proj, fc1, fc2): a lower bound
+    /// of the parameter count, which loaders compare with a file's size before building the network it
+    /// describes. Nil when it overflows `Int`.
+    public var weightCountLowerBound: Int? {
+        checkedSum([checkedProduct([depth, 4 + 2 * mlpRatio, embedDim, embedDim]),
+                    checkedProduct([embedDim, inChannels, patchSize, patchSize])])
+    }
+
+    /// Refuses, before anything is allocated, a file of fewer than `bytesEach` bytes per weight of `weights`
+    /// (what a configuration or a list of tensor names claims): a few bytes must not make a loader build
+    /// networks of gigabytes. `what` names the networks in the message.
+    public static func requireFile(_ path: String, holds weights: Int?, bytesEach: Int, what: String) throws {
+        let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
+        let need = weights.flatMap { checkedProduct([$0, bytesEach]) }
+        guard let need, need <= size else {
+            throw SafeTensorsError(path: path, problem: "\(what) would need at least \(need.map { "\($0)" } ?? "an overflowing number of") bytes of weights, but the file has \(size): truncated, or its architecture or configuration does not match its tensors")
+        }
     }
 
     public func validate() throws {

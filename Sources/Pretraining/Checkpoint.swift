@@ -142,6 +142,13 @@ public struct TrainedCheckpoint {
         if !overrides.isEmpty { cfg = try cfg.applying(overrides) }
         self.path = path
         config = cfg
+        // The configuration may come from the file: it must not describe networks the file cannot hold (two
+        // encoders and a predictor, Float32) before they are built.
+        let vit = try cfg.vitConfig()
+        let predictor = ViTConfig(imageSize: vit.imageSize, patchSize: vit.patchSize, inChannels: 0,
+                                  embedDim: cfg.meta.predEmbDim, depth: cfg.meta.predDepth, heads: 1)
+        let weights = checkedSum([vit.weightCountLowerBound, vit.weightCountLowerBound, predictor.weightCountLowerBound])
+        try ViTConfig.requireFile(path, holds: weights, bytesEach: 4, what: "the networks of its configuration")
         model = try cfg.makeModel()
         try Checkpoint.loadNetworks(model, from: tensors, file: path)
     }

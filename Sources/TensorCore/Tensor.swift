@@ -282,3 +282,15 @@ public func checkedProduct(_ dims: [Int]) -> Int? {
     }
     return n
 }
+
+/// The sum of `values`, or nil when one is nil or the sum overflows `Int`.
+public func checkedSum(_ values: [Int?]) -> Int? {
+    var n = 0
+    for v in values {
+        guard let v else { return nil }
+        let (r, overflow) = n.addingReportingOverflow(v)
+        if overflow { return nil }
+        n = r
+    }
+    return n
+}

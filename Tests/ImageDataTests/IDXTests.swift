@@ -146,6 +146,11 @@ final class IDXTests: TempDirTestCase {
         let huge = tmp + "/huge"
         try writeFile(huge, header)
         assertDataError(path: huge, contains: ["overflows"]) { try IDX.readImages(path: huge) }
+        // Under the limit but far more than the file holds (found by FuzzIDX: 12 bytes declaring 1.9 GB were
+        // allocated in full before reading): the payload grows as bytes arrive, so this costs its 12 bytes.
+        let short = tmp + "/short"
+        try writeFile(short, [0, 0, 8, 1, 0x74, 0x08, 0x00, 0x7F, 0xFF, 0xFF, 0xFF, 0x00])
+        assertDataError(path: short, contains: ["1946681471 labels", "only 4 follow"]) { try IDX.readLabels(path: short) }
     }
 
     func testImageLabelCountMismatchAndBadLabel() throws {

@@ -80,7 +80,8 @@ final class MaskCollatorTests: XCTestCase {
 
     func testSmallestBlockMatchesDenseScan() {
         for (g, scale, asp) in [(8, predScale, aspect), (14, predScale, aspect), (7, predScale, aspect),
-                                (16, [0.2, 0.8], [0.3, 3.0]), (8, encScale, [1.0, 1.0])] {
+                                (16, [0.2, 0.8], [0.3, 3.0]), (8, encScale, [1.0, 1.0]),
+                                (10, [0.1, 0.5], [0.01, 50.0]), (6, [0.3, 0.3], [0.001, 1000.0])] {
             let s = MaskCollator.smallestBlock(scale: scale, aspect: asp, gridHeight: g, gridWidth: g, fixed: false)
             var dense = Int.max
             for i in 0..<200_000 {
@@ -293,6 +294,13 @@ final class MaskCollatorTests: XCTestCase {
         XCTAssertThrowsError(try MaskConfig(gridSize: 14, npred: 0).validate())
         XCTAssertThrowsError(try MaskConfig(gridSize: 14, nenc: 0).validate())
         XCTAssertThrowsError(try MaskConfig(gridSize: 1).validate())
+        // A grid past 64x64 patches is refused before the termination check, whose cost grows with the grid
+        // (found by FuzzConfig: crop_size 8432 / patch 4 asked for gigabytes); aspect ratios far from 1 stay cheap.
+        XCTAssertThrowsError(try MaskConfig(gridSize: 65).validate()) { XCTAssert("\($0)".contains("64x64"), "\($0)") }
+        XCTAssertNoThrow(try MaskConfig(gridSize: 64).validate())
+        XCTAssertThrowsError(try MaskConfig(gridSize: 64, predScale: [0.01, 1], aspectRatio: [9.74, 4e18], minKeep: 0).validate()) {
+            XCTAssert("\($0)".contains("63x0 = 0 patches"), "\($0)")
+        }
         XCTAssertThrowsError(try MaskConfig(gridSize: 14, minKeep: -1).validate())
         // Context too small even with every target dropped: enc scale 0.1 at G = 14 gives int(19.6) = 19 -> 4x4 = 16,
         // while the targets (30+) pass minKeep 20.

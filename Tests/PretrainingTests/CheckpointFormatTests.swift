@@ -83,9 +83,27 @@ final class CheckpointFormatTests: XCTestCase {
             XCTAssertEqual(a.value.scalars, b.value.scalars, name)
         }
         // Another architecture is refused, naming the file and a tensor.
-        XCTAssertThrowsError(try TrainedCheckpoint(path: bare, config: try tinyConfig(folder: f, extra: ["meta.embed_dim=48"]))) {
+        XCTAssertThrowsError(try TrainedCheckpoint(path: bare, config: try tinyConfig(folder: f, extra: ["meta.embed_dim=16"]))) {
             XCTAssert("\($0)".contains(bare) && "\($0)".contains("shape"), "\($0)")
         }
+    }
+
+    /// A checkpoint whose configuration describes networks far larger than its tensors (ViT-L widths in a file of
+    /// a tiny run) is refused from its size, before the networks are built.
+    func testConfigurationLargerThanTheFileIsRefusedBeforeBuilding() throws {
+        let (f, run) = try trainedRun(syntheticDataset(count: 16))
+        let path = f + "/checkpoint.safetensors"
+        let (tensors, meta) = try SafeTensors.read(path)
+        var state = try Checkpoint.state(from: meta, path: path)
+        state.config = try run.config.applying(["meta.embed_dim=1024", "meta.depth=24", "meta.num_heads=16"]).jsonText()
+        let forged = f + "/forged.safetensors"
+        try SafeTensors.write(tensors.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+                              metadata: [Checkpoint.stateKey: String(decoding: try JSONEncoder().encode(state), as: UTF8.self)],
+                              to: forged)
+        XCTAssertThrowsError(try TrainedCheckpoint(path: forged)) { e in
+            XCTAssert("\(e)".contains(forged) && "\(e)".contains("bytes of weights"), "\(e)")
+        }
+        XCTAssertNoThrow(try TrainedCheckpoint(path: path))
     }
 
     /// An IDX folder other than Fashion-MNIST: its own size, class names from classes.txt or numbers.
