@@ -6,9 +6,12 @@
 #  3. the library consumed as a versioned SwiftPM dependency, without and with the fast-path flags, and the
 #     example app (Examples/image-search) built by version through a URL mirror and run on 300 images;
 #  4. the command-line tool fed bad inputs (corrupt PNG/IDX files, bad folders, configs, masks, checkpoints), and
-#     faults while training (disk full, read-only and removed output folder, temporary files of killed runs);
+#     faults while training (disk full, read-only and removed output folder, temporary files of killed runs, 20
+#     kills at random moments each resumed to the uninterrupted run's bits);
 #  5. AddressSanitizer over the whole suite, ThreadSanitizer over the tests that use threads, and a deliberate
-#     race that ThreadSanitizer must report (tools/sanitize.sh).
+#     race that ThreadSanitizer must report (tools/sanitize.sh);
+#  6. the fuzz targets (libFuzzer + AddressSanitizer): every corpus and regression input replayed, then a short
+#     run of each with a fixed seed (tools/fuzz.sh replay; open-ended fuzzing stays outside CI).
 source "$(dirname "$0")/setup.sh"
 
 # The repository is self-contained: no code, doc or tool cites documents outside it. The pattern is built from
@@ -23,7 +26,7 @@ fi
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 
-echo "== 1/5 swift test -c release ${SWIFT_FLAGS[*]}"
+echo "== 1/6 swift test -c release ${SWIFT_FLAGS[*]}"
 swift test -c release "${SWIFT_FLAGS[@]}" 2>&1 | tee "$logs/fast.log"
 
 # The stdlib's unaligned SIMD loads and stores must be inlined into the kernels. When a function grows past the
@@ -45,7 +48,7 @@ check_inlined() {
 }
 check_inlined .build
 
-echo "== 2/5 portable build (no AVX2/FMA flags): kernel tests"
+echo "== 2/6 portable build (no AVX2/FMA flags): kernel tests"
 swift test -c release --scratch-path .build-portable --filter CPUKernelsTests 2>&1 | tee "$logs/portable.log"
 if nm .build-portable/release/CPUKernels.build/*.o 2>/dev/null | grep -qE ' U fmaf?$'; then
     echo "error: the portable build of CPUKernels calls libm fma/fmaf (the per-lane trap)" >&2
@@ -54,17 +57,21 @@ fi
 echo "portable build: no fmaf calls in CPUKernels"
 check_inlined .build-portable
 
-echo "== 3/5 versioned-dependency check"
+echo "== 3/6 versioned-dependency check"
 FAST_FLAGS="${SWIFT_FLAGS[*]}" bash tools/check-versioned-dependency.sh
 FAST_FLAGS="${SWIFT_FLAGS[*]}" bash tools/check-example.sh
 
-echo "== 4/5 bad inputs through the CLI"
+echo "== 4/6 bad inputs through the CLI"
 swift build -c release "${SWIFT_FLAGS[@]}" --product ijepa
 bash tools/check-bad-inputs.sh .build/release/ijepa
 bash tools/check-faults.sh .build/release/ijepa
+bash tools/check-kill-resume.sh .build/release/ijepa | tail -1
 
-echo "== 5/5 sanitizers: ASan over the suite, TSan over the threaded tests, the TSan canary"
+echo "== 5/6 sanitizers: ASan over the suite, TSan over the threaded tests, the TSan canary"
 bash tools/sanitize.sh all
+
+echo "== 6/6 fuzz targets: corpora and regression inputs replayed, short seeded runs"
+bash tools/fuzz.sh replay
 
 # One plain closing line for tools that read it: XCTest's totals of steps 1 and 2 (Swift Testing, which runs
 # after XCTest in each `swift test`, has no tests here and prints a 0-test line last). XCTest counts skipped
