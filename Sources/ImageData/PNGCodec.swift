@@ -17,16 +17,18 @@ import Foundation
 ///   `L = R 299/1000 + G 587/1000 + B 114/1000` (its rounding: `(19595 R + 38470 G + 7471 B + 2^15) >> 16`).
 public enum PNGCodec {
     static let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
-    /// Largest image decoded (pixels); larger headers are refused before any allocation.
+    /// Largest image decoded by default (pixels, 16384 x 16384): a larger header is refused before any
+    /// allocation (the decoder's buffer is 4 bytes per pixel). `decode(..., maxPixels:)` raises it.
     public static let maxPixels = 1 << 28
 
     /// Decodes the PNG file at `path` to 8-bit pixels, (height, width, channels) interleaved; channels 1 or 3.
-    public static func decode(path: String, channels: Int) throws -> (width: Int, height: Int, pixels: [UInt8]) {
-        try decode(data: FileIO.readAll(path), path: path, channels: channels)
+    public static func decode(path: String, channels: Int, maxPixels: Int = maxPixels) throws -> (width: Int, height: Int, pixels: [UInt8]) {
+        try decode(data: FileIO.readAll(path), path: path, channels: channels, maxPixels: maxPixels)
     }
 
     /// Decodes PNG bytes; `path` only names the source in errors.
-    public static func decode(data: [UInt8], path: String, channels: Int) throws -> (width: Int, height: Int, pixels: [UInt8]) {
+    public static func decode(data: [UInt8], path: String, channels: Int,
+                              maxPixels: Int = maxPixels) throws -> (width: Int, height: Int, pixels: [UInt8]) {
         guard channels == 1 || channels == 3 else {
             throw ImageDataError(path: path, problem: "cannot decode to \(channels) channels (1 or 3)")
         }
@@ -44,7 +46,7 @@ public enum PNGCodec {
             }
             let w = Int(image.width), h = Int(image.height)
             guard w > 0, h > 0, w <= maxPixels, h <= maxPixels, w * h <= maxPixels else {
-                throw ImageDataError(path: path, problem: "PNG of \(w)x\(h) pixels is larger than the \(maxPixels) pixels decoded")
+                throw ImageDataError(path: path, problem: "PNG of \(w)x\(h) pixels is larger than the \(maxPixels) pixels decoded (maxPixels)")
             }
             let color = image.format & UInt32(PNG_FORMAT_FLAG_COLOR) != 0
             let spp = color ? 4 : 2

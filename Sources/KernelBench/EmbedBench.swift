@@ -30,7 +30,7 @@ public enum EmbedBench {
         Parallel.maxThreads = threads
         defer { Parallel.maxThreads = saved }
         TensorStorage.releaseCachedMemory()
-        ViTBench.resetPeakRSS()
+        ProcessMemory.resetPeak()
         var rng = RandomGenerator(seed: 2)
         let a = c.config
         let images = try rng.normal([batch, a.inChannels, a.imageSize, a.imageSize])
@@ -53,6 +53,6 @@ public enum EmbedBench {
             name: "\(c.name).embed", kind: "embed", threads: threads, medianMs: median * 1e3, bestMs: samples[0] * 1e3,
             gflops: gflops, pctPeak: 100 * gflops / (peakPerCore * Double(threads)), gbPerSecond: 0, validationError: 0,
             extra: [("batch", .int(batch)), ("imagesPerSecond", .double(Double(batch) / median)),
-                    ("runs", .int(samples.count)), ("peakRSSBytes", .int(ViTBench.peakRSSBytes()))])
+                    ("runs", .int(samples.count)), ("peakRSSBytes", .int(ProcessMemory.peakResidentBytes()))])
     }
 }

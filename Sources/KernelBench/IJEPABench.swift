@@ -82,7 +82,7 @@ public enum IJEPABench {
         Parallel.maxThreads = threads
         defer { Parallel.maxThreads = saved }
         TensorStorage.releaseCachedMemory()
-        ViTBench.resetPeakRSS()
+        ProcessMemory.resetPeak()
         let (trainer, images) = try trainerAndImages(c)
         let all = try masks(c, steps: max(steps, 1))
         let cost = StepCost(vit: c.vit, predictorDim: c.predictorDim, predictorDepth: c.predictorDepth)
@@ -110,7 +110,7 @@ public enum IJEPABench {
             bestMs: samples.map(\.seconds).min()! * 1e3, gflops: gflops,
             pctPeak: 100 * gflops / (peakPerCore * Double(threads)), gbPerSecond: 0, validationError: 0,
             extra: [("batch", .int(c.batch)), ("imagesPerSecond", .double(Double(c.batch * samples.count) / total)),
-                    ("peakRSSBytes", .int(ViTBench.peakRSSBytes())),
+                    ("peakRSSBytes", .int(ProcessMemory.peakResidentBytes())),
                     ("meanContextTokens", .double(Double(all.reduce(0) { $0 + $1.context[0].count }) / Double(all.count))),
                     ("meanTargetTokens", .double(Double(all.reduce(0) { $0 + $1.targets[0].count }) / Double(all.count)))])
     }

@@ -25,19 +25,6 @@ public enum ViTBench {
         return 2 * perToken * n + Double(c.depth) * 4 * n * n * d
     }
 
-    /// Peak resident memory of this process (VmHWM), in bytes.
-    public static func peakRSSBytes() -> Int {
-        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return 0 }
-        return kb * 1024
-    }
-
-    /// Resets VmHWM to the current RSS (Linux `clear_refs` 5), so each case reports its own peak.
-    public static func resetPeakRSS() {
-        try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
-    }
-
     /// Median of `minRuns` timed steps after one warm-up step. With `profiler`, the timed steps are profiled per
     /// op into it.
     public static func run(_ c: Case, training: Bool, threads: Int, peakPerCore: Double, minRuns: Int = 3,
@@ -46,7 +33,7 @@ public enum ViTBench {
         Parallel.maxThreads = threads
         defer { Parallel.maxThreads = saved }
         TensorStorage.releaseCachedMemory()  // so the peak below is this case's own
-        resetPeakRSS()
+        ProcessMemory.resetPeak()
         var rng = RandomGenerator(seed: 1)
         let model = try VisionTransformer(c.config, rng: &rng)
         let params = model.namedParameters
@@ -96,6 +83,6 @@ public enum ViTBench {
             gbPerSecond: 0, validationError: 0,
             extra: [("batch", .int(c.batch)), ("imagesPerSecond", .double(Double(c.batch) / median)),
                     ("totalSeconds", .double(samples.reduce(0, +))),
-                    ("peakRSSBytes", .int(peakRSSBytes()))])
+                    ("peakRSSBytes", .int(ProcessMemory.peakResidentBytes()))])
     }
 }

@@ -167,6 +167,12 @@ public final class TrainingRun {
         }
     }
 
+    /// The columns of log.csv and the keys of log.jsonl, one vocabulary (docs/training.md): every value is a
+    /// JSON number. `seconds` counts from the start of the run across resumes; `rss_mib` is the resident memory
+    /// after the step.
+    public static let logColumns = ["step", "epoch", "loss", "lr", "wd", "momentum", "mask_context", "mask_target",
+                                    "images_per_second", "gflops", "seconds", "rss_mib"]
+
     /// Appends one line to a log of the run. A log that cannot be written (disk full, the file replaced by a
     /// folder, permissions) must not stop the training or lose the checkpoint, but must not fail silently
     /// either: the first failure per file is reported through `log`, naming the file and the problem.
@@ -219,7 +225,6 @@ public final class TrainingRun {
         var window = (steps: 0, seconds: 0.0, flops: 0.0, images: 0)
         var last = StepResult(step: start, loss: .nan, learningRate: 0, weightDecay: 0, momentum: 0, contextTokens: 0, targetTokens: 0)
         var interrupted = false
-        let csvHeader = "step,epoch,loss,lr,wd,momentum,mask_context,mask_target,images_per_second,gflops,seconds"
         for s in start..<totalSteps {
             OpProfiler.active = s > start ? profiler : nil
             OpProfiler.startStep()
@@ -241,13 +246,16 @@ public final class TrainingRun {
             window.steps += 1; window.seconds += dt; window.flops += flops; window.images += batch
             let ips = Double(window.images) / window.seconds, gf = window.flops / window.seconds / 1e9
             let epoch = Double(s + 1) / Double(ipe)
-            appendLog("log.csv", String(format: "%d,%.4f,%.6f,%.6e,%.6f,%.6f,%d,%d,%.2f,%.2f,%.3f", last.step, epoch,
-                                        last.loss, last.learningRate, last.weightDecay, last.momentum,
-                                        last.contextTokens, last.targetTokens, Double(batch) / dt, flops / dt / 1e9,
-                                        wallBefore + Date().timeIntervalSince(t0)), header: csvHeader)
-            appendLog("log.jsonl", String(format: #"{"step": %d, "epoch": %.4f, "loss": %.6f, "lr": %.6e, "wd": %.6f, "momentum": %.6f, "maskA": %d, "maskB": %d, "imagesPerSecond": %.2f, "gflops": %.2f}"#,
-                                          last.step, epoch, last.loss, last.learningRate, last.weightDecay, last.momentum,
-                                          last.contextTokens, last.targetTokens, Double(batch) / dt, flops / dt / 1e9))
+            let values = [
+                "\(last.step)", String(format: "%.4f", epoch), String(format: "%.6f", last.loss),
+                String(format: "%.6e", last.learningRate), String(format: "%.6f", last.weightDecay),
+                String(format: "%.6f", last.momentum), "\(last.contextTokens)", "\(last.targetTokens)",
+                String(format: "%.2f", Double(batch) / dt), String(format: "%.2f", flops / dt / 1e9),
+                String(format: "%.3f", wallBefore + Date().timeIntervalSince(t0)),
+                String(format: "%.1f", Double(ProcessMemory.residentBytes()) / 1_048_576),
+            ]
+            appendLog("log.csv", values.joined(separator: ","), header: Self.logColumns.joined(separator: ","))
+            appendLog("log.jsonl", "{" + zip(Self.logColumns, values).map { "\"\($0)\": \($1)" }.joined(separator: ", ") + "}")
             let eta = Double(totalSteps - last.step) * window.seconds / Double(window.steps)
             let line = String(format: "step %5d/%d  epoch %.2f  loss %.4f  lr %.2e  wd %.3f  ema %.4f  masks %d/%d  %6.1f img/s  %5.1f GFLOP/s  ETA %@",
                               last.step, totalSteps, epoch, last.loss, last.learningRate, last.weightDecay, last.momentum,

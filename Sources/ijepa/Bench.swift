@@ -308,7 +308,7 @@ func printModelBenchRow(_ r: BenchResult, options: BenchOptions, threads: Int, b
     if options.json {
         print(r.json)
     } else {
-        let rss = Double(ViTBench.peakRSSBytes()) / 1_048_576
+        let rss = Double(ProcessMemory.peakResidentBytes()) / 1_048_576
         print(r.name.padded(to: 22) + String(format: "%4d  %5d  %9.1f  %8.1f  %5.1f  %9.1f  %12.0f",
                                              threads, batch, imagesPerSecond, r.gflops, r.pctPeak, r.medianMs, rss))
     }

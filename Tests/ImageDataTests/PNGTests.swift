@@ -250,6 +250,18 @@ final class PNGTests: TempDirTestCase {
             }
             assertDataError(path: p, contains: words) { try PNGCodec.decode(path: p, channels: 3) }
         }
+        // A header declaring 100000 x 100000 pixels (40 GB decoded) before 20 bytes of data: refused from the
+        // header, before the pixel buffer is allocated; the limit is the caller's to raise.
+        let huge = tmp + "/huge.png"
+        try writeFile(huge, PNGCodec.signature + RawPNG.chunk("IHDR", RawPNG.be32(100_000) + RawPNG.be32(100_000) + [8, 0, 0, 0, 0])
+                          + RawPNG.chunk("IDAT", RawPNG.zlibCompress([0, 0, 0, 0])) + RawPNG.chunk("IEND", []))
+        assertDataError(path: huge, contains: ["100000x100000", "268435456 pixels", "maxPixels"]) {
+            try PNGCodec.decode(path: huge, channels: 1)
+        }
+        assertDataError(path: tmp + "/small.png", contains: ["16x16", "255 pixels"]) {
+            try writeFile(self.tmp + "/small.png", good)
+            return try PNGCodec.decode(path: self.tmp + "/small.png", channels: 3, maxPixels: 255)
+        }
         // A flipped bit inside the compressed data: CRC or zlib error, never a crash.
         var bad = good
         bad[bad.count / 2] ^= 0x10

@@ -162,6 +162,30 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertFalse(jsonl.isEmpty)
     }
 
+    /// log.csv and log.jsonl carry the same values under the same names, one row / object per step.
+    func testLogsShareOneVocabulary() throws {
+        let data = syntheticDataset(count: 16)
+        let folder = temporaryFolder()
+        let run = try TrainingRun(config: try tinyConfig(folder: folder, extra: ["optimization.max_steps=3"]),
+                                  resume: false, datasets: (data, data))
+        run.log = { _ in }
+        _ = try run.run()
+        let csv = try String(contentsOfFile: folder + "/log.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(csv.first.map(String.init), TrainingRun.logColumns.joined(separator: ","))
+        let objects = try String(contentsOfFile: folder + "/log.jsonl", encoding: .utf8).split(separator: "\n").map {
+            try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        XCTAssertEqual(objects.count, 3)
+        XCTAssertEqual(csv.count, 4)
+        for (row, object) in zip(csv.dropFirst(), objects) {
+            XCTAssertEqual(Set(object.keys), Set(TrainingRun.logColumns))
+            for (name, text) in zip(TrainingRun.logColumns, row.split(separator: ",")) {
+                XCTAssertEqual((object[name] as? NSNumber)?.doubleValue, Double(text), name)
+            }
+            XCTAssertGreaterThan(Double(row.split(separator: ",").last ?? "") ?? 0, 1, "rss_mib")
+        }
+    }
+
     func testCorruptAndMismatchedCheckpointsAreRefused() throws {
         let data = syntheticDataset(count: 16)
         let f = temporaryFolder()
