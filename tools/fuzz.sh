@@ -11,7 +11,7 @@
 source "$(dirname "$0")/setup.sh"
 targets=(FuzzPNG FuzzIDX FuzzSafeTensors FuzzConfig FuzzCheckpoint FuzzTorch)
 # Limits: 10 s per input, 2 GiB of RSS, 1 GiB in one allocation (the largest a valid input may ask for is a PNG at
-# the decoder's pixel limit, which FuzzPNG lowers; see docs/fuzzing.md).
+# the decoder's pixel limit, which FuzzPNG lowers: docs/fuzzing.md).
 limits=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024)
 bin=.build-fuzz/release
 
