@@ -65,3 +65,9 @@ let package = Package(
     ],
     swiftLanguageModes: [.v5]
 )
+
+// The documentation plugin, only when building the docs (tools/docs.sh sets IJEPA_DOCS=1): an app that depends
+// on this package never resolves it.
+if Context.environment["IJEPA_DOCS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", exact: "1.5.0"))
+}

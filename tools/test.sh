@@ -3,8 +3,9 @@
 #  1. all tests, built as users build (release, AVX2 + FMA when the CPU has them);
 #  2. the kernel tests again in a portable build (no -mavx2/-mfma), which must pass too and must not call
 #     libm's per-lane fmaf (docs/building.md);
-#  3. the library consumed as a versioned SwiftPM dependency, without and with the fast-path flags, and the
-#     example app (Examples/image-search) built by version through a URL mirror and run on 300 images;
+#  3. the library consumed as a versioned SwiftPM dependency, without and with the fast-path flags, the
+#     example app (Examples/image-search) built by version through a URL mirror and run on 300 images, and
+#     the DocC documentation of IJEPA built offline with warnings as errors (tools/docs.sh);
 #  4. the command-line tool fed bad inputs (corrupt PNG/IDX files, bad folders, configs, masks, checkpoints), and
 #     faults while training (disk full, read-only and removed output folder, temporary files of killed runs, 20
 #     kills at random moments each resumed to the uninterrupted run's bits);
@@ -57,9 +58,10 @@ fi
 echo "portable build: no fmaf calls in CPUKernels"
 check_inlined .build-portable
 
-echo "== 3/6 versioned-dependency check"
+echo "== 3/6 versioned-dependency check, example app, documentation"
 FAST_FLAGS="${SWIFT_FLAGS[*]}" bash tools/check-versioned-dependency.sh
 FAST_FLAGS="${SWIFT_FLAGS[*]}" bash tools/check-example.sh
+bash tools/docs.sh
 
 echo "== 4/6 bad inputs through the CLI"
 swift build -c release "${SWIFT_FLAGS[@]}" --product ijepa

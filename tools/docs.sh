@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the DocC documentation of the IJEPA module (Sources/IJEPA/IJEPA.docc: the landing page and three
+# articles) offline, with every warning an error, into .build-docs/IJEPA.doccarchive; checks that the
+# archive has the pages apps need. The plugin (swift-docc-plugin 1.5.0) is declared only when IJEPA_DOCS is
+# set, so an app that depends on this package never sees it.
+# Usage: tools/docs.sh [output folder for a static website, optional]
+source "$(dirname "$0")/setup.sh"
+out=.build-docs/IJEPA.doccarchive
+rm -rf "$out"
+extra=()
+[ -n "${1:-}" ] && extra=(--transform-for-static-hosting --hosting-base-path ijepa-swift)
+IJEPA_DOCS=1 swift package --scratch-path .build-docs generate-documentation --target IJEPA --warnings-as-errors \
+    --output-path "$out" "${extra[@]}" 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]|^Building|^Build of|^Compiling' || true
+[ -d "$out" ] || { echo "error: no documentation archive was written" >&2; exit 1; }
+for page in ijepa ijepa/encoder ijepa/image ijepa/embeddingimages ijepa/trainingamodel ijepa/kernelsandperformance; do
+    [ -f "$out/data/documentation/$page.json" ] || { echo "error: $out has no page $page" >&2; exit 1; }
+done
+echo "docs: $out (IJEPA, Encoder, Image and the three articles)"
+[ -n "${1:-}" ] && { rm -rf "$1"; cp -r "$out" "$1"; echo "static website in $1"; }
+exit 0
