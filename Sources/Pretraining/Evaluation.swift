@@ -11,6 +11,8 @@ import TensorCore
 public struct EvaluationReport: Codable, Sendable {
     public var probe: [String: Double]
     public var knn: [String: Double]
+    /// Collapse diagnostics of the encoders' train features (per-dimension std, effective rank).
+    public var features: [String: FeatureStatistics]?
     public var trainSamples: Int
     public var testSamples: Int
     public var seconds: Double
@@ -123,16 +125,28 @@ public struct Evaluator {
     public func compare(trained: VisionTransformer, randomInit: VisionTransformer) throws -> EvaluationReport {
         let t0 = Date()
         log("evaluation: linear probe and k-NN on \(train.count) train / \(test.count) test images (\(train.name)); features: average-pooled \(options.layers == 1 ? "output" : "outputs of the last \(options.layers) blocks, concatenated")")
-        var probe: [String: Double] = [:], knn: [String: Double] = [:]
+        var probe: [String: Double] = [:], knn: [String: Double] = [:], stats: [String: FeatureStatistics] = [:]
         let (a, b) = try features(trained)
         (probe["ijepa"], knn["ijepa"]) = try score("I-JEPA", train: a, test: b)
+        stats["ijepa"] = try diagnose(a)
         let (c, d) = try features(randomInit)
         (probe["randomInit"], knn["randomInit"]) = try score("random init", train: c, test: d)
+        stats["randomInit"] = try diagnose(c)
         (probe["rawPixels"], knn["rawPixels"]) = try score(
             "raw pixels", train: try pixelFeatures(train, augmentation: augmentation),
             test: try pixelFeatures(test, augmentation: augmentation))
-        return EvaluationReport(probe: probe, knn: knn, trainSamples: train.count, testSamples: test.count,
-                                seconds: Date().timeIntervalSince(t0))
+        return EvaluationReport(probe: probe, knn: knn, features: stats, trainSamples: train.count,
+                                testSamples: test.count, seconds: Date().timeIntervalSince(t0))
+    }
+
+    /// Collapse diagnostics of train features (at most 5000 rows, evenly strided: folders of images come
+    /// ordered by class), logged under the scores.
+    func diagnose(_ x: Tensor) throws -> FeatureStatistics {
+        let n = x.shape[0], stride = (n + 4999) / 5000
+        let s = try featureStatistics(stride > 1 ? rows(x, Array(Swift.stride(from: 0, to: n, by: stride))) : x)
+        log(String(format: "  %-12@ feature std mean %.3f (min %.3f, max %.3f), effective rank %.1f of %d", "" as NSString,
+                   s.meanStd, s.minStd, s.maxStd, s.effectiveRank, s.dimensions))
+        return s
     }
 }
 

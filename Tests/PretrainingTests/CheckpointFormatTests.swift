@@ -106,6 +106,25 @@ final class CheckpointFormatTests: XCTestCase {
         XCTAssertNoThrow(try TrainedCheckpoint(path: path))
     }
 
+    /// The evaluation of a trained run: probe and k-NN for the three feature sets, and the collapse diagnostics
+    /// of both encoders' features.
+    func testEvaluationReportsScoresAndFeatureStatistics() throws {
+        let data = syntheticDataset(count: 16)
+        let (_, run) = try trainedRun(data)
+        var evaluator = Evaluator(train: data, test: data, augmentation: augmentation(run.config),
+                                  options: run.config.evaluation, seed: 0)
+        evaluator.log = { _ in }
+        let report = try evaluator.compare(trained: run.evaluatedEncoder, randomInit: try run.config.randomInitEncoder())
+        XCTAssertEqual(Set(report.probe.keys), ["ijepa", "randomInit", "rawPixels"])
+        XCTAssertEqual(Set(report.knn.keys), ["ijepa", "randomInit", "rawPixels"])
+        XCTAssertEqual(Set(report.features?.keys ?? [:].keys), ["ijepa", "randomInit"])
+        for (name, s) in report.features ?? [:] {
+            XCTAssertEqual(s.dimensions, run.config.meta.embedDim, name)
+            XCTAssert(s.effectiveRank >= 1 && s.effectiveRank <= Double(s.dimensions), "\(name): \(s)")
+            XCTAssert(s.minStd > 0 && s.minStd <= s.meanStd && s.meanStd <= s.maxStd, "\(name): \(s)")
+        }
+    }
+
     /// An IDX folder other than Fashion-MNIST: its own size, class names from classes.txt or numbers.
     func testIDXFolderOfAnyDataSet() throws {
         let dir = temporaryFolder()
