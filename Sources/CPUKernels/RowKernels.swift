@@ -14,7 +14,7 @@
 }
 
 /// Runs `body(r0, r1)` over contiguous row ranges, in parallel when the work is worth it (>= ~32K elements
-/// per chunk: a Dispatch call costs 5-10 us, ../docs/performance.md).
+/// per chunk: a parallel region costs 15-20 us back to back, docs/performance.md).
 @inline(__always)
 func forEachRowChunk(rows: Int, cols: Int, threads: Int?, _ body: (Int, Int) -> Void) {
     let (chunks, size) = rowChunking(rows: rows, cols: cols)
