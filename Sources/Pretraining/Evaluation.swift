@@ -15,6 +15,9 @@ public struct EvaluationReport: Codable, Sendable {
     public var features: [String: FeatureStatistics]?
     public var trainSamples: Int
     public var testSamples: Int
+    /// "test", or "validation" when the scores come from images carved from the train split
+    /// (`evaluation.validation_samples`).
+    public var evaluatedOn: String?
     public var seconds: Double
 }
 
@@ -72,9 +75,21 @@ public struct Evaluator {
     public let options: TrainingConfig.Evaluation
     public var log: (String) -> Void = { print($0); fflush(stdout) }
 
+    /// "test" or "validation" (see `TrainingConfig.Evaluation.validationSamples`).
+    public let evaluatedOn: String
+
+    /// With `options.validationSamples` > 0, `test` is not used: the images scored are carved from `train`.
     public init(train: ImageDataset, test: ImageDataset, augmentation: Augmentation, options: TrainingConfig.Evaluation, seed: UInt64) {
-        self.train = evaluationSubset(train, samples: options.trainSamples, seed: seed, split: 0)
-        self.test = evaluationSubset(test, samples: options.testSamples, seed: seed, split: 1)
+        var (fit, scored) = (train, test)
+        if options.validationSamples > 0 {
+            var g = RandomGenerator(seed: 0).stream(.validationSplit)  // the same images for every run and seed
+            let order = g.permutation(train.count)
+            let cut = min(options.validationSamples, train.count - 1)
+            (fit, scored) = (train.subset(Array(order[cut...]).sorted()), train.subset(Array(order[..<cut]).sorted()))
+        }
+        evaluatedOn = options.validationSamples > 0 ? "validation" : "test"
+        self.train = evaluationSubset(fit, samples: options.trainSamples, seed: seed, split: 0)
+        self.test = evaluationSubset(scored, samples: options.testSamples, seed: seed, split: 1)
         self.augmentation = augmentation.evaluation
         self.options = options
     }
@@ -124,7 +139,7 @@ public struct Evaluator {
     /// I-JEPA (the target encoder) vs the same architecture at initialisation vs raw pixels.
     public func compare(trained: VisionTransformer, randomInit: VisionTransformer) throws -> EvaluationReport {
         let t0 = Date()
-        log("evaluation: linear probe and k-NN on \(train.count) train / \(test.count) test images (\(train.name)); features: average-pooled \(options.layers == 1 ? "output" : "outputs of the last \(options.layers) blocks, concatenated")")
+        log("evaluation: linear probe and k-NN on \(train.count) train / \(test.count) \(evaluatedOn) images (\(train.name)); features: average-pooled \(options.layers == 1 ? "output" : "outputs of the last \(options.layers) blocks, concatenated")")
         var probe: [String: Double] = [:], knn: [String: Double] = [:], stats: [String: FeatureStatistics] = [:]
         let (a, b) = try features(trained)
         (probe["ijepa"], knn["ijepa"]) = try score("I-JEPA", train: a, test: b)
@@ -136,7 +151,7 @@ public struct Evaluator {
             "raw pixels", train: try pixelFeatures(train, augmentation: augmentation),
             test: try pixelFeatures(test, augmentation: augmentation))
         return EvaluationReport(probe: probe, knn: knn, features: stats, trainSamples: train.count,
-                                testSamples: test.count, seconds: Date().timeIntervalSince(t0))
+                                testSamples: test.count, evaluatedOn: evaluatedOn, seconds: Date().timeIntervalSince(t0))
     }
 
     /// Collapse diagnostics of train features (at most 5000 rows, evenly strided: folders of images come

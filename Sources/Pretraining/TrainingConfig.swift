@@ -85,6 +85,10 @@ public struct TrainingConfig: Sendable, Equatable {
         public var encoder = "target"
         /// Choose the probe's weight decay on a held-out tenth of the train split (else probe_weight_decay).
         public var probeSweep = true
+        /// When > 0: this many train images (a fixed, seed-independent choice) become the evaluation split and
+        /// the probes are fitted on the rest; the test split is not read. For choosing between recipes without
+        /// looking at the test split.
+        public var validationSamples = 0
     }
 
     /// How this engine runs the step: settings that change speed and memory, never the numbers (so they stay out
@@ -192,7 +196,8 @@ extension TrainingConfig {
             "evaluation": ["train_samples": evaluation.trainSamples, "test_samples": evaluation.testSamples,
                            "knn_k": evaluation.knnK, "probe_iterations": evaluation.probeIterations,
                            "probe_weight_decay": evaluation.probeWeightDecay, "layers": evaluation.layers,
-                           "encoder": evaluation.encoder, "probe_sweep": evaluation.probeSweep],
+                           "encoder": evaluation.encoder, "probe_sweep": evaluation.probeSweep,
+                           "validation_samples": evaluation.validationSamples],
             "engine": ["recompute_blocks": engine.recomputeBlocks],
         ]
     }
@@ -279,6 +284,7 @@ extension TrainingConfig {
         try need(optimization.maxSteps >= 0, "optimization.max_steps must be >= 0")
         try need(logging.checkpointEvery >= 0 && logging.logEvery >= 1, "logging.checkpoint_every >= 0 and logging.log_every >= 1")
         try need(evaluation.knnK >= 1, "evaluation.knn_k must be >= 1")
+        try need(evaluation.validationSamples >= 0, "evaluation.validation_samples must be >= 0 (0 = evaluate on the test split)")
         try need(evaluation.trainSamples >= 0 && evaluation.testSamples >= 0,
                  "evaluation.train_samples and test_samples must be >= 0 (0 = the whole split)")
         try need(evaluation.probeIterations >= 1, "evaluation.probe_iterations must be >= 1")
@@ -313,7 +319,8 @@ struct ConfigReader {
             "optimization": ["epochs", "warmup", "start_lr", "lr", "final_lr", "weight_decay", "final_weight_decay",
                              "ema", "ipe_scale", "max_steps"],
             "logging": ["folder", "checkpoint_every", "log_every"],
-            "evaluation": ["train_samples", "test_samples", "knn_k", "probe_iterations", "probe_weight_decay", "layers", "encoder", "probe_sweep"],
+            "evaluation": ["train_samples", "test_samples", "knn_k", "probe_iterations", "probe_weight_decay", "layers", "encoder", "probe_sweep",
+                           "validation_samples"],
             "engine": ["recompute_blocks"],
         ]
         for (section, value) in root {
@@ -375,6 +382,7 @@ struct ConfigReader {
         try get("evaluation", "layers", &c.evaluation.layers)
         try get("evaluation", "encoder", &c.evaluation.encoder)
         try get("evaluation", "probe_sweep", &c.evaluation.probeSweep)
+        try get("evaluation", "validation_samples", &c.evaluation.validationSamples)
         try get("engine", "recompute_blocks", &c.engine.recomputeBlocks)
         return c
     }

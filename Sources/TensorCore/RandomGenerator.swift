@@ -24,6 +24,8 @@ public enum RandomPurpose: UInt64, Sendable, CaseIterable {
     case probeValidation = 0x5641_4C44
     /// The held-out sixth of an image folder without a test folder (fixed seed, not the run's).
     case heldOutSplit = 0x484F_4C44
+    /// The validation images carved from the train split for choosing between recipes (fixed seed).
+    case validationSplit = 0x5645_5253
 }
 
 /// A seeded, counter-based random generator (Philox4x32-10, Salmon et al. 2011, as in PyTorch and JAX).

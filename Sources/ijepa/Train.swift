@@ -140,8 +140,18 @@ func printReport(_ r: EvaluationReport, wallSeconds: Double, folder: String?, en
         let name = label.count >= 20 ? label : label + String(repeating: " ", count: 20 - label.count)
         print(name + String(format: " %10.2f %%   %6.2f %%", 100 * p, 100 * (r.knn[key] ?? .nan)))
     }
-    let json: [String: Any] = ["probe": r.probe, "knn": r.knn, "wallSeconds": (wallSeconds * 10).rounded() / 10,
-                               "trainSamples": r.trainSamples, "testSamples": r.testSamples]
+    if r.evaluatedOn == "validation" {
+        print("(scored on \(r.testSamples) validation images carved from the train split; the test split was not read)")
+    }
+    var json: [String: Any] = ["probe": r.probe, "knn": r.knn, "wallSeconds": (wallSeconds * 10).rounded() / 10,
+                               "trainSamples": r.trainSamples, "testSamples": r.testSamples,
+                               "evaluatedOn": r.evaluatedOn ?? "test"]
+    if let f = r.features {
+        json["features"] = f.mapValues { s -> [String: Any] in
+            ["meanStd": s.meanStd, "minStd": s.minStd, "maxStd": s.maxStd, "effectiveRank": s.effectiveRank,
+             "dimensions": s.dimensions]
+        }
+    }
     let text = String(decoding: try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]), as: UTF8.self)
     if let folder { try writeAtomicallyText(text + "\n", to: folder + "/evaluation.json") }
     print(text)

@@ -118,6 +118,21 @@ final class CheckpointFormatTests: XCTestCase {
         XCTAssertEqual(Set(report.probe.keys), ["ijepa", "randomInit", "rawPixels"])
         XCTAssertEqual(Set(report.knn.keys), ["ijepa", "randomInit", "rawPixels"])
         XCTAssertEqual(Set(report.features?.keys ?? [:].keys), ["ijepa", "randomInit"])
+        XCTAssertEqual(report.evaluatedOn, "test")
+        // A validation split carved from train: disjoint from the images the probes are fitted on, the same for
+        // every seed, and the test split is not read (here a test split of other images would fail the probes).
+        var options = run.config.evaluation
+        options.validationSamples = 5
+        let other = syntheticDataset(count: 16, seed: 9)
+        let v0 = Evaluator(train: data, test: other, augmentation: augmentation(run.config), options: options, seed: 0)
+        let v1 = Evaluator(train: data, test: other, augmentation: augmentation(run.config), options: options, seed: 7)
+        XCTAssertEqual(v0.evaluatedOn, "validation")
+        XCTAssertEqual([v0.train.count, v0.test.count], [11, 5])
+        XCTAssertEqual(v0.test, v1.test)
+        XCTAssertNotEqual(v0.test, data.subset(Array(0..<5)))
+        let fitted = Set((0..<v0.train.count).map { v0.train.image($0) }), scored = (0..<5).map { v0.test.image($0) }
+        XCTAssert(scored.allSatisfy { !fitted.contains($0) })
+        XCTAssert(scored.allSatisfy { s in (0..<data.count).contains { data.image($0) == s } })
         for (name, s) in report.features ?? [:] {
             XCTAssertEqual(s.dimensions, run.config.meta.embedDim, name)
             XCTAssert(s.effectiveRank >= 1 && s.effectiveRank <= Double(s.dimensions), "\(name): \(s)")
