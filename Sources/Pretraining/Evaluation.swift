@@ -25,10 +25,14 @@ public struct EvaluationReport: Codable, Sendable {
 /// transform), each through the encoder's final LayerNorm as the last one is, concatenated last block first;
 /// no autograd. layers = 1 is the encoder's output; 4 is the paper's other probe representation ("the
 /// concatenation of the last 4 layers' average-pooled patch representations", paper Appendix A.2).
+/// With `tokens`, nothing is pooled: (n, layers N D), each block's N output tokens in raster order (a linear
+/// probe on them can use where things are, which the average discards).
 public func encoderFeatures(
-    _ encoder: VisionTransformer, data: ImageDataset, augmentation: Augmentation, layers: Int = 1, batchSize: Int = 250
+    _ encoder: VisionTransformer, data: ImageDataset, augmentation: Augmentation, layers: Int = 1, tokens: Bool = false,
+    batchSize: Int = 250
 ) throws -> Tensor {
-    let d = encoder.config.embedDim, depth = encoder.blocks.count
+    let depth = encoder.blocks.count
+    let d = encoder.config.embedDim * (tokens ? encoder.config.tokens : 1)
     guard layers >= 1 && layers <= max(depth, 1) else {
         throw ConfigError(source: "evaluation.layers", problem: "must be in 1...\(depth) (the encoder's depth), got \(layers)")
     }
@@ -38,7 +42,7 @@ public func encoderFeatures(
     while start < data.count {
         let end = min(start + batchSize, data.count), n = end - start
         let images = Variable(evaluationTensor(data, augmentation: augmentation, range: start..<end))
-        let pooled = try encoder.lastBlockOutputs(images, count: layers).map { try meanTokens($0, tape: nil).value }
+        let pooled = try encoder.lastBlockOutputs(images, count: layers).map { tokens ? $0.value : try meanTokens($0, tape: nil).value }
         out.withUnsafeMutableBufferPointer { o in
             for (j, p) in pooled.enumerated() {  // (n, D) each, last block first
                 p.withUnsafeBufferPointer { src in
@@ -132,14 +136,15 @@ public struct Evaluator {
     }
 
     public func features(_ encoder: VisionTransformer) throws -> (Tensor, Tensor) {
-        (try encoderFeatures(encoder, data: train, augmentation: augmentation, layers: options.layers),
-         try encoderFeatures(encoder, data: test, augmentation: augmentation, layers: options.layers))
+        let tokens = options.pooling == "none"
+        return (try encoderFeatures(encoder, data: train, augmentation: augmentation, layers: options.layers, tokens: tokens),
+                try encoderFeatures(encoder, data: test, augmentation: augmentation, layers: options.layers, tokens: tokens))
     }
 
     /// I-JEPA (the target encoder) vs the same architecture at initialisation vs raw pixels.
     public func compare(trained: VisionTransformer, randomInit: VisionTransformer) throws -> EvaluationReport {
         let t0 = Date()
-        log("evaluation: linear probe and k-NN on \(train.count) train / \(test.count) \(evaluatedOn) images (\(train.name)); features: average-pooled \(options.layers == 1 ? "output" : "outputs of the last \(options.layers) blocks, concatenated")")
+        log("evaluation: linear probe and k-NN on \(train.count) train / \(test.count) \(evaluatedOn) images (\(train.name)); features: \(options.pooling == "none" ? "every output token" : "average-pooled") \(options.layers == 1 ? "output" : "outputs of the last \(options.layers) blocks, concatenated")")
         var probe: [String: Double] = [:], knn: [String: Double] = [:], stats: [String: FeatureStatistics] = [:]
         let (a, b) = try features(trained)
         (probe["ijepa"], knn["ijepa"]) = try score("I-JEPA", train: a, test: b)
@@ -156,7 +161,8 @@ public struct Evaluator {
 
     /// Collapse diagnostics of train features (at most 5000 rows, evenly strided: folders of images come
     /// ordered by class), logged under the scores.
-    func diagnose(_ x: Tensor) throws -> FeatureStatistics {
+    func diagnose(_ x: Tensor) throws -> FeatureStatistics? {
+        guard x.shape[1] <= 2048 else { return nil }  // every token of every image: a covariance too large to decompose
         let n = x.shape[0], stride = (n + 4999) / 5000
         let s = try featureStatistics(stride > 1 ? rows(x, Array(Swift.stride(from: 0, to: n, by: stride))) : x)
         log(String(format: "  %-12@ feature std mean %.3f (min %.3f, max %.3f), effective rank %.1f of %d", "" as NSString,

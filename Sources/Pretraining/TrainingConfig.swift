@@ -85,6 +85,9 @@ public struct TrainingConfig: Sendable, Equatable {
         public var encoder = "target"
         /// Choose the probe's weight decay on a held-out tenth of the train split (else probe_weight_decay).
         public var probeSweep = true
+        /// "mean": the average of the output tokens (the paper's probe feature); "none": every output token,
+        /// concatenated (a probe that may use where things are; raw pixels are their own tokens).
+        public var pooling = "mean"
         /// When > 0: this many train images (a fixed, seed-independent choice) become the evaluation split and
         /// the probes are fitted on the rest; the test split is not read. For choosing between recipes without
         /// looking at the test split.
@@ -197,7 +200,7 @@ extension TrainingConfig {
                            "knn_k": evaluation.knnK, "probe_iterations": evaluation.probeIterations,
                            "probe_weight_decay": evaluation.probeWeightDecay, "layers": evaluation.layers,
                            "encoder": evaluation.encoder, "probe_sweep": evaluation.probeSweep,
-                           "validation_samples": evaluation.validationSamples],
+                           "validation_samples": evaluation.validationSamples, "pooling": evaluation.pooling],
             "engine": ["recompute_blocks": engine.recomputeBlocks],
         ]
     }
@@ -284,6 +287,7 @@ extension TrainingConfig {
         try need(optimization.maxSteps >= 0, "optimization.max_steps must be >= 0")
         try need(logging.checkpointEvery >= 0 && logging.logEvery >= 1, "logging.checkpoint_every >= 0 and logging.log_every >= 1")
         try need(evaluation.knnK >= 1, "evaluation.knn_k must be >= 1")
+        try need(["mean", "none"].contains(evaluation.pooling), "evaluation.pooling must be \"mean\" or \"none\" (every token), got \"\(evaluation.pooling)\"")
         try need(evaluation.validationSamples >= 0, "evaluation.validation_samples must be >= 0 (0 = evaluate on the test split)")
         try need(evaluation.trainSamples >= 0 && evaluation.testSamples >= 0,
                  "evaluation.train_samples and test_samples must be >= 0 (0 = the whole split)")
@@ -320,7 +324,7 @@ struct ConfigReader {
                              "ema", "ipe_scale", "max_steps"],
             "logging": ["folder", "checkpoint_every", "log_every"],
             "evaluation": ["train_samples", "test_samples", "knn_k", "probe_iterations", "probe_weight_decay", "layers", "encoder", "probe_sweep",
-                           "validation_samples"],
+                           "validation_samples", "pooling"],
             "engine": ["recompute_blocks"],
         ]
         for (section, value) in root {
@@ -383,6 +387,7 @@ struct ConfigReader {
         try get("evaluation", "encoder", &c.evaluation.encoder)
         try get("evaluation", "probe_sweep", &c.evaluation.probeSweep)
         try get("evaluation", "validation_samples", &c.evaluation.validationSamples)
+        try get("evaluation", "pooling", &c.evaluation.pooling)
         try get("engine", "recompute_blocks", &c.engine.recomputeBlocks)
         return c
     }

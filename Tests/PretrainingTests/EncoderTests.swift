@@ -52,6 +52,10 @@ final class EncoderTests: XCTestCase {
         XCTAssertEqual(two.scalars, referenceTwo.scalars)
         let tokens = try encoder.embed(Array(images.prefix(2)), output: .patchTokens)
         XCTAssertEqual(tokens.shape, [2, 16, 32])
+        // The probes' unpooled features (evaluation.pooling "none") are those tokens, flattened per image.
+        let flat = try encoderFeatures(run.model.target, data: data.subset([0, 1]), augmentation: aug, tokens: true)
+        XCTAssertEqual(flat.shape, [2, 16 * 32])
+        XCTAssertEqual(flat.scalars, tokens.scalars)
         XCTAssertThrowsError(try encoder.embed(images, output: .lastLayers(3)))
 
         let context = try Encoder(checkpoint: path, network: .context)
