@@ -29,6 +29,9 @@ public final class IJEPATrainer {
     /// Optimizer steps done so far; the next step uses k = stepsDone + 1.
     public private(set) var stepsDone: Int = 0
     public var threads: Int?
+    /// Weights of VICReg's variance and covariance terms on the context encoder's output tokens, added to the
+    /// loss (C-JEPA's regulariser, `varianceCovarianceLoss`); (0, 0), the official step, adds nothing.
+    public var regularizer: (variance: Float, covariance: Float) = (0, 0)
 
     /// The parameter lists, built once (their names are string concatenations; not rebuilt every step).
     let trainable: [(String, Variable)]
@@ -91,7 +94,12 @@ public final class IJEPATrainer {
         OpProfiler.begin("predictor")
         let prediction = try model.predictor(z, contextMasks: context, targetMasks: targets, tape: tape)
         OpProfiler.begin("loss")
-        let loss = try smoothL1Loss(prediction, targetReps, tape: tape)
+        var loss = try smoothL1Loss(prediction, targetReps, tape: tape)
+        if regularizer.variance != 0 || regularizer.covariance != 0 {
+            let reg = try varianceCovarianceLoss(z, varianceWeight: regularizer.variance,
+                                                 covarianceWeight: regularizer.covariance, tape: tape)
+            loss = try add(loss, reg, tape: tape)
+        }
         if let tape { try OpProfiler.backwardPass { try tape.backward(from: loss) } }
         return (loss.value.scalars[0], prediction)
     }

@@ -64,6 +64,11 @@ public struct TrainingConfig: Sendable, Equatable {
         public var ipeScale = 1.0
         /// Stop after this many steps (0 = run every epoch); the schedules still span `epochs`.
         public var maxSteps = 0
+        /// VICReg's variance and covariance terms on the context encoder's output tokens (C-JEPA; VICReg's own
+        /// weights are 25 and 1 beside an invariance term of 25). 0 = the official loss; not in the official
+        /// configs, so written to JSON only when set (the hash of an official configuration is unchanged).
+        public var varianceWeight = 0.0
+        public var covarianceWeight = 0.0
     }
     public struct Logging: Sendable, Equatable {
         public var folder = "runs/fashion-mnist"
@@ -177,6 +182,15 @@ extension TrainingConfig {
 
     /// The configuration as JSON with the official key names (what `load` reads back).
     public var json: [String: Any] {
+        var j = baseJSON
+        var o = j["optimization"] as! [String: Any]
+        if optimization.varianceWeight != 0 { o["variance_weight"] = optimization.varianceWeight }
+        if optimization.covarianceWeight != 0 { o["covariance_weight"] = optimization.covarianceWeight }
+        j["optimization"] = o
+        return j
+    }
+
+    var baseJSON: [String: Any] {
         [
             "data": ["dataset": data.dataset, "root_path": data.rootPath, "image_folder": data.imageFolder as Any,
                      "test_folder": data.testFolder as Any, "batch_size": data.batchSize, "crop_size": data.cropSize,
@@ -285,6 +299,8 @@ extension TrainingConfig {
                  "optimization.weight_decay and final_weight_decay must be >= 0")
         try need(optimization.ipeScale > 0, "optimization.ipe_scale must be > 0, got \(optimization.ipeScale)")
         try need(optimization.maxSteps >= 0, "optimization.max_steps must be >= 0")
+        try need(optimization.varianceWeight >= 0 && optimization.covarianceWeight >= 0,
+                 "optimization.variance_weight and covariance_weight must be >= 0")
         try need(logging.checkpointEvery >= 0 && logging.logEvery >= 1, "logging.checkpoint_every >= 0 and logging.log_every >= 1")
         try need(evaluation.knnK >= 1, "evaluation.knn_k must be >= 1")
         try need(["mean", "none"].contains(evaluation.pooling), "evaluation.pooling must be \"mean\" or \"none\" (every token), got \"\(evaluation.pooling)\"")
@@ -321,7 +337,7 @@ struct ConfigReader {
                      "num_pred_masks", "min_keep", "allow_overlap", "fixed"],
             "meta": ["model_name", "depth", "embed_dim", "num_heads", "pred_depth", "pred_emb_dim", "seed"],
             "optimization": ["epochs", "warmup", "start_lr", "lr", "final_lr", "weight_decay", "final_weight_decay",
-                             "ema", "ipe_scale", "max_steps"],
+                             "ema", "ipe_scale", "max_steps", "variance_weight", "covariance_weight"],
             "logging": ["folder", "checkpoint_every", "log_every"],
             "evaluation": ["train_samples", "test_samples", "knn_k", "probe_iterations", "probe_weight_decay", "layers", "encoder", "probe_sweep",
                            "validation_samples", "pooling"],
@@ -375,6 +391,8 @@ struct ConfigReader {
         try get("optimization", "ema", &c.optimization.ema)
         try get("optimization", "ipe_scale", &c.optimization.ipeScale)
         try get("optimization", "max_steps", &c.optimization.maxSteps)
+        try get("optimization", "variance_weight", &c.optimization.varianceWeight)
+        try get("optimization", "covariance_weight", &c.optimization.covarianceWeight)
         try get("logging", "folder", &c.logging.folder)
         try get("logging", "checkpoint_every", &c.logging.checkpointEvery)
         try get("logging", "log_every", &c.logging.logEvery)

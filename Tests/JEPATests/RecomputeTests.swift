@@ -79,3 +79,31 @@ final class RecomputeTests: XCTestCase {
         XCTAssertLessThanOrEqual(p.totalSeconds, wall * 1.0001)
     }
 }
+
+/// C-JEPA's regulariser in the step: the loss grows by exactly the variance-covariance value of the context
+/// encoder's output; a zero weight leaves the official step's bits; the gradients reach the encoder.
+final class RegularizerTests: XCTestCase {
+    func testVarianceCovarianceTermIsAddedToTheLoss() throws {
+        let tiny = try TinyIJEPA()
+        let m = tiny.masks(step: 0)
+        let plain = try tiny.trainer(), regularised = try tiny.trainer()
+        regularised.regularizer = (variance: 25, covariance: 1)
+        let (l0, _) = try plain.lossAndPrediction(images: tiny.images, context: m.context, targets: m.targets, backward: false)
+        let (l1, _) = try regularised.lossAndPrediction(images: tiny.images, context: m.context, targets: m.targets, backward: false)
+        let z = try regularised.model.encoder(Variable(tiny.images), masks: m.context, tape: nil)
+        let vc = try varianceCovarianceLoss(z, varianceWeight: 25, covarianceWeight: 1, tape: nil).value.scalars[0]
+        XCTAssertGreaterThan(vc, 0)
+        XCTAssertEqual(l1, l0 + vc, accuracy: 1e-5 * max(1, vc))
+        // Zero weights: the same bits as the official step, after a whole step.
+        let zero = try tiny.trainer()
+        zero.regularizer = (0, 0)
+        let a = try plain.step(images: tiny.images, context: m.context, targets: m.targets)
+        let b = try zero.step(images: tiny.images, context: m.context, targets: m.targets)
+        XCTAssertEqual(a.loss.bitPattern, b.loss.bitPattern)
+        XCTAssertEqual(plain.model.encoder.norm.weight.value.scalars, zero.model.encoder.norm.weight.value.scalars)
+        // The regularised step moves the context encoder differently.
+        _ = try regularised.step(images: tiny.images, context: m.context, targets: m.targets)
+        XCTAssertNotEqual(plain.model.encoder.blocks[0].attn.qkv.weight.value.scalars,
+                          regularised.model.encoder.blocks[0].attn.qkv.weight.value.scalars)
+    }
+}

@@ -113,6 +113,19 @@ final class TrainingConfigTests: XCTestCase {
         XCTAssertTrue(c.mask.fixed)
         XCTAssertEqual(c.logging.folder, "/tmp/x")
     }
+
+    /// The regulariser's weights are written only when set, so the official configuration's JSON and hash
+    /// (which existing checkpoints carry) do not change; when set they round-trip and change the hash.
+    func testRegularizerKeysOnlyWhenSet() throws {
+        let official = TrainingConfig()
+        XCTAssertFalse(official.jsonText().contains("variance_weight"))
+        XCTAssertEqual(official.trainingHash, try TrainingConfig.load(text: official.jsonText(), source: "x").trainingHash)
+        let c = try official.applying(["optimization.variance_weight=25", "optimization.covariance_weight=1"])
+        XCTAssert(c.jsonText().contains("\"variance_weight\" : 25"), c.jsonText())
+        XCTAssertEqual(try TrainingConfig.load(text: c.jsonText(), source: "x"), c)
+        XCTAssertNotEqual(c.trainingHash, official.trainingHash)
+        XCTAssertThrowsError(try official.applying(["optimization.covariance_weight=-1"]))
+    }
 }
 
 final class TrainingRunTests: XCTestCase {

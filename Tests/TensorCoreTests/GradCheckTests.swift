@@ -294,6 +294,23 @@ final class GradCheckTests: XCTestCase {
         try gradCheck("mse (pred and target)", [p, q]) { try mseLoss(p, q, tape: $0) }
         let logits = try param([4, 3], scale: 2)
         try gradCheck("softmaxCrossEntropy", [logits]) { try softmaxCrossEntropy(logits, labels: [0, 2, 1, 2], tape: $0) }
+        // VICReg's variance and covariance terms: some columns below gamma (spread 0.3), some above (3).
+        let spread: [Float] = [0.3, 3, 0.3, 1.5, 0.2]
+        let u = try rng.uniform([2, 7, 5], low: -1, high: 1).scalars
+        let z = Variable(try Tensor(shape: [2, 7, 5], values: u.indices.map { u[$0] * spread[$0 % 5] }), requiresGrad: true)
+        try gradCheck("varianceCovariance", [z], step: 1e-3) {
+            try varianceCovarianceLoss(z, varianceWeight: 2.5, covarianceWeight: 0.7, tape: $0)
+        }
+        try gradCheck("variance only", [z], step: 1e-3) {
+            try varianceCovarianceLoss(z, varianceWeight: 1, covarianceWeight: 0, tape: $0)
+        }
+        // Values by hand: rows (1, 0), (-1, 0), (0, 2), (0, -2): means 0, Var (2/3, 8/3), Cov_01 = 0.
+        let h = Variable(try Tensor(shape: [4, 2], values: [1, 0, -1, 0, 0, 2, 0, -2]))
+        let vc = try varianceCovarianceLoss(h, varianceWeight: 1, covarianceWeight: 1, eps: 0, tape: nil)
+        XCTAssertEqual(Double(vc.value.scalars[0]), (1 - (2.0 / 3).squareRoot()) / 2, accuracy: 1e-6)
+        let tilted = Variable(try Tensor(shape: [3, 2], values: [1, 1, 2, 2, 3, 3]))  // Cov = Var = 1, perfectly correlated
+        let vt = try varianceCovarianceLoss(tilted, varianceWeight: 0, covarianceWeight: 1, tape: nil)
+        XCTAssertEqual(vt.value.scalars[0], 1, accuracy: 1e-6)  // (1/2)(1^2 + 1^2)
         // smooth-L1 values: 0.5 d^2 inside |d| < 1, |d| - 0.5 outside.
         let l = try smoothL1Loss(Variable(try Tensor(shape: [2], values: [0.5, 3])), Variable(try Tensor(shape: [2], values: [0, 0])), tape: nil)
         XCTAssertEqual(l.value.scalars[0], (0.125 + 2.5) / 2, accuracy: 1e-7)
