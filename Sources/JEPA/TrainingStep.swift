@@ -32,6 +32,12 @@ public final class IJEPATrainer {
     /// Weights of VICReg's variance and covariance terms on the context encoder's output tokens, added to the
     /// loss (C-JEPA's regulariser, `varianceCovarianceLoss`); (0, 0), the official step, adds nothing.
     public var regularizer: (variance: Float, covariance: Float) = (0, 0)
+    /// Gradient shards S, a power of two dividing the batch: the batch is cut into S equal parts of consecutive
+    /// images, each part's loss and gradient computed on its own, and the S gradients summed along one fixed
+    /// binary tree (leaves in order, `ShardTree`), then scaled by 1 / S (exact for a power of two). Processes
+    /// that each compute a block of the shards and combine the subtrees in the same tree get these bits for
+    /// any count that divides S. 1: the official step, one backward pass over the whole batch.
+    public var gradientShards = 1
 
     /// The parameter lists, built once (their names are string concatenations; not rebuilt every step).
     let trainable: [(String, Variable)]
@@ -63,7 +69,9 @@ public final class IJEPATrainer {
         OpProfiler.startStep()
         let k = stepsDone + 1
         let lr = schedules.learningRate(step: k), wd = schedules.weightDecay(step: k)
-        let (loss, _) = try lossAndPrediction(images: images, context: context, targets: targets, backward: true)
+        let loss = gradientShards == 1
+            ? try lossAndPrediction(images: images, context: context, targets: targets, backward: true).0
+            : try shardedLossAndGradients(images: images, context: context, targets: targets)
         optimizer.lr = Float(lr)
         optimizer.weightDecay = Float(wd)
         let m = schedules.momentum(step: k)
@@ -104,9 +112,98 @@ public final class IJEPATrainer {
         return (loss.value.scalars[0], prediction)
     }
 
+    /// The loss of the batch and, left in the parameters' `grad`, its gradient, computed shard by shard
+    /// (`gradientShards`) and summed along the fixed tree; the loss is the tree's sum of the shards' losses / S.
+    func shardedLossAndGradients(images: Tensor, context: [TokenIndices], targets: [TokenIndices]) throws -> Float {
+        let shards = gradientShards, batch = images.shape.first ?? 0
+        guard shards > 0, shards & (shards - 1) == 0, batch % shards == 0 else {
+            throw TensorError.incompatibleShapes(
+                operation: "gradient shards: a power of two that divides the batch", [shards], [batch])
+        }
+        let per = batch / shards
+        var tree = ShardTree()
+        for s in 0..<shards {
+            let rows = s * per..<(s + 1) * per
+            let (loss, _) = try lossAndPrediction(
+                images: try images.batchRows(rows), context: try context.map { try $0.batchRows(rows) },
+                targets: try targets.map { try $0.batchRows(rows) }, backward: true)
+            var leaf = [try Tensor(shape: [1], values: [loss])]
+            for (_, p) in trainable {
+                leaf.append(try p.grad ?? Tensor(zeros: p.shape))
+                p.zeroGrad()
+            }
+            tree.push(leaf)  // the leaf keeps the values: zeroGrad wrote into a copy (tensors copy on write)
+        }
+        let sum = try tree.total()
+        let scale = 1 / Float(shards)
+        for (i, (_, p)) in trainable.enumerated() {
+            p.zeroGrad()  // allocates nothing: every parameter got a gradient buffer in the first shard's pass
+            let (_, grad) = p.unsafeParameterBuffers()
+            sum[i + 1].withUnsafeBufferPointer { g in
+                guard let grad else { return }
+                for j in 0..<g.count { grad[j] = g[j] * scale }
+            }
+        }
+        return sum[0].scalars[0] * scale
+    }
+
     /// Restores the step count and the optimizer state (weights are loaded into `model` separately).
     public func restore(stepsDone: Int, adamStep: Int, m: [Tensor], v: [Tensor]) throws {
         try optimizer.restore(step: adamStep, m: m, v: v)
         self.stepsDone = stepsDone
+    }
+}
+
+/// Sums of S = 2^k leaves pushed in order, along the balanced binary tree whose leaves are in that order (a
+/// binary counter: two subtrees of the same height are added as soon as both exist, left + right). Holds at
+/// most k + 1 partial sums. Every leaf is a list of tensors of the same shapes (here the loss and the gradients).
+public struct ShardTree {
+    var stack: [(height: Int, tensors: [Tensor])] = []
+
+    public init() {}
+
+    public mutating func push(_ leaf: [Tensor]) {
+        var node = (height: 0, tensors: leaf)
+        while let top = stack.last, top.height == node.height {
+            stack.removeLast()
+            node = (node.height + 1, zip(top.tensors, node.tensors).map { left, right in
+                var out = left
+                out.withUnsafeMutableBufferPointer { o in
+                    right.withUnsafeBufferPointer { r in for j in 0..<o.count { o[j] += r[j] } }
+                }
+                return out
+            })
+        }
+        stack.append(node)
+    }
+
+    /// The sum of every leaf; an error unless a power of two of them was pushed.
+    public func total() throws -> [Tensor] {
+        guard stack.count == 1, let root = stack.first else {
+            throw TensorError.incompatibleShapes(operation: "ShardTree: a power of two of leaves", [stack.count], [])
+        }
+        return root.tensors
+    }
+}
+
+extension Tensor {
+    /// Rows `rows` of the first axis, copied: (rows.count, ...).
+    func batchRows(_ rows: Range<Int>) throws -> Tensor {
+        let inner = shape.dropFirst().reduce(1, *)
+        var out = try Tensor(zeros: [rows.count] + shape.dropFirst())
+        out.withUnsafeMutableBufferPointer { o in
+            withUnsafeBufferPointer { x in
+                o.baseAddress!.update(from: x.baseAddress! + rows.lowerBound * inner, count: rows.count * inner)
+            }
+        }
+        return out
+    }
+}
+
+extension TokenIndices {
+    /// The masks of images `rows` of the batch.
+    func batchRows(_ rows: Range<Int>) throws -> TokenIndices {
+        try TokenIndices(batch: rows.count, count: count,
+                         indices: Array(indices[rows.lowerBound * count..<rows.upperBound * count]))
     }
 }

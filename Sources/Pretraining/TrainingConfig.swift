@@ -69,6 +69,10 @@ public struct TrainingConfig: Sendable, Equatable {
         /// configs, so written to JSON only when set (the hash of an official configuration is unchanged).
         public var varianceWeight = 0.0
         public var covarianceWeight = 0.0
+        /// Gradient shards S (a power of two dividing batch_size): each step's gradient is the fixed-tree sum of
+        /// its S shards' gradients (`IJEPATrainer.gradientShards`), the bits that any number of processes
+        /// dividing S reproduce. 1 = the official step; written to JSON only when set.
+        public var gradientShards = 1
     }
     public struct Logging: Sendable, Equatable {
         public var folder = "runs/fashion-mnist"
@@ -186,6 +190,7 @@ extension TrainingConfig {
         var o = j["optimization"] as! [String: Any]
         if optimization.varianceWeight != 0 { o["variance_weight"] = optimization.varianceWeight }
         if optimization.covarianceWeight != 0 { o["covariance_weight"] = optimization.covarianceWeight }
+        if optimization.gradientShards != 1 { o["gradient_shards"] = optimization.gradientShards }
         j["optimization"] = o
         return j
     }
@@ -299,6 +304,9 @@ extension TrainingConfig {
                  "optimization.weight_decay and final_weight_decay must be >= 0")
         try need(optimization.ipeScale > 0, "optimization.ipe_scale must be > 0, got \(optimization.ipeScale)")
         try need(optimization.maxSteps >= 0, "optimization.max_steps must be >= 0")
+        let shards = optimization.gradientShards
+        try need(shards >= 1 && shards & (shards - 1) == 0 && data.batchSize % shards == 0,
+                 "optimization.gradient_shards must be a power of two that divides data.batch_size (\(data.batchSize)), got \(shards)")
         try need(optimization.varianceWeight >= 0 && optimization.covarianceWeight >= 0,
                  "optimization.variance_weight and covariance_weight must be >= 0")
         try need(logging.checkpointEvery >= 0 && logging.logEvery >= 1, "logging.checkpoint_every >= 0 and logging.log_every >= 1")
@@ -337,7 +345,8 @@ struct ConfigReader {
                      "num_pred_masks", "min_keep", "allow_overlap", "fixed"],
             "meta": ["model_name", "depth", "embed_dim", "num_heads", "pred_depth", "pred_emb_dim", "seed"],
             "optimization": ["epochs", "warmup", "start_lr", "lr", "final_lr", "weight_decay", "final_weight_decay",
-                             "ema", "ipe_scale", "max_steps", "variance_weight", "covariance_weight"],
+                             "ema", "ipe_scale", "max_steps", "variance_weight", "covariance_weight",
+                             "gradient_shards"],
             "logging": ["folder", "checkpoint_every", "log_every"],
             "evaluation": ["train_samples", "test_samples", "knn_k", "probe_iterations", "probe_weight_decay", "layers", "encoder", "probe_sweep",
                            "validation_samples", "pooling"],
@@ -393,6 +402,7 @@ struct ConfigReader {
         try get("optimization", "max_steps", &c.optimization.maxSteps)
         try get("optimization", "variance_weight", &c.optimization.varianceWeight)
         try get("optimization", "covariance_weight", &c.optimization.covarianceWeight)
+        try get("optimization", "gradient_shards", &c.optimization.gradientShards)
         try get("logging", "folder", &c.logging.folder)
         try get("logging", "checkpoint_every", &c.logging.checkpointEvery)
         try get("logging", "log_every", &c.logging.logEvery)

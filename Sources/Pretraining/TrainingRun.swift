@@ -138,6 +138,7 @@ public final class TrainingRun {
         model.recomputeBlocks = config.engine.recomputeBlocks
         trainer = try IJEPATrainer(model: model, schedules: schedules)
         trainer.regularizer = (Float(o.varianceWeight), Float(o.covarianceWeight))
+        trainer.gradientShards = o.gradientShards
         cost = StepCost(vit: vit, predictorDim: config.meta.predEmbDim, predictorDepth: config.meta.predDepth)
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         // A run killed while writing leaves its temporary checkpoint behind (the real one is intact): clean up.

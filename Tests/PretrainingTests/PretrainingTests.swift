@@ -125,6 +125,13 @@ final class TrainingConfigTests: XCTestCase {
         XCTAssertEqual(try TrainingConfig.load(text: c.jsonText(), source: "x"), c)
         XCTAssertNotEqual(c.trainingHash, official.trainingHash)
         XCTAssertThrowsError(try official.applying(["optimization.covariance_weight=-1"]))
+        XCTAssertFalse(official.jsonText().contains("gradient_shards"))
+        XCTAssertEqual(try official.applying(["optimization.gradient_shards=8"]).optimization.gradientShards, 8)
+        for bad in ["3", "0", "128"] {  // not a power of two; not >= 1; does not divide batch 64
+            XCTAssertThrowsError(try official.applying(["optimization.gradient_shards=\(bad)"])) {
+                XCTAssert("\($0)".contains("gradient_shards"), "\($0)")
+            }
+        }
     }
 }
 
