@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 // The I-JEPA engine: pure-Swift CPU kernels, tensors and (later) the model.
 //
 // No `unsafeFlags` here on purpose: SwiftPM refuses a versioned dependency whose manifest declares any, so
@@ -23,6 +23,10 @@ let package = Package(
         .library(name: "TorchImport", targets: ["TorchImport"]),
         .executable(name: "ijepa", targets: ["ijepa"]),
     ],
+    // Opt-in features, off by default: `swift build --traits MPI` (docs/distributed.md).
+    traits: [
+        .trait(name: "MPI", description: "Data-parallel training over Open MPI (Debian: libopenmpi-dev, openmpi-bin)."),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
@@ -33,6 +37,8 @@ let package = Package(
         .systemLibrary(name: "CLibPNG", path: "Sources/CLibPNG", pkgConfig: "libpng",
                        providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // Open MPI through a shim header, only with the MPI trait (all code that uses it is inside `#if MPI`).
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "CPUKernels", dependencies: ["SIMDProbe"]),
         .target(name: "TensorCore", dependencies: ["CPUKernels"]),
         .target(name: "NNLayers", dependencies: ["CPUKernels", "TensorCore"]),
@@ -40,7 +46,12 @@ let package = Package(
         .target(name: "ImageData", dependencies: ["CLibPNG", "CZlib", "CPUKernels", "TensorCore"]),
         .target(name: "LinearEval", dependencies: ["CPUKernels", "TensorCore"]),
         .target(name: "Pretraining",
-                dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "LinearEval", "TorchImport"]),
+                dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "LinearEval", "TorchImport",
+                               "DataParallel"]),
+        // Data parallelism: the shard tree's top levels across processes (MPI trait), else nothing.
+        .target(name: "DataParallel", dependencies: [
+            "CPUKernels", "TensorCore", "JEPA", .target(name: "CMPI", condition: .when(traits: ["MPI"])),
+        ]),
         .target(name: "KernelBench", dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "IJEPA"]),
         // The app-facing front door: encoders that embed images (no training code, no data sets).
         .target(name: "IJEPA", dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "TorchImport"]),
@@ -49,6 +60,7 @@ let package = Package(
             name: "ijepa",
             dependencies: [
                 "CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "LinearEval", "Pretraining", "KernelBench", "IJEPA",
+                "DataParallel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "CPUKernelsTests", dependencies: ["CPUKernels"]),

@@ -12,7 +12,9 @@
 #  5. AddressSanitizer over the whole suite, ThreadSanitizer over the tests that use threads, and a deliberate
 #     race that ThreadSanitizer must report (tools/sanitize.sh);
 #  6. the fuzz targets (libFuzzer + AddressSanitizer): every corpus and regression input replayed, then a short
-#     run of each with a fixed seed (tools/fuzz.sh replay; open-ended fuzzing stays outside CI).
+#     run of each with a fixed seed (tools/fuzz.sh replay; open-ended fuzzing stays outside CI);
+#  7. data-parallel training over Open MPI (the MPI trait; installs Open MPI when missing): the same bits on 1,
+#     2, 4 and 8 processes, and a resume on another process count (tools/check-distributed.sh).
 source "$(dirname "$0")/setup.sh"
 
 # The repository is self-contained: no code, doc or tool cites documents outside it. The pattern is built from
@@ -27,7 +29,7 @@ fi
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 
-echo "== 1/6 swift test -c release ${SWIFT_FLAGS[*]}"
+echo "== 1/7 swift test -c release ${SWIFT_FLAGS[*]}"
 swift test -c release "${SWIFT_FLAGS[@]}" 2>&1 | tee "$logs/fast.log"
 
 # The stdlib's unaligned SIMD loads and stores must be inlined into the kernels. When a function grows past the
@@ -49,7 +51,7 @@ check_inlined() {
 }
 check_inlined .build
 
-echo "== 2/6 portable build (no AVX2/FMA flags): kernel tests"
+echo "== 2/7 portable build (no AVX2/FMA flags): kernel tests"
 swift test -c release --scratch-path .build-portable --filter CPUKernelsTests 2>&1 | tee "$logs/portable.log"
 if nm .build-portable/release/CPUKernels.build/*.o 2>/dev/null | grep -qE ' U fmaf?$'; then
     echo "error: the portable build of CPUKernels calls libm fma/fmaf (the per-lane trap)" >&2
@@ -58,22 +60,25 @@ fi
 echo "portable build: no fmaf calls in CPUKernels"
 check_inlined .build-portable
 
-echo "== 3/6 versioned-dependency check, example app, documentation"
+echo "== 3/7 versioned-dependency check, example app, documentation"
 FAST_FLAGS="${SWIFT_FLAGS[*]}" bash tools/check-versioned-dependency.sh
 FAST_FLAGS="${SWIFT_FLAGS[*]}" bash tools/check-example.sh
 bash tools/docs.sh
 
-echo "== 4/6 bad inputs through the CLI"
+echo "== 4/7 bad inputs through the CLI"
 swift build -c release "${SWIFT_FLAGS[@]}" --product ijepa
 bash tools/check-bad-inputs.sh .build/release/ijepa
 bash tools/check-faults.sh .build/release/ijepa
 bash tools/check-kill-resume.sh .build/release/ijepa | tail -1
 
-echo "== 5/6 sanitizers: ASan over the suite, TSan over the threaded tests, the TSan canary"
+echo "== 5/7 sanitizers: ASan over the suite, TSan over the threaded tests, the TSan canary"
 bash tools/sanitize.sh all
 
-echo "== 6/6 fuzz targets: corpora and regression inputs replayed, short seeded runs"
+echo "== 6/7 fuzz targets: corpora and regression inputs replayed, short seeded runs"
 bash tools/fuzz.sh replay
+
+echo "== 7/7 data-parallel training over Open MPI: the same bits for any number of processes"
+bash tools/check-distributed.sh
 
 # One plain closing line for tools that read it: XCTest's totals of steps 1 and 2 (Swift Testing, which runs
 # after XCTest in each `swift test`, has no tests here and prints a 0-test line last). XCTest counts skipped

@@ -38,6 +38,12 @@ public final class IJEPATrainer {
     /// that each compute a block of the shards and combine the subtrees in the same tree get these bits for
     /// any count that divides S. 1: the official step, one backward pass over the whole batch.
     public var gradientShards = 1
+    /// The shards this process computes, a block of consecutive shards aligned to its length (a power of two):
+    /// a whole subtree. Nil: all of them.
+    public var localShards: Range<Int>?
+    /// Turns this process's subtree sum into the whole tree's (the other processes' blocks, `ProcessGroup`).
+    /// Nil: the process computes every shard.
+    public var combineSubtrees: (([Tensor]) throws -> [Tensor])?
 
     /// The parameter lists, built once (their names are string concatenations; not rebuilt every step).
     let trainable: [(String, Variable)]
@@ -121,8 +127,14 @@ public final class IJEPATrainer {
                 operation: "gradient shards: a power of two that divides the batch", [shards], [batch])
         }
         let per = batch / shards
+        let mine = localShards ?? 0..<shards
+        guard mine.count > 0, mine.count & (mine.count - 1) == 0, mine.lowerBound % mine.count == 0,
+              mine.upperBound <= shards else {
+            throw TensorError.incompatibleShapes(operation: "local shards: a whole subtree of the shard tree",
+                                                 [mine.lowerBound, mine.upperBound], [shards])
+        }
         var tree = ShardTree()
-        for s in 0..<shards {
+        for s in mine {
             let rows = s * per..<(s + 1) * per
             let (loss, _) = try lossAndPrediction(
                 images: try images.batchRows(rows), context: try context.map { try $0.batchRows(rows) },
@@ -134,7 +146,8 @@ public final class IJEPATrainer {
             }
             tree.push(leaf)  // the leaf keeps the values: zeroGrad wrote into a copy (tensors copy on write)
         }
-        let sum = try tree.total()
+        var sum = try tree.total()
+        if let combineSubtrees { sum = try combineSubtrees(sum) }
         let scale = 1 / Float(shards)
         for (i, (_, p)) in trainable.enumerated() {
             p.zeroGrad()  // allocates nothing: every parameter got a gradient buffer in the first shard's pass

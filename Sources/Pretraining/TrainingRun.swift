@@ -3,6 +3,7 @@ import CPUKernels
 import ImageData
 import JEPA
 import TensorCore
+import DataParallel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -92,6 +93,8 @@ public final class TrainingRun {
     public let test: ImageDataset
     public let collator: MaskCollator
     public let stop = StopRequest()
+    /// The processes of this run (one by default); rank 0 alone writes the folder.
+    public let group: ProcessGroup
     /// With a profiler, every step after the first is profiled per op (`ijepa train --profile`).
     public var profiler: OpProfiler?
     public private(set) var profiledSteps = 0
@@ -109,12 +112,19 @@ public final class TrainingRun {
 
     /// Builds everything; with `resume`, continues from the folder's checkpoint, else refuses to overwrite one.
     /// (Evaluating a checkpoint without training it: `TrainedCheckpoint`.)
+    /// With a `group` of several processes, each computes its block of the gradient shards and only rank 0
+    /// writes the folder (logs, checkpoints); on resume rank 0 reads the checkpoint and sends it to the others.
     public init(config: TrainingConfig, resume: Bool, overwrite: Bool = false,
-                datasets: (ImageDataset, ImageDataset)? = nil) throws {
+                datasets: (ImageDataset, ImageDataset)? = nil, group: ProcessGroup = SingleProcess()) throws {
         self.config = config
+        self.group = group
         folder = config.logging.folder
         let ckpt = folder + "/checkpoint.safetensors"
-        if !resume && !overwrite && FileManager.default.fileExists(atPath: ckpt) {
+        let shards = config.optimization.gradientShards
+        guard shards % group.size == 0 else {
+            throw ConfigError(source: "optimization.gradient_shards", problem: "\(shards) shards cannot be shared by \(group.size) processes: use a multiple of \(group.size)")
+        }
+        if group.rank == 0 && !resume && !overwrite && FileManager.default.fileExists(atPath: ckpt) {
             throw ConfigError(source: ckpt, problem: "a run already lives here: continue it with --resume, or choose another --out (or --overwrite to start over)")
         }
         (train, test) = try datasets ?? loadDatasets(config)
@@ -139,19 +149,44 @@ public final class TrainingRun {
         trainer = try IJEPATrainer(model: model, schedules: schedules)
         trainer.regularizer = (Float(o.varianceWeight), Float(o.covarianceWeight))
         trainer.gradientShards = o.gradientShards
+        if group.size > 1 {
+            let per = o.gradientShards / group.size
+            trainer.localShards = group.rank * per..<(group.rank + 1) * per
+            trainer.combineSubtrees = { [group] in try group.combineSubtrees($0) }
+        }
         cost = StepCost(vit: vit, predictorDim: config.meta.predEmbDim, predictorDepth: config.meta.predDepth)
+        guard group.rank == 0 else {
+            // The other ranks write nothing; they resume from rank 0's checkpoint, sent to them whole.
+            if resume { wallBefore = try restoreFromRankZero(ckpt).wallSeconds }
+            return
+        }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         // A run killed while writing leaves its temporary checkpoint behind (the real one is intact): clean up.
         staleFilesRemoved = removeStaleTemporaryFiles(
             in: folder, for: ["checkpoint.safetensors", "checkpoint.safetensors.json", "config.json", "log.csv", "log.jsonl"])
         if resume {
-            let state = try Checkpoint.restore(trainer, from: ckpt, configHash: config.trainingHash)
+            let state = try group.size > 1 ? restoreFromRankZero(ckpt) : Checkpoint.restore(trainer, from: ckpt, configHash: config.trainingHash)
             wallBefore = state.wallSeconds
             try truncateLogs(after: state.stepsDone)
         } else {
             for f in ["log.csv", "log.jsonl"] { try? FileManager.default.removeItem(atPath: folder + "/" + f) }
         }
         try writeAtomically(Data((config.jsonText() + "\n").utf8), to: folder + "/config.json")
+    }
+
+    /// Rank 0 sends its checkpoint's bytes (empty when it has none or cannot read it) and every rank restores
+    /// from them: no shared file system is assumed.
+    func restoreFromRankZero(_ path: String) throws -> TrainingState {
+        let mine = group.rank == 0 ? (FileManager.default.contents(atPath: path).map { [UInt8]($0) } ?? []) : []
+        let bytes = try group.broadcast(mine, from: 0)
+        guard !bytes.isEmpty else {
+            throw SafeTensorsError(path: path, problem: "no checkpoint on rank 0 (start without --resume)")
+        }
+        if group.rank == 0 { return try Checkpoint.restore(trainer, from: path, configHash: config.trainingHash) }
+        let copy = NSTemporaryDirectory() + "ijepa-rank\(group.rank)-\(getpid()).safetensors"
+        try writeAtomically(Data(bytes), to: copy)
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        return try Checkpoint.restore(trainer, from: copy, configHash: config.trainingHash)
     }
 
     /// The encoder the probes evaluate (evaluation.encoder).
@@ -179,6 +214,7 @@ public final class TrainingRun {
     /// folder, permissions) must not stop the training or lose the checkpoint, but must not fail silently
     /// either: the first failure per file is reported through `log`, naming the file and the problem.
     func appendLog(_ file: String, _ line: String, header: String? = nil) {
+        guard group.rank == 0 else { return }
         let path = folder + "/" + file
         do {
             if !FileManager.default.fileExists(atPath: path) {
@@ -198,6 +234,7 @@ public final class TrainingRun {
     }
 
     func saveCheckpoint(lastLoss: Float, wall: Double) throws {
+        guard group.rank == 0 else { return }
         let state = TrainingState(
             stepsDone: trainer.stepsDone, adamStep: trainer.optimizer.step, seed: UInt64(config.meta.seed),
             configHash: config.trainingHash, config: config.jsonText(), lastLoss: lastLoss, wallSeconds: wall)
@@ -221,7 +258,7 @@ public final class TrainingRun {
                    totalSteps < c.optimization.epochs * ipe ? " (stopping at step \(totalSteps))" : ""))
         if start > 0 { log("resumed from \(checkpointPath) at step \(start)") }
         if staleFilesRemoved > 0 { log("removed \(staleFilesRemoved) temporary file(s) left by a killed run in \(folder)") }
-        log("threads \(Parallel.maxThreads), SIMD \(SIMDPath.name); logs in \(folder)/log.csv")
+        log("threads \(Parallel.maxThreads), SIMD \(SIMDPath.name)\(group.size > 1 ? ", \(group.size) processes x \(c.optimization.gradientShards / group.size) of \(c.optimization.gradientShards) gradient shards" : ""); logs in \(folder)/log.csv")
         let isTTY = isatty(1) != 0
         let t0 = Date()
         var window = (steps: 0, seconds: 0.0, flops: 0.0, images: 0)
@@ -263,12 +300,13 @@ public final class TrainingRun {
                               last.step, totalSteps, epoch, last.loss, last.learningRate, last.weightDecay, last.momentum,
                               last.contextTokens, last.targetTokens, ips, gf, formatDuration(eta) as NSString)
             let commit = last.step % c.logging.logEvery == 0 || last.step == totalSteps
-            if isTTY { print("\r" + line, terminator: commit ? "\n" : ""); fflush(stdout) } else if commit { log(line) }
+            if isTTY && group.rank == 0 { print("\r" + line, terminator: commit ? "\n" : ""); fflush(stdout) } else if commit { log(line) }
             if commit { window = (0, 0, 0, 0) }
             if c.logging.checkpointEvery > 0 && last.step % c.logging.checkpointEvery == 0 {
                 try saveCheckpoint(lastLoss: last.loss, wall: wallBefore + Date().timeIntervalSince(t0))
             }
-            if stop.isRequested { interrupted = true; break }
+            // Every rank stops at the same step when any of them is asked to (one flag exchange per step).
+            if try group.size > 1 ? group.anyTrue(stop.isRequested) : stop.isRequested { interrupted = true; break }
         }
         let trainSeconds = Date().timeIntervalSince(t0)
         try saveCheckpoint(lastLoss: last.loss, wall: wallBefore + trainSeconds)

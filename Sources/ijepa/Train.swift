@@ -1,5 +1,6 @@
 import ArgumentParser
 import CPUKernels
+import DataParallel
 import Foundation
 import ImageData
 import JEPA
@@ -109,7 +110,9 @@ struct Train: ParsableCommand {
         try userFacing {
             let wall = Date()
             let cfg = try config.load()
-            let training = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite)
+            let group = try processGroup()
+            let training = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite, group: group)
+            if group.rank != 0 { training.log = { _ in } }  // rank 0 speaks for the run
             training.stop.installSignalHandlers()
             if profile { training.profiler = OpProfiler() }
             let summary = try training.run()
@@ -120,7 +123,7 @@ struct Train: ParsableCommand {
                                             .joined(separator: "\n") + "\n", to: cfg.logging.folder + "/profile.jsonl")
             }
             if summary.interrupted { throw ExitCode(130) }
-            guard probe else { return }
+            guard probe, group.rank == 0 else { return }
             let evaluator = Evaluator(train: training.train, test: training.test, augmentation: augmentation(cfg),
                                       options: cfg.evaluation, seed: UInt64(cfg.meta.seed))
             let report = try evaluator.compare(trained: training.evaluatedEncoder, randomInit: try cfg.randomInitEncoder())
@@ -128,6 +131,15 @@ struct Train: ParsableCommand {
                             encoder: cfg.evaluation.encoder)
         }
     }
+}
+
+/// The processes of this run: the ranks of an `mpirun` job when built with the MPI trait and started by
+/// mpirun, else this process alone.
+func processGroup() throws -> ProcessGroup {
+    #if MPI
+    if let mpi = try MPIProcessGroup.fromEnvironment() { return mpi }
+    #endif
+    return SingleProcess()
 }
 
 /// The probe table, then (last line) one JSON object for tools; also saved as <folder>/evaluation.json.

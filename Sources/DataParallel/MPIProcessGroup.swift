@@ -1,0 +1,109 @@
+#if MPI
+import CMPI
+import Foundation
+import TensorCore
+
+/// The ranks of an `mpirun` job (Open MPI). MPI is initialised with MPI_THREAD_FUNNELED: only the thread that
+/// created the group calls MPI (the training loop's), while the kernels' Dispatch workers never do; progress is
+/// driven by that thread inside each call. The tree's top levels use point-to-point messages in a fixed order
+/// (`MPI_Allreduce` leaves its order unspecified, so its sums may differ with the rank count).
+public final class MPIProcessGroup: ProcessGroup {
+    public let rank: Int
+    public let size: Int
+
+    /// Nil when this process was not started by mpirun (one rank, no MPI needed).
+    public static func fromEnvironment() throws -> MPIProcessGroup? {
+        guard ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil else { return nil }
+        return try MPIProcessGroup()
+    }
+
+    public init() throws {
+        var provided: Int32 = 0
+        let rc = MPI_Init_thread(nil, nil, ijepa_mpi_thread_funneled(), &provided)
+        guard rc == MPI_SUCCESS else { throw ProcessGroupError(rank: -1, problem: "MPI_Init_thread failed (\(rc))") }
+        var r: Int32 = 0, n: Int32 = 0
+        MPI_Comm_rank(ijepa_mpi_comm_world(), &r)
+        MPI_Comm_size(ijepa_mpi_comm_world(), &n)
+        (rank, size) = (Int(r), Int(n))
+        guard size & (size - 1) == 0 else {
+            throw ProcessGroupError(rank: rank, problem: "\(size) ranks: the shard tree needs a power of two")
+        }
+    }
+
+    deinit { MPI_Finalize() }
+
+    public func combineSubtrees(_ local: [Tensor]) throws -> [Tensor] {
+        guard size > 1 else { return local }
+        var mine = flatten(local)
+        var other = [Float](repeating: 0, count: mine.count)
+        var step = 1
+        while step < size {
+            if rank % (2 * step) == 0 {
+                // Left sibling: receive the right subtree (rank + step) and add it on the right.
+                try receive(&other, from: rank + step)
+                for i in mine.indices { mine[i] += other[i] }
+            } else if rank % (2 * step) == step {
+                try send(mine, to: rank - step)
+                break
+            }
+            step *= 2
+        }
+        try mine.withUnsafeMutableBytes { b in
+            try check(MPI_Bcast(b.baseAddress, Int32(b.count), ijepa_mpi_byte(), 0, ijepa_mpi_comm_world()), "MPI_Bcast of the sums")
+        }
+        return try unflatten(mine, like: local)
+    }
+
+    public func anyTrue(_ flag: Bool) throws -> Bool {
+        var mine: Int32 = flag ? 1 : 0, any: Int32 = 0
+        try check(MPI_Allreduce(&mine, &any, 1, ijepa_mpi_int(), ijepa_mpi_max(), ijepa_mpi_comm_world()), "MPI_Allreduce of the stop flag")
+        return any != 0
+    }
+
+    public func broadcast(_ bytes: [UInt8], from root: Int) throws -> [UInt8] {
+        var count = Int64(bytes.count)
+        try withUnsafeMutableBytes(of: &count) { c in
+            try check(MPI_Bcast(c.baseAddress, 8, ijepa_mpi_byte(), Int32(root), ijepa_mpi_comm_world()), "MPI_Bcast of a size")
+        }
+        var out = rank == root ? bytes : [UInt8](repeating: 0, count: Int(count))
+        var offset = 0
+        while offset < out.count {  // MPI counts are Int32: pieces of at most 1 GiB
+            let n = min(out.count - offset, 1 << 30)
+            try out.withUnsafeMutableBytes { b in
+                try check(MPI_Bcast(b.baseAddress! + offset, Int32(n), ijepa_mpi_byte(), Int32(root), ijepa_mpi_comm_world()), "MPI_Bcast")
+            }
+            offset += n
+        }
+        return out
+    }
+
+    func send(_ values: [Float], to peer: Int) throws {
+        try values.withUnsafeBytes { b in
+            var offset = 0
+            while offset < b.count || offset == 0 {
+                let n = min(b.count - offset, 1 << 30)
+                try check(MPI_Send(b.baseAddress! + offset, Int32(n), ijepa_mpi_byte(), Int32(peer), 7, ijepa_mpi_comm_world()), "MPI_Send to rank \(peer)")
+                offset += n
+                if b.count == 0 { break }
+            }
+        }
+    }
+
+    func receive(_ values: inout [Float], from peer: Int) throws {
+        try values.withUnsafeMutableBytes { b in
+            var offset = 0
+            while offset < b.count || offset == 0 {
+                let n = min(b.count - offset, 1 << 30)
+                try check(MPI_Recv(b.baseAddress! + offset, Int32(n), ijepa_mpi_byte(), Int32(peer), 7, ijepa_mpi_comm_world(),
+                                   ijepa_mpi_status_ignore()), "MPI_Recv from rank \(peer)")
+                offset += n
+                if b.count == 0 { break }
+            }
+        }
+    }
+
+    func check(_ rc: Int32, _ what: String) throws {
+        guard rc == MPI_SUCCESS else { throw ProcessGroupError(rank: rank, problem: "\(what) failed (\(rc))") }
+    }
+}
+#endif

@@ -1,0 +1,51 @@
+import Foundation
+import TensorCore
+
+/// The processes of one data-parallel training run, ranks 0..<size. Each rank computes a contiguous block of
+/// the step's gradient shards (`IJEPATrainer.gradientShards` S; size divides S) and sums them along its own
+/// subtree of the shard tree; `combineSubtrees` sums the subtrees along the tree's top levels, in the fixed
+/// order, so every rank holds the bits that one process computing all S shards gets.
+public protocol ProcessGroup: AnyObject {
+    var rank: Int { get }
+    var size: Int { get }
+    /// The whole tree's sum, on every rank, of the ranks' subtree sums `local` (tensors of the same shapes on
+    /// every rank). Rank r's subtree is the left sibling of rank r + 2^l's at level l.
+    func combineSubtrees(_ local: [Tensor]) throws -> [Tensor]
+    /// True on every rank when `flag` is true on any (a stop request on one rank stops them all).
+    func anyTrue(_ flag: Bool) throws -> Bool
+    /// Rank `root`'s bytes, on every rank.
+    func broadcast(_ bytes: [UInt8], from root: Int) throws -> [UInt8]
+}
+
+/// One process: the whole tree is its own.
+public final class SingleProcess: ProcessGroup {
+    public init() {}
+    public var rank: Int { 0 }
+    public var size: Int { 1 }
+    public func combineSubtrees(_ local: [Tensor]) throws -> [Tensor] { local }
+    public func anyTrue(_ flag: Bool) throws -> Bool { flag }
+    public func broadcast(_ bytes: [UInt8], from root: Int) throws -> [UInt8] { bytes }
+}
+
+/// What went wrong between the processes of a run; names the rank.
+public struct ProcessGroupError: Error, CustomStringConvertible {
+    public let rank: Int
+    public let problem: String
+    public var description: String { "rank \(rank): \(problem)" }
+}
+
+/// Tensors laid end to end in one Float buffer (one message per tree level), and back.
+func flatten(_ tensors: [Tensor]) -> [Float] {
+    var out = [Float]()
+    out.reserveCapacity(tensors.reduce(0) { $0 + $1.count })
+    for t in tensors { t.withUnsafeBufferPointer { out.append(contentsOf: $0) } }
+    return out
+}
+
+func unflatten(_ flat: [Float], like shapes: [Tensor]) throws -> [Tensor] {
+    var offset = 0
+    return try shapes.map { t in
+        defer { offset += t.count }
+        return try Tensor(shape: t.shape, values: Array(flat[offset..<offset + t.count]))
+    }
+}
