@@ -43,6 +43,7 @@ run)
     [ -x "$bin/$t" ] || build
     work=".fuzz/$t"; mkdir -p "$work/new" "$work/artifacts"
     log="$work/run-$(date +%Y%m%d-%H%M%S).log"
+    commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- Sources Fuzz || echo +changes)"  # what was built
     set +e
     ASAN_OPTIONS=detect_leaks=1 "$bin/$t" "${limits[@]}" -dict="$(dict "$t")" -max_total_time="$secs" -print_final_stats=1 \
         -artifact_prefix="$work/artifacts/" "$work/new" "$(corpus "$t")" $( [ -d "$(regressions "$t")" ] && regressions "$t") \
@@ -55,7 +56,7 @@ run)
     # Keep only the inputs that add coverage: merged into the committed corpus.
     "$bin/$t" "${limits[@]}" -merge=1 "$(corpus "$t")" "$work/new" >"$work/merge.log" 2>&1 || true
     rm -rf "$work/new"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$(git rev-parse --short HEAD)" "$t" "$secs" "$execs" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$commit" "$t" "$secs" "$execs" \
         "${cov:-?}" "$([ $rc = 0 ] && echo none || echo "rc $rc, see $log")" >>Fuzz/runs.tsv
     echo "$t: ${secs}s, $execs executions, ${cov:-?}, exit $rc"
     exit $rc
