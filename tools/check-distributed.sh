@@ -5,7 +5,8 @@
 #     missing) trains 50 steps of the default configuration with 8 gradient shards on 1 process, and on 2, 4
 #     and 8 under mpirun (oversubscribed): the final tensors, the training state (wall time aside) and the
 #     logged numbers must be identical;
-#  3. a run stopped after 25 steps on 1 process resumes to the same bits on 4.
+#  3. a run stopped after 25 steps on 1 process resumes to the same bits on 4;
+#  4. ranks whose configurations differ are refused at start, naming the rank.
 # Usage: tools/check-distributed.sh [steps (default 50)]
 source "$(dirname "$0")/setup.sh"
 steps="${1:-50}"
@@ -65,4 +66,14 @@ done
 "${mpi[@]}" -np 4 "$bin" train --resume --out "$work/run" "${args[@]}" >"$work/r.log" 2>&1 || { tail -20 "$work/r.log"; exit 1; }
 grep -q "resumed from" "$work/r.log" || { echo "FAIL: the 4-process run did not resume"; exit 1; }
 same "$work/n1" "$work/run" "stopped at step $((steps / 2)) on 1 process, resumed on 4"
+# Ranks that disagree (here rank 1 runs another learning rate) are refused at start, naming the rank.
+set +e
+out="$(timeout 120 "${mpi[@]}" -np 1 "$bin" train --out "$work/bad" --steps 2 --set optimization.gradient_shards=2 : \
+    -np 1 "$bin" train --out "$work/bad" --steps 2 --set optimization.gradient_shards=2 --set optimization.lr=1e-3 2>&1)"
+rc=$?
+set -e
+if [ "$rc" -eq 0 ] || ! echo "$out" | grep -q "rank 1's training configuration (hash) differs from rank 0's"; then
+    echo "FAIL: ranks with different configurations were not refused (exit $rc):"; echo "$out" | tail -5; exit 1
+fi
+echo "ok: ranks with different configurations refused at start, naming rank 1"
 echo "distributed: same bits for 1, 2, 4 and 8 processes ($((t1 - t0)) s for the 1-process run)"

@@ -60,6 +60,12 @@ public final class MPIProcessGroup: ProcessGroup {
         return any != 0
     }
 
+    public func maximum(_ value: Int) throws -> Int {
+        var mine = Int64(value), top: Int64 = 0
+        try check(MPI_Allreduce(&mine, &top, 1, ijepa_mpi_int64(), ijepa_mpi_max(), ijepa_mpi_comm_world()), "MPI_Allreduce (max)")
+        return Int(top)
+    }
+
     public func broadcast(_ bytes: [UInt8], from root: Int) throws -> [UInt8] {
         var count = Int64(bytes.count)
         try withUnsafeMutableBytes(of: &count) { c in

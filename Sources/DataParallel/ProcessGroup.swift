@@ -13,6 +13,8 @@ public protocol ProcessGroup: AnyObject {
     func combineSubtrees(_ local: [Tensor]) throws -> [Tensor]
     /// True on every rank when `flag` is true on any (a stop request on one rank stops them all).
     func anyTrue(_ flag: Bool) throws -> Bool
+    /// The largest of the ranks' `value`s, on every rank.
+    func maximum(_ value: Int) throws -> Int
     /// Rank `root`'s bytes, on every rank.
     func broadcast(_ bytes: [UInt8], from root: Int) throws -> [UInt8]
 }
@@ -24,6 +26,7 @@ public final class SingleProcess: ProcessGroup {
     public var size: Int { 1 }
     public func combineSubtrees(_ local: [Tensor]) throws -> [Tensor] { local }
     public func anyTrue(_ flag: Bool) throws -> Bool { flag }
+    public func maximum(_ value: Int) throws -> Int { value }
     public func broadcast(_ bytes: [UInt8], from root: Int) throws -> [UInt8] { bytes }
 }
 
@@ -32,6 +35,25 @@ public struct ProcessGroupError: Error, CustomStringConvertible {
     public let rank: Int
     public let problem: String
     public var description: String { "rank \(rank): \(problem)" }
+}
+
+extension ProcessGroup {
+    /// Every rank throws, naming a rank whose `value` differs from rank 0's, when any does; `what` names the
+    /// value (a configuration hash, a build, a data set, the parameters).
+    public func requireAgreement(_ value: String, what: String) throws {
+        let reference = String(decoding: try broadcast(Array(value.utf8), from: 0), as: UTF8.self)
+        let odd = try maximum(reference == value ? -1 : rank)
+        guard odd < 0 else {
+            throw ProcessGroupError(rank: rank, problem: "rank \(odd)'s \(what) differs from rank 0's (\(reference)\(odd == rank ? ", this rank's: \(value)" : "")): every process must run the same build on the same data and configuration")
+        }
+    }
+}
+
+/// FNV-1a, 64 bits, of `bytes` (continuing from `hash`): fingerprints that ranks compare.
+public func fnv1a(_ bytes: UnsafeRawBufferPointer, hash: UInt64 = 0xcbf2_9ce4_8422_2325) -> UInt64 {
+    var h = hash
+    for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+    return h
 }
 
 /// Tensors laid end to end in one Float buffer (one message per tree level), and back.

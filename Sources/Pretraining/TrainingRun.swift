@@ -155,6 +155,7 @@ public final class TrainingRun {
             trainer.combineSubtrees = { [group] in try group.combineSubtrees($0) }
         }
         cost = StepCost(vit: vit, predictorDim: config.meta.predEmbDim, predictorDepth: config.meta.predDepth)
+        if group.size > 1 { try checkProcessesAgree() }
         guard group.rank == 0 else {
             // The other ranks write nothing; they resume from rank 0's checkpoint, sent to them whole.
             if resume { wallBefore = try restoreFromRankZero(ckpt).wallSeconds }
@@ -172,6 +173,27 @@ public final class TrainingRun {
             for f in ["log.csv", "log.jsonl"] { try? FileManager.default.removeItem(atPath: folder + "/" + f) }
         }
         try writeAtomically(Data((config.jsonText() + "\n").utf8), to: folder + "/config.json")
+    }
+
+    /// Every rank must run the same training configuration, build (executable and SIMD path: an AVX2 and a
+    /// portable build give different bits) and data; checked at start, each named in the error.
+    func checkProcessesAgree() throws {
+        try group.requireAgreement(config.trainingHash, what: "training configuration (hash)")
+        try group.requireAgreement(SIMDPath.name, what: "SIMD path")
+        let exe = FileManager.default.contents(atPath: "/proc/self/exe").map { d in d.withUnsafeBytes { fnv1a($0) } } ?? 0
+        try group.requireAgreement(String(exe, radix: 16), what: "build (executable hash)")
+        var data = train.pixels.withUnsafeBytes { fnv1a($0) }
+        data = train.labels.withUnsafeBytes { fnv1a($0, hash: data) }
+        try group.requireAgreement(String(data, radix: 16), what: "training data (hash)")
+    }
+
+    /// A hash of every parameter's bits, which the ranks compare every `parameterCheckEvery` steps.
+    func parameterChecksum() -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for (_, p) in trainer.model.trainableParameters {
+            h = p.value.withUnsafeBufferPointer { fnv1a(UnsafeRawBufferPointer($0), hash: h) }
+        }
+        return String(h, radix: 16)
     }
 
     /// Rank 0 sends its checkpoint's bytes (empty when it has none or cannot read it) and every rank restores
@@ -304,6 +326,10 @@ public final class TrainingRun {
             if commit { window = (0, 0, 0, 0) }
             if c.logging.checkpointEvery > 0 && last.step % c.logging.checkpointEvery == 0 {
                 try saveCheckpoint(lastLoss: last.loss, wall: wallBefore + Date().timeIntervalSince(t0))
+            }
+            // The ranks' parameters must stay identical (same updates from the same sums): compared every 100 steps.
+            if group.size > 1 && last.step % 100 == 0 {
+                try group.requireAgreement(parameterChecksum(), what: "parameters after step \(last.step) (checksum)")
             }
             // Every rank stops at the same step when any of them is asked to (one flag exchange per step).
             if try group.size > 1 ? group.anyTrue(stop.isRequested) : stop.isRequested { interrupted = true; break }
