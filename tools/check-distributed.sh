@@ -6,7 +6,8 @@
 #     and 8 under mpirun (oversubscribed): the final tensors, the training state (wall time aside) and the
 #     logged numbers must be identical;
 #  3. a run stopped after 25 steps on 1 process resumes to the same bits on 4;
-#  4. ranks whose configurations differ are refused at start, naming the rank.
+#  4. the fixed tree against plain MPI_Allreduce on adversarial sums (ijepa mpi-check);
+#  5. ranks whose configurations differ are refused at start, naming the rank.
 # Usage: tools/check-distributed.sh [steps (default 50)]
 source "$(dirname "$0")/setup.sh"
 steps="${1:-50}"
@@ -66,6 +67,18 @@ done
 "${mpi[@]}" -np 4 "$bin" train --resume --out "$work/run" "${args[@]}" >"$work/r.log" 2>&1 || { tail -20 "$work/r.log"; exit 1; }
 grep -q "resumed from" "$work/r.log" || { echo "FAIL: the 4-process run did not resume"; exit 1; }
 same "$work/n1" "$work/run" "stopped at step $((steps / 2)) on 1 process, resumed on 4"
+# The fixed tree against plain MPI_Allreduce on sums whose order shows in Float rounding. Open MPI picks its
+# algorithm by message size and rank count (here recursive doubling, which happens to match the tree); forced
+# to its ring, as it may pick elsewhere, MPI_Allreduce gets sums wrong and the tree does not.
+for opts in "" "--mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_algorithm 4"; do
+    # shellcheck disable=SC2086
+    line="$("${mpi[@]}" $opts -np 4 "$bin" mpi-check 2>&1 | tail -1)"
+    echo "  ${opts:-default algorithms}: $line"
+    echo "$line" | grep -q "the fixed tree got 0 wrong" || { echo "FAIL: the fixed tree's sums differ from one process's"; exit 1; }
+done
+echo "$line" | grep -qE "MPI_Allreduce [1-9]" || { echo "FAIL: the ring MPI_Allreduce matched the tree: the adversarial test proves nothing"; exit 1; }
+echo "ok: adversarial sums at 4 ranks: the tree exact, MPI_Allreduce (ring) not"
+
 # Ranks that disagree (here rank 1 runs another learning rate) are refused at start, naming the rank.
 set +e
 out="$(timeout 120 "${mpi[@]}" -np 1 "$bin" train --out "$work/bad" --steps 2 --set optimization.gradient_shards=2 : \

@@ -1,6 +1,7 @@
 #if MPI
 import CMPI
 import Foundation
+import JEPA
 import TensorCore
 
 /// The ranks of an `mpirun` job (Open MPI). MPI is initialised with MPI_THREAD_FUNNELED: only the thread that
@@ -10,6 +11,8 @@ import TensorCore
 public final class MPIProcessGroup: ProcessGroup {
     public let rank: Int
     public let size: Int
+    /// Sum the gradients with `MPI_Allreduce` instead of the fixed tree (`optimization.gradient_reduction`).
+    public var plainAllreduce = false
 
     /// Nil when this process was not started by mpirun (one rank, no MPI needed).
     public static func fromEnvironment() throws -> MPIProcessGroup? {
@@ -33,6 +36,11 @@ public final class MPIProcessGroup: ProcessGroup {
     deinit { MPI_Finalize() }
 
     public func combineSubtrees(_ local: [Tensor]) throws -> [Tensor] {
+        try plainAllreduce ? allreduceSubtrees(local) : treeSubtrees(local)
+    }
+
+    /// The fixed tree's top levels, by point-to-point messages, then a broadcast of the root.
+    func treeSubtrees(_ local: [Tensor]) throws -> [Tensor] {
         guard size > 1 else { return local }
         var mine = flatten(local)
         var other = [Float](repeating: 0, count: mine.count)
@@ -52,6 +60,26 @@ public final class MPIProcessGroup: ProcessGroup {
             try check(MPI_Bcast(b.baseAddress, Int32(b.count), ijepa_mpi_byte(), 0, ijepa_mpi_comm_world()), "MPI_Bcast of the sums")
         }
         return try unflatten(mine, like: local)
+    }
+
+    /// The plain reduction: `MPI_Allreduce` of the subtree sums, usually faster, but its order of additions is
+    /// Open MPI's (rings and recursive halving for large messages), so the bits may change with the rank count.
+    public func allreduceSubtrees(_ local: [Tensor]) throws -> [Tensor] {
+        guard size > 1 else { return local }
+        let mine = flatten(local)
+        var sum = [Float](repeating: 0, count: mine.count)
+        var offset = 0
+        while offset < mine.count {  // counts are Int32
+            let n = min(mine.count - offset, 1 << 28)
+            try mine.withUnsafeBufferPointer { a in
+                try sum.withUnsafeMutableBufferPointer { b in
+                    try check(MPI_Allreduce(a.baseAddress! + offset, b.baseAddress! + offset, Int32(n), ijepa_mpi_float(),
+                                            ijepa_mpi_sum(), ijepa_mpi_comm_world()), "MPI_Allreduce of the gradients")
+                }
+            }
+            offset += n
+        }
+        return try unflatten(sum, like: local)
     }
 
     public func anyTrue(_ flag: Bool) throws -> Bool {
@@ -81,6 +109,23 @@ public final class MPIProcessGroup: ProcessGroup {
             offset += n
         }
         return out
+    }
+
+    /// The tree's sum (`combineSubtrees`) and `MPI_Allreduce`'s of values whose order of addition shows in
+    /// Float rounding: element i of rank r is one of 2^27, -2^27, 1, 1 (a rotation by i and r), so that
+    /// (a + b) + (c + d) and other groupings round differently. Returns how many of `count` elements each got
+    /// wrong, against the tree computed in one process.
+    public func reductionOrderCheck(count: Int = 1 << 20) throws -> (tree: Int, allreduce: Int) {
+        let values: [Float] = [134_217_728, -134_217_728, 1, 1]
+        func value(rank r: Int, _ i: Int) -> Float { values[(r + i / 3 + (i % 3) * (r / 2)) % 4] }
+        let local = try Tensor(shape: [count], values: (0..<count).map { value(rank: rank, $0) })
+        let tree = try treeSubtrees([local])[0].scalars
+        let plain = try allreduceSubtrees([local])[0].scalars
+        var reference = ShardTree()
+        for r in 0..<size { reference.push([try Tensor(shape: [count], values: (0..<count).map { value(rank: r, $0) })]) }
+        let expected = try reference.total()[0].scalars
+        return (zip(tree, expected).filter { $0.bitPattern != $1.bitPattern }.count,
+                zip(plain, expected).filter { $0.bitPattern != $1.bitPattern }.count)
     }
 
     func send(_ values: [Float], to peer: Int) throws {

@@ -73,6 +73,10 @@ public struct TrainingConfig: Sendable, Equatable {
         /// its S shards' gradients (`IJEPATrainer.gradientShards`), the bits that any number of processes
         /// dividing S reproduce. 1 = the official step; written to JSON only when set.
         public var gradientShards = 1
+        /// How processes sum their shards' gradients: "tree" (the fixed tree: the same bits for any process
+        /// count) or "allreduce" (MPI_Allreduce: usually faster, bits may change with the count). Written to JSON
+        /// only when not "tree".
+        public var gradientReduction = "tree"
     }
     public struct Logging: Sendable, Equatable {
         public var folder = "runs/fashion-mnist"
@@ -191,6 +195,7 @@ extension TrainingConfig {
         if optimization.varianceWeight != 0 { o["variance_weight"] = optimization.varianceWeight }
         if optimization.covarianceWeight != 0 { o["covariance_weight"] = optimization.covarianceWeight }
         if optimization.gradientShards != 1 { o["gradient_shards"] = optimization.gradientShards }
+        if optimization.gradientReduction != "tree" { o["gradient_reduction"] = optimization.gradientReduction }
         j["optimization"] = o
         return j
     }
@@ -307,6 +312,8 @@ extension TrainingConfig {
         let shards = optimization.gradientShards
         try need(shards >= 1 && shards & (shards - 1) == 0 && data.batchSize % shards == 0,
                  "optimization.gradient_shards must be a power of two that divides data.batch_size (\(data.batchSize)), got \(shards)")
+        try need(["tree", "allreduce"].contains(optimization.gradientReduction),
+                 "optimization.gradient_reduction must be \"tree\" or \"allreduce\", got \"\(optimization.gradientReduction)\"")
         try need(optimization.varianceWeight >= 0 && optimization.covarianceWeight >= 0,
                  "optimization.variance_weight and covariance_weight must be >= 0")
         try need(logging.checkpointEvery >= 0 && logging.logEvery >= 1, "logging.checkpoint_every >= 0 and logging.log_every >= 1")
@@ -346,7 +353,7 @@ struct ConfigReader {
             "meta": ["model_name", "depth", "embed_dim", "num_heads", "pred_depth", "pred_emb_dim", "seed"],
             "optimization": ["epochs", "warmup", "start_lr", "lr", "final_lr", "weight_decay", "final_weight_decay",
                              "ema", "ipe_scale", "max_steps", "variance_weight", "covariance_weight",
-                             "gradient_shards"],
+                             "gradient_shards", "gradient_reduction"],
             "logging": ["folder", "checkpoint_every", "log_every"],
             "evaluation": ["train_samples", "test_samples", "knn_k", "probe_iterations", "probe_weight_decay", "layers", "encoder", "probe_sweep",
                            "validation_samples", "pooling"],
@@ -403,6 +410,7 @@ struct ConfigReader {
         try get("optimization", "variance_weight", &c.optimization.varianceWeight)
         try get("optimization", "covariance_weight", &c.optimization.covarianceWeight)
         try get("optimization", "gradient_shards", &c.optimization.gradientShards)
+        try get("optimization", "gradient_reduction", &c.optimization.gradientReduction)
         try get("logging", "folder", &c.logging.folder)
         try get("logging", "checkpoint_every", &c.logging.checkpointEvery)
         try get("logging", "log_every", &c.logging.logEvery)

@@ -27,7 +27,7 @@ struct IJEPA: ParsableCommand {
             Each subcommand has its own --help; docs/training.md and docs/performance.md
             explain the output.
             """,
-        subcommands: [Train.self, Probe.self, Embed.self, Import.self, Masks.self, ExportPNG.self, Bench.self, Info.self])
+        subcommands: [Train.self, Probe.self, Embed.self, Import.self, Masks.self, ExportPNG.self, Bench.self, Info.self, MPICheck.self])
 
     static func main() {
         useOneMallocArena()

@@ -110,7 +110,7 @@ struct Train: ParsableCommand {
         try userFacing {
             let wall = Date()
             let cfg = try config.load()
-            let group = try processGroup()
+            let group = try processGroup(plainAllreduce: cfg.optimization.gradientReduction == "allreduce")
             let training = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite, group: group)
             if group.rank != 0 { training.log = { _ in } }  // rank 0 speaks for the run
             training.stop.installSignalHandlers()
@@ -135,11 +135,37 @@ struct Train: ParsableCommand {
 
 /// The processes of this run: the ranks of an `mpirun` job when built with the MPI trait and started by
 /// mpirun, else this process alone.
-func processGroup() throws -> ProcessGroup {
+func processGroup(plainAllreduce: Bool = false) throws -> ProcessGroup {
     #if MPI
-    if let mpi = try MPIProcessGroup.fromEnvironment() { return mpi }
+    if let mpi = try MPIProcessGroup.fromEnvironment() {
+        mpi.plainAllreduce = plainAllreduce
+        return mpi
+    }
     #endif
     return SingleProcess()
+}
+
+/// `mpirun -np 4 ijepa mpi-check`: the fixed tree against MPI_Allreduce on values whose order of addition shows
+/// (tools/check-distributed.sh). Hidden: a check of the MPI build, not a user command.
+struct MPICheck: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mpi-check", abstract: "Check the fixed-tree reduction against MPI_Allreduce (MPI builds).",
+        shouldDisplay: false)
+
+    func run() throws {
+        #if MPI
+        guard let mpi = try MPIProcessGroup.fromEnvironment() else {
+            throw ValidationError("run it under mpirun (e.g. mpirun -np 4 ijepa mpi-check)")
+        }
+        let r = try mpi.reductionOrderCheck()
+        if mpi.rank == 0 {
+            print("\(mpi.size) ranks, \(1 << 20) adversarial sums: the fixed tree got \(r.tree) wrong, MPI_Allreduce \(r.allreduce)")
+        }
+        if r.tree != 0 { throw ExitCode(1) }
+        #else
+        throw ValidationError("this ijepa was built without the MPI trait (swift build --traits MPI)")
+        #endif
+    }
 }
 
 /// The probe table, then (last line) one JSON object for tools; also saved as <folder>/evaluation.json.
