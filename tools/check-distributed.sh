@@ -7,7 +7,9 @@
 #     logged numbers must be identical;
 #  3. a run stopped after 25 steps on 1 process resumes to the same bits on 4;
 #  4. the fixed tree against plain MPI_Allreduce on adversarial sums (ijepa mpi-check);
-#  5. ranks whose configurations differ are refused at start, naming the rank.
+#  5. SIGTERM to one rank stops every rank with a checkpoint; a rank stopped by SIGSTOP ends the job within
+#     the wait limit, naming it, and the run resumes on 1 and on 4 processes to the same bits;
+#  6. ranks whose configurations differ are refused at start, naming the rank.
 # Usage: tools/check-distributed.sh [steps (default 50)]
 source "$(dirname "$0")/setup.sh"
 steps="${1:-50}"
@@ -78,6 +80,47 @@ for opts in "" "--mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_
 done
 echo "$line" | grep -qE "MPI_Allreduce [1-9]" || { echo "FAIL: the ring MPI_Allreduce matched the tree: the adversarial test proves nothing"; exit 1; }
 echo "ok: adversarial sums at 4 ranks: the tree exact, MPI_Allreduce (ring) not"
+
+# Faults. rank_pid FOLDER RANK: the pid of that rank of the job training into FOLDER.
+rank_pid() {
+    local p
+    for p in $(pgrep -f "ijepa train --out $1"); do
+        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
+    done
+}
+# start_job FOLDER LOG: 2 ranks, 4 shards, a checkpoint every 5 steps; waits for the first checkpoint.
+start_job() {
+    "${mpi[@]}" -np 2 "$bin" train --out "$1" --steps 2000 --threads 1 --rank-timeout 10 \
+        --set optimization.gradient_shards=4 --set logging.checkpoint_every=5 >"$2" 2>&1 &
+    job=$!
+    for _ in $(seq 1 300); do [ -f "$1/checkpoint.safetensors" ] && return; sleep 0.2; done
+    echo "FAIL: no checkpoint after 60 s"; tail "$2"; exit 1
+}
+# A stop request (SIGTERM) to rank 1 alone: every rank stops at the same step, rank 0 writes the checkpoint.
+start_job "$work/term" "$work/term.log"
+kill -TERM "$(rank_pid "$work/term" 1)"
+wait "$job" && { echo "FAIL: the job ended normally after SIGTERM"; exit 1; }
+grep -q "stopped at step" "$work/term.log" || { echo "FAIL: rank 0 did not stop with a checkpoint after rank 1's SIGTERM"; tail "$work/term.log"; exit 1; }
+echo "ok: SIGTERM to rank 1 alone: $(tr '\r' '\n' <"$work/term.log" | grep -o 'stopped at step [0-9]*')"
+# A hung rank (SIGSTOP): rank 0 names it and the job ends within the limit (10 s here, 60 by default); the
+# last checkpoint resumes on 1 process and on 4, to the same bits.
+start_job "$work/hang" "$work/hang.log"
+kill -STOP "$(rank_pid "$work/hang" 1)"
+t_stop=$(date +%s)
+( sleep 90; kill -9 "$job" 2>/dev/null ) &
+watchdog=$!
+wait "$job" && { echo "FAIL: the job ended normally with a stopped rank"; exit 1; }
+waited=$(( $(date +%s) - t_stop ))
+kill "$watchdog" 2>/dev/null || true
+tr '\r' '\n' <"$work/hang.log" | grep -q "waited 10 s for rank 1's gradients: rank 1 is hung" ||
+    { echo "FAIL: the stopped rank was not named"; tail -5 "$work/hang.log"; exit 1; }
+[ "$waited" -le 40 ] || { echo "FAIL: the job took $waited s to end after a rank stopped"; exit 1; }
+cp -r "$work/hang" "$work/hang4"
+"$bin" train --resume --out "$work/hang" --steps 30 --threads 1 --set optimization.gradient_shards=4 >/dev/null 2>&1
+"${mpi[@]}" -np 4 "$bin" train --resume --out "$work/hang4" --steps 30 --threads 1 --set optimization.gradient_shards=4 >/dev/null 2>&1
+[ "$(tensors_hash "$work/hang/checkpoint.safetensors")" = "$(tensors_hash "$work/hang4/checkpoint.safetensors")" ] ||
+    { echo "FAIL: after the hang, resuming on 1 and on 4 processes gave different tensors"; exit 1; }
+echo "ok: SIGSTOP of rank 1: the job ended after $waited s naming rank 1; resumed on 1 and on 4 processes to the same bits"
 
 # Ranks that disagree (here rank 1 runs another learning rate) are refused at start, naming the rank.
 set +e

@@ -13,6 +13,10 @@ public final class MPIProcessGroup: ProcessGroup {
     public let size: Int
     /// Sum the gradients with `MPI_Allreduce` instead of the fixed tree (`optimization.gradient_reduction`).
     public var plainAllreduce = false
+    /// Seconds one rank waits for another before it stops, naming that rank: a rank that hangs (SIGSTOP) or
+    /// loses its link must not hold the job forever. Every exchange is a nonblocking MPI call polled against
+    /// this deadline (MPI's blocking calls have none).
+    public var waitLimit: Double = 60
 
     /// Nil when this process was not started by mpirun (one rank, no MPI needed).
     public static func fromEnvironment() throws -> MPIProcessGroup? {
@@ -57,7 +61,9 @@ public final class MPIProcessGroup: ProcessGroup {
             step *= 2
         }
         try mine.withUnsafeMutableBytes { b in
-            try check(MPI_Bcast(b.baseAddress, Int32(b.count), ijepa_mpi_byte(), 0, ijepa_mpi_comm_world()), "MPI_Bcast of the sums")
+            var req: MPI_Request? = nil
+            try check(MPI_Ibcast(b.baseAddress, Int32(b.count), ijepa_mpi_byte(), 0, ijepa_mpi_comm_world(), &req), "MPI_Ibcast of the sums")
+            try wait(&req, for: "the sums from rank 0", peer: 0)
         }
         return try unflatten(mine, like: local)
     }
@@ -83,28 +89,32 @@ public final class MPIProcessGroup: ProcessGroup {
     }
 
     public func anyTrue(_ flag: Bool) throws -> Bool {
-        var mine: Int32 = flag ? 1 : 0, any: Int32 = 0
-        try check(MPI_Allreduce(&mine, &any, 1, ijepa_mpi_int(), ijepa_mpi_max(), ijepa_mpi_comm_world()), "MPI_Allreduce of the stop flag")
-        return any != 0
+        try maximum(flag ? 1 : 0) != 0
     }
 
     public func maximum(_ value: Int) throws -> Int {
         var mine = Int64(value), top: Int64 = 0
-        try check(MPI_Allreduce(&mine, &top, 1, ijepa_mpi_int64(), ijepa_mpi_max(), ijepa_mpi_comm_world()), "MPI_Allreduce (max)")
+        var req: MPI_Request? = nil
+        try check(MPI_Iallreduce(&mine, &top, 1, ijepa_mpi_int64(), ijepa_mpi_max(), ijepa_mpi_comm_world(), &req), "MPI_Iallreduce (max)")
+        try wait(&req, for: "a flag exchange with every rank", peer: nil)
         return Int(top)
     }
 
     public func broadcast(_ bytes: [UInt8], from root: Int) throws -> [UInt8] {
         var count = Int64(bytes.count)
         try withUnsafeMutableBytes(of: &count) { c in
-            try check(MPI_Bcast(c.baseAddress, 8, ijepa_mpi_byte(), Int32(root), ijepa_mpi_comm_world()), "MPI_Bcast of a size")
+            var req: MPI_Request? = nil
+            try check(MPI_Ibcast(c.baseAddress, 8, ijepa_mpi_byte(), Int32(root), ijepa_mpi_comm_world(), &req), "MPI_Ibcast of a size")
+            try wait(&req, for: "a size from rank \(root)", peer: root)
         }
         var out = rank == root ? bytes : [UInt8](repeating: 0, count: Int(count))
         var offset = 0
         while offset < out.count {  // MPI counts are Int32: pieces of at most 1 GiB
             let n = min(out.count - offset, 1 << 30)
             try out.withUnsafeMutableBytes { b in
-                try check(MPI_Bcast(b.baseAddress! + offset, Int32(n), ijepa_mpi_byte(), Int32(root), ijepa_mpi_comm_world()), "MPI_Bcast")
+                var req: MPI_Request? = nil
+                try check(MPI_Ibcast(b.baseAddress! + offset, Int32(n), ijepa_mpi_byte(), Int32(root), ijepa_mpi_comm_world(), &req), "MPI_Ibcast")
+                try wait(&req, for: "data from rank \(root)", peer: root)
             }
             offset += n
         }
@@ -133,7 +143,9 @@ public final class MPIProcessGroup: ProcessGroup {
             var offset = 0
             while offset < b.count || offset == 0 {
                 let n = min(b.count - offset, 1 << 30)
-                try check(MPI_Send(b.baseAddress! + offset, Int32(n), ijepa_mpi_byte(), Int32(peer), 7, ijepa_mpi_comm_world()), "MPI_Send to rank \(peer)")
+                var req: MPI_Request? = nil
+                try check(MPI_Isend(b.baseAddress! + offset, Int32(n), ijepa_mpi_byte(), Int32(peer), 7, ijepa_mpi_comm_world(), &req), "MPI_Isend to rank \(peer)")
+                try wait(&req, for: "rank \(peer) to take this rank's gradients", peer: peer)
                 offset += n
                 if b.count == 0 { break }
             }
@@ -145,11 +157,34 @@ public final class MPIProcessGroup: ProcessGroup {
             var offset = 0
             while offset < b.count || offset == 0 {
                 let n = min(b.count - offset, 1 << 30)
-                try check(MPI_Recv(b.baseAddress! + offset, Int32(n), ijepa_mpi_byte(), Int32(peer), 7, ijepa_mpi_comm_world(),
-                                   ijepa_mpi_status_ignore()), "MPI_Recv from rank \(peer)")
+                var req: MPI_Request? = nil
+                try check(MPI_Irecv(b.baseAddress! + offset, Int32(n), ijepa_mpi_byte(), Int32(peer), 7, ijepa_mpi_comm_world(), &req), "MPI_Irecv from rank \(peer)")
+                try wait(&req, for: "rank \(peer)'s gradients", peer: peer)
                 offset += n
                 if b.count == 0 { break }
             }
+        }
+    }
+
+    /// Polls `request` until it completes or `waitLimit` seconds pass; then throws, naming `peer` (the rank
+    /// waited for, or every rank for a collective).
+    func wait(_ request: inout MPI_Request?, for what: String, peer: Int?) throws {
+        let deadline = Date().addingTimeInterval(waitLimit)
+        var done: Int32 = 0
+        var pause: UInt32 = 1
+        while true {
+            try check(MPI_Test(&request, &done, ijepa_mpi_status_ignore()), "MPI_Test")
+            if done != 0 { return }
+            if Date() > deadline {
+                // Nothing can finish cleanly with a rank gone (MPI_Finalize would wait for it too): say which,
+                // then MPI_Abort, which makes mpirun end every rank, a stopped one included.
+                let e = ProcessGroupError(rank: rank, problem: "waited \(Int(waitLimit)) s for \(what): \(peer.map { "rank \($0)" } ?? "a rank") is hung, stopped or unreachable; stopping the job (resume from the last checkpoint)")
+                FileHandle.standardError.write(Data("\nerror: \(e)\n".utf8))
+                MPI_Abort(ijepa_mpi_comm_world(), 75)
+                throw e
+            }
+            usleep(pause)  // from 1 us up to 200 us: answers within microseconds are not slowed, idle waits cost no core
+            pause = min(pause * 2, 200)
         }
     }
 

@@ -102,6 +102,9 @@ struct Train: ParsableCommand {
     @Flag(help: "After training: linear probe and k-NN of I-JEPA vs random init vs raw pixels, then one JSON line.")
     var probe = false
 
+    @Option(help: "MPI runs: seconds a process waits for another before it stops the job, naming that rank (a rank that hangs or loses its link).")
+    var rankTimeout: Double = 60
+
     @Flag(help: "Profile every step after the first per op (forward and backward by phase) and print the table at the end (also <out>/profile.jsonl).")
     var profile = false
 
@@ -110,7 +113,7 @@ struct Train: ParsableCommand {
         try userFacing {
             let wall = Date()
             let cfg = try config.load()
-            let group = try processGroup(plainAllreduce: cfg.optimization.gradientReduction == "allreduce")
+            let group = try processGroup(plainAllreduce: cfg.optimization.gradientReduction == "allreduce", waitLimit: rankTimeout)
             let training = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite, group: group)
             if group.rank != 0 { training.log = { _ in } }  // rank 0 speaks for the run
             training.stop.installSignalHandlers()
@@ -135,10 +138,11 @@ struct Train: ParsableCommand {
 
 /// The processes of this run: the ranks of an `mpirun` job when built with the MPI trait and started by
 /// mpirun, else this process alone.
-func processGroup(plainAllreduce: Bool = false) throws -> ProcessGroup {
+func processGroup(plainAllreduce: Bool = false, waitLimit: Double = 60) throws -> ProcessGroup {
     #if MPI
     if let mpi = try MPIProcessGroup.fromEnvironment() {
         mpi.plainAllreduce = plainAllreduce
+        mpi.waitLimit = waitLimit
         return mpi
     }
     #endif
