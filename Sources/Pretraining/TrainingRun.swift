@@ -105,6 +105,8 @@ public final class TrainingRun {
     let cost: StepCost
     var wallBefore = 0.0
     var unwritableLogs = Set<String>()
+    /// Seconds spent combining the ranks' gradients (waiting for the others, and the messages), in total.
+    var combineSeconds = 0.0
     /// Temporary files of killed runs removed from the folder at start.
     public private(set) var staleFilesRemoved = 0
 
@@ -152,7 +154,7 @@ public final class TrainingRun {
         if group.size > 1 {
             let per = o.gradientShards / group.size
             trainer.localShards = group.rank * per..<(group.rank + 1) * per
-            trainer.combineSubtrees = { [group] in try group.combineSubtrees($0) }
+            trainer.combineSubtrees = { [group] in try group.combineSubtrees($0) }  // timed from run()
         }
         cost = StepCost(vit: vit, predictorDim: config.meta.predEmbDim, predictorDepth: config.meta.predDepth)
         if group.size > 1 { try checkProcessesAgree() }
@@ -270,6 +272,13 @@ public final class TrainingRun {
         let batch = c.data.batchSize, seed = UInt64(c.meta.seed)
         let ipe = itersPerEpoch
         let start = trainer.stepsDone
+        if group.size > 1 {  // the same combination, timed for the progress line
+            trainer.combineSubtrees = { [unowned self, group] local in
+                let t = Date()
+                defer { self.combineSeconds += Date().timeIntervalSince(t) }
+                return try group.combineSubtrees(local)
+            }
+        }
         let prefetching = try BatchLoader(dataset: train, batchSize: batch, augmentation: augmentation(c),
                                           seed: seed, startStep: start, prefetch: 2)
         let vit = model.config
@@ -284,6 +293,7 @@ public final class TrainingRun {
         let isTTY = isatty(1) != 0
         let t0 = Date()
         var window = (steps: 0, seconds: 0.0, flops: 0.0, images: 0)
+        var combinedBefore = combineSeconds
         var last = StepResult(step: start, loss: .nan, learningRate: 0, weightDecay: 0, momentum: 0, contextTokens: 0, targetTokens: 0)
         var interrupted = false
         for s in start..<totalSteps {
@@ -318,12 +328,16 @@ public final class TrainingRun {
             appendLog("log.csv", values.joined(separator: ","), header: Self.logColumns.joined(separator: ","))
             appendLog("log.jsonl", "{" + zip(Self.logColumns, values).map { "\"\($0)\": \($1)" }.joined(separator: ", ") + "}")
             let eta = Double(totalSteps - last.step) * window.seconds / Double(window.steps)
-            let line = String(format: "step %5d/%d  epoch %.2f  loss %.4f  lr %.2e  wd %.3f  ema %.4f  masks %d/%d  %6.1f img/s  %5.1f GFLOP/s  ETA %@",
+            var line = String(format: "step %5d/%d  epoch %.2f  loss %.4f  lr %.2e  wd %.3f  ema %.4f  masks %d/%d  %6.1f img/s  %5.1f GFLOP/s  ETA %@",
                               last.step, totalSteps, epoch, last.loss, last.learningRate, last.weightDecay, last.momentum,
                               last.contextTokens, last.targetTokens, ips, gf, formatDuration(eta) as NSString)
+            if group.size > 1 {  // the ranks, and the share of the recent steps spent combining gradients
+                line += String(format: "  %d ranks, combine %.0f %%", group.size,
+                               100 * (combineSeconds - combinedBefore) / max(window.seconds, 1e-9))
+            }
             let commit = last.step % c.logging.logEvery == 0 || last.step == totalSteps
             if isTTY && group.rank == 0 { print("\r" + line, terminator: commit ? "\n" : ""); fflush(stdout) } else if commit { log(line) }
-            if commit { window = (0, 0, 0, 0) }
+            if commit { window = (0, 0, 0, 0); combinedBefore = combineSeconds }
             if c.logging.checkpointEvery > 0 && last.step % c.logging.checkpointEvery == 0 {
                 try saveCheckpoint(lastLoss: last.loss, wall: wallBefore + Date().timeIntervalSince(t0))
             }
