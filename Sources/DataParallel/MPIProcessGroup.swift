@@ -52,10 +52,10 @@ public final class MPIProcessGroup: ProcessGroup {
         while step < size {
             if rank % (2 * step) == 0 {
                 // Left sibling: receive the right subtree (rank + step) and add it on the right.
-                try receive(&other, from: rank + step)
+                try exchange(&other, with: rank + step, sending: false)
                 for i in mine.indices { mine[i] += other[i] }
             } else if rank % (2 * step) == step {
-                try send(mine, to: rank - step)
+                try exchange(&mine, with: rank - step, sending: true)
                 break
             }
             step *= 2
@@ -74,16 +74,15 @@ public final class MPIProcessGroup: ProcessGroup {
         guard size > 1 else { return local }
         let mine = flatten(local)
         var sum = [Float](repeating: 0, count: mine.count)
-        var offset = 0
-        while offset < mine.count {  // counts are Int32
-            let n = min(mine.count - offset, 1 << 28)
-            try mine.withUnsafeBufferPointer { a in
-                try sum.withUnsafeMutableBufferPointer { b in
-                    try check(MPI_Allreduce(a.baseAddress! + offset, b.baseAddress! + offset, Int32(n), ijepa_mpi_float(),
-                                            ijepa_mpi_sum(), ijepa_mpi_comm_world()), "MPI_Allreduce of the gradients")
+        try mine.withUnsafeBufferPointer { a in
+            try sum.withUnsafeMutableBufferPointer { b in
+                try inPieces(a.count) { offset, n in
+                    var req: MPI_Request? = nil
+                    try check(MPI_Iallreduce(a.baseAddress.map { $0 + offset }, b.baseAddress.map { $0 + offset }, Int32(n),
+                                             ijepa_mpi_float(), ijepa_mpi_sum(), ijepa_mpi_comm_world(), &req), "MPI_Iallreduce of the gradients")
+                    try wait(&req, for: "the gradient sums of every rank", peer: nil)
                 }
             }
-            offset += n
         }
         return try unflatten(sum, like: local)
     }
@@ -108,15 +107,13 @@ public final class MPIProcessGroup: ProcessGroup {
             try wait(&req, for: "a size from rank \(root)", peer: root)
         }
         var out = rank == root ? bytes : [UInt8](repeating: 0, count: Int(count))
-        var offset = 0
-        while offset < out.count {  // MPI counts are Int32: pieces of at most 1 GiB
-            let n = min(out.count - offset, 1 << 30)
-            try out.withUnsafeMutableBytes { b in
+        try out.withUnsafeMutableBytes { b in
+            try inPieces(b.count) { offset, n in
                 var req: MPI_Request? = nil
-                try check(MPI_Ibcast(b.baseAddress! + offset, Int32(n), ijepa_mpi_byte(), Int32(root), ijepa_mpi_comm_world(), &req), "MPI_Ibcast")
+                try check(MPI_Ibcast(b.baseAddress.map { $0 + offset }, Int32(n), ijepa_mpi_byte(), Int32(root),
+                                     ijepa_mpi_comm_world(), &req), "MPI_Ibcast")
                 try wait(&req, for: "data from rank \(root)", peer: root)
             }
-            offset += n
         }
         return out
     }
@@ -138,32 +135,29 @@ public final class MPIProcessGroup: ProcessGroup {
                 zip(plain, expected).filter { $0.bitPattern != $1.bitPattern }.count)
     }
 
-    func send(_ values: [Float], to peer: Int) throws {
-        try values.withUnsafeBytes { b in
-            var offset = 0
-            while offset < b.count || offset == 0 {
-                let n = min(b.count - offset, 1 << 30)
+    /// Sends `values` to `peer` (`sending`), or receives them from it, in pieces, each against the deadline.
+    func exchange(_ values: inout [Float], with peer: Int, sending: Bool) throws {
+        try values.withUnsafeMutableBytes { b in
+            try inPieces(b.count) { offset, n in
                 var req: MPI_Request? = nil
-                try check(MPI_Isend(b.baseAddress! + offset, Int32(n), ijepa_mpi_byte(), Int32(peer), 7, ijepa_mpi_comm_world(), &req), "MPI_Isend to rank \(peer)")
-                try wait(&req, for: "rank \(peer) to take this rank's gradients", peer: peer)
-                offset += n
-                if b.count == 0 { break }
+                let p = b.baseAddress.map { $0 + offset }, count = Int32(n), to = Int32(peer), comm = ijepa_mpi_comm_world()
+                try check(sending ? MPI_Isend(p, count, ijepa_mpi_byte(), to, 7, comm, &req)
+                                  : MPI_Irecv(p, count, ijepa_mpi_byte(), to, 7, comm, &req),
+                          sending ? "MPI_Isend to rank \(peer)" : "MPI_Irecv from rank \(peer)")
+                try wait(&req, for: sending ? "rank \(peer) to take this rank's gradients" : "rank \(peer)'s gradients", peer: peer)
             }
         }
     }
 
-    func receive(_ values: inout [Float], from peer: Int) throws {
-        try values.withUnsafeMutableBytes { b in
-            var offset = 0
-            while offset < b.count || offset == 0 {
-                let n = min(b.count - offset, 1 << 30)
-                var req: MPI_Request? = nil
-                try check(MPI_Irecv(b.baseAddress! + offset, Int32(n), ijepa_mpi_byte(), Int32(peer), 7, ijepa_mpi_comm_world(), &req), "MPI_Irecv from rank \(peer)")
-                try wait(&req, for: "rank \(peer)'s gradients", peer: peer)
-                offset += n
-                if b.count == 0 { break }
-            }
-        }
+    /// `body(offset, count)` over `total` elements in pieces of at most 2^28 (MPI counts are Int32; 1 GiB of
+    /// Float), once with count 0 for nothing.
+    func inPieces(_ total: Int, _ body: (Int, Int) throws -> Void) rethrows {
+        var offset = 0
+        repeat {
+            let n = min(total - offset, 1 << 28)
+            try body(offset, n)
+            offset += n
+        } while offset < total
     }
 
     /// Polls `request` until it completes or `waitLimit` seconds pass; then throws, naming `peer` (the rank
