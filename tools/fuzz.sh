@@ -29,8 +29,12 @@ corpus() { local t="${1#Fuzz}"; echo "Fuzz/corpus/$(echo "$t" | tr '[:upper:]' '
 regressions() { echo "Tests/FuzzRegressions/$1"; }
 
 build() {
-    # lld: gold warns about an ASan symbol it cannot export.
-    swift build -c release "${SWIFT_FLAGS[@]}" -Xswiftc -use-ld=lld --sanitize=fuzzer --sanitize=address \
+    # One -sanitize=fuzzer,address for swiftc: SwiftPM's --sanitize=fuzzer --sanitize=address become two
+    # -sanitize= options, of which swiftc keeps only the last (the code was built without coverage
+    # instrumentation, and libFuzzer ran unguided: "no interesting inputs were found"). lld: gold warns about
+    # an ASan symbol it cannot export.
+    swift build -c release "${SWIFT_FLAGS[@]}" --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address \
+        -Xswiftc -use-ld=lld \
         --package-path Fuzz --scratch-path .build-fuzz 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
     for t in "${targets[@]}"; do [ -x "$bin/$t" ] || { echo "error: $bin/$t was not built" >&2; exit 1; }; done
 }
