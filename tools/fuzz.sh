@@ -4,6 +4,7 @@
 #   tools/fuzz.sh run TARGET SECONDS       open-ended fuzzing; inputs that add coverage are merged into
 #                                          Fuzz/corpus/<target>, libFuzzer's final stats appended to Fuzz/runs.tsv
 #   tools/fuzz.sh minimize                 each committed corpus cut to a smallest set with the same coverage
+#   tools/fuzz.sh totals                   per target, the guided runs of Fuzz/runs.tsv added up (docs/fuzzing.md)
 #   tools/fuzz.sh replay                   what CI runs: every corpus and regression input once (-runs=0), then a
 #                                          short run of each target with a fixed seed and number of runs
 # A crash, leak, timeout or out-of-memory stops the run and leaves the input in .fuzz/<target>/; it becomes a
@@ -64,6 +65,13 @@ run)
         "${cov:-?}" "$([ $rc = 0 ] && echo none || echo "rc $rc, see $log")" >>Fuzz/runs.tsv
     echo "$t: ${secs}s, $execs executions, ${cov:-?}, exit $rc"
     exit $rc
+    ;;
+totals)
+    printf '| Target | Runs | Seconds | Executions | Last coverage | Findings |\n|---|---|---|---|---|---|\n'
+    for t in "${targets[@]}"; do
+        awk -F'\t' -v t="$t" '$3 == t && $7 !~ /^not counted/ { n++; s += $4; e += $5; c = $6; if ($7 != "none") f++ }
+            END { printf "| %s | %d | %d | %d | %s | %d |\n", t, n, s, e, c, f }' Fuzz/runs.tsv
+    done
     ;;
 minimize)
     build
