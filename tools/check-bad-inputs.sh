@@ -98,7 +98,7 @@ expect "probe on a missing IDX folder" "$work/no-such-idx: no such folder" -- "$
 expect "two data sets at once" "not both" -- "$bin" probe --out "$work/run-ok" --data-root "$work/idx" --image-folder "$work/good"
 "$bin" embed --out "$work/run-ok" --output "$work/features.safetensors" >/dev/null 2>&1 || { echo "FAIL: embed"; fails=$((fails + 1)); }
 expect "a safetensors file without training state" "features.safetensors.*--config" -- "$bin" probe --checkpoint "$work/features.safetensors"
-expect "a state dict without the networks" "features.safetensors.*missing tensor 'encoder\." -- "$bin" probe --checkpoint "$work/features.safetensors" --config "$work/run-ok/config.json"
+expect "a state dict without the networks" "features.safetensors.*(missing tensor 'encoder\.|would need at least [0-9]+ bytes of weights)" -- "$bin" probe --checkpoint "$work/features.safetensors" --config "$work/run-ok/config.json"
 # Official (torch.save) checkpoints that are hostile or broken: each refused by the Swift reader, nothing run.
 python3 tools/make_hostile_checkpoints.py "$work/torch" >/dev/null || { echo "FAIL: make_hostile_checkpoints.py"; fails=$((fails + 1)); }
 imp() { echo "$bin" import "$work/torch/$1" --output "$work/torch/out.safetensors"; }

@@ -112,16 +112,20 @@ public enum IDX {
         guard let count = declared, count <= maxBytes else {
             throw ImageDataError(path: path, problem: "the header declares \(name): \(declared.map { "\($0) bytes" } ?? "a size that overflows"), more than the \(maxBytes)-byte limit (maxBytes)")
         }
-        // Read in pieces, the array growing as bytes arrive: a short file declaring gigabytes costs its own size
-        // in memory, not the declared one.
-        var payload = [UInt8]()
+        // Read in pieces of 16 MiB as bytes arrive, so a short file declaring gigabytes costs its own size; the
+        // payload is assembled once all of it has come, each piece freed as it is copied (peak: the payload and
+        // one piece; a growing array would double its buffer and copy).
+        var pieces: [[UInt8]] = []
         var read = 0
         while read < count {
-            let piece = min(count - read, 1 << 24)
-            payload.append(contentsOf: repeatElement(0, count: piece))
-            let n = try payload[read..<read + piece].withUnsafeMutableBytes { try fill($0) }
-            read += n
-            if n < piece { break }
+            let want = min(count - read, 1 << 24)
+            var got = 0
+            pieces.append(try [UInt8](unsafeUninitializedCapacity: want) { b, initialized in
+                got = try fill(UnsafeMutableRawBufferPointer(b))
+                initialized = got
+            })
+            read += got
+            if got < want { break }
         }
         if read < count {
             throw ImageDataError(path: path, problem: "truncated: the header declares \(name) (\(count) bytes) but only \(read) follow")
@@ -129,6 +133,17 @@ public enum IDX {
         var probe: UInt8 = 0
         if try withUnsafeMutableBytes(of: &probe, { try fill($0) }) > 0 {
             throw ImageDataError(path: path, problem: "the header declares \(name) (\(count) bytes) but extra bytes follow")
+        }
+        let payload = [UInt8](unsafeUninitializedCapacity: count) { b, initialized in
+            var offset = 0
+            for i in pieces.indices {
+                pieces[i].withUnsafeBufferPointer { p in
+                    (b.baseAddress! + offset).initialize(from: p.baseAddress!, count: p.count)
+                    offset += p.count
+                }
+                pieces[i] = []
+            }
+            initialized = offset
         }
         return (sizes, payload)
     }

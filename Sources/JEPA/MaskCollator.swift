@@ -75,6 +75,9 @@ public struct MaskConfig: Sendable, Codable, Equatable {
     /// The largest grid side the sampler takes: 4096 tokens, 5x the official 448 px / 16 grid. The termination
     /// check below costs time and memory in proportion to the grid's area.
     public static let maxGridSide = 64
+    /// The most context or target masks per image: 4x the official 4 targets (FuzzConfig found 926 target
+    /// blocks on a 64x64 grid taking over 10 s per batch in the sampler's retry loops).
+    public static let maxMasks = 16
 
     public func validate() throws {
         func fail(_ m: String) throws -> Never { throw MaskConfigError(message: "MaskConfig: " + m) }
@@ -84,8 +87,8 @@ public struct MaskConfig: Sendable, Codable, Equatable {
         if gridHeight > Self.maxGridSide || gridWidth > Self.maxGridSide {
             try fail("the grid (gridHeight \(gridHeight), gridWidth \(gridWidth)) is larger than \(Self.maxGridSide)x\(Self.maxGridSide) patches (input_size / patch_size): raise patch_size or lower crop_size")
         }
-        if nenc < 1 { try fail("nenc (\(nenc)) must be at least 1") }
-        if npred < 1 { try fail("npred (\(npred)) must be at least 1") }
+        if nenc < 1 || nenc > Self.maxMasks { try fail("nenc / num_enc_masks (\(nenc)) must be in 1...\(Self.maxMasks)") }
+        if npred < 1 || npred > Self.maxMasks { try fail("npred / num_pred_masks (\(npred)) must be in 1...\(Self.maxMasks)") }
         if minKeep < 0 { try fail("minKeep / min_keep (\(minKeep)) must be >= 0") }
         for (name, official, s) in [("encScale", "enc_mask_scale", encScale), ("predScale", "pred_mask_scale", predScale)] {
             guard s.count == 2, s.allSatisfy({ $0.isFinite }), s[0] > 0, s[0] <= s[1], s[1] <= 1 else {

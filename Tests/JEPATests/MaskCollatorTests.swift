@@ -292,6 +292,9 @@ final class MaskCollatorTests: XCTestCase {
         XCTAssertThrowsError(try MaskConfig(gridSize: 14, predScale: [0.15]).validate())
         XCTAssertThrowsError(try MaskConfig(gridSize: 14, aspectRatio: [-1, 1]).validate())
         XCTAssertThrowsError(try MaskConfig(gridSize: 14, npred: 0).validate())
+        XCTAssertNoThrow(try MaskConfig(gridSize: 14, npred: 16).validate())
+        XCTAssertThrowsError(try MaskConfig(gridSize: 14, npred: 17).validate()) { XCTAssert("\($0)".contains("1...16"), "\($0)") }
+        XCTAssertThrowsError(try MaskConfig(gridSize: 14, nenc: 17).validate())
         XCTAssertThrowsError(try MaskConfig(gridSize: 14, nenc: 0).validate())
         XCTAssertThrowsError(try MaskConfig(gridSize: 1).validate())
         // A grid past 64x64 patches is refused before the termination check, whose cost grows with the grid
