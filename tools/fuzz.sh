@@ -49,12 +49,14 @@ run)
     work=".fuzz/$t"; mkdir -p "$work/new" "$work/artifacts"
     log="$work/run-$(date +%Y%m%d-%H%M%S).log"
     commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- Sources Fuzz || echo +changes)"  # what was built
+    started=$(date +%s)
     set +e
     ASAN_OPTIONS=detect_leaks=1 "$bin/$t" "${limits[@]}" -dict="$(dict "$t")" -max_total_time="$secs" -print_final_stats=1 \
         -artifact_prefix="$work/artifacts/" "$work/new" "$(corpus "$t")" $( [ -d "$(regressions "$t")" ] && regressions "$t") \
         >"$log" 2>&1
     rc=$?
     set -e
+    secs=$(( $(date +%s) - started ))  # what ran: a finding stops the run early
     grep -E '^(stat::|#[0-9]+ +DONE)|ERROR|SUMMARY' "$log" | tail -12
     execs="$(grep -oE 'stat::number_of_executed_units: [0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)"
     cov="$(grep -E '#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+' || true)"
