@@ -36,6 +36,7 @@ public enum PNGCodec {
         guard data.count >= 8, Array(data[0..<8]) == signature else {
             throw ImageDataError(path: path, problem: "not a PNG file (no PNG signature in its first bytes)")
         }
+        try checkChunkLengths(data, path: path)
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         defer { png_image_free(&image) }
@@ -85,6 +86,23 @@ public enum PNGCodec {
             return (w, h, color, raw)
         }
         return (w, h, try convert(raw, channels: color ? 4 : 2, to: channels, path: path))
+    }
+
+    /// Every chunk must fit in the bytes that follow its header. libpng allocates a chunk's declared length
+    /// before reading it (FuzzPNG: an sPLT chunk of 1.28 GB in a 113-byte file), and the simplified API gives
+    /// no way to set its chunk allocation limit; a valid file's chunks always fit, so this refuses only broken
+    /// ones. A file that ends before IEND is left to libpng (it tolerates a missing IEND).
+    static func checkChunkLengths(_ data: [UInt8], path: String) throws {
+        var offset = 8
+        while offset + 8 <= data.count {
+            let length = Int(data[offset]) << 24 | Int(data[offset + 1]) << 16 | Int(data[offset + 2]) << 8 | Int(data[offset + 3])
+            let type = String(data[offset + 4..<offset + 8].map { (0x20...0x7E).contains($0) ? Character(UnicodeScalar($0)) : "?" })
+            guard length <= data.count - offset - 12 else {
+                throw ImageDataError(path: path, problem: "corrupt or truncated PNG: chunk '\(type)' at byte \(offset) declares \(length) bytes, only \(max(data.count - offset - 12, 0)) follow")
+            }
+            if type == "IEND" { return }
+            offset += 12 + length
+        }
     }
 
     /// Converts interleaved 8-bit pixels with `from` channels (1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) to 1 (gray)

@@ -262,6 +262,11 @@ final class PNGTests: TempDirTestCase {
             try writeFile(self.tmp + "/small.png", good)
             return try PNGCodec.decode(path: self.tmp + "/small.png", channels: 3, maxPixels: 255)
         }
+        // A chunk declaring more bytes than the file has (FuzzPNG: libpng allocated an sPLT chunk's 1.28 GB):
+        // refused before libpng sees it.
+        let liar = tmp + "/liar.png"
+        try writeFile(liar, Array(good.prefix(33)) + RawPNG.be32(1_280_000_000) + Array("sPLT".utf8) + [1, 2, 3, 4])
+        assertDataError(path: liar, contains: ["chunk 'sPLT'", "1280000000 bytes"]) { try PNGCodec.decode(path: liar, channels: 1) }
         // A flipped bit inside the compressed data: CRC or zlib error, never a crash.
         var bad = good
         bad[bad.count / 2] ^= 0x10
