@@ -17,15 +17,19 @@ tsan_tests='GEMMTests|ParallelTests|AttentionKernelTests|RowKernelTests|GradChec
 #   Foundation's Process (a weak reference, from IDXTests.testSystemGzipFileReads running gzip); none in a frame
 #   of this package's code.
 
+# What a run shows: every failure and sanitizer report line, then the last totals (a tail alone hid which
+# test had failed).
+shown() { awk '/error:|Sanitizer|failed \(/ { print; next } /Executed [0-9]+ tests/ { last = $0 } END { print last }'; }
+
 if [ "$what" = all ] || [ "$what" = asan ]; then
     echo "== ASan: the whole suite (.build-asan)"
     ASAN_OPTIONS=detect_leaks=0 swift test -c release "${SWIFT_FLAGS[@]}" --sanitize=address --scratch-path .build-asan \
-        --skip SanitizerCanaryTests 2>&1 | grep -E "Executed [0-9]+ tests|Sanitizer|error:" | tail -5
+        --skip SanitizerCanaryTests 2>&1 | shown
 fi
 if [ "$what" = all ] || [ "$what" = tsan ]; then
     echo "== TSan: $tsan_tests (.build-tsan)"
     TSAN_OPTIONS=halt_on_error=1 swift test -c release "${SWIFT_FLAGS[@]}" --sanitize=thread --scratch-path .build-tsan \
-        --filter "$tsan_tests" 2>&1 | grep -E "Executed [0-9]+ tests|Sanitizer|error:" | tail -5
+        --filter "$tsan_tests" 2>&1 | shown
     echo "== TSan canary: a deliberate race must be reported"
     out="$(IJEPA_TSAN_CANARY=1 TSAN_OPTIONS=halt_on_error=0 swift test -c release "${SWIFT_FLAGS[@]}" --sanitize=thread \
         --scratch-path .build-tsan --filter SanitizerCanaryTests 2>&1 || true)"
