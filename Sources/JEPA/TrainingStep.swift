@@ -139,25 +139,18 @@ public final class IJEPATrainer {
             let (loss, _) = try lossAndPrediction(
                 images: try images.batchRows(rows), context: try context.map { try $0.batchRows(rows) },
                 targets: try targets.map { try $0.batchRows(rows) }, backward: true)
-            var leaf = [try Tensor(shape: [1], values: [loss])]
-            for (_, p) in trainable {
-                leaf.append(try p.grad ?? Tensor(zeros: p.shape))
-                p.zeroGrad()
-            }
-            tree.push(leaf)  // the leaf keeps the values: zeroGrad wrote into a copy (tensors copy on write)
+            // The shard's gradients are taken, not copied: the next shard's backward writes fresh buffers.
+            tree.push([try Tensor(shape: [1], values: [loss])]
+                      + (try trainable.map { (_, p) in try p.takeGrad() ?? Tensor(zeros: p.shape) }))
         }
         var sum = try tree.total()
         if let combineSubtrees { sum = try combineSubtrees(sum) }
         let scale = 1 / Float(shards)
-        for (i, (_, p)) in trainable.enumerated() {
-            p.zeroGrad()  // allocates nothing: every parameter got a gradient buffer in the first shard's pass
-            let (_, grad) = p.unsafeParameterBuffers()
-            sum[i + 1].withUnsafeBufferPointer { g in
-                guard let grad else { return }
-                for j in 0..<g.count { grad[j] = g[j] * scale }
-            }
+        for i in sum.indices {
+            sum[i].withUnsafeMutableBufferPointer { g in for j in 0..<g.count { g[j] *= scale } }
         }
-        return sum[0].scalars[0] * scale
+        for (i, (_, p)) in trainable.enumerated() { try p.replaceGrad(sum[i + 1]) }
+        return sum[0].scalars[0]
     }
 
     /// Restores the step count and the optimizer state (weights are loaded into `model` separately).
@@ -177,15 +170,14 @@ public struct ShardTree {
 
     public mutating func push(_ leaf: [Tensor]) {
         var node = (height: 0, tensors: leaf)
-        while let top = stack.last, top.height == node.height {
-            stack.removeLast()
-            node = (node.height + 1, zip(top.tensors, node.tensors).map { left, right in
-                var out = left
-                out.withUnsafeMutableBufferPointer { o in
-                    right.withUnsafeBufferPointer { r in for j in 0..<o.count { o[j] += r[j] } }
+        while let height = stack.last?.height, height == node.height {
+            var left = stack.removeLast().tensors  // held only here: added into in place, no copy
+            for i in left.indices {
+                node.tensors[i].withUnsafeBufferPointer { r in
+                    left[i].withUnsafeMutableBufferPointer { o in for j in 0..<o.count { o[j] += r[j] } }
                 }
-                return out
-            })
+            }
+            node = (height + 1, left)
         }
         stack.append(node)
     }

@@ -94,6 +94,22 @@ public final class Variable {
         node.holdsZeros = true
     }
 
+    /// Hands over the gradient and leaves none, so the next backward pass writes a fresh buffer instead of
+    /// adding into (or copying) this one: gradients summed outside the autograd (`ShardTree`).
+    public func takeGrad() -> Tensor? {
+        defer { node.grad = nil; node.holdsZeros = false }
+        return node.grad
+    }
+
+    /// Installs `gradient` (this value's shape) as the gradient.
+    public func replaceGrad(_ gradient: Tensor) throws {
+        guard gradient.shape == shape else {
+            throw TensorError.incompatibleShapes(operation: "replaceGrad: the value's shape", gradient.shape, shape)
+        }
+        node.grad = gradient
+        node.holdsZeros = false
+    }
+
     /// Tells the autograd that the gradient holds only zeros, set through `unsafeParameterBuffers` (an
     /// optimizer that zeroes gradients in its own pass): the next contribution is then written, not added.
     /// Only for a caller that did zero every element.
