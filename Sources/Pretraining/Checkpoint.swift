@@ -118,8 +118,12 @@ public struct TrainedCheckpoint {
     public let model: IJEPAModel
 
     /// `config`: the configuration to use instead of the one the checkpoint carries (required for a bare state
-    /// dict); `overrides` ("section.key=value") apply on top, e.g. another data set or evaluation settings.
-    public init(path: String, config given: TrainingConfig? = nil, overrides: [String] = []) throws {
+    /// dict); `overrides` ("section.key=value") apply on top, e.g. another data set or evaluation settings, then
+    /// `adjust` sets typed values, before the whole is validated.
+    public init(
+        path: String, config given: TrainingConfig? = nil, overrides: [String] = [],
+        adjust: ((inout TrainingConfig) -> Void)? = nil
+    ) throws {
         guard FileManager.default.fileExists(atPath: path) else {
             throw SafeTensorsError(path: path, problem: "no checkpoint here (point at a checkpoint file or a run folder)")
         }
@@ -139,7 +143,7 @@ public struct TrainedCheckpoint {
             state = nil
             cfg = given
         }
-        if !overrides.isEmpty { cfg = try cfg.applying(overrides) }
+        if !overrides.isEmpty || adjust != nil { cfg = try cfg.applying(overrides, adjust: adjust) }
         self.path = path
         config = cfg
         // The configuration may come from the file: it must not describe networks the file cannot hold (two

@@ -4,8 +4,9 @@ import JEPA
 /// A training configuration with the official config's sections (`data`, `mask`, `meta`, `optimization`,
 /// `logging`; configs/*.yaml of facebookresearch/ijepa) and their key names, plus `evaluation`. Read from JSON;
 /// every key is optional (defaults: the small Fashion-MNIST run), an unknown key or a wrong type is an error that
-/// names the file and the key, so a typo never silently trains the default.
-public struct TrainingConfig: Sendable, Equatable {
+/// names the file and the key, so a typo never silently trains the default. `Codable` with the same keys, so an
+/// app can keep one inside its own settings; each key's JSON name is written once, in `TrainingConfig.sections`.
+public struct TrainingConfig: Sendable, Equatable, Codable {
     public struct Data: Sendable, Equatable {
         /// "fashion-mnist" (its four IDX files, `root_path` is their folder), "idx" (any folder of IDX files in
         /// the MNIST layout, e.g. MNIST; class names from its classes.txt or numbers) or "image-folder"
@@ -137,13 +138,16 @@ public struct ConfigError: Error, CustomStringConvertible {
 
 extension TrainingConfig {
     /// Reads a JSON config; `overrides` are "section.key=value" strings applied on top (value in JSON syntax,
-    /// bare words taken as strings), e.g. "optimization.epochs=5", "data.image_folder=/data/train".
-    public static func load(path: String?, overrides: [String] = []) throws -> TrainingConfig {
-        guard let path else { return try parse(nil, source: "defaults", overrides: overrides) }
+    /// bare words taken as strings), e.g. "optimization.epochs=5", "data.image_folder=/data/train"; then `adjust`
+    /// sets typed values (a command line's flags) before the whole is validated.
+    public static func load(
+        path: String?, overrides: [String] = [], adjust: ((inout TrainingConfig) -> Void)? = nil
+    ) throws -> TrainingConfig {
+        guard let path else { return try parse(nil, source: "defaults", overrides: overrides, adjust: adjust) }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError(source: path, problem: "cannot read the file (missing or unreadable)")
         }
-        return try parse(data, source: path, overrides: overrides)
+        return try parse(data, source: path, overrides: overrides, adjust: adjust)
     }
 
     /// Reads a config from JSON text (e.g. the one a checkpoint carries); `source` names it in errors.
@@ -151,12 +155,15 @@ extension TrainingConfig {
         try parse(Foundation.Data(text.utf8), source: source, overrides: overrides)
     }
 
-    /// This configuration with "section.key=value" overrides applied (checked as `load` checks them).
-    public func applying(_ overrides: [String]) throws -> TrainingConfig {
-        try TrainingConfig.parse(Foundation.Data(jsonText().utf8), source: "command line (--set or a flag)", overrides: overrides)
+    /// This configuration with "section.key=value" overrides, then `adjust`, applied (checked as `load` checks them).
+    public func applying(_ overrides: [String], adjust: ((inout TrainingConfig) -> Void)? = nil) throws -> TrainingConfig {
+        try TrainingConfig.parse(Foundation.Data(jsonText().utf8), source: "command line (--set or a flag)",
+                                 overrides: overrides, adjust: adjust)
     }
 
-    static func parse(_ data: Foundation.Data?, source: String, overrides: [String]) throws -> TrainingConfig {
+    static func parse(
+        _ data: Foundation.Data?, source: String, overrides: [String], adjust: ((inout TrainingConfig) -> Void)? = nil
+    ) throws -> TrainingConfig {
         var root: [String: Any] = [:]
         if let data {
             do {
@@ -182,51 +189,17 @@ extension TrainingConfig {
             sec[name] = value
             root[section] = sec
         }
-        var reader = ConfigReader(source: data == nil && !overrides.isEmpty ? "command line (--set or a flag)" : source, root: root)
-        let config = try reader.read()
-        try config.validate(source: reader.source)
+        let origin = data == nil && (!overrides.isEmpty || adjust != nil) ? "command line (--set or a flag)" : source
+        var config = try read(root, source: origin)
+        adjust?(&config)
+        try config.validate(source: origin)
         return config
     }
 
-    /// The configuration as JSON with the official key names (what `load` reads back).
+    /// The configuration as JSON with the official key names (what `load` reads back). Keys that are not in the
+    /// official configs are left out while they hold their default (`ConfigKey.omittedWhen`).
     public var json: [String: Any] {
-        var j = baseJSON
-        var o = j["optimization"] as! [String: Any]
-        if optimization.varianceWeight != 0 { o["variance_weight"] = optimization.varianceWeight }
-        if optimization.covarianceWeight != 0 { o["covariance_weight"] = optimization.covarianceWeight }
-        if optimization.gradientShards != 1 { o["gradient_shards"] = optimization.gradientShards }
-        if optimization.gradientReduction != "tree" { o["gradient_reduction"] = optimization.gradientReduction }
-        j["optimization"] = o
-        return j
-    }
-
-    var baseJSON: [String: Any] {
-        [
-            "data": ["dataset": data.dataset, "root_path": data.rootPath, "image_folder": data.imageFolder as Any,
-                     "test_folder": data.testFolder as Any, "batch_size": data.batchSize, "crop_size": data.cropSize,
-                     "crop_scale": data.cropScale, "use_horizontal_flip": data.useHorizontalFlip,
-                     "channels": data.channels, "mean": data.mean, "std": data.std],
-            "mask": ["patch_size": mask.patchSize, "enc_mask_scale": mask.encMaskScale,
-                     "pred_mask_scale": mask.predMaskScale, "aspect_ratio": mask.aspectRatio,
-                     "num_enc_masks": mask.numEncMasks, "num_pred_masks": mask.numPredMasks,
-                     "min_keep": mask.minKeep, "allow_overlap": mask.allowOverlap, "fixed": mask.fixed],
-            "meta": ["model_name": meta.modelName, "depth": meta.depth, "embed_dim": meta.embedDim,
-                     "num_heads": meta.numHeads, "pred_depth": meta.predDepth, "pred_emb_dim": meta.predEmbDim,
-                     "seed": meta.seed],
-            "optimization": ["epochs": optimization.epochs, "warmup": optimization.warmup,
-                             "start_lr": optimization.startLR, "lr": optimization.lr,
-                             "final_lr": optimization.finalLR, "weight_decay": optimization.weightDecay,
-                             "final_weight_decay": optimization.finalWeightDecay, "ema": optimization.ema,
-                             "ipe_scale": optimization.ipeScale, "max_steps": optimization.maxSteps],
-            "logging": ["folder": logging.folder, "checkpoint_every": logging.checkpointEvery,
-                        "log_every": logging.logEvery],
-            "evaluation": ["train_samples": evaluation.trainSamples, "test_samples": evaluation.testSamples,
-                           "knn_k": evaluation.knnK, "probe_iterations": evaluation.probeIterations,
-                           "probe_weight_decay": evaluation.probeWeightDecay, "layers": evaluation.layers,
-                           "encoder": evaluation.encoder, "probe_sweep": evaluation.probeSweep,
-                           "validation_samples": evaluation.validationSamples, "pooling": evaluation.pooling],
-            "engine": ["recompute_blocks": engine.recomputeBlocks],
-        ]
+        Dictionary(uniqueKeysWithValues: TrainingConfig.sections.map { ($0.name, $0.write(self)) })
     }
 
     public func jsonText(sections: [String]? = nil) -> String {
@@ -280,7 +253,9 @@ extension TrainingConfig {
         return m
     }
 
-    func validate(source: String) throws {
+    /// Checks every value and the architecture and masks they make; `source` names where they came from in the
+    /// error. `load` does this; call it after setting values in code.
+    public func validate(source: String = "the configuration") throws {
         func need(_ ok: Bool, _ problem: String) throws { if !ok { throw ConfigError(source: source, problem: problem) } }
         try need(["fashion-mnist", "idx", "image-folder"].contains(data.dataset),
                  "data.dataset must be \"fashion-mnist\", \"idx\" or \"image-folder\", got \"\(data.dataset)\"")
@@ -338,147 +313,242 @@ extension TrainingConfig {
     }
 }
 
-/// Typed access to the JSON sections that records which keys were used, so unknown keys can be reported.
-struct ConfigReader {
-    let source: String
-    let root: [String: Any]
+// MARK: - The keys, each written once
 
-    mutating func read() throws -> TrainingConfig {
-        var c = TrainingConfig()
-        let known: [String: Set<String>] = [
-            "data": ["dataset", "root_path", "image_folder", "test_folder", "batch_size", "crop_size", "crop_scale",
-                     "use_horizontal_flip", "channels", "mean", "std"],
-            "mask": ["patch_size", "enc_mask_scale", "pred_mask_scale", "aspect_ratio", "num_enc_masks",
-                     "num_pred_masks", "min_keep", "allow_overlap", "fixed"],
-            "meta": ["model_name", "depth", "embed_dim", "num_heads", "pred_depth", "pred_emb_dim", "seed"],
-            "optimization": ["epochs", "warmup", "start_lr", "lr", "final_lr", "weight_decay", "final_weight_decay",
-                             "ema", "ipe_scale", "max_steps", "variance_weight", "covariance_weight",
-                             "gradient_shards", "gradient_reduction"],
-            "logging": ["folder", "checkpoint_every", "log_every"],
-            "evaluation": ["train_samples", "test_samples", "knn_k", "probe_iterations", "probe_weight_decay", "layers", "encoder", "probe_sweep",
-                           "validation_samples", "pooling"],
-            "engine": ["recompute_blocks"],
+extension TrainingConfig {
+    /// Every section and key with its JSON name, in reading order. This table is the only place a key is spelled:
+    /// reading (`load`), writing (`json`), `Codable` and the list of known keys in errors all come from it.
+    static var sections: [ConfigSection] {
+        [
+            ConfigSection("data", \.data, [
+                ConfigKey("dataset", \.dataset), ConfigKey("root_path", \.rootPath),
+                ConfigKey("image_folder", \.imageFolder), ConfigKey("test_folder", \.testFolder),
+                ConfigKey("batch_size", \.batchSize), ConfigKey("crop_size", \.cropSize),
+                ConfigKey("crop_scale", \.cropScale), ConfigKey("use_horizontal_flip", \.useHorizontalFlip),
+                ConfigKey("channels", \.channels), ConfigKey("mean", \.mean), ConfigKey("std", \.std),
+            ]),
+            ConfigSection("mask", \.mask, [
+                ConfigKey("patch_size", \.patchSize), ConfigKey("enc_mask_scale", \.encMaskScale),
+                ConfigKey("pred_mask_scale", \.predMaskScale), ConfigKey("aspect_ratio", \.aspectRatio),
+                ConfigKey("num_enc_masks", \.numEncMasks), ConfigKey("num_pred_masks", \.numPredMasks),
+                ConfigKey("min_keep", \.minKeep), ConfigKey("allow_overlap", \.allowOverlap), ConfigKey("fixed", \.fixed),
+            ]),
+            ConfigSection("meta", \.meta, [
+                ConfigKey("model_name", \.modelName), ConfigKey("depth", \.depth), ConfigKey("embed_dim", \.embedDim),
+                ConfigKey("num_heads", \.numHeads), ConfigKey("pred_depth", \.predDepth),
+                ConfigKey("pred_emb_dim", \.predEmbDim), ConfigKey("seed", \.seed),
+            ]),
+            ConfigSection("optimization", \.optimization, [
+                ConfigKey("epochs", \.epochs), ConfigKey("warmup", \.warmup), ConfigKey("start_lr", \.startLR),
+                ConfigKey("lr", \.lr), ConfigKey("final_lr", \.finalLR), ConfigKey("weight_decay", \.weightDecay),
+                ConfigKey("final_weight_decay", \.finalWeightDecay), ConfigKey("ema", \.ema),
+                ConfigKey("ipe_scale", \.ipeScale), ConfigKey("max_steps", \.maxSteps),
+                ConfigKey("variance_weight", \.varianceWeight, omittedWhen: 0),
+                ConfigKey("covariance_weight", \.covarianceWeight, omittedWhen: 0),
+                ConfigKey("gradient_shards", \.gradientShards, omittedWhen: 1),
+                ConfigKey("gradient_reduction", \.gradientReduction, omittedWhen: "tree"),
+            ]),
+            ConfigSection("logging", \.logging, [
+                ConfigKey("folder", \.folder), ConfigKey("checkpoint_every", \.checkpointEvery),
+                ConfigKey("log_every", \.logEvery),
+            ]),
+            ConfigSection("evaluation", \.evaluation, [
+                ConfigKey("train_samples", \.trainSamples), ConfigKey("test_samples", \.testSamples),
+                ConfigKey("knn_k", \.knnK), ConfigKey("probe_iterations", \.probeIterations),
+                ConfigKey("probe_weight_decay", \.probeWeightDecay), ConfigKey("layers", \.layers),
+                ConfigKey("encoder", \.encoder), ConfigKey("probe_sweep", \.probeSweep),
+                ConfigKey("validation_samples", \.validationSamples), ConfigKey("pooling", \.pooling),
+            ]),
+            ConfigSection("engine", \.engine, [ConfigKey("recompute_blocks", \.recomputeBlocks)]),
         ]
-        for (section, value) in root {
-            guard let keys = known[section] else {
-                throw ConfigError(source: source, problem: "unknown section '\(section)' (known: \(known.keys.sorted().joined(separator: ", ")))")
+    }
+
+    /// Reads the sections of a JSON object: unknown sections and keys first, then each key's type.
+    static func read(_ root: [String: Any], source: String) throws -> TrainingConfig {
+        let sections = TrainingConfig.sections
+        for (name, value) in root {
+            guard let section = sections.first(where: { $0.name == name }) else {
+                throw ConfigError(source: source, problem: "unknown section '\(name)' (known: \(sections.map(\.name).sorted().joined(separator: ", ")))")
             }
             guard let dict = value as? [String: Any] else {
-                throw ConfigError(source: source, problem: "section '\(section)' must be a JSON object")
+                throw ConfigError(source: source, problem: "section '\(name)' must be a JSON object")
             }
-            for k in dict.keys where !keys.contains(k) {
-                throw ConfigError(source: source, problem: "unknown key '\(section).\(k)' (known: \(keys.sorted().joined(separator: ", ")))")
+            for k in dict.keys where !section.keyNames.contains(k) {
+                throw ConfigError(source: source, problem: "unknown key '\(name).\(k)' (known: \(section.keyNames.sorted().joined(separator: ", ")))")
             }
         }
-        try get("data", "dataset", &c.data.dataset)
-        try get("data", "root_path", &c.data.rootPath)
-        try getOptional("data", "image_folder", &c.data.imageFolder)
-        try getOptional("data", "test_folder", &c.data.testFolder)
-        try get("data", "batch_size", &c.data.batchSize)
-        try get("data", "crop_size", &c.data.cropSize)
-        try get("data", "crop_scale", &c.data.cropScale)
-        try get("data", "use_horizontal_flip", &c.data.useHorizontalFlip)
-        try get("data", "channels", &c.data.channels)
-        try get("data", "mean", &c.data.mean)
-        try get("data", "std", &c.data.std)
-        try get("mask", "patch_size", &c.mask.patchSize)
-        try get("mask", "enc_mask_scale", &c.mask.encMaskScale)
-        try get("mask", "pred_mask_scale", &c.mask.predMaskScale)
-        try get("mask", "aspect_ratio", &c.mask.aspectRatio)
-        try get("mask", "num_enc_masks", &c.mask.numEncMasks)
-        try get("mask", "num_pred_masks", &c.mask.numPredMasks)
-        try get("mask", "min_keep", &c.mask.minKeep)
-        try get("mask", "allow_overlap", &c.mask.allowOverlap)
-        try get("mask", "fixed", &c.mask.fixed)
-        try get("meta", "model_name", &c.meta.modelName)
-        try get("meta", "depth", &c.meta.depth)
-        try get("meta", "embed_dim", &c.meta.embedDim)
-        try get("meta", "num_heads", &c.meta.numHeads)
-        try get("meta", "pred_depth", &c.meta.predDepth)
-        try get("meta", "pred_emb_dim", &c.meta.predEmbDim)
-        try get("meta", "seed", &c.meta.seed)
-        try get("optimization", "epochs", &c.optimization.epochs)
-        try get("optimization", "warmup", &c.optimization.warmup)
-        try get("optimization", "start_lr", &c.optimization.startLR)
-        try get("optimization", "lr", &c.optimization.lr)
-        try get("optimization", "final_lr", &c.optimization.finalLR)
-        try get("optimization", "weight_decay", &c.optimization.weightDecay)
-        try get("optimization", "final_weight_decay", &c.optimization.finalWeightDecay)
-        try get("optimization", "ema", &c.optimization.ema)
-        try get("optimization", "ipe_scale", &c.optimization.ipeScale)
-        try get("optimization", "max_steps", &c.optimization.maxSteps)
-        try get("optimization", "variance_weight", &c.optimization.varianceWeight)
-        try get("optimization", "covariance_weight", &c.optimization.covarianceWeight)
-        try get("optimization", "gradient_shards", &c.optimization.gradientShards)
-        try get("optimization", "gradient_reduction", &c.optimization.gradientReduction)
-        try get("logging", "folder", &c.logging.folder)
-        try get("logging", "checkpoint_every", &c.logging.checkpointEvery)
-        try get("logging", "log_every", &c.logging.logEvery)
-        try get("evaluation", "train_samples", &c.evaluation.trainSamples)
-        try get("evaluation", "test_samples", &c.evaluation.testSamples)
-        try get("evaluation", "knn_k", &c.evaluation.knnK)
-        try get("evaluation", "probe_iterations", &c.evaluation.probeIterations)
-        try get("evaluation", "probe_weight_decay", &c.evaluation.probeWeightDecay)
-        try get("evaluation", "layers", &c.evaluation.layers)
-        try get("evaluation", "encoder", &c.evaluation.encoder)
-        try get("evaluation", "probe_sweep", &c.evaluation.probeSweep)
-        try get("evaluation", "validation_samples", &c.evaluation.validationSamples)
-        try get("evaluation", "pooling", &c.evaluation.pooling)
-        try get("engine", "recompute_blocks", &c.engine.recomputeBlocks)
+        var c = TrainingConfig()
+        for section in sections {
+            try section.read(&c, root[section.name] as? [String: Any] ?? [:], source)
+        }
         return c
     }
 
-    /// JSON true/false arrive as NSNumber on every platform; only their class tells them from 1 and 0.
-    func isJSONBool(_ v: Any) -> Bool { String(describing: type(of: v)).contains("Boolean") }
-
-    func raw(_ section: String, _ key: String) -> Any? {
-        guard let v = (root[section] as? [String: Any])?[key], !(v is NSNull) else { return nil }
-        return v
-    }
-
-    func wrongType(_ section: String, _ key: String, _ expected: String, _ v: Any) -> ConfigError {
-        ConfigError(source: source, problem: "\(section).\(key) must be \(expected), got \(v)")
-    }
-
-    func get(_ section: String, _ key: String, _ out: inout Int) throws {
-        guard let v = raw(section, key) else { return }
-        guard let n = v as? NSNumber, !isJSONBool(n), n.doubleValue == n.doubleValue.rounded(),
-              abs(n.doubleValue) < 1e15 else { throw wrongType(section, key, "an integer", v) }
-        out = n.intValue
-    }
-
-    func get(_ section: String, _ key: String, _ out: inout Double) throws {
-        guard let v = raw(section, key) else { return }
-        guard let n = v as? NSNumber, !isJSONBool(n), n.doubleValue.isFinite else {
-            throw wrongType(section, key, "a number", v)
+    /// Decodes the sections and keys of `json` (every one optional, unknown ones refused), as `load` reads them.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: ConfigCodingKey.self)
+        let sections = TrainingConfig.sections
+        for key in container.allKeys where !sections.contains(where: { $0.name == key.stringValue }) {
+            throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "unknown section '\(key.stringValue)'")
         }
-        out = n.doubleValue
-    }
-
-    func get(_ section: String, _ key: String, _ out: inout Bool) throws {
-        guard let v = raw(section, key) else { return }
-        guard let n = v as? NSNumber, isJSONBool(n) else { throw wrongType(section, key, "true or false", v) }
-        out = n.boolValue
-    }
-
-    func get(_ section: String, _ key: String, _ out: inout String) throws {
-        guard let v = raw(section, key) else { return }
-        guard let s = v as? String else { throw wrongType(section, key, "a string", v) }
-        out = s
-    }
-
-    func getOptional(_ section: String, _ key: String, _ out: inout String?) throws {
-        guard let v = raw(section, key) else { return }
-        guard let s = v as? String else { throw wrongType(section, key, "a string (a path)", v) }
-        out = s
-    }
-
-    func get(_ section: String, _ key: String, _ out: inout [Double]) throws {
-        guard let v = raw(section, key) else { return }
-        guard let a = v as? [Any], let ns = a as? [NSNumber],
-              ns.allSatisfy({ !isJSONBool($0) && $0.doubleValue.isFinite }) else {
-            throw wrongType(section, key, "a list of numbers", v)
+        self.init()
+        for section in sections {
+            try section.decode(&self, container)
         }
-        out = ns.map(\.doubleValue)
+    }
+
+    /// Encodes the keys `json` writes.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: ConfigCodingKey.self)
+        for section in TrainingConfig.sections {
+            try section.encode(self, &container)
+        }
+    }
+}
+
+/// A coding key made from a key's JSON name.
+struct ConfigCodingKey: CodingKey {
+    let stringValue: String
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+    var intValue: Int? { nil }
+}
+
+/// A value a config key may hold: read from what JSONSerialization returns (nil: another JSON type), written as
+/// JSONSerialization writes it, and described in errors.
+protocol ConfigValue: Codable, Equatable {
+    init?(json: Any)
+    var json: Any { get }
+    static var expected: String { get }
+}
+
+/// JSON true/false arrive as NSNumber on every platform; only their class tells them from 1 and 0.
+private func isJSONBool(_ v: Any) -> Bool { String(describing: type(of: v)).contains("Boolean") }
+
+extension Int: ConfigValue {
+    init?(json: Any) {
+        guard let n = json as? NSNumber, !isJSONBool(n), n.doubleValue == n.doubleValue.rounded(),
+              abs(n.doubleValue) < 1e15 else { return nil }
+        self = n.intValue
+    }
+    var json: Any { self }
+    static var expected: String { "an integer" }
+}
+
+extension Double: ConfigValue {
+    init?(json: Any) {
+        guard let n = json as? NSNumber, !isJSONBool(n), n.doubleValue.isFinite else { return nil }
+        self = n.doubleValue
+    }
+    var json: Any { self }
+    static var expected: String { "a number" }
+}
+
+extension Bool: ConfigValue {
+    init?(json: Any) {
+        guard let n = json as? NSNumber, isJSONBool(n) else { return nil }
+        self = n.boolValue
+    }
+    var json: Any { self }
+    static var expected: String { "true or false" }
+}
+
+extension String: ConfigValue {
+    init?(json: Any) {
+        guard let s = json as? String else { return nil }
+        self = s
+    }
+    var json: Any { self }
+    static var expected: String { "a string" }
+}
+
+extension Optional: ConfigValue where Wrapped == String {
+    init?(json: Any) {
+        guard let s = json as? String else { return nil }
+        self = s
+    }
+    var json: Any { self.map { $0 as Any } ?? NSNull() }
+    static var expected: String { "a string (a path)" }
+}
+
+extension Array: ConfigValue where Element == Double {
+    init?(json: Any) {
+        guard let ns = json as? [NSNumber], ns.allSatisfy({ !isJSONBool($0) && $0.doubleValue.isFinite }) else { return nil }
+        self = ns.map(\.doubleValue)
+    }
+    var json: Any { self }
+    static var expected: String { "a list of numbers" }
+}
+
+/// One key of a section: its JSON name and the property it sets, with the ways to read and write it.
+struct ConfigKey<Section> {
+    let name: String
+    /// Sets the property from a JSON value that is not null; false when the value has the wrong type.
+    let read: (inout Section, Any) -> Bool
+    let expected: String
+    /// The JSON value to write, nil to leave the key out.
+    let write: (Section) -> Any?
+    let decode: (inout Section, KeyedDecodingContainer<ConfigCodingKey>) throws -> Void
+    let encode: (Section, inout KeyedEncodingContainer<ConfigCodingKey>) throws -> Void
+
+    /// `omittedWhen`: for keys the official configs do not have, the value at which the key is left out of the
+    /// JSON, so the official configuration's text and hash (which existing checkpoints carry) stay the same.
+    init<T: ConfigValue>(_ name: String, _ path: WritableKeyPath<Section, T>, omittedWhen omitted: T? = nil) {
+        let key = ConfigCodingKey(stringValue: name)
+        self.name = name
+        expected = T.expected
+        read = { section, json in
+            guard let v = T(json: json) else { return false }
+            section[keyPath: path] = v
+            return true
+        }
+        write = { section in section[keyPath: path] == omitted ? nil : section[keyPath: path].json }
+        decode = { section, container in
+            if let v = try container.decodeIfPresent(T.self, forKey: key) { section[keyPath: path] = v }
+        }
+        encode = { section, container in
+            if section[keyPath: path] != omitted { try container.encode(section[keyPath: path], forKey: key) }
+        }
+    }
+}
+
+/// One section of the config (a property of `TrainingConfig`) and its keys, with the section type erased.
+struct ConfigSection {
+    let name: String
+    let keyNames: [String]
+    let read: (inout TrainingConfig, [String: Any], _ source: String) throws -> Void
+    let write: (TrainingConfig) -> [String: Any]
+    let decode: (inout TrainingConfig, KeyedDecodingContainer<ConfigCodingKey>) throws -> Void
+    let encode: (TrainingConfig, inout KeyedEncodingContainer<ConfigCodingKey>) throws -> Void
+
+    init<S>(_ name: String, _ path: WritableKeyPath<TrainingConfig, S>, _ keys: [ConfigKey<S>]) {
+        let codingKey = ConfigCodingKey(stringValue: name)
+        self.name = name
+        keyNames = keys.map(\.name)
+        read = { config, dict, source in
+            for key in keys {
+                guard let v = dict[key.name], !(v is NSNull) else { continue }
+                guard key.read(&config[keyPath: path], v) else {
+                    throw ConfigError(source: source, problem: "\(name).\(key.name) must be \(key.expected), got \(v)")
+                }
+            }
+        }
+        write = { config in
+            var dict: [String: Any] = [:]
+            for key in keys { dict[key.name] = key.write(config[keyPath: path]) }
+            return dict
+        }
+        decode = { config, container in
+            guard container.contains(codingKey) else { return }
+            let section = try container.nestedContainer(keyedBy: ConfigCodingKey.self, forKey: codingKey)
+            for k in section.allKeys where !keys.contains(where: { $0.name == k.stringValue }) {
+                throw DecodingError.dataCorruptedError(forKey: k, in: section, debugDescription: "unknown key '\(name).\(k.stringValue)'")
+            }
+            for key in keys { try key.decode(&config[keyPath: path], section) }
+        }
+        encode = { config, container in
+            var section = container.nestedContainer(keyedBy: ConfigCodingKey.self, forKey: codingKey)
+            for key in keys { try key.encode(config[keyPath: path], &section) }
+        }
     }
 }

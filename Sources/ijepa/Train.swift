@@ -47,14 +47,14 @@ struct ConfigOptions: ParsableArguments {
     var recompute = false
 
     func load() throws -> TrainingConfig {
-        var o = overrides
-        if let out { o.append("logging.folder=\"\(out)\"") }
-        if let epochs { o.append("optimization.epochs=\(epochs)") }
-        if let steps { o.append("optimization.max_steps=\(steps)") }
-        if let batchSize { o.append("data.batch_size=\(batchSize)") }
-        if let seed { o.append("meta.seed=\(seed)") }
-        if recompute { o.append("engine.recompute_blocks=true") }
-        return try TrainingConfig.load(path: configPath, overrides: o)
+        try TrainingConfig.load(path: configPath, overrides: overrides) { c in  // the flags win over --set
+            if let out { c.logging.folder = out }
+            if let epochs { c.optimization.epochs = epochs }
+            if let steps { c.optimization.maxSteps = steps }
+            if let batchSize { c.data.batchSize = batchSize }
+            if let seed { c.meta.seed = seed }
+            if recompute { c.engine.recomputeBlocks = true }
+        }
     }
 }
 
@@ -232,21 +232,13 @@ struct TrainedModelOptions: ParsableArguments {
             throw ValidationError("give --data-root or --image-folder, not both")
         }
         guard testFolder == nil || imageFolder != nil else { throw ValidationError("--test-folder needs --image-folder") }
-        var o: [String] = []
-        if let dataRoot { o += ["data.dataset=\"idx\"", "data.root_path=\(jsonString(dataRoot))"] }
-        if let imageFolder {
-            o += ["data.dataset=\"image-folder\"", "data.image_folder=\(jsonString(imageFolder))",
-                  "data.test_folder=\(testFolder.map(jsonString) ?? "null")"]
-        }
         let config = try configPath.map { try TrainingConfig.load(path: $0) }
         return try TrainedCheckpoint(path: checkpoint ?? out + "/checkpoint.safetensors", config: config,
-                                     overrides: o + overrides)
+                                     overrides: overrides) { c in
+            if let dataRoot { (c.data.dataset, c.data.rootPath) = ("idx", dataRoot) }
+            if let imageFolder { (c.data.dataset, c.data.imageFolder, c.data.testFolder) = ("image-folder", imageFolder, testFolder) }
+        }
     }
-}
-
-/// A string as a JSON literal (for `--set` values built from paths).
-func jsonString(_ s: String) -> String {
-    String(decoding: try! JSONSerialization.data(withJSONObject: s, options: [.fragmentsAllowed]), as: UTF8.self)
 }
 
 struct Probe: ParsableCommand {

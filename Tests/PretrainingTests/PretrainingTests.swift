@@ -114,6 +114,47 @@ final class TrainingConfigTests: XCTestCase {
         XCTAssertEqual(c.logging.folder, "/tmp/x")
     }
 
+    /// The JSON the configuration writes is what checkpoints carry and hash: these two files were written by the
+    /// code before the key table (`ijepa train --steps 1`, defaults and every optional key set), and must be
+    /// reproduced byte for byte, so every existing run still resumes.
+    func testConfigTextMatchesWhatEarlierRunsWrote() throws {
+        let dir = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil)).path
+        for (file, folder) in [("config-defaults.json", "cfgA"), ("config-every-key.json", "cfgB")] {
+            let text = try String(contentsOfFile: dir + "/" + file, encoding: .utf8)
+            let c = try TrainingConfig.load(text: text, source: file)
+            XCTAssertEqual(c.jsonText() + "\n", text, file)
+            XCTAssertEqual(c.logging.folder, folder)
+        }
+        var defaults = TrainingConfig()
+        defaults.logging.folder = "cfgA"
+        defaults.optimization.maxSteps = 1
+        let text = try String(contentsOfFile: dir + "/config-defaults.json", encoding: .utf8)
+        XCTAssertEqual(defaults.jsonText() + "\n", text)
+        XCTAssertEqual(defaults.trainingHash, TrainingConfig().trainingHash, "the folder and max_steps are not hashed")
+        let every = try TrainingConfig.load(text: try String(contentsOfFile: dir + "/config-every-key.json", encoding: .utf8), source: "x")
+        XCTAssertEqual(every.optimization.gradientReduction, "allreduce")
+        XCTAssertEqual(every.data.testFolder, "/tmp/none")
+        XCTAssertEqual(every.data.mean, [0.5])
+        XCTAssertTrue(every.engine.recomputeBlocks)
+    }
+
+    /// `Codable` reads and writes the same keys as `load` and `jsonText`, and refuses unknown ones.
+    func testCodableUsesTheSameKeys() throws {
+        var c = try TrainingConfig().applying(["optimization.variance_weight=25", "data.test_folder=/t", "mask.fixed=true"])
+        c.meta.seed = 3
+        let encoded = try JSONEncoder().encode(c)
+        XCTAssertEqual(try JSONDecoder().decode(TrainingConfig.self, from: encoded), c)
+        XCTAssertEqual(try TrainingConfig.load(text: String(decoding: encoded, as: UTF8.self), source: "x"), c)
+        XCTAssertEqual(try JSONDecoder().decode(TrainingConfig.self, from: Data(c.jsonText().utf8)), c)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: encoded) as? [String: [String: Any]])
+        XCTAssertEqual(object["optimization"]?["variance_weight"] as? Double, 25)
+        XCTAssertNil(object["optimization"]?["gradient_shards"], "keys the official configs lack stay out at their default")
+        XCTAssertEqual(try JSONDecoder().decode(TrainingConfig.self, from: Data("{\"meta\": {\"seed\": 9}}".utf8)).meta.seed, 9)
+        for bad in ["{\"meta\": {\"sead\": 9}}", "{\"metta\": {}}", "{\"meta\": {\"seed\": \"9\"}}"] {
+            XCTAssertThrowsError(try JSONDecoder().decode(TrainingConfig.self, from: Data(bad.utf8)), bad)
+        }
+    }
+
     /// The regulariser's weights are written only when set, so the official configuration's JSON and hash
     /// (which existing checkpoints carry) do not change; when set they round-trip and change the hash.
     func testRegularizerKeysOnlyWhenSet() throws {
