@@ -5,7 +5,8 @@
 #     libm's per-lane fmaf (docs/building.md);
 #  3. the library consumed as a versioned SwiftPM dependency, without and with the fast-path flags, the
 #     example app (Examples/image-search) built by version through a URL mirror and run on 300 images, and
-#     the DocC documentation of IJEPA built offline with warnings as errors (tools/docs.sh);
+#     the DocC documentation of IJEPA built offline with warnings as errors (tools/docs.sh), and the public API
+#     of the library products compared with docs/public-api.txt (tools/public_api.py);
 #  4. the command-line tool fed bad inputs (corrupt PNG/IDX files, bad folders, configs, masks, checkpoints), and
 #     faults while training (disk full, read-only and removed output folder, temporary files of killed runs, 20
 #     kills at random moments each resumed to the uninterrupted run's bits);
@@ -64,6 +65,7 @@ echo "== 3/7 versioned-dependency check, example app, documentation"
 FAST_FLAGS="${SWIFT_FLAGS[*]}" bash tools/check-versioned-dependency.sh
 FAST_FLAGS="${SWIFT_FLAGS[*]}" bash tools/check-example.sh
 bash tools/docs.sh
+python3 tools/public_api.py --check -c release "${SWIFT_FLAGS[@]}"
 
 echo "== 4/7 bad inputs through the CLI"
 swift build -c release "${SWIFT_FLAGS[@]}" --product ijepa
