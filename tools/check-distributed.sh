@@ -13,25 +13,12 @@
 # Usage: tools/check-distributed.sh [steps (default 50)]
 source "$(dirname "$0")/setup.sh"
 steps="${1:-50}"
-missing=()
-for pkg in libopenmpi-dev openmpi-bin; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing ${missing[*]} (the MPI trait)"
-    sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
-    $sudo_ apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
 swift build -c release "${SWIFT_FLAGS[@]}" --product ijepa 2>&1 | grep -E "error|warning" || true
-if ldd .build/release/ijepa | grep -qi mpi; then
+if ldd .build/release/ijepa | grep -i mpi >/dev/null; then
     echo "FAIL: the default build links MPI:"; ldd .build/release/ijepa | grep -i mpi; exit 1
 fi
 echo "ok: the default build has no MPI (ldd)"
-swift build -c release "${SWIFT_FLAGS[@]}" --traits MPI --scratch-path .build-mpi --product ijepa 2>&1 | grep -E "error|warning" || true
-bin=.build-mpi/release/ijepa
-ldd "$bin" | grep -q libmpi || { echo "FAIL: the MPI build does not link libmpi"; exit 1; }
+source "$(dirname "$0")/mpi-common.sh"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -39,11 +26,6 @@ args=(--steps "$steps" --threads 1 --set optimization.gradient_shards=8 --set lo
 # Shared memory between the ranks of this machine; root is allowed (CI runs as root).
 mpi=(mpirun --allow-run-as-root --oversubscribe --mca pml ob1 --mca btl self,vader)
 
-tensors_hash() {
-    local n
-    n=$(od -An -t u8 -N 8 "$1" | tr -d ' ')
-    tail -c +$((9 + n)) "$1" | sha256sum | cut -d' ' -f1
-}
 state() { sed -E 's/"wallSeconds":[^,}]*//' "$1/checkpoint.safetensors.json"; }
 same() {  # folder A, folder B, label
     local a b
@@ -81,13 +63,7 @@ done
 echo "$line" | grep -qE "MPI_Allreduce [1-9]" || { echo "FAIL: the ring MPI_Allreduce matched the tree: the adversarial test proves nothing"; exit 1; }
 echo "ok: adversarial sums at 4 ranks: the tree exact, MPI_Allreduce (ring) not"
 
-# Faults. rank_pid FOLDER RANK: the pid of that rank of the job training into FOLDER.
-rank_pid() {
-    local p
-    for p in $(pgrep -f "ijepa train --out $1"); do
-        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
-    done
-}
+# Faults.
 # start_job FOLDER LOG: 2 ranks, 4 shards, a checkpoint every 5 steps; waits for the first checkpoint.
 start_job() {
     "${mpi[@]}" -np 2 "$bin" train --out "$1" --steps 2000 --threads 1 --rank-timeout 10 \
@@ -112,7 +88,7 @@ watchdog=$!
 wait "$job" && { echo "FAIL: the job ended normally with a stopped rank"; exit 1; }
 waited=$(( $(date +%s) - t_stop ))
 kill "$watchdog" 2>/dev/null || true
-tr '\r' '\n' <"$work/hang.log" | grep -q "waited 10 s for rank 1's gradients: rank 1 is hung" ||
+tr '\r' '\n' <"$work/hang.log" | grep "waited 10 s for rank 1's gradients: rank 1 is hung" >/dev/null ||
     { echo "FAIL: the stopped rank was not named"; tail -5 "$work/hang.log"; exit 1; }
 [ "$waited" -le 40 ] || { echo "FAIL: the job took $waited s to end after a rank stopped"; exit 1; }
 cp -r "$work/hang" "$work/hang4"

@@ -15,7 +15,8 @@
 #  6. the fuzz targets (libFuzzer + AddressSanitizer): every corpus and regression input replayed, then a short
 #     run of each with a fixed seed (tools/fuzz.sh replay; open-ended fuzzing stays outside CI);
 #  7. data-parallel training over Open MPI (the MPI trait; installs Open MPI when missing): the same bits on 1,
-#     2, 4 and 8 processes, and a resume on another process count (tools/check-distributed.sh).
+#     2, 4 and 8 processes, and a resume on another process count (tools/check-distributed.sh); two ranks in two
+#     network namespaces over a veth link shaped to 1 Gbit/s, and the link taken down (tools/check-network.sh).
 source "$(dirname "$0")/setup.sh"
 
 # The repository is self-contained: no code, doc or tool cites documents outside it. The pattern is built from
@@ -54,7 +55,7 @@ check_inlined .build
 
 echo "== 2/7 portable build (no AVX2/FMA flags): kernel tests"
 swift test -c release --scratch-path .build-portable --filter CPUKernelsTests 2>&1 | tee "$logs/portable.log"
-if nm .build-portable/release/CPUKernels.build/*.o 2>/dev/null | grep -qE ' U fmaf?$'; then
+if nm .build-portable/release/CPUKernels.build/*.o 2>/dev/null | grep -E ' U fmaf?$' >/dev/null; then
     echo "error: the portable build of CPUKernels calls libm fma/fmaf (the per-lane trap)" >&2
     exit 1
 fi
@@ -81,6 +82,7 @@ bash tools/fuzz.sh replay
 
 echo "== 7/7 data-parallel training over Open MPI: the same bits for any number of processes"
 bash tools/check-distributed.sh
+bash tools/check-network.sh
 
 # One plain closing line for tools that read it: XCTest's totals of steps 1 and 2 (Swift Testing, which runs
 # after XCTest in each `swift test`, has no tests here and prints a 0-test line last). XCTest counts skipped

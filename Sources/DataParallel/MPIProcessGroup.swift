@@ -135,6 +135,21 @@ public final class MPIProcessGroup: ProcessGroup {
                 zip(plain, expected).filter { $0.bitPattern != $1.bitPattern }.count)
     }
 
+    /// Ranks 0 and 1 send `bytes` back and forth `rounds` times (after one warm-up round); the others wait.
+    /// Returns the mean seconds of one round trip (two messages), as rank 0 measured it; 0 on other ranks.
+    /// For the link's bandwidth as MPI sees it: 2 * bytes / seconds (tools/check-network.sh).
+    public func pingPong(bytes: Int, rounds: Int) throws -> Double {
+        guard size > 1, rank < 2 else { return 0 }
+        var buffer = [Float](repeating: 1, count: max(1, bytes / 4))
+        var start = Date()
+        for round in -1..<rounds {
+            if round == 0 { start = Date() }
+            try exchange(&buffer, with: 1 - rank, sending: rank == 0)
+            try exchange(&buffer, with: 1 - rank, sending: rank == 1)
+        }
+        return rank == 0 ? Date().timeIntervalSince(start) / Double(rounds) : 0
+    }
+
     /// Sends `values` to `peer` (`sending`), or receives them from it, in pieces, each against the deadline.
     func exchange(_ values: inout [Float], with peer: Int, sending: Bool) throws {
         try values.withUnsafeMutableBytes { b in

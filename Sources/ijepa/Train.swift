@@ -156,10 +156,22 @@ struct MPICheck: ParsableCommand {
         commandName: "mpi-check", abstract: "Check the fixed-tree reduction against MPI_Allreduce (MPI builds).",
         shouldDisplay: false)
 
+    @Option(name: .customLong("ping-pong"), help: "Instead: send this many MiB back and forth between ranks 0 and 1 (20 round trips) and print the bandwidth MPI gets.")
+    var pingPongMiB: Double?
+
     func run() throws {
         #if MPI
         guard let mpi = try MPIProcessGroup.fromEnvironment() else {
             throw ValidationError("run it under mpirun (e.g. mpirun -np 4 ijepa mpi-check)")
+        }
+        if let mib = pingPongMiB {
+            let bytes = Int(mib * 1_048_576), rounds = 20
+            let seconds = try mpi.pingPong(bytes: bytes, rounds: rounds)
+            if mpi.rank == 0 {
+                print(String(format: "ping-pong %.3g MiB between ranks 0 and 1: %.3f ms per round trip, %.2f Gbit/s",
+                             mib, 1000 * seconds, 2 * Double(bytes) * 8 / seconds / 1e9))
+            }
+            return
         }
         let r = try mpi.reductionOrderCheck()
         if mpi.rank == 0 {
