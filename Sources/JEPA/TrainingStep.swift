@@ -3,7 +3,7 @@ import NNLayers
 import TensorCore
 
 /// What one training step reports.
-public struct StepResult: Sendable {
+public struct StepResult: Sendable, Equatable {
     public var step: Int          // optimizer steps done, counting this one (the schedules' k)
     public var loss: Float
     public var learningRate: Double

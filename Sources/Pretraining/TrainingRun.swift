@@ -104,7 +104,8 @@ public final class TrainingRun {
     let totalSteps: Int
     let cost: StepCost
     var wallBefore = 0.0
-    var unwritableLogs = Set<String>()
+    /// The step logs (rank 0 only: the other ranks write nothing).
+    var runLog: RunLog?
     /// Seconds spent combining the ranks' gradients (waiting for the others, and the messages), in total.
     var combineSeconds = 0.0
     /// Temporary files of killed runs removed from the folder at start.
@@ -164,15 +165,17 @@ public final class TrainingRun {
             return
         }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let runLog = RunLog(folder: folder) { [unowned self] in self.log($0) }
+        self.runLog = runLog
         // A run killed while writing leaves its temporary checkpoint behind (the real one is intact): clean up.
         staleFilesRemoved = removeStaleTemporaryFiles(
-            in: folder, for: ["checkpoint.safetensors", "checkpoint.safetensors.json", "config.json", "log.csv", "log.jsonl"])
+            in: folder, for: ["checkpoint.safetensors", "checkpoint.safetensors.json", "config.json"] + RunLog.files)
         if resume {
             let state = try group.size > 1 ? restoreFromRankZero(ckpt) : Checkpoint.restore(trainer, from: ckpt, configHash: config.trainingHash)
             wallBefore = state.wallSeconds
-            try truncateLogs(after: state.stepsDone)
+            try runLog.truncate(after: state.stepsDone)
         } else {
-            for f in ["log.csv", "log.jsonl"] { try? FileManager.default.removeItem(atPath: folder + "/" + f) }
+            runLog.remove()
         }
         try writeAtomically(Data((config.jsonText() + "\n").utf8), to: folder + "/config.json")
     }
@@ -216,47 +219,6 @@ public final class TrainingRun {
     /// The encoder the probes evaluate (evaluation.encoder).
     public var evaluatedEncoder: VisionTransformer { config.evaluatedEncoder(of: model) }
 
-    /// Rows of the logs up to `step` (a resumed run rewrites what came after its checkpoint).
-    func truncateLogs(after step: Int) throws {
-        for (file, stepOf) in [("log.csv", { (line: String) in Int(line.split(separator: ",").first ?? "") }),
-                               ("log.jsonl", { (line: String) in
-                                   (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["step"] as? Int })] {
-            let path = folder + "/" + file
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
-            let kept = text.split(separator: "\n").map(String.init).filter { line in stepOf(line).map { $0 <= step } ?? file.hasSuffix(".csv") }
-            try writeAtomically(Data(kept.map { $0 + "\n" }.joined().utf8), to: path)
-        }
-    }
-
-    /// The columns of log.csv and the keys of log.jsonl, one vocabulary (docs/training.md): every value is a
-    /// JSON number. `seconds` counts from the start of the run across resumes; `rss_mib` is the resident memory
-    /// after the step.
-    public static let logColumns = ["step", "epoch", "loss", "lr", "wd", "momentum", "mask_context", "mask_target",
-                                    "images_per_second", "gflops", "seconds", "rss_mib"]
-
-    /// Appends one line to a log of the run. A log that cannot be written (disk full, the file replaced by a
-    /// folder, permissions) must not stop the training or lose the checkpoint, but must not fail silently
-    /// either: the first failure per file is reported through `log`, naming the file and the problem.
-    func appendLog(_ file: String, _ line: String, header: String? = nil) {
-        guard group.rank == 0 else { return }
-        let path = folder + "/" + file
-        do {
-            if !FileManager.default.fileExists(atPath: path) {
-                guard FileManager.default.createFile(atPath: path, contents: Data(((header.map { $0 + "\n" }) ?? "").utf8)) else {
-                    throw CocoaError(.fileWriteUnknown)
-                }
-            }
-            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-            defer { try? h.close() }
-            try h.seekToEnd()
-            try h.write(contentsOf: Data((line + "\n").utf8))
-        } catch {
-            if unwritableLogs.insert(path).inserted {
-                log("warning: \(path): cannot append to this log (\(error.localizedDescription)); training goes on without it")
-            }
-        }
-    }
-
     func saveCheckpoint(lastLoss: Float, wall: Double) throws {
         guard group.rank == 0 else { return }
         let state = TrainingState(
@@ -292,14 +254,14 @@ public final class TrainingRun {
         log("threads \(Parallel.maxThreads), SIMD \(SIMDPath.name)\(group.size > 1 ? ", \(group.size) processes x \(c.optimization.gradientShards / group.size) of \(c.optimization.gradientShards) gradient shards" : ""); logs in \(folder)/log.csv")
         let isTTY = isatty(1) != 0
         let t0 = Date()
-        var window = (steps: 0, seconds: 0.0, flops: 0.0, images: 0)
-        var combinedBefore = combineSeconds
+        var progress = ProgressLine(totalSteps: totalSteps)
         var last = StepResult(step: start, loss: .nan, learningRate: 0, weightDecay: 0, momentum: 0, contextTokens: 0, targetTokens: 0)
         var interrupted = false
         for s in start..<totalSteps {
             OpProfiler.active = s > start ? profiler : nil
             OpProfiler.startStep()
             let ts = Date()
+            let combinedBefore = combineSeconds
             let b = try OpProfiler.measure("data", "next batch") { try prefetching.next() }
             let masks = OpProfiler.measure("masks", "sample masks") { collator.sample(batch: batch, step: s, seed: seed) }
             last = try trainer.step(images: b.images, context: masks.context, targets: masks.targets)
@@ -314,30 +276,16 @@ public final class TrainingRun {
             let dt = Date().timeIntervalSince(ts)
             let flops = cost.step(batch: batch, nenc: masks.context.count, npred: masks.targets.count,
                                   kc: last.contextTokens, kp: last.targetTokens)
-            window.steps += 1; window.seconds += dt; window.flops += flops; window.images += batch
-            let ips = Double(window.images) / window.seconds, gf = window.flops / window.seconds / 1e9
-            let epoch = Double(s + 1) / Double(ipe)
-            let values = [
-                "\(last.step)", String(format: "%.4f", epoch), String(format: "%.6f", last.loss),
-                String(format: "%.6e", last.learningRate), String(format: "%.6f", last.weightDecay),
-                String(format: "%.6f", last.momentum), "\(last.contextTokens)", "\(last.targetTokens)",
-                String(format: "%.2f", Double(batch) / dt), String(format: "%.2f", flops / dt / 1e9),
-                String(format: "%.3f", wallBefore + Date().timeIntervalSince(t0)),
-                String(format: "%.1f", Double(ProcessMemory.residentBytes()) / 1_048_576),
-            ]
-            appendLog("log.csv", values.joined(separator: ","), header: Self.logColumns.joined(separator: ","))
-            appendLog("log.jsonl", "{" + zip(Self.logColumns, values).map { "\"\($0)\": \($1)" }.joined(separator: ", ") + "}")
-            let eta = Double(totalSteps - last.step) * window.seconds / Double(window.steps)
-            var line = String(format: "step %5d/%d  epoch %.2f  loss %.4f  lr %.2e  wd %.3f  ema %.4f  masks %d/%d  %6.1f img/s  %5.1f GFLOP/s  ETA %@",
-                              last.step, totalSteps, epoch, last.loss, last.learningRate, last.weightDecay, last.momentum,
-                              last.contextTokens, last.targetTokens, ips, gf, formatDuration(eta) as NSString)
-            if group.size > 1 {  // the ranks, and the share of the recent steps spent combining gradients
-                line += String(format: "  %d ranks, combine %.0f %%", group.size,
-                               100 * (combineSeconds - combinedBefore) / max(window.seconds, 1e-9))
-            }
+            let record = StepRecord(
+                result: last, epoch: Double(s + 1) / Double(ipe), imagesPerSecond: Double(batch) / dt,
+                gflops: flops / dt / 1e9, seconds: wallBefore + Date().timeIntervalSince(t0),
+                rssMiB: Double(ProcessMemory.residentBytes()) / 1_048_576)
+            runLog?.append(record)
+            let line = progress.add(record, seconds: dt, flops: flops, images: batch, ranks: group.size,
+                                    combineSeconds: combineSeconds - combinedBefore)
             let commit = last.step % c.logging.logEvery == 0 || last.step == totalSteps
             if isTTY && group.rank == 0 { print("\r" + line, terminator: commit ? "\n" : ""); fflush(stdout) } else if commit { log(line) }
-            if commit { window = (0, 0, 0, 0); combinedBefore = combineSeconds }
+            if commit { progress.commit() }
             if c.logging.checkpointEvery > 0 && last.step % c.logging.checkpointEvery == 0 {
                 try saveCheckpoint(lastLoss: last.loss, wall: wallBefore + Date().timeIntervalSince(t0))
             }
@@ -355,11 +303,4 @@ public final class TrainingRun {
         return TrainSummary(stepsDone: trainer.stepsDone, totalSteps: totalSteps, lastLoss: last.loss,
                             interrupted: interrupted, trainSeconds: trainSeconds)
     }
-}
-
-public func formatDuration(_ s: Double) -> String {
-    guard s.isFinite, s >= 0 else { return "?" }
-    let t = Int(s.rounded())
-    return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60)
-        : t >= 60 ? String(format: "%dm%02ds", t / 60, t % 60) : "\(t)s"
 }

@@ -232,19 +232,58 @@ final class TrainingRunTests: XCTestCase {
         run.log = { _ in }
         _ = try run.run()
         let csv = try String(contentsOfFile: folder + "/log.csv", encoding: .utf8).split(separator: "\n")
-        XCTAssertEqual(csv.first.map(String.init), TrainingRun.logColumns.joined(separator: ","))
+        XCTAssertEqual(csv.first.map(String.init), StepRecord.columns.joined(separator: ","))
         let objects = try String(contentsOfFile: folder + "/log.jsonl", encoding: .utf8).split(separator: "\n").map {
             try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
         }
         XCTAssertEqual(objects.count, 3)
         XCTAssertEqual(csv.count, 4)
         for (row, object) in zip(csv.dropFirst(), objects) {
-            XCTAssertEqual(Set(object.keys), Set(TrainingRun.logColumns))
-            for (name, text) in zip(TrainingRun.logColumns, row.split(separator: ",")) {
+            XCTAssertEqual(Set(object.keys), Set(StepRecord.columns))
+            for (name, text) in zip(StepRecord.columns, row.split(separator: ",")) {
                 XCTAssertEqual((object[name] as? NSNumber)?.doubleValue, Double(text), name)
             }
             XCTAssertGreaterThan(Double(row.split(separator: ",").last ?? "") ?? 0, 1, "rss_mib")
         }
+    }
+
+    /// The run's parts on their own: `RunLog` appends, truncates on resume and warns once per unwritable file;
+    /// `ProgressLine` averages over its window.
+    func testRunLogAndProgressLineOnTheirOwn() throws {
+        let folder = temporaryFolder()
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        var warnings: [String] = []
+        let log = RunLog(folder: folder) { warnings.append($0) }
+        func record(_ step: Int) -> StepRecord {
+            StepRecord(result: StepResult(step: step, loss: 0.5, learningRate: 1e-4, weightDecay: 0.04, momentum: 0.996,
+                                          contextTokens: 30, targetTokens: 9),
+                       epoch: Double(step) / 10, imagesPerSecond: 100, gflops: 50, seconds: Double(step), rssMiB: 300)
+        }
+        for step in 1...3 { log.append(record(step)) }
+        try log.truncate(after: 2)
+        let csv = try String(contentsOfFile: folder + "/log.csv", encoding: .utf8)
+        XCTAssertEqual(csv, StepRecord.columns.joined(separator: ",") + "\n" + record(1).csvLine + "\n" + record(2).csvLine + "\n")
+        let jsonl = try String(contentsOfFile: folder + "/log.jsonl", encoding: .utf8)
+        XCTAssertEqual(jsonl, record(1).jsonLine + "\n" + record(2).jsonLine + "\n")
+        XCTAssert(record(3).csvLine.hasPrefix("3,0.3000,0.500000,1.000000e-04,0.040000,0.996000,30,9,100.00,50.00,3.000,300.0"), record(3).csvLine)
+        // A log replaced by a folder: one warning naming it, and the other log still written.
+        try FileManager.default.removeItem(atPath: folder + "/log.jsonl")
+        try FileManager.default.createDirectory(atPath: folder + "/log.jsonl", withIntermediateDirectories: false)
+        log.append(record(3))
+        log.append(record(4))
+        XCTAssertEqual(warnings.count, 1)
+        XCTAssert(warnings.first?.contains(folder + "/log.jsonl") == true, "\(warnings)")
+        XCTAssertEqual(try String(contentsOfFile: folder + "/log.csv", encoding: .utf8).split(separator: "\n").count, 5)
+
+        var progress = ProgressLine(totalSteps: 10)
+        _ = progress.add(record(1), seconds: 1, flops: 1e9, images: 64)
+        let line = progress.add(record(2), seconds: 3, flops: 3e9, images: 64, ranks: 2, combineSeconds: 1)
+        XCTAssert(line.contains(" 32.0 img/s"), line)  // 128 images in 4 s
+        XCTAssert(line.contains("  1.0 GFLOP/s"), line)
+        XCTAssert(line.contains("ETA 16s"), line)  // 8 steps at 2 s
+        XCTAssert(line.hasSuffix("2 ranks, combine 25 %"), line)
+        progress.commit()
+        XCTAssert(progress.add(record(3), seconds: 1, flops: 1e9, images: 64).contains(" 64.0 img/s"))
     }
 
     func testCorruptAndMismatchedCheckpointsAreRefused() throws {
