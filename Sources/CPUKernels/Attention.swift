@@ -24,6 +24,8 @@ import Darwin
 ///
 /// A element (i, t) is `a[i * rowStride + t * colStride]`; B is (k, ldb) row-major with ldb a multiple of 16
 /// and at least n (columns n..<ldb are read and ignored). Register tile: 4 rows x 16 columns, 8 accumulators.
+/// B's rows are loaded unaligned: the forward pass's head scratch starts after the copied rows, at any float
+/// (an aligned load trapped there in debug builds and would fault in an SSE build).
 @inline(__always)
 func smallGEMM(
     c: UnsafeMutablePointer<Float>, ldc: Int,                              // (m, n), row stride ldc
@@ -46,7 +48,7 @@ func smallGEMM(
             var pb = UnsafeRawPointer(b + j)
             var o = 0
             for _ in 0..<k {
-                let b0 = pb.load(as: V.self), b1 = pb.load(fromByteOffset: 32, as: V.self)
+                let b0 = pb.loadUnaligned(as: V.self), b1 = pb.loadUnaligned(fromByteOffset: 32, as: V.self)
                 var av = V(repeating: a0[o]); c00 = fmadd(c00, av, b0); c01 = fmadd(c01, av, b1)
                 av = V(repeating: a1[o]); c10 = fmadd(c10, av, b0); c11 = fmadd(c11, av, b1)
                 av = V(repeating: a2[o]); c20 = fmadd(c20, av, b0); c21 = fmadd(c21, av, b1)
