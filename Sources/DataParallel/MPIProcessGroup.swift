@@ -43,6 +43,12 @@ public final class MPIProcessGroup: ProcessGroup {
         try plainAllreduce ? allreduceSubtrees(local) : treeSubtrees(local)
     }
 
+    /// The fixed tree in buckets that overlap the backward pass (`MPITreeExchange`); nil with `plainAllreduce`,
+    /// one rank, or `bucketBytes` 0.
+    public func makeGradientExchange(bucketBytes: Int) -> GradientExchange? {
+        plainAllreduce || size == 1 || bucketBytes <= 0 ? nil : MPITreeExchange(group: self, bucketFloats: max(1, bucketBytes / 4))
+    }
+
     /// The fixed tree's top levels, by point-to-point messages, then a broadcast of the root.
     func treeSubtrees(_ local: [Tensor]) throws -> [Tensor] {
         guard size > 1 else { return local }
@@ -175,6 +181,14 @@ public final class MPIProcessGroup: ProcessGroup {
         } while offset < total
     }
 
+    /// Says which rank was waited for too long, then `MPI_Abort` (see `wait`).
+    func giveUp(waitingFor what: String, peer: Int?) -> ProcessGroupError {
+        let e = ProcessGroupError(rank: rank, problem: "waited \(Int(waitLimit)) s for \(what): \(peer.map { "rank \($0)" } ?? "a rank") is hung, stopped or unreachable; stopping the job (resume from the last checkpoint)")
+        FileHandle.standardError.write(Data("\nerror: \(e)\n".utf8))
+        MPI_Abort(ijepa_mpi_comm_world(), 75)
+        return e
+    }
+
     /// Polls `request` until it completes or `waitLimit` seconds pass; then throws, naming `peer` (the rank
     /// waited for, or every rank for a collective).
     func wait(_ request: inout MPI_Request?, for what: String, peer: Int?) throws {
@@ -187,10 +201,7 @@ public final class MPIProcessGroup: ProcessGroup {
             if Date() > deadline {
                 // Nothing can finish cleanly with a rank gone (MPI_Finalize would wait for it too): say which,
                 // then MPI_Abort, which makes mpirun end every rank, a stopped one included.
-                let e = ProcessGroupError(rank: rank, problem: "waited \(Int(waitLimit)) s for \(what): \(peer.map { "rank \($0)" } ?? "a rank") is hung, stopped or unreachable; stopping the job (resume from the last checkpoint)")
-                FileHandle.standardError.write(Data("\nerror: \(e)\n".utf8))
-                MPI_Abort(ijepa_mpi_comm_world(), 75)
-                throw e
+                throw giveUp(waitingFor: what, peer: peer)
             }
             usleep(pause)  // from 1 us up to 200 us: answers within microseconds are not slowed, idle waits cost no core
             pause = min(pause * 2, 200)

@@ -1,4 +1,5 @@
 import Foundation
+import JEPA
 import TensorCore
 
 /// The processes of one data-parallel training run, ranks 0..<size. Each rank computes a contiguous block of
@@ -17,6 +18,10 @@ public protocol ProcessGroup: AnyObject {
     func maximum(_ value: Int) throws -> Int
     /// Rank `root`'s bytes, on every rank.
     func broadcast(_ bytes: [UInt8], from root: Int) throws -> [UInt8]
+    /// A new exchange for one step that combines the subtrees as `combineSubtrees` does, in buckets of about
+    /// `bucketBytes` sent as the backward pass finishes them (overlapping it); nil where the group has none
+    /// (then `combineSubtrees`).
+    func makeGradientExchange(bucketBytes: Int) -> GradientExchange?
 }
 
 /// One process: the whole tree is its own.
@@ -28,6 +33,7 @@ public final class SingleProcess: ProcessGroup {
     public func anyTrue(_ flag: Bool) throws -> Bool { flag }
     public func maximum(_ value: Int) throws -> Int { value }
     public func broadcast(_ bytes: [UInt8], from root: Int) throws -> [UInt8] { bytes }
+    public func makeGradientExchange(bucketBytes: Int) -> GradientExchange? { nil }
 }
 
 /// What went wrong between the processes of a run; names the rank.

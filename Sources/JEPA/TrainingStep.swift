@@ -44,6 +44,9 @@ public final class IJEPATrainer {
     /// Turns this process's subtree sum into the whole tree's (the other processes' blocks, `ProcessGroup`).
     /// Nil: the process computes every shard.
     public var combineSubtrees: (([Tensor]) throws -> [Tensor])?
+    /// Instead of `combineSubtrees`: an exchange made for each step that takes each tensor's subtree sum as
+    /// soon as it is final, during the backward pass of the last local shard, so the messages overlap it.
+    public var makeGradientExchange: (() throws -> GradientExchange)?
 
     /// The parameter lists, built once (their names are string concatenations; not rebuilt every step).
     let trainable: [(String, Variable)]
@@ -95,6 +98,15 @@ public final class IJEPATrainer {
     public func lossAndPrediction(
         images: Tensor, context: [TokenIndices], targets: [TokenIndices], backward: Bool
     ) throws -> (Float, Variable) {
+        try lossAndPrediction(images: images, context: context, targets: targets, backward: backward, gradientReady: nil)
+    }
+
+    /// With `gradientReady`, the backward pass calls it with the index of each trainable parameter (in
+    /// `trainable`) as soon as that parameter's gradient is final (`Tape.watch`).
+    func lossAndPrediction(
+        images: Tensor, context: [TokenIndices], targets: [TokenIndices], backward: Bool,
+        gradientReady: ((Int) -> Void)?
+    ) throws -> (Float, Variable) {
         let batch = images.shape.first ?? 0
         let x = Variable(images)
         OpProfiler.begin("target")
@@ -103,6 +115,7 @@ public final class IJEPATrainer {
         h = try gatherTokens(h, targets, tape: nil)
         let targetReps = Variable(try repeatInterleaveBatch(h.value, batch: batch, repeat: context.count))
         let tape = backward ? Tape() : nil
+        if let tape, let gradientReady { tape.watch(trainable.map(\.1), ready: gradientReady) }
         OpProfiler.begin("context")
         let z = try model.encoder(x, masks: context, tape: tape)
         OpProfiler.begin("predictor")
@@ -134,17 +147,34 @@ public final class IJEPATrainer {
                                                  [mine.lowerBound, mine.upperBound], [shards])
         }
         var tree = ShardTree()
+        let exchange = try makeGradientExchange?()
+        var exchangeError: Error?
         for s in mine {
             let rows = s * per..<(s + 1) * per
+            let isLast = s == mine.upperBound - 1
+            // With an exchange, the last shard's gradients leave as they become final: each parameter's subtree
+            // sum is finished on its own (`ShardTree.finalTotal`) and handed over while the backward goes on.
+            let ready: ((Int) -> Void)? = exchange == nil || !isLast ? nil : { [trainable] i in
+                guard exchangeError == nil else { return }
+                do {
+                    let leaf = try trainable[i].1.takeGrad() ?? Tensor(zeros: trainable[i].1.shape)
+                    try exchange!.submit(i + 1, tree.finalTotal(i + 1, last: leaf))
+                } catch { exchangeError = error }
+            }
             let (loss, _) = try lossAndPrediction(
                 images: try images.batchRows(rows), context: try context.map { try $0.batchRows(rows) },
-                targets: try targets.map { try $0.batchRows(rows) }, backward: true)
-            // The shard's gradients are taken, not copied: the next shard's backward writes fresh buffers.
-            tree.push([try Tensor(shape: [1], values: [loss])]
-                      + (try trainable.map { (_, p) in try p.takeGrad() ?? Tensor(zeros: p.shape) }))
+                targets: try targets.map { try $0.batchRows(rows) }, backward: true, gradientReady: ready)
+            if let exchangeError { throw exchangeError }
+            let lossLeaf = try Tensor(shape: [1], values: [loss])
+            if let exchange, isLast {
+                try exchange.submit(0, tree.finalTotal(0, last: lossLeaf))
+            } else {
+                // The shard's gradients are taken, not copied: the next shard's backward writes fresh buffers.
+                tree.push([lossLeaf] + (try trainable.map { (_, p) in try p.takeGrad() ?? Tensor(zeros: p.shape) }))
+            }
         }
-        var sum = try tree.total()
-        if let combineSubtrees { sum = try combineSubtrees(sum) }
+        var sum = try exchange?.finish() ?? tree.total()
+        if exchange == nil, let combineSubtrees { sum = try combineSubtrees(sum) }
         let scale = 1 / Float(shards)
         for i in sum.indices {
             sum[i].withUnsafeMutableBufferPointer { g in for j in 0..<g.count { g[j] *= scale } }
@@ -158,6 +188,15 @@ public final class IJEPATrainer {
         try optimizer.restore(step: adamStep, m: m, v: v)
         self.stepsDone = stepsDone
     }
+}
+
+/// Sums this process's gradient subtree with the other processes' (`IJEPATrainer.makeGradientExchange`).
+public protocol GradientExchange: AnyObject {
+    /// The subtree sum of tensor `index` (0: the loss, then the trainable parameters in order), final. Called
+    /// in the same order on every process (the order in which the backward pass finishes the gradients).
+    func submit(_ index: Int, _ tensor: Tensor) throws
+    /// Waits for every sum and returns the whole tree's, in index order.
+    func finish() throws -> [Tensor]
 }
 
 /// Sums of S = 2^k leaves pushed in order, along the balanced binary tree whose leaves are in that order (a
@@ -180,6 +219,20 @@ public struct ShardTree {
             node = (height + 1, left)
         }
         stack.append(node)
+    }
+
+    /// Tensor `i` of the root when `leaf` is the last leaf, a power of two of leaves then pushed: the sum `push`
+    /// and `total` would give it, computed for this tensor alone, so each can be finished as soon as its last
+    /// leaf is known. Adds into the stack's partial sums of `i` in place (each tensor index once).
+    public mutating func finalTotal(_ i: Int, last leaf: Tensor) -> Tensor {
+        var node = leaf
+        for k in stack.indices.reversed() {  // the newest partial sum first, as `push` merges them: left + right
+            node.withUnsafeBufferPointer { r in
+                stack[k].tensors[i].withUnsafeMutableBufferPointer { o in for j in 0..<o.count { o[j] += r[j] } }
+            }
+            node = stack[k].tensors[i]
+        }
+        return node
     }
 
     /// The sum of every leaf; an error unless a power of two of them was pushed.

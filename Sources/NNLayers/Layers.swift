@@ -153,7 +153,7 @@ public final class Block: ParameterContainer {
     /// forward pass.
     public func callAsFunction(_ x: Variable, recompute: Bool, tape: Tape?) throws -> Variable {
         guard recompute else { return try self(x, tape: tape) }
-        return try recomputed(x, tape: tape) { try self($0, tape: $1) }
+        return try recomputed(x, parameters: namedParameters.map(\.1), tape: tape) { try self($0, tape: $1) }
     }
 
     public var namedParameters: [(String, Variable)] {

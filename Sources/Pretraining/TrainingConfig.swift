@@ -115,6 +115,10 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
         /// for the backward pass and run again there. ViT-S/16 I-JEPA step (batch 16, 1 thread, same run): peak RSS
         /// 2387 -> 1453 MiB (0.77 -> 0.47 of PyTorch's) for a step 15-20 % slower (docs/performance.md).
         public var recomputeBlocks = false
+        /// Several processes: the gradients travel in buckets of about this many KiB, each sent as soon as the
+        /// backward pass has finished it, overlapping the rest of the pass (DDP's bucket_cap_mb; the same sums
+        /// in the same order: the same bits). 0 sends them all after the backward pass.
+        public var gradientBucketKiB = 2048
     }
 
     public var data = Data()
@@ -292,6 +296,8 @@ extension TrainingConfig {
         try need(optimization.varianceWeight >= 0 && optimization.covarianceWeight >= 0,
                  "optimization.variance_weight and covariance_weight must be >= 0")
         try need(logging.checkpointEvery >= 0 && logging.logEvery >= 1, "logging.checkpoint_every >= 0 and logging.log_every >= 1")
+        try need(engine.gradientBucketKiB >= 0 && engine.gradientBucketKiB <= 1 << 20,
+                 "engine.gradient_bucket_kib must be in 0...1048576 (0: no overlap), got \(engine.gradientBucketKiB)")
         try need(evaluation.knnK >= 1, "evaluation.knn_k must be >= 1")
         try need(["mean", "none"].contains(evaluation.pooling), "evaluation.pooling must be \"mean\" or \"none\" (every token), got \"\(evaluation.pooling)\"")
         try need(evaluation.validationSamples >= 0, "evaluation.validation_samples must be >= 0 (0 = evaluate on the test split)")
@@ -359,7 +365,9 @@ extension TrainingConfig {
                 ConfigKey("encoder", \.encoder), ConfigKey("probe_sweep", \.probeSweep),
                 ConfigKey("validation_samples", \.validationSamples), ConfigKey("pooling", \.pooling),
             ]),
-            ConfigSection("engine", \.engine, [ConfigKey("recompute_blocks", \.recomputeBlocks)]),
+            ConfigSection("engine", \.engine, [
+                ConfigKey("recompute_blocks", \.recomputeBlocks), ConfigKey("gradient_bucket_kib", \.gradientBucketKiB, omittedWhen: 2048),
+            ]),
         ]
     }
 

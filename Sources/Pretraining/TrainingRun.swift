@@ -75,6 +75,23 @@ public final class StopRequest: @unchecked Sendable {
     }
 }
 
+/// An exchange whose calls are timed (the progress line's combine share).
+final class TimedExchange: GradientExchange {
+    let inner: GradientExchange
+    let spent: (Double) -> Void
+    init(_ inner: GradientExchange, spent: @escaping (Double) -> Void) { (self.inner, self.spent) = (inner, spent) }
+    func submit(_ index: Int, _ tensor: Tensor) throws {
+        let t = Date()
+        defer { spent(Date().timeIntervalSince(t)) }
+        try inner.submit(index, tensor)
+    }
+    func finish() throws -> [Tensor] {
+        let t = Date()
+        defer { spent(Date().timeIntervalSince(t)) }
+        return try inner.finish()
+    }
+}
+
 public struct TrainSummary: Sendable {
     public var stepsDone: Int
     public var totalSteps: Int
@@ -239,6 +256,13 @@ public final class TrainingRun {
                 let t = Date()
                 defer { self.combineSeconds += Date().timeIntervalSince(t) }
                 return try group.combineSubtrees(local)
+            }
+            if config.engine.gradientBucketKiB > 0, group.makeGradientExchange(bucketBytes: 1024) != nil {
+                // Timed: the MPI calls between the backward pass's ops, and the wait after it.
+                let bytes = config.engine.gradientBucketKiB * 1024
+                trainer.makeGradientExchange = { [unowned self, group] in
+                    TimedExchange(group.makeGradientExchange(bucketBytes: bytes)!) { self.combineSeconds += $0 }
+                }
             }
         }
         let prefetching = try BatchLoader(dataset: train, batchSize: batch, augmentation: augmentation(c),

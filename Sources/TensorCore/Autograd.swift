@@ -151,16 +151,43 @@ public final class Tape {
         /// there must outlive them (the output's value need not).
         let output: GradNode?
         let run: () -> Void
+        /// The watched variables (`watch`) among the entry's inputs, by index.
+        var touches: [Int] = []
     }
     var entries: [Entry] = []
     public var isRecording = true
+    /// `watch`: index of each watched gradient node, the entries still to run that take it, the handler.
+    var watched: [ObjectIdentifier: Int] = [:]
+    var pendingEntries: [Int] = []
+    var ready: ((Int) -> Void)?
 
     public init() {}
 
-    /// Records `backward`; after it runs, `output`'s gradient is released unless it retains it.
+    /// Calls `ready(i)` during the backward pass as soon as the gradient of `variables[i]` is final: every
+    /// recorded entry that takes it as an input has run (at the end for a variable no entry takes). Set
+    /// before the forward pass records; each index is reported once. For sending parameters' gradients while
+    /// the backward pass goes on (data parallelism), as DDP's gradient hooks do.
+    public func watch(_ variables: [Variable], ready: @escaping (Int) -> Void) {
+        watched = Dictionary(variables.enumerated().map { (ObjectIdentifier($1.node), $0) }, uniquingKeysWith: { a, _ in a })
+        pendingEntries = Array(repeating: 0, count: variables.count)
+        self.ready = ready
+    }
+
+    /// Records `backward`, which adds into the gradients of `inputs`; after it runs, `output`'s gradient is
+    /// released unless it retains it.
     @inline(__always)
-    func record(releasing output: Variable? = nil, _ backward: @escaping () -> Void) {
-        if isRecording { entries.append(Entry(output: output?.node, run: backward)) }
+    func record(releasing output: Variable? = nil, inputs: [Variable?] = [], _ backward: @escaping () -> Void) {
+        guard isRecording else { return }
+        var entry = Entry(output: output?.node, run: backward)
+        if !watched.isEmpty {
+            for v in inputs {
+                if let v, let i = watched[ObjectIdentifier(v.node)], !entry.touches.contains(i) {
+                    entry.touches.append(i)
+                    pendingEntries[i] += 1
+                }
+            }
+        }
+        entries.append(entry)
     }
 
     /// Each entry is dropped once it has run, and with it what its closure kept for the backward pass (its
@@ -171,6 +198,17 @@ public final class Tape {
         while let e = entries.popLast() {
             e.run()
             if let o = e.output, !o.retainsGrad { o.grad = nil }
+            for i in e.touches {
+                pendingEntries[i] -= 1
+                if pendingEntries[i] == 0 {
+                    pendingEntries[i] = -1
+                    ready?(i)
+                }
+            }
+        }
+        for i in pendingEntries.indices where pendingEntries[i] == 0 {  // taken by no entry
+            pendingEntries[i] = -1
+            ready?(i)
         }
     }
 
@@ -206,13 +244,15 @@ public final class Tape {
 /// The ops are deterministic, so the second run has the bits of the first and the gradients are identical
 /// to those of the plain call; the price is a second forward pass of `body`. With no recording tape this is
 /// `body(x, nil)`. `body` must not draw random numbers or depend on state that changes between the passes.
+///
+/// `parameters`: the variables `body` uses besides `x` whose gradients it writes (for `Tape.watch`).
 public func recomputed(
-    _ x: Variable, tape: Tape?, _ body: @escaping (Variable, Tape?) throws -> Variable
+    _ x: Variable, parameters: [Variable] = [], tape: Tape?, _ body: @escaping (Variable, Tape?) throws -> Variable
 ) throws -> Variable {
     guard let tape, tape.isRecording else { return try body(x, tape) }
     let out = output(try body(x, nil).value, tape)
     let phase = OpProfiler.active?.phase
-    tape.record(releasing: out) { [weak node = out.node] in
+    tape.record(releasing: out, inputs: [x] + parameters) { [weak node = out.node] in
         guard let dy = node?.grad else { return }
         let local = Tape()
         let replay: Variable

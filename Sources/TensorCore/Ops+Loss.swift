@@ -54,7 +54,7 @@ func elementwiseLoss<L: PointwiseLoss>(_ pred: Variable, _ target: Variable, tap
             }
         }
     }
-    t?.record(releasing: out, run)
+    t?.record(releasing: out, inputs: [pred, target], run)
     return out
 }
 
@@ -93,7 +93,7 @@ public func softmaxCrossEntropy(_ logits: Variable, labels: [Int], tape: Tape?) 
     for r in 0..<rows { loss -= Foundation_log(max(Double(pp[r * classes + labels[r]]), 1e-45)) }
     let t = recording(tape, logits)
     let out = output(try Tensor(shape: [1], values: [Float(loss / Double(rows))]), t)
-    t?.record(releasing: out) { [weak node = out.node] in
+    t?.record(releasing: out, inputs: [logits]) { [weak node = out.node] in
         guard let g = node?.grad?.scalars.first else { return }
         _ = probs
         let scale = g / Float(rows)

@@ -26,7 +26,7 @@ public func patchEmbed(_ images: Variable, weight: Variable, bias: Variable?, pa
     let t = recording(tape, images, weight, bias)
     // Route the gradient of the (D, C P P) view back to the (D, C, P, P) weight, and of the patches to the
     // images. Recorded before the linear op, so it runs after linear's backward (entries run newest first).
-    t?.record {
+    t?.record(inputs: [weight, images]) {
         if weight.requiresGrad, let g = w2.grad {
             weight.withGrad { dw in g.withUnsafeBufferPointer { accumulate(dw, $0.baseAddress!, count: g.count) } }
             w2.zeroGrad()

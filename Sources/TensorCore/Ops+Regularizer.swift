@@ -66,6 +66,6 @@ public func varianceCovarianceLoss(
             }
         }
     }
-    t?.record(releasing: out, run)
+    t?.record(releasing: out, inputs: [x], run)
     return out
 }

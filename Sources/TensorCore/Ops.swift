@@ -31,7 +31,7 @@ func opOutput(
         guard let dyT = node?.grad else { return }
         dyT.withUnsafeBufferPointer { backward($0.baseAddress!) }
     }
-    t?.record(releasing: out, run)
+    t?.record(releasing: out, inputs: inputs, run)
     return out
 }
 

@@ -70,4 +70,57 @@ final class GradientShardTests: XCTestCase {
         XCTAssertThrowsError(try gradients(shards: 3, threads: 1))
         XCTAssertThrowsError(try gradients(shards: 8, threads: 1))  // 4 images cannot make 8 shards
     }
+
+    /// An exchange of one process: keeps what it is given, in the order given.
+    final class Collecting: GradientExchange {
+        var submitted: [Int] = []
+        var tensors: [Int: Tensor] = [:]
+        func submit(_ index: Int, _ tensor: Tensor) throws {
+            submitted.append(index)
+            tensors[index] = tensor
+        }
+        func finish() throws -> [Tensor] { try (0..<tensors.count).map { try XCTUnwrap(tensors[$0]) } }
+    }
+
+    /// With an exchange the last shard's gradients are finished one parameter at a time during its backward
+    /// pass (`ShardTree.finalTotal`): the same bits as the whole tree summed after it, every index once.
+    func testOverlappedExchangeGivesTheTreeBits() throws {
+        for (shards, recompute) in [(2, false), (4, false), (4, true)] {
+            let tiny = try TinyIJEPA()
+            let m = tiny.masks(step: 0)
+            let plain = try tiny.trainer(recompute: recompute), overlapped = try tiny.trainer(recompute: recompute)
+            plain.gradientShards = shards
+            overlapped.gradientShards = shards
+            let exchange = Collecting()
+            overlapped.makeGradientExchange = { exchange }
+            let a = try plain.shardedLossAndGradients(images: tiny.images, context: m.context, targets: m.targets)
+            let b = try overlapped.shardedLossAndGradients(images: tiny.images, context: m.context, targets: m.targets)
+            XCTAssertEqual(a.bitPattern, b.bitPattern)
+            for (p, q) in zip(plain.trainable, overlapped.trainable) {
+                XCTAssertEqual(p.1.grad!.scalars.map(\.bitPattern), q.1.grad!.scalars.map(\.bitPattern), p.0)
+            }
+            XCTAssertEqual(exchange.submitted.sorted(), Array(0...plain.trainable.count))
+            XCTAssertEqual(exchange.submitted.last, 0, "the loss after the backward pass")
+            XCTAssertNotEqual(Array(exchange.submitted.dropLast()), Array(1...plain.trainable.count),
+                              "the backward pass finishes the last parameters first")
+        }
+    }
+
+    /// `Tape.watch` reports a gradient only once it is final: at that moment it already equals what it holds
+    /// after the whole backward pass (so no op writes a parameter's gradient without taking it as an input).
+    func testWatchReportsOnlyFinalGradients() throws {
+        for recompute in [false, true] {
+            let tiny = try TinyIJEPA()
+            let m = tiny.masks(step: 0)
+            let trainer = try tiny.trainer(predictorDepth: 2, recompute: recompute)
+            var atReady: [Int: [Float]] = [:]
+            _ = try trainer.lossAndPrediction(images: tiny.images, context: m.context, targets: m.targets, backward: true) { i in
+                atReady[i] = trainer.trainable[i].1.grad?.scalars ?? []
+            }
+            XCTAssertEqual(atReady.count, trainer.trainable.count)
+            for (i, (name, p)) in trainer.trainable.enumerated() {
+                XCTAssertEqual(atReady[i]?.map(\.bitPattern), p.grad?.scalars.map(\.bitPattern), "\(name), recompute \(recompute)")
+            }
+        }
+    }
 }

@@ -1,0 +1,174 @@
+#if MPI
+import CMPI
+import Foundation
+import JEPA
+import TensorCore
+
+/// One step's gradients summed along the fixed tree's top levels in buckets, each bucket on its way as soon as
+/// the backward pass has finished its tensors (DDP's and Horovod's bucketing, with our fixed order).
+///
+/// Tensors arrive through `submit` in the order the backward pass finishes them, the same on every rank, and
+/// are packed into buckets of about `bucketFloats`. A closed bucket goes up the tree as the whole-step
+/// combination does (`MPIProcessGroup.treeSubtrees`): at level l, rank r with r mod 2^(l+1) = 0 receives rank
+/// r + 2^l's bucket and adds it on the right, the other sends and is done; rank 0 then broadcasts the bucket's
+/// sums. So every element gets exactly the additions of the unbucketed tree: the same bits.
+///
+/// MPI_THREAD_FUNNELED: only the training loop's thread calls MPI, here inside `submit` (between the backward
+/// pass's ops) and `finish`; each call tests the pending requests and moves every bucket as far as it can go.
+/// The point-to-point messages of bucket b carry tag 1000 + b; the broadcasts, being collectives, are posted
+/// in bucket order on every rank.
+final class MPITreeExchange: GradientExchange {
+    /// Its buffers are allocated, not arrays: MPI holds their addresses while a request is pending.
+    final class Bucket {
+        let id: Int
+        let indices: [Int]
+        let shapes: [[Int]]
+        let data: UnsafeMutableBufferPointer<Float>
+        /// The right subtree's bucket, received (ranks that receive at some level).
+        lazy var incoming = UnsafeMutableBufferPointer<Float>.allocate(capacity: data.count)
+        var hasIncoming = false
+        /// The tree level's distance 2^l; a sender is done after its send.
+        var step = 1
+        var request: MPI_Request?
+        /// What the pending request waits for, and from which rank (for the deadline's message).
+        var waitingFor = ""
+        var peer = 0
+        var reduced = false
+        var broadcastPosted = false
+        var done = false
+
+        init(id: Int, indices: [Int], shapes: [[Int]], values: [Float]) {
+            (self.id, self.indices, self.shapes) = (id, indices, shapes)
+            data = .allocate(capacity: values.count)
+            _ = data.initialize(from: values)
+        }
+
+        deinit {
+            data.deallocate()
+            if hasIncoming { incoming.deallocate() }
+        }
+
+        var bytes: Int32 { Int32(data.count * 4) }
+    }
+
+    let group: MPIProcessGroup
+    let bucketFloats: Int
+    var pending: [(index: Int, tensor: Tensor)] = []
+    var pendingFloats = 0
+    var buckets: [Bucket] = []
+    var broadcastsPosted = 0
+
+    init(group: MPIProcessGroup, bucketFloats: Int) {
+        self.group = group
+        self.bucketFloats = bucketFloats
+    }
+
+    func submit(_ index: Int, _ tensor: Tensor) throws {
+        pending.append((index, tensor))
+        pendingFloats += tensor.count
+        if pendingFloats >= bucketFloats { try closeBucket() }
+        try advance()
+    }
+
+    func finish() throws -> [Tensor] {
+        if !pending.isEmpty { try closeBucket() }
+        var deadline = Date().addingTimeInterval(group.waitLimit)
+        var pause: UInt32 = 1
+        while buckets.contains(where: { !$0.done }) {
+            if try advance() {
+                deadline = Date().addingTimeInterval(group.waitLimit)
+                pause = 1
+                continue
+            }
+            if Date() > deadline {
+                let stuck = buckets.first { !$0.done }!
+                throw group.giveUp(waitingFor: stuck.waitingFor, peer: stuck.peer)
+            }
+            usleep(pause)  // as `MPIProcessGroup.wait`: quick answers are not slowed, idle waits cost no core
+            pause = min(pause * 2, 200)
+        }
+        var out: [Int: Tensor] = [:]
+        for b in buckets {
+            var offset = 0
+            for (i, shape) in zip(b.indices, b.shapes) {
+                let n = shape.reduce(1, *)
+                out[i] = try Tensor(shape: shape, values: Array(b.data[offset..<offset + n]))  // one copy out
+                offset += n
+            }
+        }
+        return try (0..<out.count).map { i in
+            guard let t = out[i] else {
+                throw ProcessGroupError(rank: group.rank, problem: "gradient exchange: tensor \(i) was never submitted")
+            }
+            return t
+        }
+    }
+
+    func closeBucket() throws {
+        let values = flatten(pending.map(\.tensor))
+        guard values.count <= Int(Int32.max) / 4 else {
+            throw ProcessGroupError(rank: group.rank, problem: "gradient exchange: a bucket of \(values.count) floats exceeds MPI's Int32 count")
+        }
+        let b = Bucket(id: buckets.count, indices: pending.map(\.index), shapes: pending.map(\.tensor.shape), values: values)
+        pending.removeAll()
+        pendingFloats = 0
+        buckets.append(b)
+        try start(b)
+    }
+
+    /// Posts the bucket's next message of the tree (or marks it reduced at the top).
+    func start(_ b: Bucket) throws {
+        let rank = group.rank, size = group.size
+        guard b.step < size else { b.reduced = true; return }
+        let comm = ijepa_mpi_comm_world(), tag = Int32(1000 + b.id)
+        if rank % (2 * b.step) == 0 {
+            b.peer = rank + b.step
+            b.waitingFor = "rank \(b.peer)'s gradients"
+            b.hasIncoming = true
+            try group.check(MPI_Irecv(b.incoming.baseAddress, b.bytes, ijepa_mpi_byte(), Int32(b.peer), tag, comm, &b.request),
+                            "MPI_Irecv from rank \(b.peer)")
+        } else {
+            b.peer = rank - b.step
+            b.waitingFor = "rank \(b.peer) to take this rank's gradients"
+            try group.check(MPI_Isend(b.data.baseAddress, b.bytes, ijepa_mpi_byte(), Int32(b.peer), tag, comm, &b.request),
+                            "MPI_Isend to rank \(b.peer)")
+        }
+    }
+
+    /// Tests every pending request once and moves the buckets on; true when anything moved.
+    @discardableResult
+    func advance() throws -> Bool {
+        var moved = false
+        for b in buckets where !b.done && b.request != nil {
+            var flag: Int32 = 0
+            try group.check(MPI_Test(&b.request, &flag, ijepa_mpi_status_ignore()), "MPI_Test")
+            guard flag != 0 else { continue }
+            b.request = nil
+            moved = true
+            if b.broadcastPosted {
+                b.done = true
+            } else if group.rank % (2 * b.step) == 0 {
+                // Received the right subtree: left + right, then up one level.
+                let (o, r) = (b.data, b.incoming)
+                for j in 0..<o.count { o[j] += r[j] }
+                b.step *= 2
+                try start(b)
+            } else {
+                b.reduced = true  // sent: this rank's part of the bucket is up the tree
+            }
+        }
+        // The broadcasts of the sums, in bucket order on every rank (collectives must be posted in one order).
+        while broadcastsPosted < buckets.count, buckets[broadcastsPosted].reduced {
+            let b = buckets[broadcastsPosted]
+            b.waitingFor = "the sums from rank 0"
+            b.peer = 0
+            try group.check(MPI_Ibcast(b.data.baseAddress, b.bytes, ijepa_mpi_byte(), 0, ijepa_mpi_comm_world(), &b.request),
+                            "MPI_Ibcast of the sums")
+            b.broadcastPosted = true
+            broadcastsPosted += 1
+            moved = true
+        }
+        return moved
+    }
+}
+#endif
