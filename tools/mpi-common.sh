@@ -28,3 +28,14 @@ rank_pid() {
         tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
     done
 }
+# job_fails JOB WHY: waits for the background job JOB (killed after 90 s), which must end with an error ("the job
+# ended normally WHY" otherwise); sets $waited to the seconds the wait took.
+job_fails() {
+    local t0 watchdog
+    t0=$(date +%s)
+    ( sleep 90; kill -9 "$1" 2>/dev/null ) &
+    watchdog=$!
+    if wait "$1"; then echo "FAIL: the job ended normally $2"; exit 1; fi
+    waited=$(( $(date +%s) - t0 ))
+    kill "$watchdog" 2>/dev/null || true
+}
