@@ -3,14 +3,16 @@ import Foundation
 import Synchronization
 import TensorCore
 
-/// One training batch.
+/// One training batch, or the rows of it that one process builds (`rows`).
 public struct Batch: Sendable {
-    /// (B, C, S, S) normalised images.
+    /// (rows.count, C, S, S) normalised images: rows `rows` of the batch.
     public var images: Tensor
     /// The class of each image.
     public var labels: [Int]
     /// The dataset index of each image.
     public var indices: [Int]
+    /// The rows of the whole batch these images are (all of them unless the loader was given `rows`).
+    public var rows: Range<Int>
     public var epoch: Int
     /// Global batch index: epoch * batchesPerEpoch + batch within the epoch.
     public var step: Int
@@ -25,6 +27,9 @@ public struct Batch: Sendable {
 /// So every batch is a pure function of (dataset, augmentation, seed, global index): the same for any thread
 /// count, with or without prefetch, and `startStep: s` resumes a run exactly where batch s would have come.
 ///
+/// With `rows`, only those rows of every batch are built (a process of a data-parallel run builds its shards'
+/// images only); each is the image the whole batch has there.
+///
 /// With `prefetch > 0` one background thread (never more: the training step uses the cores) prepares up to
 /// `prefetch` batches ahead; `deinit` stops it (it checks between images) and waits for it to exit.
 public final class BatchLoader {
@@ -34,6 +39,8 @@ public final class BatchLoader {
     public let seed: UInt64
     public let shuffle: Bool
     public let prefetch: Int
+    /// The rows of each batch that are built (nil: all).
+    public let rows: Range<Int>?
     /// Global index of the batch the next `next()` returns.
     public private(set) var nextStep: Int
 
@@ -46,7 +53,7 @@ public final class BatchLoader {
 
     public init(
         dataset: ImageDataset, batchSize: Int, augmentation: Augmentation, seed: UInt64, startStep: Int = 0,
-        prefetch: Int = 2, shuffle: Bool = true
+        prefetch: Int = 2, shuffle: Bool = true, rows: Range<Int>? = nil
     ) throws {
         guard batchSize > 0 else { throw ImageDataError(path: dataset.name, problem: "batch size must be positive (got \(batchSize))") }
         guard dataset.count >= batchSize else {
@@ -54,6 +61,9 @@ public final class BatchLoader {
         }
         guard startStep >= 0 else { throw ImageDataError(path: dataset.name, problem: "startStep must be >= 0 (got \(startStep))") }
         guard prefetch >= 0 else { throw ImageDataError(path: dataset.name, problem: "prefetch must be >= 0 (got \(prefetch))") }
+        if let rows, rows.isEmpty || rows.lowerBound < 0 || rows.upperBound > batchSize {
+            throw ImageDataError(path: dataset.name, problem: "rows \(rows) are not a non-empty part of a batch of \(batchSize)")
+        }
         try augmentation.validate(channels: dataset.channels)
         self.dataset = dataset
         self.batchSize = batchSize
@@ -61,12 +71,13 @@ public final class BatchLoader {
         self.seed = seed
         self.shuffle = shuffle
         self.prefetch = prefetch
+        self.rows = rows
         self.nextStep = startStep
         if prefetch > 0 {
             let cache = OrderCache()
             let p = Prefetcher(capacity: prefetch, startStep: startStep) { step, cancelled in
                 try BatchLoader.makeBatch(dataset: dataset, augmentation: augmentation, seed: seed, batchSize: batchSize,
-                                          step: step, shuffle: shuffle, order: cache.order, threads: 1,
+                                          step: step, shuffle: shuffle, order: cache.order, rows: rows, threads: 1,
                                           cancelled: cancelled)
             }
             prefetcher = p
@@ -86,7 +97,7 @@ public final class BatchLoader {
         } else {
             b = try BatchLoader.makeBatch(dataset: dataset, augmentation: augmentation, seed: seed,
                                           batchSize: batchSize, step: nextStep, shuffle: shuffle, order: orders.order,
-                                          threads: nil)
+                                          rows: rows, threads: nil, cancelled: nil)
         }
         precondition(b.step == nextStep, "BatchLoader: got batch \(b.step), expected \(nextStep)")
         nextStep += 1
@@ -109,12 +120,12 @@ public final class BatchLoader {
         threads: Int? = nil
     ) throws -> Batch {
         try makeBatch(dataset: dataset, augmentation: augmentation, seed: seed, batchSize: batchSize, step: step,
-                      shuffle: shuffle, order: order, threads: threads, cancelled: nil)
+                      shuffle: shuffle, order: order, rows: nil, threads: threads, cancelled: nil)
     }
 
     static func makeBatch(
         dataset: ImageDataset, augmentation: Augmentation, seed: UInt64, batchSize: Int, step: Int, shuffle: Bool,
-        order: ((Int, UInt64, Int, Bool) -> [Int])?, threads: Int?, cancelled: (() -> Bool)?
+        order: ((Int, UInt64, Int, Bool) -> [Int])?, rows: Range<Int>?, threads: Int?, cancelled: (() -> Bool)?
     ) throws -> Batch {
         guard batchSize > 0, dataset.count >= batchSize, step >= 0 else {
             throw ImageDataError(path: dataset.name, problem: "no batch \(step) of size \(batchSize) from \(dataset.count) images")
@@ -123,14 +134,15 @@ public final class BatchLoader {
         let perEpoch = dataset.count / batchSize
         let epoch = step / perEpoch, b = step % perEpoch
         let ord = order?(dataset.count, seed, epoch, shuffle) ?? epochOrder(count: dataset.count, seed: seed, epoch: epoch, shuffle: shuffle)
-        let indices = Array(ord[b * batchSize..<(b + 1) * batchSize])
+        let built = rows ?? 0..<batchSize
+        let indices = Array(ord[b * batchSize + built.lowerBound..<b * batchSize + built.upperBound])
         let s = augmentation.outputSize, c = dataset.channels, per = c * s * s
-        var images = try Tensor(zeros: [batchSize, c, s, s])
+        var images = try Tensor(zeros: [built.count, c, s, s])
         let base = RandomGenerator(seed: seed)
         let stopped = Atomic<Bool>(false)
         images.withUnsafeMutableBufferPointer { buf in
             let out = buf.baseAddress!
-            Parallel.forEach(tasks: batchSize, threads: threads) { k, _ in
+            Parallel.forEach(tasks: built.count, threads: threads) { k, _ in
                 if let cancelled, cancelled() { stopped.store(true, ordering: .relaxed); return }
                 let i = indices[k]
                 var rng = base.stream(.augmentation, UInt64(epoch), UInt64(i))
@@ -139,7 +151,8 @@ public final class BatchLoader {
             }
         }
         if stopped.load(ordering: .relaxed) { throw CancellationError() }
-        return Batch(images: images, labels: indices.map { dataset.labels[$0] }, indices: indices, epoch: epoch, step: step)
+        return Batch(images: images, labels: indices.map { dataset.labels[$0] }, indices: indices, rows: built,
+                     epoch: epoch, step: step)
     }
 }
 

@@ -134,7 +134,8 @@ public final class IJEPATrainer {
     /// The loss of the batch and, left in the parameters' `grad`, its gradient, computed shard by shard
     /// (`gradientShards`) and summed along the fixed tree; the loss is the tree's sum of the shards' losses / S.
     func shardedLossAndGradients(images: Tensor, context: [TokenIndices], targets: [TokenIndices]) throws -> Float {
-        let shards = gradientShards, batch = images.shape.first ?? 0
+        // The masks cover the whole batch; `images` is the whole batch too, or only this process's shards' rows.
+        let shards = gradientShards, batch = context.first?.batch ?? images.shape.first ?? 0
         guard shards > 0, shards & (shards - 1) == 0, batch % shards == 0 else {
             throw TensorError.incompatibleShapes(
                 operation: "gradient shards: a power of two that divides the batch", [shards], [batch])
@@ -145,6 +146,11 @@ public final class IJEPATrainer {
               mine.upperBound <= shards else {
             throw TensorError.incompatibleShapes(operation: "local shards: a whole subtree of the shard tree",
                                                  [mine.lowerBound, mine.upperBound], [shards])
+        }
+        let imageRow0 = images.shape.first == batch ? 0 : mine.lowerBound * per
+        guard images.shape.first == batch || images.shape.first == mine.count * per else {
+            throw TensorError.incompatibleShapes(operation: "sharded step: the whole batch's images or this process's shards'",
+                                                 images.shape, [batch, mine.count * per])
         }
         var tree = ShardTree()
         let exchange = try makeGradientExchange?()
@@ -162,7 +168,7 @@ public final class IJEPATrainer {
                 } catch { exchangeError = error }
             }
             let (loss, _) = try lossAndPrediction(
-                images: try images.batchRows(rows), context: try context.map { try $0.batchRows(rows) },
+                images: try images.batchRows(rows.lowerBound - imageRow0..<rows.upperBound - imageRow0), context: try context.map { try $0.batchRows(rows) },
                 targets: try targets.map { try $0.batchRows(rows) }, backward: true, gradientReady: ready)
             if let exchangeError { throw exchangeError }
             let lossLeaf = try Tensor(shape: [1], values: [loss])

@@ -265,8 +265,11 @@ public final class TrainingRun {
                 }
             }
         }
+        // Each process builds only its shards' images (the masks, cheap, for the whole batch).
+        let per = batch / c.optimization.gradientShards
         let prefetching = try BatchLoader(dataset: train, batchSize: batch, augmentation: augmentation(c),
-                                          seed: seed, startStep: start, prefetch: 2)
+                                          seed: seed, startStep: start, prefetch: 2,
+                                          rows: trainer.localShards.map { $0.lowerBound * per..<$0.upperBound * per })
         let vit = model.config
         log(String(format: "I-JEPA %@ %dx%d/%d D%d L%d h%d, predictor %dx%d; %d params; %@ %d images, batch %d, %d steps/epoch, %d epochs%@",
                    c.meta.modelName, vit.imageSize, vit.imageSize, vit.patchSize, vit.embedDim, vit.depth, vit.heads,

@@ -43,6 +43,26 @@ final class BatchLoaderTests: XCTestCase {
         XCTAssertNotEqual(other.indices, t4.indices)
     }
 
+    /// A process of a data-parallel run builds only its rows: each is the whole batch's image there.
+    func testRowsAreThoseOfTheWholeBatch() throws {
+        let d = dataset()
+        let aug = Augmentation(outputSize: 10, horizontalFlip: true)
+        let whole = try BatchLoader(dataset: d, batchSize: 8, augmentation: aug, seed: 7, prefetch: 0)
+        let part = try BatchLoader(dataset: d, batchSize: 8, augmentation: aug, seed: 7, prefetch: 2, rows: 2..<6)
+        for _ in 0..<8 {
+            let a = try whole.next(), b = try part.next()
+            XCTAssertEqual(b.rows, 2..<6)
+            XCTAssertEqual(a.rows, 0..<8)
+            XCTAssertEqual(b.images.shape, [4, 1, 10, 10])
+            XCTAssertEqual(b.indices, Array(a.indices[2..<6]))
+            XCTAssertEqual(b.labels, Array(a.labels[2..<6]))
+            XCTAssertEqual(b.images.scalars.map(\.bitPattern), Array(a.images.scalars[2 * 100..<6 * 100]).map(\.bitPattern))
+        }
+        for bad in [0..<0, 6..<9, -1..<2] {
+            XCTAssertThrowsError(try BatchLoader(dataset: d, batchSize: 8, augmentation: aug, seed: 7, rows: bad))
+        }
+    }
+
     func testResumeFromStartStep() throws {
         let d = dataset()
         let aug = Augmentation(outputSize: 8)

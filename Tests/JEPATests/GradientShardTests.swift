@@ -123,4 +123,25 @@ final class GradientShardTests: XCTestCase {
             }
         }
     }
+
+    /// A process given only its shards' images (the loader's `rows`) computes the subtree sum it computes from
+    /// the whole batch.
+    func testLocalImagesGiveTheLocalSubtree() throws {
+        let tiny = try TinyIJEPA()
+        let m = tiny.masks(step: 0)
+        var sums: [[[UInt32]]] = []
+        for local in [false, true] {
+            let t = try tiny.trainer()
+            t.gradientShards = 4
+            t.localShards = 2..<4
+            let images = local ? try tiny.images.batchRows(2..<4) : tiny.images
+            let loss = try t.shardedLossAndGradients(images: images, context: m.context, targets: m.targets)
+            sums.append([[loss.bitPattern]] + t.trainable.map { $0.1.grad!.scalars.map(\.bitPattern) })
+        }
+        XCTAssertEqual(sums[0], sums[1])
+        let t = try tiny.trainer()
+        t.gradientShards = 4
+        t.localShards = 2..<4
+        XCTAssertThrowsError(try t.shardedLossAndGradients(images: try tiny.images.batchRows(0..<3), context: m.context, targets: m.targets))
+    }
 }
