@@ -11,7 +11,8 @@
 #     faults while training (disk full, read-only and removed output folder, temporary files of killed runs, 20
 #     kills at random moments each resumed to the uninterrupted run's bits);
 #  5. AddressSanitizer over the whole suite, ThreadSanitizer over the tests that use threads, and a deliberate
-#     race that ThreadSanitizer must report (tools/sanitize.sh);
+#     race that ThreadSanitizer must report (tools/sanitize.sh); the whole suite in a debug build (the standard
+#     library's debug checks);
 #  6. the fuzz targets (libFuzzer + AddressSanitizer): every corpus and regression input replayed, then a short
 #     run of each with a fixed seed (tools/fuzz.sh replay; open-ended fuzzing stays outside CI);
 #  7. data-parallel training over Open MPI (the MPI trait; installs Open MPI when missing): the same bits on 1,
@@ -77,8 +78,16 @@ bash tools/check-bad-inputs.sh .build/release/ijepa
 bash tools/check-faults.sh .build/release/ijepa
 bash tools/check-kill-resume.sh .build/release/ijepa | tail -1
 
-echo "== 5/7 sanitizers: ASan over the suite, TSan over the threaded tests, the TSan canary"
+echo "== 5/7 sanitizers: ASan over the suite, TSan over the threaded tests, the TSan canary; a debug build"
 bash tools/sanitize.sh all
+# The whole suite once more in a debug build: the standard library's debug checks (the alignment of raw-pointer
+# loads, among others), which release builds drop, found a misaligned SIMD load in the attention kernel.
+if ! swift test "${SWIFT_FLAGS[@]}" >"$logs/debug.log" 2>&1; then
+    grep -E "error:|Fatal|failed" "$logs/debug.log" | tail -20
+    echo "error: the test suite failed in the debug build" >&2
+    exit 1
+fi
+echo "debug build: $(grep -E "Executed [0-9]+ tests" "$logs/debug.log" | tail -1 | sed -E 's/^[[:space:]]+//')"
 
 echo "== 6/7 fuzz targets: corpora and regression inputs replayed, short seeded runs"
 bash tools/fuzz.sh replay
