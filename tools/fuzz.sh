@@ -64,14 +64,15 @@ run)
     "$bin/$t" "${limits[@]}" -merge=1 "$(corpus "$t")" "$work/new" >"$work/merge.log" 2>&1 || true
     rm -rf "$work/new"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$commit" "$t" "$secs" "$execs" \
-        "${cov:-?}" "$([ $rc = 0 ] && echo none || echo "rc $rc, see $log")" >>Fuzz/runs.tsv
+        "${cov:-?}" "$(case $rc in 0) echo none ;; 72) echo "none (interrupted)" ;; *) echo "rc $rc, see $log" ;; esac)" >>Fuzz/runs.tsv
     echo "$t: ${secs}s, $execs executions, ${cov:-?}, exit $rc"
+    [ "$rc" = 72 ] && exit 0  # libFuzzer's exit code after SIGINT (-interrupted_exitcode): stopped, no finding
     exit $rc
     ;;
 totals)
     printf '| Target | Runs | Seconds | Executions | Last coverage | Findings |\n|---|---|---|---|---|---|\n'
     for t in "${targets[@]}"; do
-        awk -F'\t' -v t="$t" '$3 == t && $7 !~ /^not counted/ { n++; s += $4; e += $5; c = $6; if ($7 != "none") f++ }
+        awk -F'\t' -v t="$t" '$3 == t && $7 !~ /^not counted/ { n++; s += $4; e += $5; c = $6; if ($7 !~ /^none/) f++ }
             END { printf "| %s | %d | %d | %d | %s | %d |\n", t, n, s, e, c, f }' Fuzz/runs.tsv
     done
     ;;
