@@ -15,8 +15,11 @@ import TensorCore
 ///
 /// MPI_THREAD_FUNNELED: only the training loop's thread calls MPI, here inside `submit` (between the backward
 /// pass's ops) and `finish`; each call tests the pending requests and moves every bucket as far as it can go.
-/// The point-to-point messages of bucket b carry tag 1000 + b; the broadcasts, being collectives, are posted
-/// in bucket order on every rank.
+/// Messages are matched by posting order: at every level each rank posts its sends and receives in bucket order
+/// (a bucket waits for the one before it to have posted at that level), and MPI delivers the messages of one
+/// sender, tag and communicator in the order they were sent; the tag is 1000 + the level. (A tag per bucket
+/// would outgrow MPI_TAG_UB, at least 32767, for large models in small buckets.) The broadcasts, being
+/// collectives, are posted in bucket order on every rank too.
 final class MPITreeExchange: GradientExchange {
     /// Its buffers are allocated, not arrays: MPI holds their addresses while a request is pending.
     final class Bucket {
@@ -29,6 +32,9 @@ final class MPITreeExchange: GradientExchange {
         var hasIncoming = false
         /// The tree level's distance 2^l; a sender is done after its send.
         var step = 1
+        var level = 0
+        /// Whether this level's message is posted (else it waits for the bucket before it to post there).
+        var posted = false
         var request: MPI_Request?
         /// What the pending request waits for, and from which rank (for the deadline's message).
         var waitingFor = ""
@@ -113,14 +119,24 @@ final class MPITreeExchange: GradientExchange {
         pending.removeAll()
         pendingFloats = 0
         buckets.append(b)
-        try start(b)
+        try post(b)
     }
 
-    /// Posts the bucket's next message of the tree (or marks it reduced at the top).
-    func start(_ b: Bucket) throws {
+    /// Whether bucket `b` may post its message at its current level: the bucket before it has posted there, or
+    /// is past it.
+    func mayPost(_ b: Bucket) -> Bool {
+        guard b.id > 0 else { return true }
+        let before = buckets[b.id - 1]
+        return before.reduced || before.level > b.level || (before.level == b.level && before.posted)
+    }
+
+    /// Posts the bucket's message at its level if its turn has come (or marks it reduced at the top).
+    func post(_ b: Bucket) throws {
         let rank = group.rank, size = group.size
         guard b.step < size else { b.reduced = true; return }
-        let comm = ijepa_mpi_comm_world(), tag = Int32(1000 + b.id)
+        guard !b.posted, mayPost(b) else { return }
+        b.posted = true
+        let comm = ijepa_mpi_comm_world(), tag = Int32(1000 + b.level)
         if rank % (2 * b.step) == 0 {
             b.peer = rank + b.step
             b.waitingFor = "rank \(b.peer)'s gradients"
@@ -152,10 +168,17 @@ final class MPITreeExchange: GradientExchange {
                 let (o, r) = (b.data, b.incoming)
                 for j in 0..<o.count { o[j] += r[j] }
                 b.step *= 2
-                try start(b)
+                b.level += 1
+                b.posted = false
+                try post(b)
             } else {
                 b.reduced = true  // sent: this rank's part of the bucket is up the tree
             }
+        }
+        // Buckets whose turn to post has come (the one before them posted, in this pass or earlier), in order.
+        for b in buckets where !b.reduced && !b.posted && mayPost(b) {
+            try post(b)
+            moved = true
         }
         // The broadcasts of the sums, in bucket order on every rank (collectives must be posted in one order).
         while broadcastsPosted < buckets.count, buckets[broadcastsPosted].reduced {
