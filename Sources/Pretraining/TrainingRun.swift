@@ -316,8 +316,6 @@ public final class TrainingRun {
             if c.logging.checkpointEvery > 0 && last.step % c.logging.checkpointEvery == 0 {
                 try saveCheckpoint(lastLoss: last.loss, wall: wallBefore + Date().timeIntervalSince(t0))
             }
-            // Freed holes in the allocator's heap would otherwise add up over a long run (ProcessMemory).
-            if last.step % 100 == 0 { ProcessMemory.releaseFreeMemory() }
             // The ranks' parameters must stay identical (same updates from the same sums): compared every 100 steps.
             if group.size > 1 && last.step % 100 == 0 {
                 try group.requireAgreement(parameterChecksum(), what: "parameters after step \(last.step) (checksum)")
