@@ -75,11 +75,11 @@ across() {
 }
 shm=(mpirun --allow-run-as-root --oversubscribe --mca pml ob1 --mca btl self,vader)
 
-# images_per_second LOG_CSV BATCH: the mean rate over the steps after the first 3 (warm-up), from the
-# step times the log records.
+# images_per_second LOG_CSV BATCH: the mean rate over the steps after the first 3 (warm-up): images over the
+# sum of the step times (each step's time is its batch over its logged images_per_second).
 images_per_second() {
-    awk -F, -v b="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "seconds") c = i; next }
-        $1 > 3 { s += $c; n++ } END { printf "%.1f", b * n / s }' "$1"
+    awk -F, -v b="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "images_per_second") c = i; next }
+        $1 > 3 { s += b / $c; n++ } END { printf "%.1f", b * n / s }' "$1"
 }
 
 if [ "$mode" = "--measure" ]; then

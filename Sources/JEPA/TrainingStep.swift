@@ -167,8 +167,9 @@ public final class IJEPATrainer {
                     try exchange!.submit(i + 1, tree.finalTotal(i + 1, last: leaf))
                 } catch { exchangeError = error }
             }
+            let imageRows = rows.lowerBound - imageRow0..<rows.upperBound - imageRow0
             let (loss, _) = try lossAndPrediction(
-                images: try images.batchRows(rows.lowerBound - imageRow0..<rows.upperBound - imageRow0), context: try context.map { try $0.batchRows(rows) },
+                images: try images.batchRows(imageRows), context: try context.map { try $0.batchRows(rows) },
                 targets: try targets.map { try $0.batchRows(rows) }, backward: true, gradientReady: ready)
             if let exchangeError { throw exchangeError }
             let lossLeaf = try Tensor(shape: [1], values: [loss])
