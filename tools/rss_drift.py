@@ -4,6 +4,7 @@ the step, from step FROM (default 1000) to the end, prints the fitted drift as a
 the curve (one point per 100 steps) when an output PNG is named (needs matplotlib).
 
     ijepa train --out runs/rss-20k --epochs 22 --steps 20000     # the default model, batch 64: about 70 minutes
+                                                                 # (built as tools/run.sh builds it: AVX2 + FMA)
     python3 tools/rss_drift.py runs/rss-20k [docs/images/rss-20k.png] [--from 1000] [--limit 0.01]
 
 Drift = slope of the least-squares line x (last step - FROM) / mean RSS over the same steps. Exits 1 when its
