@@ -23,8 +23,16 @@ if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
     $sudo_ apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
 fi
-if ! ip netns add ijepa-probe-ns 2>/dev/null; then
-    echo "skipped: cannot create network namespaces here (needs root with CAP_SYS_ADMIN and CAP_NET_ADMIN)"
+# What the checks need, tried first: a namespace, a veth pair in it, a tbf qdisc on the pair.
+probe_network() {
+    ip netns add ijepa-probe-ns &&
+        ip -n ijepa-probe-ns link add ijepa-pa type veth peer name ijepa-pb &&
+        tc -n ijepa-probe-ns qdisc add dev ijepa-pa root tbf rate 1gbit burst 256kb latency 20ms
+}
+if ! probe_network 2>/dev/null; then
+    ip netns del ijepa-probe-ns 2>/dev/null || true
+    echo "skipped: cannot create network namespaces, veth pairs or tbf qdiscs here (needs root with CAP_SYS_ADMIN"
+    echo "and CAP_NET_ADMIN, and the veth and sch_tbf kernel modules)"
     exit 0
 fi
 ip netns del ijepa-probe-ns
