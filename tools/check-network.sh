@@ -14,9 +14,10 @@
 # link at 10 and 1 Gbit/s, at 1 Gbit/s also without overlap and with MPI_Allreduce, against 1 process x 2
 # threads) for the default model and ViT-S/16 at 224 px.
 # Needs root (namespaces, tc; CI runs as root). Where namespaces cannot be made it says so and exits 0.
-# Usage: tools/check-network.sh [--measure]
+# Usage: tools/check-network.sh [--measure [default|vit-s16]]
 source "$(dirname "$0")/setup.sh"
 mode="${1:-check}"
+models="${2:-default vit-s16}"
 if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
     echo "installing iproute2 (ip, tc)"
     sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
@@ -99,7 +100,7 @@ if [ "$mode" = "--measure" ]; then
     echo
     echo "| model | batch, shards | 1 process x 2 threads | 2 x 1, shared memory | 2 x 1, link 10 Gbit/s | 2 x 1, link 1 Gbit/s | same, no overlap | same, MPI_Allreduce | link 1 Gbit/s / shared memory |"
     echo "|---|---|---|---|---|---|---|---|---|"
-    for model in default vit-s16; do
+    for model in $models; do
         if [ "$model" = default ]; then
             set_=(--set optimization.gradient_shards=2) batch=64 steps=30
         else
