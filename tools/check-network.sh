@@ -14,10 +14,11 @@
 # link at 10 and 1 Gbit/s, at 1 Gbit/s also without overlap and with MPI_Allreduce, against 1 process x 2
 # threads) for the default model and ViT-S/16 at 224 px.
 # Needs root (namespaces, tc; CI runs as root). Where namespaces cannot be made it says so and exits 0.
-# Usage: tools/check-network.sh [--measure [default|vit-s16]]
+# Usage: tools/check-network.sh [--measure [default|vit-s16 [BATCH]]]
 source "$(dirname "$0")/setup.sh"
 mode="${1:-check}"
 models="${2:-default vit-s16}"
+batch_override="${3:-}"
 if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
     echo "installing iproute2 (ip, tc)"
     sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
@@ -107,6 +108,7 @@ if [ "$mode" = "--measure" ]; then
             set_=(--set meta.model_name=vit_small --set data.crop_size=224 --set mask.patch_size=16
                   --set mask.min_keep=10 --set optimization.gradient_shards=8) batch=64 steps=8
         fi
+        batch="${batch_override:-$batch}"
         args=(--steps "$steps" --batch-size "$batch" "${set_[@]}" --set logging.checkpoint_every=0 --set logging.log_every=1)
         # rate RUN...: images/s of one run, and its last combine share
         rate() {
