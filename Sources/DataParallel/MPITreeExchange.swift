@@ -43,10 +43,15 @@ final class MPITreeExchange: GradientExchange {
         var broadcastPosted = false
         var done = false
 
-        init(id: Int, indices: [Int], shapes: [[Int]], values: [Float]) {
-            (self.id, self.indices, self.shapes) = (id, indices, shapes)
-            data = .allocate(capacity: values.count)
-            _ = data.initialize(from: values)
+        /// The tensors laid end to end in the bucket's buffer (one copy).
+        init(id: Int, indices: [Int], tensors: [Tensor]) {
+            (self.id, self.indices, self.shapes) = (id, indices, tensors.map(\.shape))
+            data = .allocate(capacity: tensors.reduce(0) { $0 + $1.count })
+            var offset = 0
+            for t in tensors {
+                t.withUnsafeBufferPointer { (data.baseAddress! + offset).initialize(from: $0.baseAddress!, count: $0.count) }
+                offset += t.count
+            }
         }
 
         deinit {
@@ -97,9 +102,10 @@ final class MPITreeExchange: GradientExchange {
         for b in buckets {
             var offset = 0
             for (i, shape) in zip(b.indices, b.shapes) {
-                let n = shape.reduce(1, *)
-                out[i] = try Tensor(shape: shape, values: Array(b.data[offset..<offset + n]))  // one copy out
-                offset += n
+                var t = try Tensor(uninitialized: shape)  // written in full: one copy out of the bucket
+                t.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: b.data.baseAddress! + offset, count: $0.count) }
+                offset += t.count
+                out[i] = t
             }
         }
         return try (0..<out.count).map { i in
@@ -111,11 +117,10 @@ final class MPITreeExchange: GradientExchange {
     }
 
     func closeBucket() throws {
-        let values = flatten(pending.map(\.tensor))
-        guard values.count <= Int(Int32.max) / 4 else {
-            throw ProcessGroupError(rank: group.rank, problem: "gradient exchange: a bucket of \(values.count) floats exceeds MPI's Int32 count")
+        guard pendingFloats <= Int(Int32.max) / 4 else {
+            throw ProcessGroupError(rank: group.rank, problem: "gradient exchange: a bucket of \(pendingFloats) floats exceeds MPI's Int32 count")
         }
-        let b = Bucket(id: buckets.count, indices: pending.map(\.index), shapes: pending.map(\.tensor.shape), values: values)
+        let b = Bucket(id: buckets.count, indices: pending.map(\.index), tensors: pending.map(\.tensor))
         pending.removeAll()
         pendingFloats = 0
         buckets.append(b)

@@ -46,7 +46,8 @@ public final class IJEPATrainer {
     public var combineSubtrees: (([Tensor]) throws -> [Tensor])?
     /// Instead of `combineSubtrees`: an exchange made for each step that takes each tensor's subtree sum as
     /// soon as it is final, during the backward pass of the last local shard, so the messages overlap it.
-    public var makeGradientExchange: (() throws -> GradientExchange)?
+    /// Nil, or a nil exchange: `combineSubtrees` after the backward pass.
+    public var makeGradientExchange: (() throws -> GradientExchange?)?
 
     /// The parameter lists, built once (their names are string concatenations; not rebuilt every step).
     let trainable: [(String, Variable)]
@@ -153,7 +154,7 @@ public final class IJEPATrainer {
                                                  images.shape, [batch, mine.count * per])
         }
         var tree = ShardTree()
-        let exchange = try makeGradientExchange?()
+        let exchange = try makeGradientExchange?() ?? nil
         var exchangeError: Error?
         for s in mine {
             let rows = s * per..<(s + 1) * per

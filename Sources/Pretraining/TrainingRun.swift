@@ -257,12 +257,10 @@ public final class TrainingRun {
                 defer { self.combineSeconds += Date().timeIntervalSince(t) }
                 return try group.combineSubtrees(local)
             }
-            if config.engine.gradientBucketKiB > 0, group.makeGradientExchange(bucketBytes: 1024) != nil {
-                // Timed: the MPI calls between the backward pass's ops, and the wait after it.
-                let bytes = config.engine.gradientBucketKiB * 1024
-                trainer.makeGradientExchange = { [unowned self, group] in
-                    TimedExchange(group.makeGradientExchange(bucketBytes: bytes)!) { self.combineSeconds += $0 }
-                }
+            // Timed: the MPI calls between the backward pass's ops, and the wait after it.
+            let bytes = config.engine.gradientBucketKiB * 1024
+            trainer.makeGradientExchange = { [unowned self, group] in
+                group.makeGradientExchange(bucketBytes: bytes).map { TimedExchange($0) { self.combineSeconds += $0 } }
             }
         }
         // Each process builds only its shards' images (the masks, cheap, for the whole batch).

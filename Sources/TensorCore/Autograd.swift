@@ -245,14 +245,16 @@ public final class Tape {
 /// to those of the plain call; the price is a second forward pass of `body`. With no recording tape this is
 /// `body(x, nil)`. `body` must not draw random numbers or depend on state that changes between the passes.
 ///
-/// `parameters`: the variables `body` uses besides `x` whose gradients it writes (for `Tape.watch`).
+/// `parameters`: the variables `body` uses besides `x` whose gradients it writes (for `Tape.watch`); evaluated
+/// only while the tape watches some.
 public func recomputed(
-    _ x: Variable, parameters: [Variable] = [], tape: Tape?, _ body: @escaping (Variable, Tape?) throws -> Variable
+    _ x: Variable, parameters: @autoclosure () -> [Variable] = [], tape: Tape?,
+    _ body: @escaping (Variable, Tape?) throws -> Variable
 ) throws -> Variable {
     guard let tape, tape.isRecording else { return try body(x, tape) }
     let out = output(try body(x, nil).value, tape)
     let phase = OpProfiler.active?.phase
-    tape.record(releasing: out, inputs: [x] + parameters) { [weak node = out.node] in
+    tape.record(releasing: out, inputs: tape.watched.isEmpty ? [x] : [x] + parameters()) { [weak node = out.node] in
         guard let dy = node?.grad else { return }
         let local = Tape()
         let replay: Variable

@@ -153,7 +153,7 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// A tensor whose values are left as they are in memory: only for outputs an op writes in full.
-    init(uninitialized shape: [Int]) throws {
+    package init(uninitialized shape: [Int]) throws {
         guard shape.allSatisfy({ $0 >= 0 }) else { throw TensorError.invalidShape(shape) }
         self.shape = shape
         storage = TensorStorage(count: shape.reduce(1, *), zeroed: false)
