@@ -30,15 +30,20 @@ public final class TensorStorage: @unchecked Sendable {
     /// Storage from the reuse pool; `zeroed: false` leaves the old contents (for outputs written in full).
     init(count: Int, zeroed: Bool) {
         precondition(count >= 0, "TensorStorage: negative count \(count)")
-        pointer = StoragePool.shared.take(bytes: max(64, count * 4)).bindMemory(to: Float.self, capacity: max(16, count))
-        if zeroed { pointer.update(repeating: 0, count: count) }
+        let block = StoragePool.shared.take(bytes: max(64, count * 4))
+        pointer = block.pointer.bindMemory(to: Float.self, capacity: max(16, count))
+        blockBytes = block.bytes
+        if zeroed && !block.fresh { pointer.update(repeating: 0, count: count) }
         self.count = count
     }
 
-    deinit { StoragePool.shared.give(UnsafeMutableRawPointer(pointer), bytes: max(64, count * 4)) }
+    /// Bytes of the block behind `pointer` (its size class, or a larger class's block reused).
+    private let blockBytes: Int
 
-    /// Returns the memory that freed tensors left for reuse to the system (it is otherwise kept, up to 32 MiB,
-    /// for the next tensors of the same sizes).
+    deinit { StoragePool.shared.give(StoragePool.Block(pointer: UnsafeMutableRawPointer(pointer), bytes: blockBytes)) }
+
+    /// Returns the memory that freed tensors left for reuse to the system (it is otherwise kept, at least
+    /// 128 MiB and at most a quarter of the largest working set, for the next tensors of similar sizes).
     public static func releaseCachedMemory() {
         StoragePool.shared.drain()
         #if canImport(Glibc)
@@ -50,79 +55,144 @@ public final class TensorStorage: @unchecked Sendable {
 /// Keeps freed tensor memory for reuse by the next tensor of the same size. A training step allocates the
 /// same activation and gradient sizes every time; without the pool each large block came fresh from mmap and
 /// was page-faulted in again (with its zero-fill, 11 % of a ViT-Tiny training step).
+///
+/// Blocks of 64 KiB and more are mapped from the system one by one (`mmap`) and unmapped whole, never taken
+/// from malloc: glibc serves a large block from its main heap once its dynamic mmap threshold has risen (after
+/// the first large free), and with block sizes that change with the masks every step, the holes left in that
+/// heap stayed resident. The default model's resident memory then rose in steps of ~4 MiB over a long run
+/// (417.9 -> 425.7 MiB from step 1 000 to 11 580, 362 MiB of it in the heap; docs/training.md). Blocks below
+/// 64 KiB stay with malloc, which reuses them well.
 final class StoragePool: @unchecked Sendable {
     static let shared = StoragePool()
-    private let lock = PThreadLock()
-    private var free: [Int: [UnsafeMutableRawPointer]] = [:]
-    private var cachedBytes = 0
-    /// Idle memory kept at most; beyond it blocks go back to the system (to malloc, whose own free lists
-    /// serve the next blocks). Measured on the I-JEPA step bench (2 threads, same run): a 2 GiB cap gave peak RSS
-    /// 831 MiB (Fashion-MNIST model) and 4047 MiB (ViT-S/16), 256 MiB 461 and 2536 MiB at the same speed. Once
-    /// the tape freed activations during the backward pass (2026-11-30), 192 MiB of idle blocks only sat on
-    /// memory that malloc would have reused: `bench ijepa`, 3 alternating runs per setting, Zen 4 VM, 32 MiB
-    /// against 192: (a) 137.7 against 135.0 images/s at 1 thread (RSS 262 against 397 MiB), 242.7 against 241.6
-    /// at 2 (280 against 401 MiB); (b) 1532 against 1626 MiB at the same speed; ViT-Tiny's training step equal.
-    /// No pool at all was as fast for training but 5 % slower for ViT-Tiny's forward pass (126 against 133
-    /// images/s), which reuses a few blocks of the same sizes over and over.
-    let capacityBytes = 32 << 20
 
-    /// Pooled blocks come in size classes, 8 per octave (at most 12.5 % slack): an I-JEPA step's shapes change
-    /// with the mask sizes every step, and exact-size keys let idle blocks of ever new sizes pile up to the cap
-    /// (1.6 GiB RSS for a ViT-Tiny run whose working set is a fraction of that).
+    /// One block: its start and its usable bytes (what `unmap` needs back).
+    struct Block {
+        var pointer: UnsafeMutableRawPointer
+        var bytes: Int
+        /// Freshly mapped: already zero (the kernel hands out zero pages).
+        var fresh = false
+        /// When it was given back (for the oldest-first eviction).
+        var stamp = 0
+    }
+
+    private let lock = PThreadLock()
+    // Guarded by `lock`:
+    private var free: [Int: [Block]] = [:]  // idle blocks by size class, oldest first
+    private var cachedBytes = 0  // bytes in `free`
+    private var liveBytes = 0  // mapped bytes held by tensors
+    private var peakLiveBytes = 0
+    private var clock = 0
+
+    /// Idle memory kept at least (more for a larger working set, see `capacity`). Measured on the I-JEPA step
+    /// bench, 2 threads, Zen 5 VM, images/s against the previous malloc-backed pool in the same run: with 32 MiB
+    /// the default model ran at 0.72x (fresh pages fault in), with 128 MiB, oldest-first eviction and reuse of
+    /// blocks up to 2x the request at 1.01x with the same peak RSS (302 MiB); ViT-S/16 (batch 16) needed
+    /// ~384 MiB to match (0.95x at 128 MiB), hence a quarter of the peak working set when that is larger.
+    let minimumCapacityBytes: Int
+
+    init(minimumCapacityBytes: Int = 128 << 20) { self.minimumCapacityBytes = minimumCapacityBytes }
+
+    /// Idle bytes kept now: the larger of the minimum and a quarter of the most bytes tensors ever held at
+    /// once (bounded by the largest step the model runs, so resident memory between steps stays bounded).
+    private var capacity: Int { max(minimumCapacityBytes, peakLiveBytes / 4) }
+
+    /// Blocks from this size on are mapped one by one and pooled.
+    static let mappedFrom = 1 << 16
+
+    /// Pooled blocks come in size classes, 8 per octave (at most 12.5 % slack), multiples of 8 KiB (whole
+    /// pages): an I-JEPA step's shapes change with the mask sizes every step, and exact-size keys let idle
+    /// blocks of ever new sizes pile up to the cap.
     @inline(__always)
     static func sizeClass(_ bytes: Int) -> Int {
-        guard bytes >= 1 << 16 else { return bytes }
+        guard bytes >= mappedFrom else { return bytes }
         let step = (1 << (Int.bitWidth - 1 - bytes.leadingZeroBitCount)) >> 3
         return (bytes + step - 1) / step * step
     }
 
-    func take(bytes requested: Int) -> UnsafeMutableRawPointer {
+    /// Larger size classes `take` may use, each 12.5 % up: 8 reach twice the request. The mask sizes change
+    /// every step, and an idle block somewhat larger serves a request better than a fresh mapping (which
+    /// faults its pages in and may push a block the next step needs out of the pool).
+    static let spareClasses = 8
+
+    func take(bytes requested: Int) -> Block {
         let bytes = StoragePool.sizeClass(requested)
-        if bytes >= 1 << 16, let p = lock.with({ () -> UnsafeMutableRawPointer? in
-            // Exact class first, then up to `spareClasses` larger ones: the mask sizes change every step, and
-            // an idle block one class up serves a request better than a new block (which the cap may then
-            // keep idle too). A larger block returned under the smaller class stays correct: every block in a
-            // bucket holds at least that many bytes.
+        guard bytes >= StoragePool.mappedFrom else {
+            return Block(pointer: UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), bytes: bytes)
+        }
+        let reused = lock.with { () -> Block? in
             var c = bytes
             for _ in 0...StoragePool.spareClasses {
-                if let p = free[c]?.popLast() {
-                    cachedBytes -= c  // what `give` added for this bucket
-                    return p
+                if let b = free[c]?.popLast() {  // the most recently freed: its pages are the warmest
+                    cachedBytes -= c
+                    liveBytes += c
+                    peakLiveBytes = max(peakLiveBytes, liveBytes)
+                    return b
                 }
                 c = StoragePool.sizeClass(c + 1)
             }
+            liveBytes += bytes
+            peakLiveBytes = max(peakLiveBytes, liveBytes)
             return nil
-        }) {
-            return p
         }
-        return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        return reused ?? StoragePool.map(bytes)
     }
 
-    /// Larger size classes `take` may use (each 12.5 % up).
-    static let spareClasses = 2
+    /// Idle bytes in the pool and bytes held by tensors (mapped blocks only), for tests.
+    var usage: (idle: Int, live: Int) { lock.with { (cachedBytes, liveBytes) } }
 
-    /// Returns every cached block to the system.
+    /// Returns every idle block to the system.
     func drain() {
-        let blocks = lock.with { () -> [UnsafeMutableRawPointer] in
+        let blocks = lock.with { () -> [Block] in
             let all = free.values.flatMap { $0 }
             free.removeAll()
             cachedBytes = 0
             return all
         }
-        for p in blocks { p.deallocate() }
+        for b in blocks { StoragePool.unmap(b) }
     }
 
-    func give(_ p: UnsafeMutableRawPointer, bytes requested: Int) {
-        let bytes = StoragePool.sizeClass(requested)
-        // Small blocks are cheap for malloc; only pool the ones that would come from mmap.
-        let kept = bytes >= 1 << 16 && lock.with { () -> Bool in
-            guard cachedBytes + bytes <= capacityBytes else { return false }
-            free[bytes, default: []].append(p)
-            cachedBytes += bytes
-            return true
+    func give(_ block: Block) {
+        guard block.bytes >= StoragePool.mappedFrom else { return block.pointer.deallocate() }
+        let unmapped = lock.with { () -> [Block] in
+            liveBytes -= block.bytes
+            let cap = capacity
+            guard block.bytes <= cap else { return [block] }
+            // The oldest idle blocks go first: the sizes freed last are the ones the next step asks for.
+            var out: [Block] = []
+            while cachedBytes + block.bytes > cap {
+                var oldest = Int.max, key = 0
+                for (k, list) in free where !list.isEmpty && list[0].stamp < oldest { (oldest, key) = (list[0].stamp, k) }
+                let b = free[key]!.removeFirst()
+                cachedBytes -= b.bytes
+                out.append(b)
+            }
+            clock += 1
+            free[block.bytes, default: []].append(Block(pointer: block.pointer, bytes: block.bytes, stamp: clock))
+            cachedBytes += block.bytes
+            return out
         }
-        if !kept { p.deallocate() }
+        for b in unmapped { StoragePool.unmap(b) }
     }
+
+    /// A new mapping of `bytes` (a multiple of the page size for every size class from `mappedFrom` on).
+    private static func map(_ bytes: Int) -> Block {
+        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | mapAnonymous, -1, 0),
+              p != UnsafeMutableRawPointer(bitPattern: -1) else {
+            // Out of address space or memory: the same outcome as malloc's failure, with the size named.
+            fatalError("TensorStorage: cannot map \(bytes) bytes (errno \(errno))")
+        }
+        return Block(pointer: p, bytes: bytes, fresh: true)
+    }
+
+    private static func unmap(_ block: Block) {
+        munmap(block.pointer, block.bytes)
+    }
+
+    #if canImport(Glibc)
+    private static let mapAnonymous = MAP_ANONYMOUS
+    #else
+    private static let mapAnonymous = MAP_ANON
+    #endif
 }
 
 #if canImport(Glibc)

@@ -70,4 +70,59 @@ final class StoragePoolTests: XCTestCase {
         let b = Tensor.zeros(19_500)
         XCTAssertEqual(b.withUnsafeBufferPointer { $0.baseAddress! }, p, "same size class, same block")
     }
+
+    func testReusedBlocksAreZeroedForZeros() throws {
+        for n in [16_384, 20_000, 300_001] {
+            var dirty = try Tensor(uninitialized: [n])
+            dirty.withUnsafeMutableBufferPointer { $0.update(repeating: .nan) }
+            _ = consume dirty
+            let t = try Tensor(zeros: [n])
+            t.withUnsafeBufferPointer { XCTAssert($0.allSatisfy { $0 == 0 }, "\(n) floats") }
+        }
+    }
+
+    func testBlocksUpToTwiceTheRequestAreReusedAndSmallOnesAreNotPooled() {
+        let pool = StoragePool(minimumCapacityBytes: 1 << 20)
+        let big = pool.take(bytes: 150_000)
+        XCTAssertTrue(big.fresh, "a new mapping")
+        XCTAssertEqual(big.bytes, StoragePool.sizeClass(150_000))
+        pool.give(big)
+        let smaller = pool.take(bytes: 90_000)
+        XCTAssertEqual(smaller.pointer, big.pointer, "1.8x the request: reused")
+        XCTAssertFalse(smaller.fresh)
+        XCTAssertEqual(smaller.bytes, big.bytes, "the block keeps its own size (what unmapping needs)")
+        pool.give(smaller)
+        let tooSmall = pool.take(bytes: 40_000)
+        XCTAssertEqual(tooSmall.bytes, 40_000, "below 64 KiB: malloc's")
+        XCTAssertEqual(pool.usage.idle, big.bytes, "the small block took nothing from the pool")
+        pool.give(tooSmall)
+        let farSmaller = pool.take(bytes: 1 << 16)
+        XCTAssertTrue(farSmaller.fresh, "2.5x the request: a new mapping")
+        pool.give(farSmaller)
+        XCTAssertEqual(pool.usage.live, 0)
+        pool.drain()
+        XCTAssertEqual(pool.usage.idle, 0)
+    }
+
+    func testTheOldestIdleBlocksLeaveFirstAndTheCapFollowsTheWorkingSet() {
+        let block = 1 << 18  // 256 KiB, its own size class
+        let pool = StoragePool(minimumCapacityBytes: 2 * block)
+        let a = pool.take(bytes: block), b = pool.take(bytes: block), c = pool.take(bytes: block)
+        XCTAssertEqual(pool.usage.live, 3 * block)
+        pool.give(a)
+        pool.give(b)
+        pool.give(c)  // over the 512 KiB cap: `a`, the oldest, is unmapped
+        XCTAssertEqual(pool.usage.idle, 2 * block)
+        let again = (0..<3).map { _ in pool.take(bytes: block) }
+        XCTAssertEqual(again[0].pointer, c.pointer, "the most recently freed first")
+        XCTAssertEqual(again[1].pointer, b.pointer)
+        XCTAssertTrue(again[2].fresh, "`a` left the pool")
+        again.forEach(pool.give)
+        // A working set of 16 blocks raises the cap to a quarter of it: 4 blocks stay idle.
+        let many = (0..<16).map { _ in pool.take(bytes: block) }
+        XCTAssertEqual(pool.usage.live, 16 * block)
+        many.forEach(pool.give)
+        XCTAssertEqual(pool.usage.idle, 4 * block)
+        pool.drain()
+    }
 }
