@@ -23,7 +23,7 @@ shown() { awk '/error:|Sanitizer|failed \(/ { print; next } /Executed [0-9]+ tes
 
 if [ "$what" = all ] || [ "$what" = asan ]; then
     echo "== ASan: the whole suite (.build-asan)"
-    ASAN_OPTIONS=detect_leaks=0 swift test -c release "${SWIFT_FLAGS[@]}" --sanitize=address --scratch-path .build-asan \
+    IJEPA_EXPECT_ASAN=1 ASAN_OPTIONS=detect_leaks=0 swift test -c release "${SWIFT_FLAGS[@]}" --sanitize=address --scratch-path .build-asan \
         --skip SanitizerCanaryTests 2>&1 | shown
 fi
 if [ "$what" = all ] || [ "$what" = tsan ]; then

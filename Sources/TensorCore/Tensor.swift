@@ -99,6 +99,14 @@ final class StoragePool: @unchecked Sendable {
     /// Blocks from this size on are mapped one by one and pooled.
     static let mappedFrom = 1 << 16
 
+    /// False in a process built with AddressSanitizer: its checks cover malloc's blocks, not raw mappings, so
+    /// there every block comes from malloc (still pooled) and an overflow past a tensor's end is still caught.
+    static let mapsBlocks: Bool = {
+        guard let program = dlopen(nil, RTLD_NOW) else { return true }
+        defer { dlclose(program) }
+        return dlsym(program, "__asan_init") == nil
+    }()
+
     /// Pooled blocks come in size classes, 8 per octave (at most 12.5 % slack), multiples of 8 KiB (whole
     /// pages): an I-JEPA step's shapes change with the mask sizes every step, and exact-size keys let idle
     /// blocks of ever new sizes pile up to the cap.
@@ -176,6 +184,11 @@ final class StoragePool: @unchecked Sendable {
 
     /// A new mapping of `bytes` (a multiple of the page size for every size class from `mappedFrom` on).
     private static func map(_ bytes: Int) -> Block {
+        guard mapsBlocks else {
+            let p = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            p.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+            return Block(pointer: p, bytes: bytes, fresh: true)
+        }
         guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | mapAnonymous, -1, 0),
               p != UnsafeMutableRawPointer(bitPattern: -1) else {
             // Out of address space or memory: the same outcome as malloc's failure, with the size named.
@@ -185,6 +198,7 @@ final class StoragePool: @unchecked Sendable {
     }
 
     private static func unmap(_ block: Block) {
+        guard mapsBlocks else { return block.pointer.deallocate() }
         munmap(block.pointer, block.bytes)
     }
 

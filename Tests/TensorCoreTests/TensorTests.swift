@@ -71,6 +71,12 @@ final class StoragePoolTests: XCTestCase {
         XCTAssertEqual(b.withUnsafeBufferPointer { $0.baseAddress! }, p, "same size class, same block")
     }
 
+    /// tools/sanitize.sh sets IJEPA_EXPECT_ASAN=1 for its AddressSanitizer run: the pool must see it there.
+    func testAddressSanitizerBuildsKeepTensorsInMalloc() {
+        let asan = ProcessInfo.processInfo.environment["IJEPA_EXPECT_ASAN"] == "1"
+        XCTAssertEqual(StoragePool.mapsBlocks, !asan, asan ? "under ASan blocks must come from malloc" : "blocks must be mapped")
+    }
+
     func testReusedBlocksAreZeroedForZeros() throws {
         for n in [16_384, 20_000, 300_001] {
             var dirty = try Tensor(uninitialized: [n])
