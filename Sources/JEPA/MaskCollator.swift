@@ -1,77 +1,49 @@
 import TensorCore
 
-/// Settings of the multi-block mask sampler (official `src/masks/multiblock.py`). The defaults are
-/// the values of every published config; the grid is input_size / patch_size.
-public struct MaskConfig: Sendable, Codable, Equatable {
-    public var gridHeight: Int
-    public var gridWidth: Int
+/// The `mask` section of a training configuration: the settings of the multi-block mask sampler (official
+/// `src/masks/multiblock.py`), named as the official config keys (`patch_size`, `enc_mask_scale`, ...). The grid
+/// the sampler runs on is the input size over `patchSize`; `MaskCollator` takes it.
+///
+/// Defaults are the main job's (Fashion-MNIST at 28 px): the official values everywhere except `patchSize` 4
+/// (official configs 14 or 16 at 224 px) and `minKeep` 4 (official 10, with which the official sampler never
+/// returns on a 7 x 7 grid: its smallest target block has 6 patches; `validate` refuses such settings).
+public struct MaskConfig: Sendable, Equatable {
+    /// Side of a square patch in pixels (`patch_size`).
+    public var patchSize: Int
     /// Context block scale range (lo, hi), fractions of the grid area (`enc_mask_scale`).
-    public var encScale: [Double] = [0.85, 1.0]
+    public var encMaskScale: [Double]
     /// Target block scale range (lo, hi) (`pred_mask_scale`).
-    public var predScale: [Double] = [0.15, 0.2]
+    public var predMaskScale: [Double]
     /// Target block aspect-ratio range h / w (`aspect_ratio`); the context always uses (1, 1).
-    public var aspectRatio: [Double] = [0.75, 1.5]
-    public var nenc: Int = 1
-    public var npred: Int = 4
+    public var aspectRatio: [Double]
+    /// Context masks per image (`num_enc_masks`).
+    public var numEncMasks: Int
+    /// Target masks per image (`num_pred_masks`).
+    public var numPredMasks: Int
     /// A block is accepted only if it keeps strictly more than `minKeep` patches (`min_keep`).
-    public var minKeep: Int = 10
-    public var allowOverlap: Bool = false
+    public var minKeep: Int
+    /// Targets may overlap the context (`allow_overlap`).
+    public var allowOverlap: Bool
     /// false: the official sampler exactly (positions randint(0, H - h), so the last row and column are never
     /// used; clamp `h >= H`; every mask trimmed to the batch minimum by keeping its first raster indices).
     /// true: positions 0...H - h, clamp `h > H`, and trimming keeps a uniformly random ascending subset
-    /// (PR #40 / issue #60); everything else as the official sampler.
-    public var fixed: Bool = false
+    /// (PR #40 / issue #60); everything else as the official sampler (`fixed`, our key).
+    public var fixed: Bool
 
     public init(
-        gridHeight: Int, gridWidth: Int,
-        encScale: [Double] = [0.85, 1.0], predScale: [Double] = [0.15, 0.2], aspectRatio: [Double] = [0.75, 1.5],
-        nenc: Int = 1, npred: Int = 4, minKeep: Int = 10, allowOverlap: Bool = false, fixed: Bool = false
+        patchSize: Int = 4, encMaskScale: [Double] = [0.85, 1.0], predMaskScale: [Double] = [0.15, 0.2],
+        aspectRatio: [Double] = [0.75, 1.5], numEncMasks: Int = 1, numPredMasks: Int = 4, minKeep: Int = 4,
+        allowOverlap: Bool = false, fixed: Bool = false
     ) {
-        (self.gridHeight, self.gridWidth) = (gridHeight, gridWidth)
-        (self.encScale, self.predScale, self.aspectRatio) = (encScale, predScale, aspectRatio)
-        (self.nenc, self.npred, self.minKeep, self.allowOverlap, self.fixed) = (nenc, npred, minKeep, allowOverlap, fixed)
+        (self.patchSize, self.encMaskScale, self.predMaskScale, self.aspectRatio) =
+            (patchSize, encMaskScale, predMaskScale, aspectRatio)
+        (self.numEncMasks, self.numPredMasks, self.minKeep, self.allowOverlap, self.fixed) =
+            (numEncMasks, numPredMasks, minKeep, allowOverlap, fixed)
     }
 
-    public init(
-        gridSize: Int,
-        encScale: [Double] = [0.85, 1.0], predScale: [Double] = [0.15, 0.2], aspectRatio: [Double] = [0.75, 1.5],
-        nenc: Int = 1, npred: Int = 4, minKeep: Int = 10, allowOverlap: Bool = false, fixed: Bool = false
-    ) {
-        self.init(gridHeight: gridSize, gridWidth: gridSize, encScale: encScale, predScale: predScale,
-                  aspectRatio: aspectRatio, nenc: nenc, npred: npred, minKeep: minKeep,
-                  allowOverlap: allowOverlap, fixed: fixed)
-    }
+    /// The official masks of every published config, on any grid (`patchSize` 16, `minKeep` 10).
+    public static var official: MaskConfig { MaskConfig(patchSize: 16, minKeep: 10) }
 
-    enum CodingKeys: String, CodingKey {
-        case gridHeight, gridWidth, encScale, predScale, aspectRatio, nenc, npred, minKeep, allowOverlap, fixed
-    }
-
-    /// The grid is required; every other key may be left out of a config file and takes its default.
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = MaskConfig(gridHeight: 0, gridWidth: 0)
-        self.init(
-            gridHeight: try c.decode(Int.self, forKey: .gridHeight),
-            gridWidth: try c.decode(Int.self, forKey: .gridWidth),
-            encScale: try c.decodeIfPresent([Double].self, forKey: .encScale) ?? d.encScale,
-            predScale: try c.decodeIfPresent([Double].self, forKey: .predScale) ?? d.predScale,
-            aspectRatio: try c.decodeIfPresent([Double].self, forKey: .aspectRatio) ?? d.aspectRatio,
-            nenc: try c.decodeIfPresent(Int.self, forKey: .nenc) ?? d.nenc,
-            npred: try c.decodeIfPresent(Int.self, forKey: .npred) ?? d.npred,
-            minKeep: try c.decodeIfPresent(Int.self, forKey: .minKeep) ?? d.minKeep,
-            allowOverlap: try c.decodeIfPresent(Bool.self, forKey: .allowOverlap) ?? d.allowOverlap,
-            fixed: try c.decodeIfPresent(Bool.self, forKey: .fixed) ?? d.fixed)
-    }
-
-    /// Refuses settings that are nonsense or with which the official sampler never returns:
-    /// - grid sides >= 2; nenc, npred >= 1; minKeep >= 0;
-    /// - encScale and predScale two values lo <= hi in (0, 1]; aspectRatio two values 0 < lo <= hi;
-    /// - every target block the size rule can give (over the whole r range, exact int/round/clamp rules) must
-    ///   hold more than minKeep patches: targets have no acceptable regions to relax, so the official
-    ///   sampler loops forever otherwise (issue #68);
-    /// - every context block must hold more than minKeep patches. Removing the targets may leave fewer, but the
-    ///   relaxation loop drops one target region per 20 failed tries, from the end, until none is left; then the
-    ///   whole block is kept, so the block area is the condition that decides termination.
     /// The largest grid side the sampler takes: 4096 tokens, 5x the official 448 px / 16 grid. The termination
     /// check below costs time and memory in proportion to the grid's area.
     public static let maxGridSide = 64
@@ -79,45 +51,45 @@ public struct MaskConfig: Sendable, Codable, Equatable {
     /// blocks on a 64x64 grid taking over 10 s per batch in the sampler's retry loops).
     public static let maxMasks = 16
 
-    public func validate() throws {
-        func fail(_ m: String) throws -> Never { throw MaskConfigError(message: "MaskConfig: " + m) }
+    public func validate(gridHeight: Int, gridWidth: Int) throws {
+        func fail(_ m: String) throws -> Never { throw MaskConfigError(message: "mask: " + m) }
         if gridHeight < 2 || gridWidth < 2 {
-            try fail("the grid (gridHeight \(gridHeight), gridWidth \(gridWidth)) must be at least 2x2 patches (input_size / patch_size)")
+            try fail("the grid (\(gridHeight)x\(gridWidth)) must be at least 2x2 patches (input size / patch_size)")
         }
         if gridHeight > Self.maxGridSide || gridWidth > Self.maxGridSide {
-            try fail("the grid (gridHeight \(gridHeight), gridWidth \(gridWidth)) is larger than \(Self.maxGridSide)x\(Self.maxGridSide) patches (input_size / patch_size): raise patch_size or lower crop_size")
+            try fail("the grid (\(gridHeight)x\(gridWidth)) is larger than \(Self.maxGridSide)x\(Self.maxGridSide) patches (input size / patch_size): raise patch_size or lower crop_size")
         }
-        if nenc < 1 || nenc > Self.maxMasks { try fail("nenc / num_enc_masks (\(nenc)) must be in 1...\(Self.maxMasks)") }
-        if npred < 1 || npred > Self.maxMasks { try fail("npred / num_pred_masks (\(npred)) must be in 1...\(Self.maxMasks)") }
-        if minKeep < 0 { try fail("minKeep / min_keep (\(minKeep)) must be >= 0") }
-        for (name, official, s) in [("encScale", "enc_mask_scale", encScale), ("predScale", "pred_mask_scale", predScale)] {
+        if numEncMasks < 1 || numEncMasks > Self.maxMasks { try fail("num_enc_masks (\(numEncMasks)) must be in 1...\(Self.maxMasks)") }
+        if numPredMasks < 1 || numPredMasks > Self.maxMasks { try fail("num_pred_masks (\(numPredMasks)) must be in 1...\(Self.maxMasks)") }
+        if minKeep < 0 { try fail("min_keep (\(minKeep)) must be >= 0") }
+        for (name, s) in [("enc_mask_scale", encMaskScale), ("pred_mask_scale", predMaskScale)] {
             guard s.count == 2, s.allSatisfy({ $0.isFinite }), s[0] > 0, s[0] <= s[1], s[1] <= 1 else {
-                try fail("\(name) / \(official) \(s) must be two values lo <= hi in (0, 1]")
+                try fail("\(name) \(s) must be two values lo <= hi in (0, 1]")
             }
         }
         guard aspectRatio.count == 2, aspectRatio.allSatisfy({ $0.isFinite }), aspectRatio[0] > 0,
               aspectRatio[0] <= aspectRatio[1] else {
-            try fail("aspectRatio / aspect_ratio \(aspectRatio) must be two values 0 < lo <= hi")
+            try fail("aspect_ratio \(aspectRatio) must be two values 0 < lo <= hi")
         }
         let grid = "\(gridHeight)x\(gridWidth) grid"
-        let t = MaskCollator.smallestBlock(scale: predScale, aspect: aspectRatio, gridHeight: gridHeight,
+        let t = MaskCollator.smallestBlock(scale: predMaskScale, aspect: aspectRatio, gridHeight: gridHeight,
                                            gridWidth: gridWidth, fixed: fixed)
         if t.h * t.w <= minKeep {
             try fail("""
-                the smallest target block is \(t.h)x\(t.w) = \(t.h * t.w) patches (predScale / pred_mask_scale \(predScale), \
-                aspectRatio \(aspectRatio), \(grid), at r = \(t.r)), not more than minKeep / min_keep = \(minKeep): the \
-                official sampler would loop forever (issue #68). Lower minKeep to at most \(max(t.h * t.w - 1, 0)) or \
-                raise predScale.
+                the smallest target block is \(t.h)x\(t.w) = \(t.h * t.w) patches (pred_mask_scale \(predMaskScale), \
+                aspect_ratio \(aspectRatio), \(grid), at r = \(t.r)), not more than min_keep = \(minKeep): the \
+                official sampler would loop forever (issue #68). Lower min_keep to at most \(max(t.h * t.w - 1, 0)) or \
+                raise pred_mask_scale.
                 """)
         }
-        let e = MaskCollator.smallestBlock(scale: encScale, aspect: [1, 1], gridHeight: gridHeight,
+        let e = MaskCollator.smallestBlock(scale: encMaskScale, aspect: [1, 1], gridHeight: gridHeight,
                                            gridWidth: gridWidth, fixed: fixed)
         if e.h * e.w <= minKeep {
             try fail("""
-                the smallest context block is \(e.h)x\(e.w) = \(e.h * e.w) patches (encScale / enc_mask_scale \(encScale), \
-                \(grid), at r = \(e.r)), not more than minKeep / min_keep = \(minKeep): even with every target region \
-                dropped the context sampler would loop forever. Lower minKeep to at most \(max(e.h * e.w - 1, 0)) or \
-                raise encScale.
+                the smallest context block is \(e.h)x\(e.w) = \(e.h * e.w) patches (enc_mask_scale \(encMaskScale), \
+                \(grid), at r = \(e.r)), not more than min_keep = \(minKeep): even with every target region \
+                dropped the context sampler would loop forever. Lower min_keep to at most \(max(e.h * e.w - 1, 0)) or \
+                raise enc_mask_scale.
                 """)
         }
     }
@@ -129,8 +101,8 @@ public struct MaskConfigError: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// The masks of one batch, as the official collator returns them: `context` nenc masks of (B, Kc), `targets`
-/// npred masks of (B, Kp); every row ascending raster indices (i * W + j), unique, in 0..<H*W.
+/// The masks of one batch, as the official collator returns them: `context` num_enc_masks masks of (B, Kc), `targets`
+/// num_pred_masks masks of (B, Kp); every row ascending raster indices (i * W + j), unique, in 0..<H*W.
 public struct MaskBatch: Sendable {
     public var context: [TokenIndices]
     public var targets: [TokenIndices]
@@ -149,10 +121,23 @@ public struct MaskBatch: Sendable {
 /// are a pure function of (config, seed, step, batch), and the untrimmed masks of image b do not depend on B.
 public struct MaskCollator: Sendable {
     public let config: MaskConfig
+    /// The patch grid the masks index: input height and width over the patch size.
+    public let gridHeight: Int
+    public let gridWidth: Int
 
-    public init(_ config: MaskConfig) throws {
-        try config.validate()
-        self.config = config
+    /// A collator on a grid of `gridHeight` x `gridWidth` patches; refuses settings `validate` refuses.
+    public init(_ config: MaskConfig, gridHeight: Int, gridWidth: Int) throws {
+        try config.validate(gridHeight: gridHeight, gridWidth: gridWidth)
+        (self.config, self.gridHeight, self.gridWidth) = (config, gridHeight, gridWidth)
+    }
+
+    /// A collator for square images of `inputSize` pixels (official `input_size`): the grid is
+    /// `inputSize / config.patchSize` on each side, which must divide evenly.
+    public init(_ config: MaskConfig, inputSize: Int) throws {
+        guard config.patchSize >= 1, inputSize >= config.patchSize, inputSize % config.patchSize == 0 else {
+            throw MaskConfigError(message: "mask: the input size \(inputSize) must be a positive multiple of patch_size \(config.patchSize)")
+        }
+        try self.init(config, gridHeight: inputSize / config.patchSize, gridWidth: inputSize / config.patchSize)
     }
 
     /// `_sample_block_size`: s = lo + r (hi - lo), a = alo + r (ahi - alo) with the same r; max_keep = int(H W s);
@@ -217,7 +202,7 @@ public struct MaskCollator: Sendable {
         return best
     }
 
-    /// The untrimmed masks of one image: npred target blocks, then nenc contexts, each ascending raster indices;
+    /// The untrimmed masks of one image: num_pred_masks target blocks, then num_enc_masks contexts, each ascending raster indices;
     /// `relaxed` counts the contexts that needed to drop target regions.
     struct ImageMasks {
         var targets: [[Int32]]
@@ -231,13 +216,13 @@ public struct MaskCollator: Sendable {
         covered: inout [UInt8]
     ) -> ImageMasks {
         let c = config
-        let H = c.gridHeight, W = c.gridWidth
+        let H = gridHeight, W = gridWidth
         let slack = c.fixed ? 1 : 0  // official randint(0, H - h) excludes H - h
         var rects: [(top: Int, left: Int)] = []
-        rects.reserveCapacity(c.npred)
+        rects.reserveCapacity(c.numPredMasks)
         var targets: [[Int32]] = []
-        targets.reserveCapacity(c.npred)
-        for _ in 0..<c.npred {
+        targets.reserveCapacity(c.numPredMasks)
+        for _ in 0..<c.numPredMasks {
             // No acceptable regions: accepted at once, since validate() ensures h w > minKeep.
             let top = rng.nextInt(below: H - p.h + slack), left = rng.nextInt(below: W - p.w + slack)
             rects.append((top, left))
@@ -248,12 +233,12 @@ public struct MaskCollator: Sendable {
         }
         var contexts: [[Int32]] = []
         var relaxedCount = 0
-        for _ in 0..<c.nenc {
+        for _ in 0..<c.numEncMasks {
             var tries = 0, timeout = 20
             var regionsApplied = -1  // how many target regions `covered` currently marks
             while true {
                 let top = rng.nextInt(below: H - e.h + slack), left = rng.nextInt(below: W - e.w + slack)
-                let n = c.allowOverlap ? 0 : max(c.npred - tries, 0)
+                let n = c.allowOverlap ? 0 : max(c.numPredMasks - tries, 0)
                 if n != regionsApplied {
                     for k in covered.indices { covered[k] = 0 }
                     for r in rects.prefix(n) {
@@ -285,11 +270,11 @@ public struct MaskCollator: Sendable {
         let c = config
         let base = RandomGenerator(seed: seed).stream(.masks, UInt64(truncatingIfNeeded: step))
         var sizes = base.derived(0)
-        let p = MaskCollator.blockSize(r: sizes.nextUniform(), scale: c.predScale, aspect: c.aspectRatio,
-                                       gridHeight: c.gridHeight, gridWidth: c.gridWidth, fixed: c.fixed)
-        let e = MaskCollator.blockSize(r: sizes.nextUniform(), scale: c.encScale, aspect: [1, 1],
-                                       gridHeight: c.gridHeight, gridWidth: c.gridWidth, fixed: c.fixed)
-        var covered = [UInt8](repeating: 0, count: c.gridHeight * c.gridWidth)
+        let p = MaskCollator.blockSize(r: sizes.nextUniform(), scale: c.predMaskScale, aspect: c.aspectRatio,
+                                       gridHeight: gridHeight, gridWidth: gridWidth, fixed: c.fixed)
+        let e = MaskCollator.blockSize(r: sizes.nextUniform(), scale: c.encMaskScale, aspect: [1, 1],
+                                       gridHeight: gridHeight, gridWidth: gridWidth, fixed: c.fixed)
+        var covered = [UInt8](repeating: 0, count: gridHeight * gridWidth)
         var images: [ImageMasks] = []
         images.reserveCapacity(batch)
         for b in 0..<batch {
@@ -324,7 +309,7 @@ public struct MaskCollator: Sendable {
         let c = config
         let (images, p, e) = sampleUntrimmed(batch: batch, step: step, seed: seed)
         // One minimum over all masks of a kind (official min_keep_pred / min_keep_enc), H W when the batch is empty.
-        var kp = c.gridHeight * c.gridWidth, kc = kp
+        var kp = gridHeight * gridWidth, kc = kp
         var relaxed = 0
         for im in images {
             for t in im.targets { kp = min(kp, t.count) }
@@ -345,8 +330,8 @@ public struct MaskCollator: Sendable {
                 return try! TokenIndices(batch: batch, count: k, indices: flat)
             }
         }
-        let context = collate(c.nenc, kc, key: 2) { $0.contexts[$1] }
-        let targets = collate(c.npred, kp, key: 3) { $0.targets[$1] }
+        let context = collate(c.numEncMasks, kc, key: 2) { $0.contexts[$1] }
+        let targets = collate(c.numPredMasks, kp, key: 3) { $0.targets[$1] }
         return MaskBatch(context: context, targets: targets, targetBlock: p, contextBlock: e, relaxedContexts: relaxed)
     }
 }

@@ -21,13 +21,11 @@ public enum IJEPABench {
     /// min_keep 4); (b) ViT-S/16 at 224 px with the official masks and predictor 384 x 6, batch 16; and each
     /// again with its blocks recomputed in the backward pass (`-recompute`: the same step, less memory).
     public static var standard: [Case] {
-        var fm = MaskConfig(gridSize: 7)
-        fm.minKeep = 4
         let plain = [
             Case(name: "ijepa-fmnist", vit: ViTConfig(imageSize: 28, patchSize: 4, inChannels: 1, embedDim: 192, depth: 6, heads: 3),
-                 predictorDim: 96, predictorDepth: 4, batch: 64, masks: fm),
+                 predictorDim: 96, predictorDepth: 4, batch: 64, masks: MaskConfig()),
             Case(name: "ijepa-vits16", vit: .small(), predictorDim: 384, predictorDepth: 6, batch: 16,
-                 masks: MaskConfig(gridSize: 14)),
+                 masks: .official),
         ]
         return plain + plain.map { c in
             var r = c
@@ -39,7 +37,7 @@ public enum IJEPABench {
 
     /// The masks of steps 0..<steps (seed 0): what the benchmark runs, and what `--dump-masks` writes.
     public static func masks(_ c: Case, steps: Int) throws -> [MaskBatch] {
-        let collator = try MaskCollator(c.masks)
+        let collator = try MaskCollator(c.masks, inputSize: c.vit.imageSize)
         return (0..<steps).map { collator.sample(batch: c.batch, step: $0, seed: 0) }
     }
 
@@ -58,7 +56,7 @@ public enum IJEPABench {
         let cfg = """
             {"name": "\(c.name)", "image": \(c.vit.imageSize), "channels": \(c.vit.inChannels), "patch": \(c.vit.patchSize), \
             "dim": \(c.vit.embedDim), "depth": \(c.vit.depth), "heads": \(c.vit.heads), "pred_dim": \(c.predictorDim), \
-            "pred_depth": \(c.predictorDepth), "batch": \(c.batch), "nenc": \(c.masks.nenc), "npred": \(c.masks.npred), "steps": \(steps)}
+            "pred_depth": \(c.predictorDepth), "batch": \(c.batch), "nenc": \(c.masks.numEncMasks), "npred": \(c.masks.numPredMasks), "steps": \(steps)}
             """
         try SafeTensors.write(tensors, metadata: ["config": cfg], to: path)
     }

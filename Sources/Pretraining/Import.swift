@@ -60,7 +60,7 @@ public func importTorchCheckpoint(_ path: String, to output: String, heads: Int?
     }
     // The mask settings describe no training here; on a grid too small for the default min_keep, lower it so
     // that the configuration stays valid (and trainable, if someone fine-tunes from it).
-    if (try? c.maskConfig().validate()) == nil { c.mask.minKeep = 0 }
+    if (try? c.maskCollator()) == nil { c.mask.minKeep = 0 }
     c = try c.applying([])  // validates the architecture as a config
     var values: [String: String] = [:]
     for (k, v) in file.values where !k.contains(".") { values[k] = v.description }

@@ -24,19 +24,6 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
         public var mean: [Double] = []
         public var std: [Double] = []
     }
-    public struct Mask: Sendable, Equatable {
-        public var patchSize = 4
-        public var encMaskScale = [0.85, 1.0]
-        public var predMaskScale = [0.15, 0.2]
-        public var aspectRatio = [0.75, 1.5]
-        public var numEncMasks = 1
-        public var numPredMasks = 4
-        /// The official 10 hangs on a 7x7 grid (the smallest target block has 6 patches): see MaskConfig.validate.
-        public var minKeep = 4
-        public var allowOverlap = false
-        /// Removes the official sampler's off-by-one and its top-left trimming bias (see docs/training.md).
-        public var fixed = false
-    }
     public struct Meta: Sendable, Equatable {
         public var modelName = "vit_tiny"
         /// Overrides of the preset (0 = the preset's value).
@@ -122,7 +109,8 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
     }
 
     public var data = Data()
-    public var mask = Mask()
+    /// The mask sampler's own settings type (JEPA's `MaskConfig`), defaults the main job's.
+    public var mask = MaskConfig()
     public var meta = Meta()
     public var optimization = Optimization()
     public var logging = Logging()
@@ -244,17 +232,9 @@ extension TrainingConfig {
         return v
     }
 
-    public func maskConfig() -> MaskConfig {
-        var m = MaskConfig(gridSize: data.cropSize / mask.patchSize)
-        m.encScale = mask.encMaskScale
-        m.predScale = mask.predMaskScale
-        m.aspectRatio = mask.aspectRatio
-        m.nenc = mask.numEncMasks
-        m.npred = mask.numPredMasks
-        m.minKeep = mask.minKeep
-        m.allowOverlap = mask.allowOverlap
-        m.fixed = mask.fixed
-        return m
+    /// The mask collator of this configuration: `mask` on the grid of `data.crop_size` / `mask.patch_size`.
+    public func maskCollator() throws -> MaskCollator {
+        try MaskCollator(mask, inputSize: data.cropSize)
     }
 
     /// Checks every value and the architecture and masks they make; `source` names where they came from in the
@@ -310,7 +290,7 @@ extension TrainingConfig {
                  "evaluation.layers must be in 1...depth (blocks whose pooled outputs are concatenated)")
         do {
             try vitConfig().validate()
-            try maskConfig().validate()
+            _ = try maskCollator()
         } catch let e as ConfigError {
             throw ConfigError(source: source, problem: e.problem)
         } catch {

@@ -152,7 +152,7 @@ public final class TrainingRun {
         guard train.channels == vit.inChannels else {
             throw ConfigError(source: train.name, problem: "images have \(train.channels) channels, the model expects \(vit.inChannels) (data.channels)")
         }
-        collator = try MaskCollator(config.maskConfig())
+        collator = try config.maskCollator()
         guard train.count >= config.data.batchSize else {
             throw ConfigError(source: train.name, problem: "\(train.count) images cannot fill one batch of \(config.data.batchSize) (data.batch_size; incomplete batches are dropped)")
         }

@@ -38,7 +38,7 @@ struct Masks: ParsableCommand {
             guard images >= 1 && images <= 64 else { throw ValidationError("--images must be in 1...64") }
             let (_, test) = try loadDatasets(cfg)
             let sample = test.subset(Array(0..<min(images, test.count)))
-            let collator = try MaskCollator(cfg.maskConfig())
+            let collator = try cfg.maskCollator()
             let m = collator.sample(batch: sample.count, step: step, seed: UInt64(cfg.meta.seed))
             let g = cfg.data.cropSize / cfg.mask.patchSize
             let pic = maskPicture(images: sample, maskBatch: m, gridSize: g, scale: max(1, 224 / max(sample.width, 1)))

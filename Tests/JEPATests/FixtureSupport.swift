@@ -49,9 +49,9 @@ struct TinyIJEPA {
     init() throws {
         var rng = RandomGenerator(seed: 5)
         images = try rng.normal([4, 1, 16, 16])
-        var mc = MaskConfig(gridSize: 4)
-        (mc.minKeep, mc.npred, mc.predScale) = (2, 2, [0.3, 0.4])
-        collator = try MaskCollator(mc)
+        var mc = MaskConfig.official
+        (mc.minKeep, mc.numPredMasks, mc.predMaskScale) = (2, 2, [0.3, 0.4])
+        collator = try MaskCollator(mc, gridHeight: 4, gridWidth: 4)
     }
 
     func masks(step: Int) -> MaskBatch { collator.sample(batch: 4, step: step, seed: 0) }

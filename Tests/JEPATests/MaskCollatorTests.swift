@@ -106,8 +106,8 @@ final class MaskCollatorTests: XCTestCase {
         var relaxed = 0
     }
 
-    func statistics(_ config: MaskConfig, batch: Int, batches: Int, seed: UInt64 = 1) throws -> Stats {
-        let collator = try MaskCollator(config)
+    func statistics(_ config: GridMasks, batch: Int, batches: Int, seed: UInt64 = 1) throws -> Stats {
+        let collator = try config.collator()
         let H = config.gridHeight, W = config.gridWidth
         var s = Stats()
         var rowHits = [Double](repeating: 0, count: H), colHits = [Double](repeating: 0, count: W)
@@ -136,7 +136,7 @@ final class MaskCollatorTests: XCTestCase {
     let referenceRows = [0.81, 0.64, 0.52, 0.40, 0.30, 0.23, 0.21, 0.20, 0.21, 0.21, 0.15, 0.07, 0.02]
 
     func testStatisticsG14Batch128() throws {
-        let s = try statistics(MaskConfig(gridSize: 14), batch: 128, batches: 300)
+        let s = try statistics(GridMasks(grid: 14), batch: 128, batches: 300)
         let kc = mean(s.kc), kp = mean(s.kp)
         let per13 = s.rowCoverage.map { $0 * 14 / 13 }
         let rows = per13.map { String(format: "%.2f", $0) }.joined(separator: " ")
@@ -156,7 +156,7 @@ final class MaskCollatorTests: XCTestCase {
     }
 
     func testStatisticsG14Batch1IsSymmetric() throws {
-        let s = try statistics(MaskConfig(gridSize: 14), batch: 1, batches: 3000)
+        let s = try statistics(GridMasks(grid: 14), batch: 1, batches: 3000)
         print("G14 B1: mean Kc \(mean(s.kc)), rows \(s.rowCoverage.map { String(format: "%.2f", $0) }.joined(separator: " "))")
         XCTAssertEqual(s.rowCoverage[0], s.rowCoverage[12], accuracy: 0.15)
         XCTAssertEqual(s.rowCoverage[0] * 14 / 13, 0.80, accuracy: 0.05)
@@ -165,18 +165,18 @@ final class MaskCollatorTests: XCTestCase {
     }
 
     func testStatisticsG8() throws {
-        let s = try statistics(MaskConfig(gridSize: 8, minKeep: 4), batch: 128, batches: 100)
+        let s = try statistics(GridMasks(grid: 8, minKeep: 4), batch: 128, batches: 100)
         print("G8 B128: mean Kc \(mean(s.kc)) (\(s.kc.min()!)-\(s.kc.max()!)), mean Kp \(mean(s.kp)) (\(s.kp.min()!)-\(s.kp.max()!)), relaxed \(s.relaxed)")
         XCTAssertTrue(s.kp.allSatisfy { (9...12).contains($0) })
         XCTAssertEqual(mean(s.kp), 10.6, accuracy: 0.6)
         XCTAssertEqual(mean(s.kc), 11.5, accuracy: 1.5)
-        let s2 = try statistics(MaskConfig(gridSize: 8, npred: 2, minKeep: 4), batch: 128, batches: 100)
+        let s2 = try statistics(GridMasks(grid: 8, numPredMasks: 2, minKeep: 4), batch: 128, batches: 100)
         print("G8 npred 2 B128: mean Kc \(mean(s2.kc))")
         XCTAssertEqual(mean(s2.kc), 28, accuracy: 2)
     }
 
     func testFixedUsesLastRowAndIsSymmetric() throws {
-        let s = try statistics(MaskConfig(gridSize: 14, fixed: true), batch: 128, batches: 100)
+        let s = try statistics(GridMasks(grid: 14, fixed: true), batch: 128, batches: 100)
         let rows = s.rowCoverage.map { String(format: "%.2f", $0) }.joined(separator: " ")
         print("G14 B128 fixed: mean Kc \(mean(s.kc)), mean Kp \(mean(s.kp)); rows \(rows)")
         XCTAssertTrue(s.lastRowOrColumnUsed)
@@ -190,17 +190,17 @@ final class MaskCollatorTests: XCTestCase {
     // MARK: Invariants
 
     func testInvariants() throws {
-        for config in [MaskConfig(gridSize: 14), MaskConfig(gridSize: 8, minKeep: 4), MaskConfig(gridSize: 14, fixed: true),
-                       MaskConfig(gridHeight: 6, gridWidth: 9, predScale: [0.2, 0.3], nenc: 2, npred: 3, minKeep: 2),
-                       MaskConfig(gridSize: 14, allowOverlap: true)] {
-            let collator = try MaskCollator(config)
+        for config in [GridMasks(grid: 14), GridMasks(grid: 8, minKeep: 4), GridMasks(grid: 14, fixed: true),
+                       GridMasks(gridHeight: 6, gridWidth: 9, predMaskScale: [0.2, 0.3], numEncMasks: 2, numPredMasks: 3, minKeep: 2),
+                       GridMasks(grid: 14, allowOverlap: true)] {
+            let collator = try config.collator()
             let H = config.gridHeight, W = config.gridWidth
             var relaxedImages = 0, disjointChecked = 0
             for step in 0..<40 {
                 let batch = 1 + step % 17
                 let m = collator.sample(batch: batch, step: step, seed: 99)
-                XCTAssertEqual(m.context.count, config.nenc)
-                XCTAssertEqual(m.targets.count, config.npred)
+                XCTAssertEqual(m.context.count, config.numEncMasks)
+                XCTAssertEqual(m.targets.count, config.numPredMasks)
                 let kc = m.context[0].count, kp = m.targets[0].count
                 XCTAssertGreaterThan(kc, config.minKeep)
                 XCTAssertEqual(kp, m.targetBlock.h * m.targetBlock.w, "targets are never trimmed")
@@ -236,7 +236,7 @@ final class MaskCollatorTests: XCTestCase {
     }
 
     func testOverlapAllowedDoesOverlap() throws {
-        let collator = try MaskCollator(MaskConfig(gridSize: 14, allowOverlap: true))
+        let collator = try GridMasks(grid: 14, allowOverlap: true).collator()
         let m = collator.sample(batch: 32, step: 0, seed: 5)
         // Context 13x13 at the top-left (169 patches, never trimmed below... all equal) overlaps some target.
         XCTAssertEqual(m.context[0].count, 169)
@@ -246,8 +246,8 @@ final class MaskCollatorTests: XCTestCase {
 
     func testRelaxationDropsRegionsAndTerminates() throws {
         // Big targets on a small grid: removing all of them often leaves <= minKeep, so regions are dropped.
-        let config = MaskConfig(gridSize: 6, encScale: [0.85, 1], predScale: [0.4, 0.5], aspectRatio: [1, 1], npred: 4, minKeep: 6)
-        let collator = try MaskCollator(config)
+        let config = GridMasks(grid: 6, encMaskScale: [0.85, 1], predMaskScale: [0.4, 0.5], aspectRatio: [1, 1], numPredMasks: 4, minKeep: 6)
+        let collator = try config.collator()
         var relaxed = 0
         for step in 0..<20 {
             let m = collator.sample(batch: 16, step: step, seed: 3)
@@ -260,7 +260,7 @@ final class MaskCollatorTests: XCTestCase {
     // MARK: Reproducibility
 
     func testReproducible() throws {
-        let collator = try MaskCollator(MaskConfig(gridSize: 14))
+        let collator = try GridMasks(grid: 14).collator()
         let a = collator.sample(batch: 16, step: 7, seed: 42), b = collator.sample(batch: 16, step: 7, seed: 42)
         XCTAssertEqual(a.context, b.context)
         XCTAssertEqual(a.targets, b.targets)
@@ -268,7 +268,7 @@ final class MaskCollatorTests: XCTestCase {
         XCTAssertNotEqual(a.targets, c.targets)
         let d = collator.sample(batch: 16, step: 7, seed: 43)
         XCTAssertNotEqual(a.targets, d.targets)
-        let fixed = try MaskCollator(MaskConfig(gridSize: 14, fixed: true))
+        let fixed = try GridMasks(grid: 14, fixed: true).collator()
         XCTAssertEqual(fixed.sample(batch: 16, step: 3, seed: 1).context, fixed.sample(batch: 16, step: 3, seed: 1).context)
     }
 
@@ -276,53 +276,45 @@ final class MaskCollatorTests: XCTestCase {
 
     func testValidate() throws {
         // 32 px / patch 4 with min_keep 10: smallest target 3x3 = 9 <= 10, the official sampler hangs (issue #68).
-        XCTAssertThrowsError(try MaskCollator(MaskConfig(gridSize: 8, minKeep: 10))) { e in
+        XCTAssertThrowsError(try GridMasks(grid: 8, minKeep: 10).collator()) { e in
             let msg = "\(e)"
-            XCTAssertTrue(msg.contains("min_keep") && msg.contains("minKeep"), msg)
-            XCTAssertTrue(msg.contains("pred_mask_scale") && msg.contains("predScale"), msg)
+            XCTAssertTrue(msg.contains("min_keep") && msg.contains("pred_mask_scale"), msg)
             XCTAssertTrue(msg.contains("3x3"), msg)
         }
-        XCTAssertThrowsError(try MaskConfig(gridSize: 8, minKeep: 9).validate())
-        XCTAssertNoThrow(try MaskConfig(gridSize: 8, minKeep: 8).validate())
-        XCTAssertNoThrow(try MaskConfig(gridSize: 7, minKeep: 4).validate())
-        XCTAssertNoThrow(try MaskConfig(gridSize: 14).validate())
-        XCTAssertNoThrow(try MaskConfig(gridSize: 16).validate())
-        XCTAssertThrowsError(try MaskConfig(gridSize: 14, predScale: [0.15, 1.2]).validate())
-        XCTAssertThrowsError(try MaskConfig(gridSize: 14, encScale: [0, 1]).validate())
-        XCTAssertThrowsError(try MaskConfig(gridSize: 14, predScale: [0.15]).validate())
-        XCTAssertThrowsError(try MaskConfig(gridSize: 14, aspectRatio: [-1, 1]).validate())
-        XCTAssertThrowsError(try MaskConfig(gridSize: 14, npred: 0).validate())
-        XCTAssertNoThrow(try MaskConfig(gridSize: 14, npred: 16).validate())
-        XCTAssertThrowsError(try MaskConfig(gridSize: 14, npred: 17).validate()) { XCTAssert("\($0)".contains("1...16"), "\($0)") }
-        XCTAssertThrowsError(try MaskConfig(gridSize: 14, nenc: 17).validate())
-        XCTAssertThrowsError(try MaskConfig(gridSize: 14, nenc: 0).validate())
-        XCTAssertThrowsError(try MaskConfig(gridSize: 1).validate())
+        XCTAssertThrowsError(try GridMasks(grid: 8, minKeep: 9).validate())
+        XCTAssertNoThrow(try GridMasks(grid: 8, minKeep: 8).validate())
+        XCTAssertNoThrow(try GridMasks(grid: 7, minKeep: 4).validate())
+        XCTAssertNoThrow(try GridMasks(grid: 14).validate())
+        XCTAssertNoThrow(try GridMasks(grid: 16).validate())
+        XCTAssertThrowsError(try GridMasks(grid: 14, predMaskScale: [0.15, 1.2]).validate())
+        XCTAssertThrowsError(try GridMasks(grid: 14, encMaskScale: [0, 1]).validate())
+        XCTAssertThrowsError(try GridMasks(grid: 14, predMaskScale: [0.15]).validate())
+        XCTAssertThrowsError(try GridMasks(grid: 14, aspectRatio: [-1, 1]).validate())
+        XCTAssertThrowsError(try GridMasks(grid: 14, numPredMasks: 0).validate())
+        XCTAssertNoThrow(try GridMasks(grid: 14, numPredMasks: 16).validate())
+        XCTAssertThrowsError(try GridMasks(grid: 14, numPredMasks: 17).validate()) { XCTAssert("\($0)".contains("1...16"), "\($0)") }
+        XCTAssertThrowsError(try GridMasks(grid: 14, numEncMasks: 17).validate())
+        XCTAssertThrowsError(try GridMasks(grid: 14, numEncMasks: 0).validate())
+        XCTAssertThrowsError(try GridMasks(grid: 1).validate())
         // A grid past 64x64 patches is refused before the termination check, whose cost grows with the grid
         // (found by FuzzConfig: crop_size 8432 / patch 4 asked for gigabytes); aspect ratios far from 1 stay cheap.
-        XCTAssertThrowsError(try MaskConfig(gridSize: 65).validate()) { XCTAssert("\($0)".contains("64x64"), "\($0)") }
-        XCTAssertNoThrow(try MaskConfig(gridSize: 64).validate())
-        XCTAssertThrowsError(try MaskConfig(gridSize: 64, predScale: [0.01, 1], aspectRatio: [9.74, 4e18], minKeep: 0).validate()) {
+        XCTAssertThrowsError(try GridMasks(grid: 65).validate()) { XCTAssert("\($0)".contains("64x64"), "\($0)") }
+        XCTAssertNoThrow(try GridMasks(grid: 64).validate())
+        XCTAssertThrowsError(try GridMasks(grid: 64, predMaskScale: [0.01, 1], aspectRatio: [9.74, 4e18], minKeep: 0).validate()) {
             XCTAssert("\($0)".contains("63x0 = 0 patches"), "\($0)")
         }
-        XCTAssertThrowsError(try MaskConfig(gridSize: 14, minKeep: -1).validate())
+        XCTAssertThrowsError(try GridMasks(grid: 14, minKeep: -1).validate())
         // Context too small even with every target dropped: enc scale 0.1 at G = 14 gives int(19.6) = 19 -> 4x4 = 16,
         // while the targets (30+) pass minKeep 20.
-        XCTAssertThrowsError(try MaskConfig(gridSize: 14, encScale: [0.1, 0.1], minKeep: 20).validate()) { e in
+        XCTAssertThrowsError(try GridMasks(grid: 14, encMaskScale: [0.1, 0.1], minKeep: 20).validate()) { e in
             XCTAssertTrue("\(e)".contains("context"), "\(e)")
         }
-    }
-
-    func testCodableDefaults() throws {
-        let c = try JSONDecoder().decode(MaskConfig.self, from: Data(#"{"gridHeight": 14, "gridWidth": 14, "minKeep": 4}"#.utf8))
-        XCTAssertEqual(c, MaskConfig(gridSize: 14, minKeep: 4))
-        let round = try JSONDecoder().decode(MaskConfig.self, from: try JSONEncoder().encode(MaskConfig(gridSize: 8, npred: 2, fixed: true)))
-        XCTAssertEqual(round, MaskConfig(gridSize: 8, npred: 2, fixed: true))
     }
 
     // MARK: Speed (it runs every step)
 
     func testSampleTimeB256() throws {
-        let collator = try MaskCollator(MaskConfig(gridSize: 14))
+        let collator = try GridMasks(grid: 14).collator()
         var times: [Double] = []
         for step in 0..<20 {
             var t0 = timespec(), t1 = timespec()
@@ -336,4 +328,38 @@ final class MaskCollatorTests: XCTestCase {
         print("MaskCollator.sample B=256 G=14: median \(String(format: "%.3f", times[10])) ms, min \(String(format: "%.3f", times[0])) ms")
         XCTAssertLessThan(times[10], 10)
     }
+}
+
+/// The official mask settings on a grid: the collator's two inputs, as the tests above vary them.
+@dynamicMemberLookup
+struct GridMasks {
+    var config = MaskConfig.official
+    var gridHeight: Int
+    var gridWidth: Int
+
+    init(
+        gridHeight: Int, gridWidth: Int, encMaskScale: [Double] = [0.85, 1.0], predMaskScale: [Double] = [0.15, 0.2],
+        aspectRatio: [Double] = [0.75, 1.5], numEncMasks: Int = 1, numPredMasks: Int = 4, minKeep: Int = 10,
+        allowOverlap: Bool = false, fixed: Bool = false
+    ) {
+        (self.gridHeight, self.gridWidth) = (gridHeight, gridWidth)
+        config = MaskConfig(patchSize: 16, encMaskScale: encMaskScale, predMaskScale: predMaskScale, aspectRatio: aspectRatio,
+                            numEncMasks: numEncMasks, numPredMasks: numPredMasks, minKeep: minKeep,
+                            allowOverlap: allowOverlap, fixed: fixed)
+    }
+
+    init(
+        grid: Int, encMaskScale: [Double] = [0.85, 1.0], predMaskScale: [Double] = [0.15, 0.2],
+        aspectRatio: [Double] = [0.75, 1.5], numEncMasks: Int = 1, numPredMasks: Int = 4, minKeep: Int = 10,
+        allowOverlap: Bool = false, fixed: Bool = false
+    ) {
+        self.init(gridHeight: grid, gridWidth: grid, encMaskScale: encMaskScale, predMaskScale: predMaskScale,
+                  aspectRatio: aspectRatio, numEncMasks: numEncMasks, numPredMasks: numPredMasks, minKeep: minKeep,
+                  allowOverlap: allowOverlap, fixed: fixed)
+    }
+
+    subscript<T>(dynamicMember key: KeyPath<MaskConfig, T>) -> T { config[keyPath: key] }
+
+    func collator() throws -> MaskCollator { try MaskCollator(config, gridHeight: gridHeight, gridWidth: gridWidth) }
+    func validate() throws { try config.validate(gridHeight: gridHeight, gridWidth: gridWidth) }
 }

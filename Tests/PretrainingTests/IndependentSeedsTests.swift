@@ -27,7 +27,7 @@ final class IndependentSeedsTests: XCTestCase {
     }
 
     func testMaskBatchesDifferForEverySeedAndStep() throws {
-        let collator = try MaskCollator(TrainingConfig().maskConfig())  // the main job's 7 x 7 grid
+        let collator = try TrainingConfig().maskCollator()  // the main job's 7 x 7 grid
         assertAllDistinct("mask batch") { seed, step in
             let m = collator.sample(batch: 8, step: step, seed: seed)
             return (m.context + m.targets).map(\.indices)

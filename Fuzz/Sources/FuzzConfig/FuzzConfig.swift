@@ -9,7 +9,7 @@ public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
     guard let config = try? TrainingConfig.load(text: text, source: "fuzz.json") else { return 0 }
     _ = try? config.vitConfig()
-    if let collator = try? MaskCollator(config.maskConfig()) {
+    if let collator = try? config.maskCollator() {
         _ = collator.sample(batch: 2, step: 0, seed: 0)
     }
     _ = config.jsonText()
