@@ -13,10 +13,10 @@ public func adamwUpdate(
     v: UnsafeMutablePointer<Float>,            // (count) second moment
     grad: UnsafePointer<Float>,                // (count)
     count: Int, lr: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float, step: Int,
-    threads: Int? = nil
+    context: KernelContext
 ) {
     let c = AdamWCoefficients(lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, step: step)
-    forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 8, threads: threads) { b0, b1 in
+    forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 8, context: context) { b0, b1 in
         let i = b0 * 8
         adamwSpan(param + i, m + i, v + i, grad + i, count: min(count, b1 * 8) - i, c)
     }
@@ -48,7 +48,7 @@ public struct AdamWParameter {
 /// of per-tensor passes (each waking the other threads) become one.
 public func adamwStep(
     _ parameters: [AdamWParameter], lr: Float, beta1: Float, beta2: Float, eps: Float, step: Int,
-    zeroGradients: Bool, emaMomentum: Float = 1, threads: Int? = nil
+    zeroGradients: Bool, emaMomentum: Float = 1, context: KernelContext
 ) {
     // Chunks of 16K floats (64 KiB per buffer, the five buffers in L2), cut from each tensor's size alone.
     let chunk = 16_384
@@ -63,7 +63,7 @@ public func adamwStep(
     }
     parameters.withUnsafeBufferPointer { ps in
         starts.withUnsafeBufferPointer { ss in
-            Parallel.forEach(tasks: ss.count, threads: threads) { t, _ in
+            context.forEach(tasks: ss.count) { t, _ in
                 let (i, o) = ss[t]
                 let p = ps[i]
                 let n = min(chunk, p.count - o)
@@ -152,10 +152,10 @@ func adamwSpan(
 public func emaUpdate(
     target: UnsafeMutablePointer<Float>,       // (count) target-encoder parameter, updated in place
     source: UnsafePointer<Float>,              // (count) context-encoder parameter
-    count: Int, momentum: Float, threads: Int? = nil
+    count: Int, momentum: Float, context: KernelContext
 ) {
     let w = 1 - momentum
-    forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 2, threads: threads) { b0, b1 in
+    forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 2, context: context) { b0, b1 in
         let i = b0 * 8
         emaSpan(target + i, source + i, count: min(count, b1 * 8) - i, momentum: momentum, w: w)
     }

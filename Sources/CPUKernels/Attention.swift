@@ -202,15 +202,15 @@ public func attentionForward(
     out: UnsafeMutablePointer<Float>,             // (batch, n, D): channel head dh + t
     probs: UnsafeMutablePointer<Float>?,          // (batch, heads, n, n): P, kept for the backward pass; or nil
     qkv: UnsafePointer<Float>,                    // (batch, n, 3 D)
-    batch: Int, n: Int, heads: Int, dh: Int, scale: Float, threads: Int? = nil
+    batch: Int, n: Int, heads: Int, dh: Int, scale: Float, context: KernelContext
 ) {
     let d = heads * dh, per = n * 3 * d
     let headScratch = attentionHeadScratch(n: n, dh: dh, backward: false) + (probs == nil ? n * n : 0)
-    let (threads, copiesRows) = attentionPlan(batch: batch, n: n, heads: heads, dh: dh, threads: threads)
+    let (threads, copiesRows) = attentionPlan(batch: batch, n: n, heads: heads, dh: dh, context: context)
     // Tasks are images (rows copied, all heads) or (image, head) pairs (rows read in place).
-    Parallel.forEach(tasks: copiesRows ? batch : batch * heads, threads: threads) { task, _ in
+    context.forEach(tasks: copiesRows ? batch : batch * heads, threads: threads) { task, _ in
         let (b, hs) = copiesRows ? (task, 0..<heads) : (task / heads, task % heads..<task % heads + 1)
-        ScratchPool.shared.withFloats((copiesRows ? per : 0) + headScratch) { buf in
+        context.scratch.withFloats((copiesRows ? per : 0) + headScratch) { buf in
             let x = copiesRows ? UnsafePointer(buf) : qkv + b * per
             if copiesRows { buf.update(from: qkv + b * per, count: per) }
             let scratch = buf + (copiesRows ? per : 0)
@@ -242,9 +242,9 @@ let attentionCopyMaxFloats = 256 * 1024
 /// A head also costs ~100 KFLOP's worth of time whatever its size (copies, padding to 16, the softmax): the
 /// context encoder's 64 images x 3 heads of 11 tokens are 3 MFLOP but took 0.3 ms forward and 0.37 ms backward
 /// on one thread (`bench kernels --filter attention.*ijepa-ctx`, 1.5 us a head), and ran on one thread.
-func attentionPlan(batch: Int, n: Int, heads: Int, dh: Int, threads: Int?) -> (threads: Int, copiesRows: Bool) {
+func attentionPlan(batch: Int, n: Int, heads: Int, dh: Int, context: KernelContext) -> (threads: Int, copiesRows: Bool) {
     let work = batch * heads * (2 * n * n * dh + 100_000)
-    let t = work < 4_000_000 ? 1 : (threads ?? Parallel.maxThreads)
+    let t = work < 4_000_000 ? 1 : context.threads
     return (t, n * 3 * heads * dh <= attentionCopyMaxFloats && batch >= 2 * t)
 }
 
@@ -256,15 +256,15 @@ public func attentionBackward(
     dOut: UnsafePointer<Float>,                   // (batch, n, D)
     probs: UnsafePointer<Float>?,                 // (batch, heads, n, n) from the forward pass, or nil: recomputed
     qkv: UnsafePointer<Float>,                    // (batch, n, 3 D)
-    batch: Int, n: Int, heads: Int, dh: Int, scale: Float, threads: Int? = nil
+    batch: Int, n: Int, heads: Int, dh: Int, scale: Float, context: KernelContext
 ) {
     let d = heads * dh, per = n * 3 * d
     let headScratch = attentionHeadScratch(n: n, dh: dh, backward: true, keptProbabilities: probs != nil)
-    let (threads, copiesRows) = attentionPlan(batch: batch, n: n, heads: heads, dh: dh, threads: threads)
+    let (threads, copiesRows) = attentionPlan(batch: batch, n: n, heads: heads, dh: dh, context: context)
     let copied = copiesRows ? 2 * per + n * d : 0  // the image's qkv, dqkv and dOut rows
-    Parallel.forEach(tasks: copiesRows ? batch : batch * heads, threads: threads) { task, _ in
+    context.forEach(tasks: copiesRows ? batch : batch * heads, threads: threads) { task, _ in
         let (b, hs) = copiesRows ? (task, 0..<heads) : (task / heads, task % heads..<task % heads + 1)
-        ScratchPool.shared.withFloats(copied + headScratch) { buf in
+        context.scratch.withFloats(copied + headScratch) { buf in
             let (x, dx, dO) = copiesRows ? (UnsafePointer(buf), buf + per, UnsafePointer(buf + 2 * per))
                                          : (qkv + b * per, dqkv + b * per, dOut + b * n * d)
             if copiesRows {

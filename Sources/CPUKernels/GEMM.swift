@@ -17,8 +17,9 @@
 public enum GEMMBlocking {
     public static let MR = 6
     public static let NR = 16
-    public static var KC: Int { tuning.kc }
-    public static var MC: Int { tuning.mc }
+    /// Defaults of the tunable values; a call uses its `KernelContext.blocking`.
+    public static let KC = 384
+    public static let MC = 96
     /// MC when A is transposed (the weight gradients, A (k, m) with a long k): a task packs 768 columns of each
     /// of A's rows, a whole row of the narrow ones (m 192-768), read front to back, instead of 384-byte pieces of
     /// rows several KiB apart, which missed the prefetchers (11 % of vit-s16.fc1.wgrad in perf at 1.5 ns per
@@ -26,21 +27,20 @@ public enum GEMMBlocking {
     /// fits L2, yet `bench gemm --ab --filter wgrad` (24-30 alternating runs, 2026-11-30) measured over the 16
     /// weight-gradient shapes: 288 over 96 1.04 (1 thread) and 1.01-1.03 (2 threads; 1.12-1.28 on
     /// ijepa-pred.qkv / fc1.wgrad), then 768 over 288 1.049 and 1.015 (576: 1.023-1.035 and 1.014).
-    public static var MCTransposedA: Int { tuning.mcTransposedA }
+    public static let MCTransposedA = 768
     public static let NC = 3072
 
-    /// The blocking values `bench gemm --ab` varies, in one process, against these defaults. Not for use while
-    /// a GEMM runs; a different KC gives different bits.
+    /// The blocking values `bench gemm --ab` varies, in one process, against these defaults; a kernel context
+    /// carries one (`KernelContext.blocking`). A different KC gives different bits.
     @_spi(Tuning) public struct Tuning: Sendable, Equatable, CustomStringConvertible {
-        public var kc = 384
-        public var mc = 96
-        public var maxTileFloats = 1 << 15
-        public var mcTransposedA = 768
+        public var kc = GEMMBlocking.KC
+        public var mc = GEMMBlocking.MC
+        public var maxTileFloats = GEMMBlocking.maxTileFloats
+        public var mcTransposedA = GEMMBlocking.MCTransposedA
         public init() {}
         /// In the form `bench gemm --ab` reads.
         public var description: String { "KC=\(kc),MC=\(mc),MCT=\(mcTransposedA),TILE=\(maxTileFloats)" }
     }
-    @_spi(Tuning) nonisolated(unsafe) public static var tuning = Tuning()
 
     /// Work below which a GEMM runs on one thread: ~50 us at 90 GFLOP/s (Dispatch costs 5-10 us per call).
     public static let serialFlops = 4_000_000
@@ -54,7 +54,7 @@ public enum GEMMBlocking {
     public static let stripeFloats = 80 * 1024
     /// C block that a task keeps across a k group: 32K floats = 128 KiB, so it, the A block of one k block
     /// (144 KiB) and the B panels in flight share L2 (512 KiB).
-    public static var maxTileFloats: Int { tuning.maxTileFloats }
+    public static let maxTileFloats = 1 << 15
     /// Small C (at most this many floats) with at least `kSplitMinBlocks` KC blocks, on more than one thread:
     /// the k blocks run as parallel tasks (`sgemmKSplit`). The predictor's weight gradients (96..384 x 96, k 5376)
     /// otherwise gave each k group's few tiles to the threads behind one barrier per ~0.1 ms of work and
@@ -68,8 +68,8 @@ public enum GEMMBlocking {
 /// Single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C (+ bias) (+ residual)`, row-major with leading dimensions.
 ///
 /// Packs op(A) and op(B) into panels (absorbing the transposes), runs the 6x16 SIMD micro-kernel, and spreads
-/// tiles over `threads` threads (default `Parallel.maxThreads`). Results are bit-identical for any thread
-/// count. When beta == 0, C is never read (it may hold NaN). `bias` (n values) is added to every row of C
+/// tiles over the context's threads with its blocking and scratch memory. Results are bit-identical for any
+/// thread count. When beta == 0, C is never read (it may hold NaN). `bias` (n values) is added to every row of C
 /// in the last k block's store, after the alpha/beta expression is rounded: the same bits as a separate
 /// `addBias` pass without its extra trip through C (a Linear layer's forward). `residual` ((m, n), with
 /// C's row stride, not aliasing C) is added last in that same store: the bits of a separate
@@ -85,7 +85,7 @@ public func sgemm(
     epilogue: GEMMEpilogue? = nil,                  // applied to each finished block of C, after bias and residual
     aPrologue: GEMMPrologue? = nil,                 // applied to each element of A as it is packed (A not transposed)
     bPrologue: GEMMPrologue? = nil,                 // applied to each element of B as it is packed (B not transposed)
-    threads: Int? = nil
+    context: KernelContext
 ) {
     if let problem = gemmArgumentProblem(ldc: ldc, lda: lda, transA: transA, ldb: ldb, transB: transB, m: m, n: n, k: k) {
         fatalError("sgemm: \(problem)")
@@ -103,12 +103,14 @@ public func sgemm(
     }
     typealias P = GEMMBlocking
     let flops = 2 * m * n * k
-    let threads = flops < P.serialFlops ? 1 : (threads ?? Parallel.maxThreads)
-    let kBlocks = (k + P.KC - 1) / P.KC
+    let threads = flops < P.serialFlops ? 1 : context.threads
+    let tuning = context.blocking
+    let KC = tuning.kc
+    let kBlocks = (k + KC - 1) / KC
     if threads > 1, kBlocks >= P.kSplitMinBlocks, m * n <= P.kSplitMaxFloats, kBlocks * m * n <= P.kSplitMaxPartialFloats {
         sgemmKSplit(c: c, ldc: ldc, a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB, m: m, n: n, k: k,
                     alpha: alpha, beta: beta, bias: bias, residual: residual, epilogue: epilogue, aPrologue: aPrologue,
-                    bPrologue: bPrologue, threads: threads)
+                    bPrologue: bPrologue, threads: threads, context: context)
         return
     }
     let ncMax = min(n, P.NC)
@@ -117,11 +119,11 @@ public func sgemm(
     // (its rows x the group's depth) under `stripeFloats`, so the stripe stays in L2. On several threads the
     // plan gives a task fewer rows than mcMax, so its groups are deeper: fewer groups, fewer barriers
     // (docs/performance.md: the weight gradients and the context encoder's GEMMs at 2 threads).
-    let mcMax = transA ? P.MCTransposedA : P.MC
-    let bBlocks = max(1, P.packedBFloats / (panelsMax * P.NR * P.KC))
-    let taskRows = GEMMTaskPlan(m: m, nc: ncMax, k: min(k, bBlocks * P.KC), threads: threads, mcMax: mcMax).mc
-    let groupBlocks = max(1, min(bBlocks, P.stripeFloats / (taskRows * P.KC)))
-    let kgMax = min(k, groupBlocks * P.KC)
+    let mcMax = transA ? tuning.mcTransposedA : tuning.mc
+    let bBlocks = max(1, P.packedBFloats / (panelsMax * P.NR * KC))
+    let taskRows = GEMMTaskPlan(m: m, nc: ncMax, k: min(k, bBlocks * KC), threads: threads, mcMax: mcMax).mc
+    let groupBlocks = max(1, min(bBlocks, P.stripeFloats / (taskRows * KC)))
+    let kgMax = min(k, groupBlocks * KC)
     let mcPadMax = (min(m, mcMax) + P.MR - 1) / P.MR * P.MR
     let bFloats = panelsMax * P.NR * kgMax
     let aFloats = mcPadMax * kgMax + packASlack
@@ -134,7 +136,7 @@ public func sgemm(
     // time re-read all of C from L3 or DRAM for every block (square 2048 at 0.7x the same-run numpy baseline).
     // On several threads, two packed-B buffers: the next group's op(B) is packed while this group's tasks run.
     let bBuffers = threads > 1 ? 2 : 1
-    ScratchPool.shared.withFloats(bBuffers * bFloats + threads * aFloats) { scratch in
+    context.scratch.withFloats(bBuffers * bFloats + threads * aFloats) { scratch in
         let aStripes = scratch + bBuffers * bFloats  // per worker, at aStripes + worker * aFloats
         let kGroups = (k + kgMax - 1) / kgMax
         let groups = (n + P.NC - 1) / P.NC * kGroups  // jc major, then k0
@@ -142,16 +144,17 @@ public func sgemm(
             let jc = g / kGroups * P.NC, k0 = g % kGroups * kgMax
             let nc = min(P.NC, n - jc), kg = min(k - k0, kgMax)
             return GEMMBPack(b: b, ldb: ldb, transB: transB, prologue: bPrologue, dst: scratch + g % bBuffers * bFloats,
-                             jc: jc, nc: nc, panels: (nc + P.NR - 1) / P.NR, k0: k0, kg: kg,
-                             splits: threads == 1 ? 1 : max(1, 8 / ((kg + P.KC - 1) / P.KC)))
+                             jc: jc, nc: nc, panels: (nc + P.NR - 1) / P.NR, k0: k0, kg: kg, kc: KC,
+                             splits: threads == 1 ? 1 : max(1, 8 / ((kg + KC - 1) / KC)))
         }
         var pack = bGroup(0)
         let first = pack
-        Parallel.forEach(tasks: first.tasks, threads: threads) { t, _ in packBTask(first, task: t) }
+        context.forEach(tasks: first.tasks, threads: threads) { t, _ in packBTask(first, task: t) }
         for g in 0..<groups {
             let group = GEMMGroup(c: c, ldc: ldc, a: a, lda: lda, transA: transA, m: m, k: k, alpha: alpha, beta: beta,
                                   bias: bias, residual: residual, epilogue: epilogue, aPrologue: aPrologue,
-                                  bPack: pack.dst, jc: pack.jc, nc: pack.nc, panels: pack.panels, k0: pack.k0, kg: pack.kg)
+                                  bPack: pack.dst, jc: pack.jc, nc: pack.nc, panels: pack.panels, k0: pack.k0, kg: pack.kg,
+                                  kc: KC, maxTileFloats: tuning.maxTileFloats)
             let plan = GEMMTaskPlan(m: m, nc: pack.nc, k: pack.kg, threads: threads, mcMax: mcMax)
             // The next group's op(B) is packed by the same parallel-for, after this group's tasks, into the other
             // buffer (one thread: the same buffer, after the tasks have read it): one barrier a group instead of
@@ -159,7 +162,7 @@ public func sgemm(
             // (24 alternating rounds, 2 threads, 2026-11-30): the weight gradients of ViT-Tiny and ViT-S/16
             // 1.02-1.08, squares 1.02-1.03, the rest 0.97-1.07.
             let next = g + 1 < groups ? bGroup(g + 1) : nil
-            Parallel.forEach(tasks: plan.tasks + (next?.tasks ?? 0), threads: threads) { task, worker in
+            context.forEach(tasks: plan.tasks + (next?.tasks ?? 0), threads: threads) { task, worker in
                 if task < plan.tasks {
                     gemmTask(group, plan: plan, task: task, aStripe: aStripes + worker * aFloats)
                 } else if let next {
@@ -179,8 +182,9 @@ struct GEMMBPack {
     var dst: UnsafeMutablePointer<Float>                 // per k block pc, at dst + pc * panels * NR: panels of (kc, NR)
     var jc: Int, nc: Int, panels: Int                    // columns jc..<jc+nc of op(B), in `panels` NR-panels
     var k0: Int, kg: Int                                 // rows k0..<k0+kg of op(B)
+    var kc: Int                                          // the call's KC
     var splits: Int
-    var tasks: Int { (kg + GEMMBlocking.KC - 1) / GEMMBlocking.KC * splits }
+    var tasks: Int { (kg + kc - 1) / kc * splits }
 }
 
 /// Task `task` of a group's op(B) packing (out of line, as `gemmTask`, to keep `sgemm` small).
@@ -188,7 +192,7 @@ struct GEMMBPack {
 func packBTask(_ p: GEMMBPack, task t: Int) {
     typealias P = GEMMBlocking
     let kb = t / p.splits, s = t % p.splits
-    let pc = kb * P.KC, kc = min(P.KC, p.kg - pc)
+    let pc = kb * p.kc, kc = min(p.kc, p.kg - pc)
     let dst = p.dst + pc * p.panels * P.NR
     if let prologue = p.prologue {
         let per = (kc + p.splits - 1) / p.splits
@@ -216,6 +220,7 @@ struct GEMMGroup {
     var bPack: UnsafeMutablePointer<Float>               // per k block pc, at bPack + pc * panels * NR: panels of (kc, NR)
     var jc: Int, nc: Int, panels: Int                    // the group's columns jc..<jc+nc of C, in `panels` NR-panels
     var k0: Int, kg: Int                                 // the group's k range k0..<k0+kg
+    var kc: Int, maxTileFloats: Int                      // the call's blocking
 }
 
 /// One task of a k group: packs its stripe of op(A) (its rows, the group's k blocks) once, then runs the
@@ -242,7 +247,7 @@ func gemmTask(
     let mcPad = (mc + P.MR - 1) / P.MR * P.MR
     var pc = 0
     while pc < kg {
-        let kc = min(P.KC, kg - pc)
+        let kc = min(g.kc, kg - pc)
         if let aPrologue = g.aPrologue {
             packAPrologue(aStripe + pc * mcPad, a: a, lda: lda, m0: i0, mc: mc, k0: k0 + pc, kc: kc,
                           prologue: aPrologue)
@@ -252,13 +257,13 @@ func gemmTask(
         }
         pc += kc
     }
-    let chunk = max(1, P.maxTileFloats / (mcPad * P.NR))
+    let chunk = max(1, g.maxTileFloats / (mcPad * P.NR))
     var qc = q0
     while qc < q1 {
         let qe = min(q1, qc + chunk)
         pc = 0
         while pc < kg {
-            let kc = min(P.KC, kg - pc)
+            let kc = min(g.kc, kg - pc)
             let betaNow: Float = k0 + pc == 0 ? beta : 1
             let lastBlock = k0 + pc + kc == k
             let aBlock = aStripe + pc * mcPad
@@ -304,12 +309,14 @@ func sgemmKSplit(
     bias: UnsafePointer<Float>?,                    // (n) or nil
     residual: UnsafePointer<Float>?,                // (m, n) row-major, row stride ldc, or nil
     epilogue: GEMMEpilogue?, aPrologue: GEMMPrologue?, bPrologue: GEMMPrologue?,
-    threads: Int
+    threads: Int, context: KernelContext
 ) {
     typealias P = GEMMBlocking
-    let blocks = (k + P.KC - 1) / P.KC
+    let KC = context.blocking.kc
+    let blocks = (k + KC - 1) / KC
     let size = m * n
-    ScratchPool.shared.withFloats(blocks * size) { partials in  // block q at partials + q * size: (m, n), row stride n
+    let serial = context.with(threads: 1)
+    context.scratch.withFloats(blocks * size) { partials in  // block q at partials + q * size: (m, n), row stride n
         // The blocks that do not divide among the threads (the last blocks % threads) are cut into `threads` row
         // pieces each, so that the threads finish together: 11 whole blocks (vit-tiny's proj and qkv weight
         // gradients, k 4096) left one thread the last one alone. A piece packs its block's op(B) again, so
@@ -318,19 +325,19 @@ func sgemmKSplit(
         let cut = pieces > 1 ? blocks % threads : 0
         let whole = blocks - cut
         let pieceRows = ((m + pieces - 1) / pieces + P.MR - 1) / P.MR * P.MR
-        Parallel.forEach(tasks: whole + cut * pieces, threads: threads) { t, _ in
+        context.forEach(tasks: whole + cut * pieces, threads: threads) { t, _ in
             let q = t < whole ? t : whole + (t - whole) / pieces
             let r0 = t < whole ? 0 : (t - whole) % pieces * pieceRows
             let rows = t < whole ? m : min(pieceRows, m - r0)
             if rows <= 0 { return }
-            let p0 = q * P.KC
+            let p0 = q * KC
             sgemm(c: partials + q * size + r0 * n, ldc: n, a: transA ? a + p0 * lda + r0 : a + r0 * lda + p0, lda: lda,
                   transA: transA, b: transB ? b + p0 : b + p0 * ldb, ldb: ldb, transB: transB, m: rows, n: n,
-                  k: min(P.KC, k - p0), alpha: alpha, beta: 0, aPrologue: aPrologue?.offset(rows: r0, cols: p0),
-                  bPrologue: bPrologue?.offset(rows: p0, cols: 0), threads: 1)
+                  k: min(KC, k - p0), alpha: alpha, beta: 0, aPrologue: aPrologue?.offset(rows: r0, cols: p0),
+                  bPrologue: bPrologue?.offset(rows: p0, cols: 0), context: serial)
         }
         let rowsPerTask = max(1, (m + 4 * threads - 1) / (4 * threads))
-        Parallel.forEach(tasks: (m + rowsPerTask - 1) / rowsPerTask, threads: threads) { t, _ in
+        context.forEach(tasks: (m + rowsPerTask - 1) / rowsPerTask, threads: threads) { t, _ in
             for i in t * rowsPerTask..<min(m, (t + 1) * rowsPerTask) {
                 let row = c + i * ldc
                 let res = residual.map { $0 + i * ldc }

@@ -15,8 +15,6 @@ import Darwin
 /// descheduled by another process on the machine delays only its current task, not a static share
 /// (numpy's BLAS and PyTorch at 2 threads ran 1.2-3.7x slower than 1 thread under such load in our measurements).
 public enum Parallel {
-    private static let configured = Atomic<Int>(0)
-
     /// Number of hardware threads available to this process.
     public static var hardwareThreads: Int {
         #if canImport(Glibc)
@@ -27,24 +25,16 @@ public enum Parallel {
         #endif
     }
 
-    /// Default number of threads for every kernel; initially all hardware threads.
-    public static var maxThreads: Int {
-        get {
-            let v = configured.load(ordering: .relaxed)
-            return v > 0 ? v : hardwareThreads
-        }
-        set { configured.store(max(1, newValue), ordering: .relaxed) }
-    }
-
-    /// Runs `body(task, worker)` for every task in `0..<tasks`, on up to `threads` workers.
+    /// Runs `body(task, worker)` for every task in `0..<tasks`, on up to `threads` workers (kernels go through
+    /// `KernelContext.forEach`, which counts the regions it opens).
     ///
     /// `worker` is in `0..<min(threads, tasks)` and is stable for the duration of one task, so callers can give
     /// each worker its own scratch buffer. Serial when `threads <= 1` or there is a single task.
     @inline(__always)
     public static func forEach(
-        tasks: Int, threads: Int? = nil, _ body: (_ task: Int, _ worker: Int) -> Void
+        tasks: Int, threads: Int, _ body: (_ task: Int, _ worker: Int) -> Void
     ) {
-        let t = min(threads ?? maxThreads, tasks)
+        let t = min(threads, tasks)
         if t <= 1 {
             for i in 0..<tasks { body(i, 0) }
             return

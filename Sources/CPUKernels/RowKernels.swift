@@ -16,13 +16,13 @@
 /// Runs `body(r0, r1)` over contiguous row ranges, in parallel when the work is worth it (>= ~32K elements
 /// per chunk: a parallel region costs 15-20 us back to back, docs/performance.md).
 @inline(__always)
-func forEachRowChunk(rows: Int, cols: Int, threads: Int?, _ body: (Int, Int) -> Void) {
+func forEachRowChunk(rows: Int, cols: Int, context: KernelContext, _ body: (Int, Int) -> Void) {
     let (chunks, size) = rowChunking(rows: rows, cols: cols)
     if chunks <= 1 {
         if rows > 0 { body(0, rows) }
         return
     }
-    Parallel.forEach(tasks: chunks, threads: threads) { c, _ in
+    context.forEach(tasks: chunks) { c, _ in
         body(c * size, min(rows, (c + 1) * size))
     }
 }
@@ -81,10 +81,10 @@ public func layerNormStatistics(
     mean: UnsafeMutablePointer<Float>,         // (rows)
     rstd: UnsafeMutablePointer<Float>,         // (rows)
     _ x: UnsafePointer<Float>,                 // (rows, dim)
-    rows: Int, dim: Int, eps: Float, threads: Int? = nil
+    rows: Int, dim: Int, eps: Float, context: KernelContext
 ) {
     precondition(rows >= 0 && dim > 0, "layerNormStatistics: rows \(rows) must be >= 0 and dim \(dim) > 0")
-    forEachRowChunk(rows: rows, cols: dim, threads: threads) { r0, r1 in
+    forEachRowChunk(rows: rows, cols: dim, context: context) { r0, r1 in
         for r in r0..<r1 { (mean[r], rstd[r]) = layerNormRowStatistics(x + r * dim, dim: dim, eps: eps) }
     }
 }
@@ -99,10 +99,10 @@ public func layerNormForward(
     _ x: UnsafePointer<Float>,                 // (rows, dim)
     gamma: UnsafePointer<Float>?,              // (dim) or nil
     beta: UnsafePointer<Float>?,               // (dim) or nil
-    rows: Int, dim: Int, eps: Float, threads: Int? = nil
+    rows: Int, dim: Int, eps: Float, context: KernelContext
 ) {
     precondition(rows >= 0 && dim > 0, "layerNormForward: rows \(rows) must be >= 0 and dim \(dim) > 0")
-    forEachRowChunk(rows: rows, cols: dim, threads: threads) { r0, r1 in
+    forEachRowChunk(rows: rows, cols: dim, context: context) { r0, r1 in
         for r in r0..<r1 {
             let xr = x + r * dim
             let yr = y + r * dim
@@ -125,12 +125,12 @@ public func layerNormBackward(
     mean: UnsafePointer<Float>,                // (rows)
     rstd: UnsafePointer<Float>,                // (rows)
     gamma: UnsafePointer<Float>?,              // (dim) or nil (non-affine)
-    rows: Int, dim: Int, threads: Int? = nil
+    rows: Int, dim: Int, context: KernelContext
 ) {
     precondition(rows >= 0 && dim > 0, "layerNormBackward: rows \(rows) must be >= 0 and dim \(dim) > 0")
     let (chunks, size) = rowChunking(rows: rows, cols: dim)
     let wantParams = dgamma != nil || dbeta != nil
-    ScratchPool.shared.withFloats(wantParams ? 2 * chunks * dim : 0) { partial in
+    context.scratch.withFloats(wantParams ? 2 * chunks * dim : 0) { partial in
         // partial: (chunks, 2, dim): per chunk, dgamma then dbeta
         let body: (Int, Int, Int) -> Void = { c, r0, r1 in
             let d8 = dim & ~7
@@ -183,7 +183,7 @@ public func layerNormBackward(
                 }
             }
         }
-        Parallel.forEach(tasks: chunks, threads: chunks > 1 ? threads : 1) { c, _ in
+        context.forEach(tasks: chunks, threads: chunks > 1 ? nil : 1) { c, _ in
             body(c, c * size, min(rows, (c + 1) * size))
         }
         if wantParams { reduceColumnPartials(partial, chunks: chunks, dim: dim, dgamma: dgamma, dbeta: dbeta) }
@@ -210,9 +210,9 @@ func reduceColumnPartials(
 
 /// y = GELU(x), exact erf form, elementwise over `count` values.
 public func geluForward(
-    _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int, threads: Int? = nil
+    _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int, context: KernelContext
 ) {
-    forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 8, threads: threads) { b0, b1 in
+    forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 8, context: context) { b0, b1 in
         geluSpan(y + b0 * 8, x + b0 * 8, count: min(count, b1 * 8) - b0 * 8)
     }
 }
@@ -238,9 +238,9 @@ func geluSpan(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count
 /// dx += dy * GELU'(x), or dx = dy * GELU'(x) with `accumulate: false` (dx is then only written).
 public func geluBackward(
     dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int,
-    accumulate: Bool = true, threads: Int? = nil
+    accumulate: Bool = true, context: KernelContext
 ) {
-    forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 8, threads: threads) { b0, b1 in
+    forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 8, context: context) { b0, b1 in
         let i = b0 * 8
         geluBackwardSpan(dx: dx + i, dy: dy + i, x: x + i, count: min(count, b1 * 8) - i, accumulate: accumulate)
     }
@@ -275,10 +275,10 @@ func geluBackwardSpan(
 public func softmaxForward(
     _ y: UnsafeMutablePointer<Float>,          // (rows, cols)
     _ x: UnsafePointer<Float>,                 // (rows, cols)
-    rows: Int, cols: Int, threads: Int? = nil
+    rows: Int, cols: Int, context: KernelContext
 ) {
     precondition(rows >= 0 && cols > 0, "softmaxForward: rows \(rows) must be >= 0 and cols \(cols) > 0")
-    forEachRowChunk(rows: rows, cols: cols * 4, threads: threads) { r0, r1 in
+    forEachRowChunk(rows: rows, cols: cols * 4, context: context) { r0, r1 in
         softmaxRows(y + r0 * cols, x + r0 * cols, rows: r1 - r0, cols: cols, scale: 1)
     }
 }
@@ -350,10 +350,10 @@ public func softmaxBackward(
     dx: UnsafeMutablePointer<Float>,           // (rows, cols), accumulated
     dy: UnsafePointer<Float>,                  // (rows, cols)
     y: UnsafePointer<Float>,                   // (rows, cols), the forward output
-    rows: Int, cols: Int, threads: Int? = nil
+    rows: Int, cols: Int, context: KernelContext
 ) {
     precondition(rows >= 0 && cols > 0, "softmaxBackward: rows \(rows) must be >= 0 and cols \(cols) > 0")
-    forEachRowChunk(rows: rows, cols: cols * 2, threads: threads) { r0, r1 in
+    forEachRowChunk(rows: rows, cols: cols * 2, context: context) { r0, r1 in
         softmaxBackwardRows(dx + r0 * cols, dy + r0 * cols, y + r0 * cols, rows: r1 - r0, cols: cols, scale: 1)
     }
 }
@@ -401,9 +401,9 @@ public func softmaxBackwardRows(
 public func addBias(
     _ y: UnsafeMutablePointer<Float>,          // (rows, cols)
     bias: UnsafePointer<Float>,                // (cols)
-    rows: Int, cols: Int, threads: Int? = nil
+    rows: Int, cols: Int, context: KernelContext
 ) {
-    forEachRowChunk(rows: rows, cols: cols, threads: threads) { r0, r1 in
+    forEachRowChunk(rows: rows, cols: cols, context: context) { r0, r1 in
         let c8 = cols & ~7
         for r in r0..<r1 {
             let yr = y + r * cols
@@ -418,13 +418,13 @@ public func addBias(
 public func biasBackward(
     dbias: UnsafeMutablePointer<Float>,        // (cols), accumulated
     dy: UnsafePointer<Float>,                  // (rows, cols)
-    rows: Int, cols: Int, threads: Int? = nil
+    rows: Int, cols: Int, context: KernelContext
 ) {
     let (chunks, size) = rowChunking(rows: rows, cols: cols)
     if chunks == 0 { return }
-    ScratchPool.shared.withFloats(2 * chunks * cols) { partial in
+    context.scratch.withFloats(2 * chunks * cols) { partial in
         // partial: (chunks, 2, cols); slot 1 is unused so the layout matches reduceColumnPartials.
-        Parallel.forEach(tasks: chunks, threads: chunks > 1 ? threads : 1) { c, _ in
+        context.forEach(tasks: chunks, threads: chunks > 1 ? nil : 1) { c, _ in
             let p = partial + c * 2 * cols
             p.update(repeating: 0, count: cols)
             let c8 = cols & ~7
@@ -442,23 +442,37 @@ public func biasBackward(
 /// out = a + b (the residual connection; out may alias a or b).
 public func addElementwise(
     _ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int,
-    threads: Int? = nil
+    context: KernelContext
 ) {
-    forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 4, threads: threads) { b0, b1 in
-        for blk in b0..<b1 {
-            let i = blk * 8
-            if i + 8 <= count {
-                store8(out + i, load8(a + i) + load8(b + i))
-            } else {
-                for t in i..<count { out[t] = a[t] + b[t] }
-            }
+    forEachRowChunk(rows: (count + 7) / 8, cols: 8 * 4, context: context) { b0, b1 in
+        addBlocks(out, a, b, blocks: b0..<b1, count: count)
+    }
+}
+
+/// out = a + b over the 8-float blocks `blocks` of `count` values.
+@inline(__always)
+func addBlocks(
+    _ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, blocks: Range<Int>,
+    count: Int
+) {
+    for blk in blocks {
+        let i = blk * 8
+        if i + 8 <= count {
+            store8(out + i, load8(a + i) + load8(b + i))
+        } else {
+            for t in i..<count { out[t] = a[t] + b[t] }
         }
     }
 }
 
 /// dst += src (the residual backward: both inputs receive dy).
 public func accumulate(
-    _ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int, threads: Int? = nil
+    _ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int, context: KernelContext
 ) {
-    addElementwise(dst, UnsafePointer(dst), src, count: count, threads: threads)
+    addElementwise(dst, UnsafePointer(dst), src, count: count, context: context)
+}
+
+/// dst += src on the calling thread (for short rows inside a caller's own loop; the bits of `accumulate`).
+public func accumulateSerial(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
+    addBlocks(dst, UnsafePointer(dst), src, blocks: 0..<(count + 7) / 8, count: count)
 }

@@ -8,8 +8,10 @@ import Darwin
 ///
 /// Packing buffers of a GEMM are a few MiB; allocating them per call would page-fault every call (a fresh
 /// mmap'd 4 MiB block costs ~1000 page faults). The pool hands out blocks and takes them back.
+///
+/// Each `KernelContext` owns one (kernels borrow from the context they run with).
 public final class ScratchPool: @unchecked Sendable {
-    public static let shared = ScratchPool()
+    public init() {}
 
     private struct Block { var pointer: UnsafeMutableRawPointer; var bytes: Int }
     private var free: [Block] = []  // guarded by `lock`

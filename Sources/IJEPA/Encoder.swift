@@ -232,7 +232,7 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
         var t = try Tensor(zeros: [list.count, c, s, s])
         t.withUnsafeMutableBufferPointer { buf in
             let base = buf.baseAddress!
-            Parallel.forEach(tasks: list.count) { k, _ in
+            kernels.forEach(tasks: list.count) { k, _ in
                 guard let img = decoded[k] else { return }
                 switch p.resize {
                 case .stretch:

@@ -1,4 +1,5 @@
 @_spi(Tuning) import CPUKernels
+import TensorCore
 
 /// One GEMM shape of the suite, named after where it occurs in a ViT.
 public struct GEMMCase: Sendable {
@@ -82,9 +83,9 @@ final class GEMMOperands {
 
     deinit { a.deallocate(); b.deallocate(); out.deallocate() }
 
-    func run(threads: Int) {
+    func run(_ context: KernelContext) {
         sgemm(c: out, ldc: c.n, a: a, lda: lda, transA: c.transA, b: b, ldb: ldb, transB: c.transB,
-              m: c.m, n: c.n, k: c.k, threads: threads)
+              m: c.m, n: c.n, k: c.k, context: context)
     }
 
     /// Max error of 256 sampled elements of C relative to the GEMM bound k eps sum |a b| (<= 2 passes).
@@ -114,7 +115,8 @@ public func benchmarkGEMM(
 ) -> BenchResult {
     let (m, n, k) = (c.m, c.n, c.k)
     let ops = GEMMOperands(c, seed: seed)
-    let run = { ops.run(threads: threads) }
+    let context = kernels.with(threads: threads)
+    let run = { ops.run(context) }
     run()
     let worst = ops.validationError()
     let cost = KernelCost.gemm(m: m, n: n, k: k)
@@ -133,20 +135,20 @@ public func benchmarkGEMM(
 /// side is validated first. Medians in ms, and B's speed over A's (> 1: the variant is faster).
 @_spi(Tuning) public func abBlockingGEMM(_ c: GEMMCase, threads: Int, variant: GEMMBlocking.Tuning, rounds: Int) -> BenchResult {
     let ops = GEMMOperands(c)
-    let defaults = GEMMBlocking.tuning
-    defer { GEMMBlocking.tuning = defaults }
+    let defaults = kernels.with(threads: threads)
+    var other = defaults
+    other.blocking = variant
     var times: [[Double]] = [[], []]
     var worst = 0.0
     for side in 0..<2 {
-        GEMMBlocking.tuning = side == 0 ? defaults : variant
-        ops.run(threads: threads)  // warm-up
+        ops.run(side == 0 ? defaults : other)  // warm-up
         worst = max(worst, ops.validationError())
     }
     for r in 0..<max(1, rounds) {
         for side in r % 2 == 0 ? [0, 1] : [1, 0] {
-            GEMMBlocking.tuning = side == 0 ? defaults : variant
+            let context = side == 0 ? defaults : other
             let t0 = monotonicSeconds()
-            ops.run(threads: threads)
+            ops.run(context)
             times[side].append(monotonicSeconds() - t0)
         }
     }

@@ -76,9 +76,9 @@ public enum IJEPABench {
     /// With `profiler`, the timed steps are profiled per op into it.
     public static func run(_ c: Case, threads: Int, peakPerCore: Double, steps: Int = 5,
                            profiler: OpProfiler? = nil) throws -> BenchResult {
-        let saved = Parallel.maxThreads
-        Parallel.maxThreads = threads
-        defer { Parallel.maxThreads = saved }
+        let saved = DefaultKernels.context
+        DefaultKernels.context = saved.with(threads: threads)
+        defer { DefaultKernels.context = saved }
         TensorStorage.releaseCachedMemory()
         ProcessMemory.resetPeak()
         let (trainer, images) = try trainerAndImages(c)
@@ -119,9 +119,9 @@ public enum IJEPABench {
     /// alternating order, after a warm-up step of each; the result carries both median step times and the median
     /// of the per-round speed ratios B/A (> 1: the variant is faster).
     public static func ab(_ c: Case, threads: Int, rounds: Int, variant: String, set: (Bool) -> Void) throws -> BenchResult {
-        let saved = Parallel.maxThreads
-        Parallel.maxThreads = threads
-        defer { Parallel.maxThreads = saved; set(false) }
+        let saved = DefaultKernels.context
+        DefaultKernels.context = saved.with(threads: threads)
+        defer { DefaultKernels.context = saved; set(false) }
         let (trainer, images) = try trainerAndImages(c)
         let all = try masks(c, steps: min(max(rounds, 1), 8))
         for side in [false, true] {

@@ -22,9 +22,9 @@ public enum MLPBench {
                                   Case(name: "vit-s16", rows: 3136, dim: 384, hidden: 1536)]
 
     public static func run(_ c: Case, training: Bool, threads: Int, peakPerCore: Double, rounds: Int) throws -> BenchResult {
-        let saved = Parallel.maxThreads
-        Parallel.maxThreads = threads
-        defer { Parallel.maxThreads = saved }
+        let saved = DefaultKernels.context
+        DefaultKernels.context = saved.with(threads: threads)
+        defer { DefaultKernels.context = saved }
         var rng = RandomGenerator(seed: 3)
         func param(_ shape: [Int], std: Float) throws -> Variable { Variable(try rng.normal(shape, std: std), requiresGrad: true) }
         let x = try param([c.rows, c.dim], std: 1), residual = try param([c.rows, c.dim], std: 1)

@@ -1,4 +1,5 @@
 import CPUKernels
+import TensorCore
 import Foundation
 
 /// Benchmarks of the row kernels on ViT-shaped data. Each case first checks a few rows against a Double
@@ -31,13 +32,13 @@ public enum RowKernelSuite {
             let y = buffer(n, seed: 4), dy = buffer(n, seed: 5), dx = buffer(n, seed: 6)
             let dg = buffer(dim, seed: 7), db = buffer(dim, seed: 8)
             let mean = buffer(rows, seed: 9), rstd = buffer(rows, seed: 10)
-            layerNormForward(y, mean: mean, rstd: rstd, x, gamma: g, beta: b, rows: rows, dim: dim, eps: 1e-6, threads: threads)
+            layerNormForward(y, mean: mean, rstd: rstd, x, gamma: g, beta: b, rows: rows, dim: dim, eps: 1e-6, context: kernels.with(threads: threads))
             let run = {
                 if backward {
                     layerNormBackward(dx: dx, dgamma: dg, dbeta: db, dy: dy, x: x, mean: mean, rstd: rstd, gamma: g,
-                                      rows: rows, dim: dim, threads: threads)
+                                      rows: rows, dim: dim, context: kernels.with(threads: threads))
                 } else {
-                    layerNormForward(y, mean: mean, rstd: rstd, x, gamma: g, beta: b, rows: rows, dim: dim, eps: 1e-6, threads: threads)
+                    layerNormForward(y, mean: mean, rstd: rstd, x, gamma: g, beta: b, rows: rows, dim: dim, eps: 1e-6, context: kernels.with(threads: threads))
                 }
             }
             let validate = { () -> Double in
@@ -71,7 +72,7 @@ public enum RowKernelSuite {
         return Case(name: "gelu.\(backward ? "bwd" : "fwd").\(tag)", cost: cost) { threads in
             let x = buffer(n, seed: 1, scale: inputScale), y = buffer(n, seed: 2), dy = buffer(n, seed: 3)
             let run = {
-                if backward { geluBackward(dx: y, dy: dy, x: x, count: n, threads: threads) } else { geluForward(y, x, count: n, threads: threads) }
+                if backward { geluBackward(dx: y, dy: dy, x: x, count: n, context: kernels.with(threads: threads)) } else { geluForward(y, x, count: n, context: kernels.with(threads: threads)) }
             }
             let validate = { () -> Double in
                 y.update(repeating: 0, count: n)
@@ -99,13 +100,13 @@ public enum RowKernelSuite {
             let x = buffer(batch * per, seed: 1, scale: 2), o = buffer(batch * n * d, seed: 3)
             let p = buffer(batch * heads * n * n, seed: 5), dO = buffer(batch * n * d, seed: 4), dx = buffer(batch * per, seed: 2)
             let scale = 1 / Float(dh).squareRoot()
-            attentionForward(out: o, probs: p, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale, threads: threads)
+            attentionForward(out: o, probs: p, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale, context: kernels.with(threads: threads))
             let run = {
                 if backward {
                     attentionBackward(dqkv: dx, accumulate: false, dOut: dO, probs: p, qkv: x, batch: batch, n: n,
-                                      heads: heads, dh: dh, scale: scale, threads: threads)
+                                      heads: heads, dh: dh, scale: scale, context: kernels.with(threads: threads))
                 } else {
-                    attentionForward(out: o, probs: p, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale, threads: threads)
+                    attentionForward(out: o, probs: p, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale, context: kernels.with(threads: threads))
                 }
             }
             let validate = { () -> Double in
@@ -139,9 +140,9 @@ public enum RowKernelSuite {
         return Case(name: "softmax.\(backward ? "bwd" : "fwd").\(tag)", cost: cost) { threads in
             let n = rows * cols
             let x = buffer(n, seed: 1, scale: 5), y = buffer(n, seed: 2), dy = buffer(n, seed: 3), dx = buffer(n, seed: 4)
-            softmaxForward(y, x, rows: rows, cols: cols, threads: threads)
+            softmaxForward(y, x, rows: rows, cols: cols, context: kernels.with(threads: threads))
             let run = {
-                if backward { softmaxBackward(dx: dx, dy: dy, y: y, rows: rows, cols: cols, threads: threads) } else { softmaxForward(y, x, rows: rows, cols: cols, threads: threads) }
+                if backward { softmaxBackward(dx: dx, dy: dy, y: y, rows: rows, cols: cols, context: kernels.with(threads: threads)) } else { softmaxForward(y, x, rows: rows, cols: cols, context: kernels.with(threads: threads)) }
             }
             let validate = { () -> Double in
                 dx.update(repeating: 0, count: n)
@@ -178,7 +179,7 @@ public enum RowKernelSuite {
             let scale = 1 / Float(dh).squareRoot()
             func head(_ h: Int, backward: Bool) {
                 let q = x + h * per
-                ScratchPool.shared.withFloats(attentionHeadScratch(n: n, dh: dh, backward: backward)) { s in
+                kernels.scratch.withFloats(attentionHeadScratch(n: n, dh: dh, backward: backward)) { s in
                     if backward {
                         let dq = dx + h * per
                         attentionHeadBackward(dq: dq, dk: dq + dh, dv: dq + 2 * dh, ldd: ld, accumulate: false,
@@ -223,7 +224,7 @@ public enum RowKernelSuite {
             let n = rows * cols
             let y = buffer(n, seed: 1), bias = buffer(cols, seed: 2)
             let run = {
-                if backward { biasBackward(dbias: bias, dy: y, rows: rows, cols: cols, threads: threads) } else { addBias(y, bias: bias, rows: rows, cols: cols, threads: threads) }
+                if backward { biasBackward(dbias: bias, dy: y, rows: rows, cols: cols, context: kernels.with(threads: threads)) } else { addBias(y, bias: bias, rows: rows, cols: cols, context: kernels.with(threads: threads)) }
             }
             let validate = { () -> Double in
                 if backward {
@@ -247,7 +248,7 @@ public enum RowKernelSuite {
     static func residual(_ tag: String, count n: Int) -> Case {
         Case(name: "residual.add.\(tag)", cost: KernelCost.addElementwise(count: n)) { threads in
             let a = buffer(n, seed: 1), b = buffer(n, seed: 2), out = buffer(n, seed: 3)
-            let run = { addElementwise(out, a, b, count: n, threads: threads) }
+            let run = { addElementwise(out, a, b, count: n, context: kernels.with(threads: threads)) }
             let validate = { () -> Double in
                 run()
                 return stride(from: 0, to: n, by: max(1, n / 997)).map { relErr(out[$0], Double(a[$0]) + Double(b[$0])) }.max()!
@@ -263,7 +264,7 @@ public enum RowKernelSuite {
             var step = 1
             let run = {
                 adamwUpdate(param: p, m: m, v: v, grad: g, count: n, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8,
-                            weightDecay: 0.04, step: step, threads: threads)
+                            weightDecay: 0.04, step: step, context: kernels.with(threads: threads))
                 step += 1
             }
             let validate = { () -> Double in

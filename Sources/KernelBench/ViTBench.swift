@@ -29,9 +29,9 @@ public enum ViTBench {
     /// op into it.
     public static func run(_ c: Case, training: Bool, threads: Int, peakPerCore: Double, minRuns: Int = 3,
                            profiler: OpProfiler? = nil) throws -> BenchResult {
-        let saved = Parallel.maxThreads
-        Parallel.maxThreads = threads
-        defer { Parallel.maxThreads = saved }
+        let saved = DefaultKernels.context
+        DefaultKernels.context = saved.with(threads: threads)
+        defer { DefaultKernels.context = saved }
         TensorStorage.releaseCachedMemory()  // so the peak below is this case's own
         ProcessMemory.resetPeak()
         var rng = RandomGenerator(seed: 1)

@@ -83,10 +83,10 @@ func knnPredict(
                     let rows = min(tile, nQuery - r0)
                     normalizeRows(from: qp.baseAddress! + r0 * d, to: queryUnit, rows: rows, cols: d, threads: threads)
                     sgemm(c: similarity, ldc: nTrain, a: queryUnit, lda: d, transA: false, b: trainUnit, ldb: d,
-                          transB: true, m: rows, n: nTrain, k: d, threads: threads)
+                          transB: true, m: rows, n: nTrain, k: d, context: kernelContext(threads))
                     // About 64K similarities per task; each row belongs to exactly one task.
                     let (chunks, size) = Parallel.chunking(count: rows, minChunk: max(1, 65_536 / nTrain), maxChunks: 64)
-                    Parallel.forEach(tasks: chunks, threads: threads) { t, _ in
+                    kernelContext(threads).forEach(tasks: chunks) { t, _ in
                         var top = TopK(k: k)
                         var votes = [Double](repeating: 0, count: classes)
                         for i in (t * size)..<min(rows, (t + 1) * size) {
@@ -149,7 +149,7 @@ func normalizeRows(
     from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, rows n: Int, cols d: Int, threads: Int?
 ) {
     let (chunks, size) = Parallel.chunking(count: n, minChunk: max(1, 16_384 / d), maxChunks: 64)
-    Parallel.forEach(tasks: chunks, threads: threads) { t, _ in
+    kernelContext(threads).forEach(tasks: chunks) { t, _ in
         for i in (t * size)..<min(n, (t + 1) * size) {
             let a = src + i * d, o = dst + i * d
             var sq = 0.0

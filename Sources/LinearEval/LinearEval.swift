@@ -4,6 +4,7 @@
 // that can go wrong with them is checked up front and reported as a `LinearEvalError`; nothing here stops the
 // process on bad input.
 
+import CPUKernels
 import TensorCore
 
 /// What was wrong with the input of a probe or a k-NN evaluation.
@@ -108,4 +109,9 @@ func argmax(_ p: UnsafePointer<Float>, count: Int) -> Int {
         bestValue = p[j]
     }
     return best
+}
+
+/// The kernel context for an optional thread count (nil: the default context's threads).
+func kernelContext(_ threads: Int?) -> KernelContext {
+    threads.map { kernels.with(threads: $0) } ?? kernels
 }

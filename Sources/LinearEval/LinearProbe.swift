@@ -179,7 +179,7 @@ public struct LinearProbeModel: Sendable, Codable, Equatable {
                     a = UnsafePointer(s)
                 }
                 sgemm(c: z, ldc: c, a: a, lda: d, transA: false, b: w.baseAddress!, ldb: c, transB: false,
-                      m: rows, n: c, k: d, threads: threads)
+                      m: rows, n: c, k: d, context: kernelContext(threads))
                 for i in 0..<rows {
                     for j in 0..<c { z[i * c + j] += bias[j] }
                 }
@@ -285,7 +285,7 @@ func columnStatistics(
     mean.withUnsafeMutableBufferPointer { mp in
         variance.withUnsafeMutableBufferPointer { vp in
             let m = mp.baseAddress!, v = vp.baseAddress!
-            Parallel.forEach(tasks: blocks, threads: n * d < 1 << 16 ? 1 : threads) { b, _ in
+            kernelContext(threads).forEach(tasks: blocks, threads: n * d < 1 << 16 ? 1 : nil) { b, _ in
                 let j0 = b * block, j1 = min(d, j0 + block)
                 for i in 0..<n {
                     let row = x + i * d
@@ -319,7 +319,7 @@ func standardizeRows(
     mean.withUnsafeBufferPointer { mp in
         inverseStd.withUnsafeBufferPointer { sp in
             let m = mp.baseAddress!, s = sp.baseAddress!
-            Parallel.forEach(tasks: chunks, threads: threads) { t, _ in
+            kernelContext(threads).forEach(tasks: chunks) { t, _ in
                 for i in (t * size)..<min(n, (t + 1) * size) {
                     let a = src + i * d, o = dst + i * d
                     for j in 0..<d { o[j] = (a[j] - m[j]) * s[j] }
@@ -376,7 +376,7 @@ final class SoftmaxObjective: LBFGSObjective {
         scores.withUnsafeMutableBufferPointer { zp in
             weights.withUnsafeBufferPointer { wp in
                 sgemm(c: zp.baseAddress!, ldc: c, a: x, lda: d, transA: false, b: wp.baseAddress!, ldb: c,
-                      transB: false, m: n, n: c, k: d, threads: threads)
+                      transB: false, m: n, n: c, k: d, context: kernelContext(threads))
             }
         }
         let scale = 1 / Double(n)
@@ -386,7 +386,7 @@ final class SoftmaxObjective: LBFGSObjective {
                     labels.withUnsafeBufferPointer { yp in
                         let z = zp.baseAddress!, lossOut = lp.baseAddress!, biasOut = bp.baseAddress!
                         let y = yp.baseAddress!
-                        Parallel.forEach(tasks: chunks, threads: n * c < 1 << 14 ? 1 : threads) { t, _ in
+                        kernelContext(threads).forEach(tasks: chunks, threads: n * c < 1 << 14 ? 1 : nil) { t, _ in
                             var e = [Double](repeating: 0, count: c)
                             var colSum = [Double](repeating: 0, count: c)
                             var loss = 0.0
@@ -434,7 +434,7 @@ final class SoftmaxObjective: LBFGSObjective {
         gw.withUnsafeMutableBufferPointer { gp in
             scores.withUnsafeBufferPointer { zp in
                 sgemm(c: gp.baseAddress!, ldc: c, a: x, lda: d, transA: true, b: zp.baseAddress!, ldb: c,
-                      transB: false, m: d, n: c, k: n, threads: threads)
+                      transB: false, m: d, n: c, k: n, context: kernelContext(threads))
             }
         }
         var g = [Double](repeating: 0, count: parameterCount)

@@ -45,6 +45,7 @@ public final class AdamW {
     /// parameter given a target (with or without a gradient): the bits of the three separate passes, in one
     /// pass and one parallel region (`adamwStep`).
     public func update(zeroingGradients: Bool, emaTargets: [Variable?] = [], emaMomentum: Float = 1, threads: Int? = nil) {
+        let context = threads.map { kernels.with(threads: $0) } ?? kernels
         step += 1
         var list: [AdamWParameter] = []
         var emaOnly: [(source: UnsafeMutablePointer<Float>, target: UnsafeMutablePointer<Float>, count: Int)] = []
@@ -62,9 +63,9 @@ public final class AdamW {
                                        weightDecay: decays[i] ? weightDecay : 0, emaTarget: target))
         }
         adamwStep(list, lr: lr, beta1: beta1, beta2: beta2, eps: eps, step: step, zeroGradients: zeroingGradients,
-                  emaMomentum: emaMomentum, threads: threads)
+                  emaMomentum: emaMomentum, context: context)
         if zeroingGradients { for (_, p) in parameters where p.grad != nil { p.noteGradientZeroed() } }
-        for e in emaOnly { emaUpdate(target: e.target, source: e.source, count: e.count, momentum: emaMomentum, threads: threads) }
+        for e in emaOnly { emaUpdate(target: e.target, source: e.source, count: e.count, momentum: emaMomentum, context: context) }
         withExtendedLifetime(m) {}
         withExtendedLifetime(v) {}
     }

@@ -276,7 +276,7 @@ public final class TrainingRun {
                    totalSteps < c.optimization.epochs * ipe ? " (stopping at step \(totalSteps))" : ""))
         if start > 0 { log("resumed from \(checkpointPath) at step \(start)") }
         if staleFilesRemoved > 0 { log("removed \(staleFilesRemoved) temporary file(s) left by a killed run in \(folder)") }
-        log("threads \(Parallel.maxThreads), SIMD \(SIMDPath.name)\(group.size > 1 ? ", \(group.size) processes x \(c.optimization.gradientShards / group.size) of \(c.optimization.gradientShards) gradient shards" : ""); logs in \(folder)/log.csv")
+        log("threads \(kernels.threads), SIMD \(SIMDPath.name)\(group.size > 1 ? ", \(group.size) processes x \(c.optimization.gradientShards / group.size) of \(c.optimization.gradientShards) gradient shards" : ""); logs in \(folder)/log.csv")
         let isTTY = isatty(1) != 0
         let t0 = Date()
         var progress = ProgressLine(totalSteps: totalSteps)

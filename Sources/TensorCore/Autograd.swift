@@ -226,7 +226,7 @@ public final class Tape {
         guard seed.shape == output.shape else {
             throw TensorError.incompatibleShapes(operation: "backward seed must have the output's shape", seed.shape, output.shape)
         }
-        output.withGrad { g in seed.withUnsafeBufferPointer { accumulate(g, $0.baseAddress!, count: seed.count) } }
+        output.withGrad { g in seed.withUnsafeBufferPointer { accumulate(g, $0.baseAddress!, count: seed.count, context: kernels) } }
         runEntries()
     }
 

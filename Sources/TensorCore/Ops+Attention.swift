@@ -19,7 +19,7 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variab
     var probs = keeps ? try Tensor(uninitialized: [batch, heads, n, n]) : nil
     let yp = mutablePointer(&y), pp = keeps ? mutablePointer(&probs!) : nil
     qkv.withValue { x in
-        attentionForward(out: yp, probs: pp, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale)
+        attentionForward(out: yp, probs: pp, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale, context: kernels)
     }
     let scores = Double(batch * heads * n * n)
     return opOutput(y, inputs: qkv, tape: tape, op: "attention",
@@ -29,7 +29,7 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variab
             // Every (batch, head) writes its q, k, v slices in full: the first contribution can overwrite.
             qkv.withValue { x in
                 attentionBackward(dqkv: dx, accumulate: !fresh, dOut: dy, probs: pp.map { UnsafePointer($0) }, qkv: x, batch: batch, n: n,
-                                  heads: heads, dh: dh, scale: scale)
+                                  heads: heads, dh: dh, scale: scale, context: kernels)
             }
         }
     }

@@ -11,11 +11,11 @@ public func addBroadcast(_ x: Variable, _ table: Variable, tape: Tape?) throws -
     let rows = x.value.count / cols
     var y = x.value
     let yp = mutablePointer(&y)
-    table.withValue { addBias(yp, bias: $0, rows: rows, cols: cols) }
+    table.withValue { addBias(yp, bias: $0, rows: rows, cols: cols, context: kernels) }
     let (xn, count) = (x.node, x.value.count)  // x's value is not needed backward
     return opOutput(y, inputs: x, table, tape: tape, op: "addBroadcast", cost: .elementwise(count, 1, 2)) { dy in
-        if xn.requiresGrad { xn.withGrad { accumulate($0, dy, count: count) } }
-        if table.requiresGrad { table.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: cols) } }
+        if xn.requiresGrad { xn.withGrad { accumulate($0, dy, count: count, context: kernels) } }
+        if table.requiresGrad { table.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: cols, context: kernels) } }
     }
 }
 
@@ -27,7 +27,7 @@ public func repeatBatch(_ x: Variable, times: Int, tape: Tape?) throws -> Variab
     let yp = mutablePointer(&y)
     x.withValue { xp in for r in 0..<times { (yp + r * n).update(from: xp, count: n) } }
     return unaryOutput(y, of: x, tape: tape, op: "repeatBatch", cost: .elementwise(y.count, 0, 1)) { dx, dy in
-        for r in 0..<times { accumulate(dx, dy + r * n, count: n) }
+        for r in 0..<times { accumulate(dx, dy + r * n, count: n, context: kernels) }
     }
 }
 
@@ -41,6 +41,6 @@ public func sliceTokens(_ x: Variable, from start: Int, tape: Tape?) throws -> V
     let yp = mutablePointer(&y)
     x.withValue { xp in for b in 0..<batch { (yp + b * k * d).update(from: xp + (b * n + start) * d, count: k * d) } }
     return unaryOutput(y, of: x, tape: tape, op: "sliceTokens", cost: .elementwise(y.count, 0, 1)) { dx, dy in
-        for b in 0..<batch { accumulate(dx + (b * n + start) * d, dy + b * k * d, count: k * d, threads: 1) }
+        for b in 0..<batch { accumulateSerial(dx + (b * n + start) * d, dy + b * k * d, count: k * d) }
     }
 }

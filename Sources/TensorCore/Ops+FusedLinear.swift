@@ -27,10 +27,10 @@ public func geluLinear(
             if h.requiresGrad {
                 h.withGradForWrite { dh, fresh in
                     w.withValue { wp in
-                        ScratchPool.shared.withFloats(fresh ? 0 : count) { t in
+                        kernels.scratch.withFloats(fresh ? 0 : count) { t in
                             sgemm(c: fresh ? dh : t, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: false, b: wp,
-                                  ldb: max(1, inF), transB: false, m: rows, n: inF, k: outF, epilogue: .geluBackward(x: hp))
-                            if !fresh { accumulate(dh, UnsafePointer(t), count: count) }
+                                  ldb: max(1, inF), transB: false, m: rows, n: inF, k: outF, epilogue: .geluBackward(x: hp), context: kernels)
+                            if !fresh { accumulate(dh, UnsafePointer(t), count: count, context: kernels) }
                         }
                     }
                 }
@@ -64,7 +64,7 @@ public func layerNormLinear(
         }
     }
     x.withValue { xp in
-        layerNormStatistics(mean: mp, rstd: rp, xp, rows: rows, dim: dim, eps: eps)
+        layerNormStatistics(mean: mp, rstd: rp, xp, rows: rows, dim: dim, eps: eps, context: kernels)
         withNorm { linearProduct(yp, x: xp, prologue: $0, weight: w, bias: b, residual: nil, rows: rows) }
     }
     let mnk = 2 * Double(rows) * Double(dim) * Double(outF)
@@ -75,11 +75,11 @@ public func layerNormLinear(
                                  backward: 2 * mnk + biasOps + norm.forward + norm.backward)) { dy in
         // In the separate ops' order: the Linear's gradients (input, weight, bias), then the LayerNorm's.
         let wantsNorm = x.requiresGrad || gamma?.requiresGrad == true || beta?.requiresGrad == true
-        ScratchPool.shared.withFloats(wantsNorm ? rows * dim : 0) { dn in  // gradient of the LayerNorm's output
+        kernels.scratch.withFloats(wantsNorm ? rows * dim : 0) { dn in  // gradient of the LayerNorm's output
             if wantsNorm {
                 w.withValue { wp in
                     sgemm(c: dn, ldc: dim, a: dy, lda: max(1, outF), transA: false, b: wp, ldb: dim, transB: false,
-                          m: rows, n: dim, k: outF)
+                          m: rows, n: dim, k: outF, context: kernels)
                 }
             }
             x.withValue { xp in

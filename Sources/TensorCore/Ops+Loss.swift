@@ -67,7 +67,7 @@ func lossGradient<L: PointwiseLoss>(
     count n: Int, scale: Double, sign: Float, fresh: Bool
 ) {
     let (chunks, size) = Parallel.chunking(count: n, minChunk: 1 << 15)
-    Parallel.forEach(tasks: chunks) { c, _ in
+    kernels.forEach(tasks: chunks) { c, _ in
         let lo = c * size, hi = min(n, lo + size)
         if fresh {
             for i in lo..<hi { dx[i] = 0 + sign * Float(scale * L.derivative(Double(p[i]) - Double(q[i]))) }
@@ -88,7 +88,7 @@ public func softmaxCrossEntropy(_ logits: Variable, labels: [Int], tape: Tape?) 
     }
     var probs = try Tensor(uninitialized: logits.shape)
     let pp = mutablePointer(&probs)
-    logits.withValue { softmaxForward(pp, $0, rows: rows, cols: classes) }
+    logits.withValue { softmaxForward(pp, $0, rows: rows, cols: classes, context: kernels) }
     var loss = 0.0
     for r in 0..<rows { loss -= Foundation_log(max(Double(pp[r * classes + labels[r]]), 1e-45)) }
     let t = recording(tape, logits)

@@ -40,7 +40,7 @@ public func mlp(
         w1.withValue { wp in
             withOptionalPointer(b1?.value) { bp in
                 sgemm(c: ap, ldc: max(1, hidden), a: xp, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF),
-                      transB: true, m: rows, n: hidden, k: inF, bias: bp, epilogue: .gelu(output: hp))
+                      transB: true, m: rows, n: hidden, k: inF, bias: bp, epilogue: .gelu(output: hp), context: kernels)
             }
         }
     }
@@ -51,7 +51,7 @@ public func mlp(
         withOptionalPointer(b2?.value) { bp in
             withOptionalPointer(r?.value) { rp in
                 sgemm(c: yp, ldc: max(1, outF), a: hp, lda: max(1, hidden), transA: false, b: wp, ldb: max(1, hidden),
-                      transB: true, m: rows, n: outF, k: hidden, bias: bp, residual: rp)
+                      transB: true, m: rows, n: outF, k: hidden, bias: bp, residual: rp, context: kernels)
             }
         }
     }
@@ -75,7 +75,7 @@ public func mlp(
             // da = (dy W2) * GELU'(a), in the GEMM's epilogue.
             w2.withValue { wp in
                 sgemm(c: dap, ldc: max(1, hidden), a: dy, lda: max(1, outF), transA: false, b: wp, ldb: max(1, hidden),
-                      transB: false, m: rows, n: hidden, k: outF, epilogue: .geluBackward(x: ap))
+                      transB: false, m: rows, n: hidden, k: outF, epilogue: .geluBackward(x: ap), context: kernels)
             }
         }
         linearBackward(dy: dy, x: hiddenVariable, weight: w2, bias: b2, rows: rows)

@@ -28,7 +28,7 @@ public func patchEmbed(_ images: Variable, weight: Variable, bias: Variable?, pa
     // images. Recorded before the linear op, so it runs after linear's backward (entries run newest first).
     t?.record(inputs: [weight, images]) {
         if weight.requiresGrad, let g = w2.grad {
-            weight.withGrad { dw in g.withUnsafeBufferPointer { accumulate(dw, $0.baseAddress!, count: g.count) } }
+            weight.withGrad { dw in g.withUnsafeBufferPointer { accumulate(dw, $0.baseAddress!, count: g.count, context: kernels) } }
             w2.zeroGrad()
         }
         if images.requiresGrad, let g = patchVar.grad {

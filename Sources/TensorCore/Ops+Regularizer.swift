@@ -26,7 +26,7 @@ public func varianceCovarianceLoss(
     cov.withUnsafeMutableBufferPointer { c in
         centred.withUnsafeBufferPointer { a in
             sgemm(c: c.baseAddress!, ldc: d, a: a.baseAddress!, lda: d, transA: true, b: a.baseAddress!, ldb: d,
-                  transB: false, m: d, n: d, k: n, alpha: 1 / Float(n - 1))
+                  transB: false, m: d, n: d, k: n, alpha: 1 / Float(n - 1), context: kernels)
         }
     }
     // The loss, and G = dLoss/dCov (symmetric), from which dLoss/dx = 2 / (n - 1) centred G. The centring adds
@@ -61,7 +61,7 @@ public func varianceCovarianceLoss(
             g.withUnsafeBufferPointer { gm in
                 x.withGradForWrite { dx, fresh in
                     sgemm(c: dx, ldc: d, a: a.baseAddress!, lda: d, transA: false, b: gm.baseAddress!, ldb: d,
-                          transB: false, m: n, n: d, k: d, alpha: up * 2 / Float(n - 1), beta: fresh ? 0 : 1)
+                          transB: false, m: n, n: d, k: d, alpha: up * 2 / Float(n - 1), beta: fresh ? 0 : 1, context: kernels)
                 }
             }
         }

@@ -45,7 +45,7 @@ public func gatherTokens(_ x: Variable, _ masks: [TokenIndices], tape: Tape?) th
             for b in 0..<batch {
                 for t in 0..<k {
                     let dst = dx + (b * tokens + Int(m.indices[b * k + t])) * d
-                    accumulate(dst, dy + ((mi * batch + b) * k + t) * d, count: d, threads: 1)
+                    accumulateSerial(dst, dy + ((mi * batch + b) * k + t) * d, count: d)
                 }
             }
         }
@@ -71,12 +71,12 @@ public func concatTokens(_ a: Variable, _ b: Variable, tape: Tape?) throws -> Va
     return opOutput(y, inputs: a, b, tape: tape, op: "concatTokens") { dy in
         if an.requiresGrad {
             an.withGrad { da in
-                for i in 0..<batch { accumulate(da + i * n1 * d, dy + i * (n1 + n2) * d, count: n1 * d, threads: 1) }
+                for i in 0..<batch { accumulateSerial(da + i * n1 * d, dy + i * (n1 + n2) * d, count: n1 * d) }
             }
         }
         if bn.requiresGrad {
             bn.withGrad { db in
-                for i in 0..<batch { accumulate(db + i * n2 * d, dy + (i * (n1 + n2) + n1) * d, count: n2 * d, threads: 1) }
+                for i in 0..<batch { accumulateSerial(db + i * n2 * d, dy + (i * (n1 + n2) + n1) * d, count: n2 * d) }
             }
         }
     }
@@ -92,7 +92,7 @@ public func meanTokens(_ x: Variable, tape: Tape?) throws -> Variable {
     x.withValue { xp in
         for b in 0..<batch {
             let o = yp + b * d
-            for t in 0..<n { accumulate(o, xp + (b * n + t) * d, count: d, threads: 1) }
+            for t in 0..<n { accumulateSerial(o, xp + (b * n + t) * d, count: d) }
             for j in 0..<d { o[j] *= inv }
         }
     }

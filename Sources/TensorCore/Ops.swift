@@ -103,7 +103,7 @@ func linearProduct(
         withOptionalPointer(b?.value) { bp in
             withOptionalPointer(r?.value) { rp in
                 sgemm(c: y, ldc: max(1, outF), a: x, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF),
-                      transB: true, m: rows, n: outF, k: inF, bias: bp, residual: rp, aPrologue: prologue)
+                      transB: true, m: rows, n: outF, k: inF, bias: bp, residual: rp, aPrologue: prologue, context: kernels)
             }
         }
     }
@@ -117,7 +117,7 @@ func linearBackward(dy: UnsafePointer<Float>, x: Variable, weight w: Variable, b
         x.withGradForWrite { dx, fresh in
             w.withValue { wp in
                 sgemm(c: dx, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: false, b: wp, ldb: max(1, inF),
-                      transB: false, m: rows, n: inF, k: outF, beta: fresh ? 0 : 1)
+                      transB: false, m: rows, n: inF, k: outF, beta: fresh ? 0 : 1, context: kernels)
             }
         }
     }
@@ -135,10 +135,10 @@ func linearParameterGradients(
         // zeroed it (`GradNode.holdsZeros`); added otherwise (a weight shared by several calls).
         w.withGradForWrite { dw, fresh in
             sgemm(c: dw, ldc: max(1, inF), a: dy, lda: max(1, outF), transA: true, b: x, ldb: max(1, inF),
-                  transB: false, m: outF, n: inF, k: rows, beta: fresh ? 0 : 1, bPrologue: prologue)
+                  transB: false, m: outF, n: inF, k: rows, beta: fresh ? 0 : 1, bPrologue: prologue, context: kernels)
         }
     }
-    if let b, b.requiresGrad { b.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: outF) } }
+    if let b, b.requiresGrad { b.withGrad { biasBackward(dbias: $0, dy: dy, rows: rows, cols: outF, context: kernels) } }
 }
 
 // MARK: - LayerNorm
@@ -159,7 +159,7 @@ public func layerNorm(
         let g = gamma?.value, b = beta?.value
         withOptionalPointer(g) { gp in
             withOptionalPointer(b) { bp in
-                layerNormForward(yp, mean: mp, rstd: rp, xp, gamma: gp, beta: bp, rows: rows, dim: dim, eps: eps)
+                layerNormForward(yp, mean: mp, rstd: rp, xp, gamma: gp, beta: bp, rows: rows, dim: dim, eps: eps, context: kernels)
             }
         }
     }
@@ -180,9 +180,9 @@ func layerNormGradients(
             withGradOrNil(beta) { db in
                 withOptionalPointer(gamma?.value) { gp in
                     x.withValue { xp in
-                        ScratchPool.shared.withFloats(dx == nil ? x.value.count : 0) { sink in
+                        kernels.scratch.withFloats(dx == nil ? x.value.count : 0) { sink in
                             layerNormBackward(dx: dx ?? sink, dgamma: dg, dbeta: db, dy: dy, x: xp,
-                                              mean: mean, rstd: rstd, gamma: gp, rows: rows, dim: dim)
+                                              mean: mean, rstd: rstd, gamma: gp, rows: rows, dim: dim, context: kernels)
                         }
                     }
                 }
@@ -210,10 +210,10 @@ func withGradOrNil(_ v: Variable?, _ body: (UnsafeMutablePointer<Float>?) -> Voi
 public func gelu(_ x: Variable, tape: Tape?) -> Variable {
     var y = (try? Tensor(uninitialized: x.shape)) ?? Tensor.zeros(like: x.value)
     let yp = mutablePointer(&y)
-    x.withValue { geluForward(yp, $0, count: x.value.count) }
+    x.withValue { geluForward(yp, $0, count: x.value.count, context: kernels) }
     return opOutput(y, inputs: x, tape: tape, op: "gelu", cost: .elementwise(x.value.count, 20, 30)) { dy in
         x.withGradForWrite { dx, fresh in
-            x.withValue { geluBackward(dx: dx, dy: dy, x: $0, count: x.value.count, accumulate: !fresh) }
+            x.withValue { geluBackward(dx: dx, dy: dy, x: $0, count: x.value.count, accumulate: !fresh, context: kernels) }
         }
     }
 }
@@ -223,7 +223,7 @@ public func add(_ a: Variable, _ b: Variable, tape: Tape?) throws -> Variable {
     try check(a.shape == b.shape, "add: same shapes", a.shape, b.shape)
     var y = try Tensor(uninitialized: a.shape)
     let yp = mutablePointer(&y)
-    a.withValue { ap in b.withValue { bp in addElementwise(yp, ap, bp, count: a.value.count) } }
+    a.withValue { ap in b.withValue { bp in addElementwise(yp, ap, bp, count: a.value.count, context: kernels) } }
     let (an, bn) = (a.node, b.node)
     return opOutput(y, inputs: a, b, tape: tape, op: "add", cost: .elementwise(a.value.count, 1, 2)) { dy in
         passGradient(dy, to: an)
@@ -236,6 +236,6 @@ func passGradient(_ dy: UnsafePointer<Float>, to v: GradNode) {
     guard v.requiresGrad else { return }
     let count = v.count
     v.withGradForWrite { g, fresh in
-        if fresh { g.update(from: dy, count: count) } else { accumulate(g, dy, count: count) }
+        if fresh { g.update(from: dy, count: count) } else { accumulate(g, dy, count: count, context: kernels) }
     }
 }

@@ -347,7 +347,7 @@ extension Tensor {
                     sgemm(c: cp.baseAddress!, ldc: max(1, n),
                           a: ap.baseAddress!, lda: max(1, a.shape[1]), transA: ta,
                           b: bp.baseAddress!, ldb: max(1, b.shape[1]), transB: tb,
-                          m: m, n: n, k: k, threads: threads)
+                          m: m, n: n, k: k, context: threads.map { kernels.with(threads: $0) } ?? kernels)
                 }
             }
         }

@@ -337,7 +337,7 @@ func gemmSuiteCases(_ options: BenchOptions) -> [GEMMCase] {
 
 /// "KC=384,MC=96,MCT=768,TILE=32768" (any subset): the built-in blocking with these values changed.
 func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
-    var t = GEMMBlocking.tuning
+    var t = GEMMBlocking.Tuning()
     for item in text.split(separator: ",") {
         let kv = item.split(separator: "=", omittingEmptySubsequences: false)
         guard kv.count == 2, let v = Int(kv[1].trimmingCharacters(in: .whitespaces)), v >= 1 else {
@@ -360,7 +360,7 @@ func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
 
 func runBlockingAB(_ cases: [GEMMCase], variant: GEMMBlocking.Tuning, rounds: Int, options: BenchOptions) throws {
     let threads = try options.threadCounts()
-    let base = GEMMBlocking.tuning
+    let base = GEMMBlocking.Tuning()
     if !options.json {
         print("A: \(base)  B: \(variant)  (\(rounds) alternating runs each)")
         print("name                    thr     A ms      B ms   A GFLOP/s  B GFLOP/s  B/A speed")
@@ -498,10 +498,10 @@ extension Bench.IJEPA {
     /// `gemm:MC=..,MCT=..,TILE=..`: other GEMM blocking for the whole step. KC is refused: it changes the bits.
     static func gemmStepVariant(_ variant: String) throws -> ((Bool) -> Void)? {
         guard variant.hasPrefix("gemm:") else { return nil }
-        let base = GEMMBlocking.tuning
+        let base = DefaultKernels.context.blocking
         let other = try parseBlocking(String(variant.dropFirst(5)))
         guard other.kc == base.kc else { throw ValidationError("--ab gemm:...: KC changes the results' bits, so it cannot alternate within one run") }
-        return { GEMMBlocking.tuning = $0 ? other : base }
+        return { DefaultKernels.context.blocking = $0 ? other : base }
     }
 
     func runStepAB(_ cases: [IJEPABench.Case], variant: String) throws {

@@ -15,7 +15,7 @@ struct RunOptions: ParsableArguments {
     func apply() throws {
         if let threads {
             guard threads >= 1 else { throw ValidationError("--threads must be >= 1, got \(threads)") }
-            Parallel.maxThreads = threads
+            DefaultKernels.context.threads = threads
         }
     }
 }

@@ -90,10 +90,10 @@ final class AttentionKernelTests: XCTestCase {
         var rng = TestRNG(21)
         for (batch, n, heads, dh) in [(5, 21, 3, 32), (3, 7, 2, 8), (2, 60, 3, 64), (2, 100, 8, 128), (16, 11, 3, 64)] {
             let d = heads * dh, per = n * 3 * d
-            XCTAssertEqual(attentionPlan(batch: batch, n: n, heads: heads, dh: dh, threads: 1).copiesRows, n < 100,
+            XCTAssertEqual(attentionPlan(batch: batch, n: n, heads: heads, dh: dh, context: KernelContext(threads: 1)).copiesRows, n < 100,
                            "case (\(batch), \(n)) meant to take the \(n < 100 ? "copy" : "gather") path at 1 thread")
             if batch == 16 {
-                let plan = attentionPlan(batch: batch, n: n, heads: heads, dh: dh, threads: 3)
+                let plan = attentionPlan(batch: batch, n: n, heads: heads, dh: dh, context: KernelContext(threads: 3))
                 XCTAssertTrue(plan.threads == 3 && plan.copiesRows, "\(plan): 48 short heads are worth several threads")
             }
             let qkv = rng.floats(batch * per, scale: 2), dOut = rng.floats(batch * n * d), prior = rng.floats(batch * per)
@@ -127,26 +127,26 @@ final class AttentionKernelTests: XCTestCase {
             }
             for threads in [1, 2, 3] {
                 var out = [Float](repeating: .nan, count: batch * n * d), p = [Float](repeating: .nan, count: batch * heads * n * n)
-                attentionForward(out: &out, probs: &p, qkv: qkv, batch: batch, n: n, heads: heads, dh: dh, scale: scale, threads: threads)
+                attentionForward(out: &out, probs: &p, qkv: qkv, batch: batch, n: n, heads: heads, dh: dh, scale: scale, context: KernelContext(threads: threads))
                 let what = "(\(batch), \(n), \(heads), \(dh)) at \(threads) threads"
                 XCTAssertEqual(out.map(\.bitPattern), refOut.map(\.bitPattern), "forward output \(what)")
                 XCTAssertEqual(p.map(\.bitPattern), refP.map(\.bitPattern), "probabilities \(what)")
                 for accumulate in [false, true] {
                     var dx = prior
                     attentionBackward(dqkv: &dx, accumulate: accumulate, dOut: dOut, probs: p, qkv: qkv, batch: batch, n: n,
-                                      heads: heads, dh: dh, scale: scale, threads: threads)
+                                      heads: heads, dh: dh, scale: scale, context: KernelContext(threads: threads))
                     XCTAssertEqual(dx.map(\.bitPattern), (accumulate ? refAdded : refWritten).map(\.bitPattern),
                                    "backward (accumulate \(accumulate)) \(what)")
                     // Without the kept probabilities: the backward pass recomputes them, to the same bits.
                     var recomputed = prior
                     attentionBackward(dqkv: &recomputed, accumulate: accumulate, dOut: dOut, probs: nil, qkv: qkv,
-                                      batch: batch, n: n, heads: heads, dh: dh, scale: scale, threads: threads)
+                                      batch: batch, n: n, heads: heads, dh: dh, scale: scale, context: KernelContext(threads: threads))
                     XCTAssertEqual(recomputed.map(\.bitPattern), (accumulate ? refAdded : refWritten).map(\.bitPattern),
                                    "backward with recomputed probabilities (accumulate \(accumulate)) \(what)")
                 }
                 var unkept = [Float](repeating: .nan, count: batch * n * d)
                 attentionForward(out: &unkept, probs: nil, qkv: qkv, batch: batch, n: n, heads: heads, dh: dh, scale: scale,
-                                 threads: threads)
+                                 context: KernelContext(threads: threads))
                 XCTAssertEqual(unkept.map(\.bitPattern), refOut.map(\.bitPattern), "forward output, probabilities not kept, \(what)")
             }
         }
@@ -168,7 +168,7 @@ final class AttentionKernelTests: XCTestCase {
                     smallGEMM(c: &small, ldc: n, a: a, rowStride: transA ? 1 : k, colStride: transA ? m : 1,
                               b: bPadded, ldb: ldb, m: m, n: n, k: k, alpha: 0.375, accumulate: accumulate)
                     sgemm(c: &packed, ldc: n, a: a, lda: transA ? m : k, transA: transA, b: bRows, ldb: n, transB: false,
-                          m: m, n: n, k: k, alpha: 0.375, beta: accumulate ? 1 : 0, threads: 1)
+                          m: m, n: n, k: k, alpha: 0.375, beta: accumulate ? 1 : 0, context: KernelContext(threads: 1))
                     XCTAssertEqual(small, packed, "smallGEMM (\(m), \(n), \(k)) transA \(transA) accumulate \(accumulate)")
                 }
             }

@@ -17,7 +17,7 @@ final class GEMMTests: XCTestCase {
         var c = c0, ref = c0
         var mag = [Double](repeating: 0, count: max(1, m * ldc))
         sgemm(c: &c, ldc: ldc, a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB,
-              m: m, n: n, k: k, alpha: alpha, beta: beta, threads: threads)
+              m: m, n: n, k: k, alpha: alpha, beta: beta, context: KernelContext(threads: threads))
         sgemmReference(c: &ref, ldc: ldc, a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB,
                        m: m, n: n, k: k, alpha: alpha, beta: beta)
         for i in 0..<m {
@@ -104,12 +104,12 @@ final class GEMMTests: XCTestCase {
         // k == 0 and alpha == 0 reduce to C = beta * C; with beta 0 that is zeros, even over NaN.
         var c = [Float](repeating: .nan, count: 12)
         let a: [Float] = [1], b: [Float] = [1]
-        sgemm(c: &c, ldc: 4, a: a, lda: 1, transA: false, b: b, ldb: 4, transB: false, m: 3, n: 4, k: 0)
+        sgemm(c: &c, ldc: 4, a: a, lda: 1, transA: false, b: b, ldb: 4, transB: false, m: 3, n: 4, k: 0, context: KernelContext())
         XCTAssertEqual(c, [Float](repeating: 0, count: 12))
         c = [Float](repeating: 2, count: 12)
         let a2 = [Float](repeating: .nan, count: 6), b2 = [Float](repeating: 1, count: 8)
         sgemm(c: &c, ldc: 4, a: a2, lda: 2, transA: false, b: b2, ldb: 4, transB: false, m: 3, n: 4, k: 2,
-              alpha: 0, beta: 0.5)
+              alpha: 0, beta: 0.5, context: KernelContext())
         XCTAssertEqual(c, [Float](repeating: 1, count: 12), "alpha == 0 must not touch A or B")
     }
 
@@ -124,9 +124,9 @@ final class GEMMTests: XCTestCase {
             let a = rng.floats(m * k), b = rng.floats(k * n)
             var c1 = [Float](repeating: 0, count: m * n), c2 = c1, c3 = c1
             let lda = ta ? m : k, ldb = tb ? k : n
-            sgemm(c: &c1, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k, threads: 1)
-            sgemm(c: &c2, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k, threads: 2)
-            sgemm(c: &c3, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k, threads: 7)
+            sgemm(c: &c1, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k, context: KernelContext(threads: 1))
+            sgemm(c: &c2, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k, context: KernelContext(threads: 2))
+            sgemm(c: &c3, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k, context: KernelContext(threads: 7))
             XCTAssertEqual(c1.map(\.bitPattern), c2.map(\.bitPattern), "1 vs 2 threads differ for \(m)x\(n)x\(k)")
             XCTAssertEqual(c1.map(\.bitPattern), c3.map(\.bitPattern), "1 vs 7 threads differ for \(m)x\(n)x\(k)")
         }
@@ -136,21 +136,20 @@ final class GEMMTests: XCTestCase {
     /// (`bench gemm --ab` relies on comparing like with like; KC, which sets the rounding points, is not varied).
     /// MC below 72 once overran the A buffers on several threads (the task plan's 12-panel floor exceeded MC).
     func testBlockingOtherThanKCDoesNotChangeBits() {
-        let saved = GEMMBlocking.tuning
-        defer { GEMMBlocking.tuning = saved }
         for (m, n, k, ta, tb) in [(300, 200, 900, false, true), (97, 700, 300, true, false), (1, 1, 5, false, false)] {
             var rng = TestRNG(5)
             let a = rng.floats(m * k), b = rng.floats(k * n)
             let (lda, ldb) = (ta ? m : k, tb ? k : n)
             func product(mc: Int, tile: Int, threads: Int) -> [UInt32] {
-                GEMMBlocking.tuning.mc = mc
-                GEMMBlocking.tuning.mcTransposedA = mc
-                GEMMBlocking.tuning.maxTileFloats = tile
+                var context = KernelContext(threads: threads)
+                context.blocking.mc = mc
+                context.blocking.mcTransposedA = mc
+                context.blocking.maxTileFloats = tile
                 var c = [Float](repeating: 0, count: m * n)
-                sgemm(c: &c, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k, threads: threads)
+                sgemm(c: &c, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k, context: context)
                 return c.map(\.bitPattern)
             }
-            let reference = product(mc: saved.mc, tile: saved.maxTileFloats, threads: 1)
+            let reference = product(mc: GEMMBlocking.MC, tile: GEMMBlocking.maxTileFloats, threads: 1)
             for (mc, tile, threads) in [(6, 1 << 10, 1), (48, 1 << 12, 2), (96, 1 << 15, 2), (288, 1 << 16, 2), (384, 1 << 15, 1), (768, 1 << 15, 2)] {
                 let got = product(mc: mc, tile: tile, threads: threads)
                 let differing = zip(got, reference).filter { $0 != $1 }.count
@@ -177,7 +176,7 @@ final class GEMMTests: XCTestCase {
             for (useBias, useResidual) in [(true, false), (false, true), (true, true)] {
                 var separate = c0
                 sgemm(c: &separate, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k,
-                      alpha: alpha, beta: beta, threads: 1)
+                      alpha: alpha, beta: beta, context: KernelContext(threads: 1))
                 if useBias { for i in 0..<m { for j in 0..<n { separate[i * n + j] += bias[j] } } }
                 if useResidual { for i in 0..<m * n { separate[i] = residual[i] + separate[i] } }
                 let what = "bias \(useBias) residual \(useResidual) (\(m), \(n), \(k)) alpha \(alpha) beta \(beta)"
@@ -187,7 +186,7 @@ final class GEMMTests: XCTestCase {
                         residual.withUnsafeBufferPointer { rp in
                             sgemm(c: &fused, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n,
                                   k: k, alpha: alpha, beta: beta, bias: useBias ? bp.baseAddress : nil,
-                                  residual: useResidual ? rp.baseAddress : nil, threads: threads)
+                                  residual: useResidual ? rp.baseAddress : nil, context: KernelContext(threads: threads))
                         }
                     }
                     XCTAssertEqual(fused.map(\.bitPattern), separate.map(\.bitPattern), "\(what), \(threads) threads")
@@ -224,26 +223,26 @@ final class GEMMTests: XCTestCase {
             var product = c0
             bias.withUnsafeBufferPointer { bp in
                 sgemm(c: &product, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k,
-                      alpha: alpha, beta: beta, bias: bp.baseAddress, threads: 1)
+                      alpha: alpha, beta: beta, bias: bp.baseAddress, context: KernelContext(threads: 1))
             }
             var gelu = [Float](repeating: 0, count: m * n), derivative = [Float](repeating: 0, count: m * n)
-            geluForward(&gelu, product, count: m * n, threads: 1)
-            geluBackward(dx: &derivative, dy: product, x: x, count: m * n, accumulate: false, threads: 1)
+            geluForward(&gelu, product, count: m * n, context: KernelContext(threads: 1))
+            geluBackward(dx: &derivative, dy: product, x: x, count: m * n, accumulate: false, context: KernelContext(threads: 1))
             let what = "(\(m), \(n), \(k)) tA \(ta) tB \(tb) alpha \(alpha) beta \(beta)"
             for threads in [1, 2, 5] {
                 var pre = c0, out = [Float](repeating: .nan, count: m * n), inPlace = c0, dx = c0
                 bias.withUnsafeBufferPointer { bp in
                     out.withUnsafeMutableBufferPointer { op in
                         sgemm(c: &pre, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k,
-                              alpha: alpha, beta: beta, bias: bp.baseAddress, epilogue: .gelu(output: op.baseAddress!), threads: threads)
+                              alpha: alpha, beta: beta, bias: bp.baseAddress, epilogue: .gelu(output: op.baseAddress!), context: KernelContext(threads: threads))
                     }
                     inPlace.withUnsafeMutableBufferPointer { ip in
                         sgemm(c: ip.baseAddress!, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k,
-                              alpha: alpha, beta: beta, bias: bp.baseAddress, epilogue: .gelu(output: ip.baseAddress!), threads: threads)
+                              alpha: alpha, beta: beta, bias: bp.baseAddress, epilogue: .gelu(output: ip.baseAddress!), context: KernelContext(threads: threads))
                     }
                     x.withUnsafeBufferPointer { xp in
                         sgemm(c: &dx, ldc: n, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k,
-                              alpha: alpha, beta: beta, bias: bp.baseAddress, epilogue: .geluBackward(x: xp.baseAddress!), threads: threads)
+                              alpha: alpha, beta: beta, bias: bp.baseAddress, epilogue: .geluBackward(x: xp.baseAddress!), context: KernelContext(threads: threads))
                     }
                 }
                 XCTAssertEqual(pre.map(\.bitPattern), product.map(\.bitPattern), "pre-activation kept, \(what), \(threads) threads")
@@ -317,18 +316,18 @@ final class GEMMTests: XCTestCase {
                 let (x, rows, cols) = onA ? (a, m, k) : (b, k, n)
                 let (gamma, beta) = onA ? (gammaA, betaA) : (gammaB, betaB)
                 var mean = [Float](repeating: 0, count: rows), rstd = mean
-                layerNormStatistics(mean: &mean, rstd: &rstd, x, rows: rows, dim: cols, eps: 1e-6, threads: 1)
+                layerNormStatistics(mean: &mean, rstd: &rstd, x, rows: rows, dim: cols, eps: 1e-6, context: KernelContext(threads: 1))
                 for kind in ["gelu", "layerNorm", "layerNorm plain"] {
                     var fx = [Float](repeating: 0, count: rows * cols)
                     var mean2 = mean, rstd2 = rstd
                     switch kind {
-                    case "gelu": geluForward(&fx, x, count: rows * cols, threads: 1)
+                    case "gelu": geluForward(&fx, x, count: rows * cols, context: KernelContext(threads: 1))
                     case "layerNorm":
                         layerNormForward(&fx, mean: &mean2, rstd: &rstd2, x, gamma: gamma, beta: beta, rows: rows, dim: cols,
-                                         eps: 1e-6, threads: 1)
+                                         eps: 1e-6, context: KernelContext(threads: 1))
                     default:
                         layerNormForward(&fx, mean: &mean2, rstd: &rstd2, x, gamma: nil, beta: nil, rows: rows, dim: cols,
-                                         eps: 1e-6, threads: 1)
+                                         eps: 1e-6, context: KernelContext(threads: 1))
                     }
                     XCTAssertEqual(mean2.map(\.bitPattern), mean.map(\.bitPattern), "layerNormStatistics: the forward's mean")
                     XCTAssertEqual(rstd2.map(\.bitPattern), rstd.map(\.bitPattern), "layerNormStatistics: the forward's rstd")
@@ -337,7 +336,7 @@ final class GEMMTests: XCTestCase {
                         var separate = c0
                         bias.withUnsafeBufferPointer { bp in
                             sgemm(c: &separate, ldc: n, a: onA ? fx : a, lda: k, transA: false, b: onA ? b : fx, ldb: n,
-                                  transB: false, m: m, n: n, k: k, beta: beta0, bias: bp.baseAddress, threads: 1)
+                                  transB: false, m: m, n: n, k: k, beta: beta0, bias: bp.baseAddress, context: KernelContext(threads: 1))
                         }
                         for threads in [1, 2, 5] {
                             var fused = c0
@@ -353,7 +352,7 @@ final class GEMMTests: XCTestCase {
                                                 sgemm(c: &fused, ldc: n, a: a, lda: k, transA: false, b: b, ldb: n, transB: false,
                                                       m: m, n: n, k: k, beta: beta0, bias: bp.baseAddress,
                                                       aPrologue: onA ? prologue : nil, bPrologue: onA ? nil : prologue,
-                                                      threads: threads)
+                                                      context: KernelContext(threads: threads))
                                             }
                                         }
                                     }

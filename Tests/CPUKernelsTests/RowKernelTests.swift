@@ -14,7 +14,7 @@ final class RowKernelTests: XCTestCase {
                 var y = [Float](repeating: 0, count: rows * dim)
                 var mean = [Float](repeating: 0, count: rows), rstd = mean
                 layerNormForward(&y, mean: &mean, rstd: &rstd, x, gamma: affine ? g : nil, beta: affine ? b : nil,
-                                 rows: rows, dim: dim, eps: 1e-6)
+                                 rows: rows, dim: dim, eps: 1e-6, context: KernelContext())
                 for r in 0..<rows {
                     let row = x[r * dim..<(r + 1) * dim].map(Double.init)
                     let mu = row.reduce(0, +) / Double(dim)
@@ -36,7 +36,7 @@ final class RowKernelTests: XCTestCase {
         let rows = 64, dim = 96
         let x = rng.floats(rows * dim, scale: 10)
         var y = [Float](repeating: 0, count: rows * dim)
-        layerNormForward(&y, mean: nil, rstd: nil, x, gamma: nil, beta: nil, rows: rows, dim: dim, eps: 1e-5)
+        layerNormForward(&y, mean: nil, rstd: nil, x, gamma: nil, beta: nil, rows: rows, dim: dim, eps: 1e-5, context: KernelContext())
         for r in 0..<rows {
             let row = y[r * dim..<(r + 1) * dim].map(Double.init)
             let mu = row.reduce(0, +) / Double(dim)
@@ -56,20 +56,20 @@ final class RowKernelTests: XCTestCase {
                 func fwd(_ x: [Float], _ g: [Float], _ b: [Float]) -> [Float] {
                     var y = [Float](repeating: 0, count: rows * dim)
                     layerNormForward(&y, mean: nil, rstd: nil, x, gamma: affine ? g : nil, beta: affine ? b : nil,
-                                     rows: rows, dim: dim, eps: 1e-5)
+                                     rows: rows, dim: dim, eps: 1e-5, context: KernelContext())
                     return y
                 }
                 var y = [Float](repeating: 0, count: rows * dim)
                 var mean = [Float](repeating: 0, count: rows), rstd = mean
                 layerNormForward(&y, mean: &mean, rstd: &rstd, x, gamma: affine ? g : nil, beta: affine ? b : nil,
-                                 rows: rows, dim: dim, eps: 1e-5)
+                                 rows: rows, dim: dim, eps: 1e-5, context: KernelContext())
                 let seed: Float = 0.25  // gradients accumulate: start from a non-zero buffer and subtract it
                 var dx = [Float](repeating: seed, count: rows * dim)
                 var dg = [Float](repeating: seed, count: dim), db = dg
                 dg.withUnsafeMutableBufferPointer { dgp in
                     db.withUnsafeMutableBufferPointer { dbp in
                         layerNormBackward(dx: &dx, dgamma: affine ? dgp.baseAddress : nil, dbeta: affine ? dbp.baseAddress : nil,
-                                          dy: w, x: x, mean: mean, rstd: rstd, gamma: affine ? g : nil, rows: rows, dim: dim)
+                                          dy: w, x: x, mean: mean, rstd: rstd, gamma: affine ? g : nil, rows: rows, dim: dim, context: KernelContext())
                     }
                 }
                 if dim == 1 { continue }  // d/dx of a 1-element LayerNorm is 0 and FD is dominated by eps
@@ -90,10 +90,10 @@ final class RowKernelTests: XCTestCase {
         for n in [1, 7, 8, 9, 100] {
             let x = rng.floats(n, scale: 4), w = rng.floats(n)
             var dx = [Float](repeating: 0, count: n)
-            geluBackward(dx: &dx, dy: w, x: x, count: n)
+            geluBackward(dx: &dx, dy: w, x: x, count: n, context: KernelContext())
             checkGradient("GELU (\(n))", x: x, weights: w, step: 1e-2, forward: { x in
                 var y = [Float](repeating: 0, count: n)
-                geluForward(&y, x, count: n)
+                geluForward(&y, x, count: n, context: KernelContext())
                 return y
             }, analytic: dx)
         }
@@ -104,7 +104,7 @@ final class RowKernelTests: XCTestCase {
         for (rows, cols) in shapes + [(3, 200)] {
             let x = rng.floats(rows * cols, scale: 5)
             var y = [Float](repeating: 0, count: rows * cols)
-            softmaxForward(&y, x, rows: rows, cols: cols)
+            softmaxForward(&y, x, rows: rows, cols: cols, context: KernelContext())
             for r in 0..<rows {
                 let row = x[r * cols..<(r + 1) * cols].map(Double.init)
                 let m = row.max()!
@@ -115,16 +115,16 @@ final class RowKernelTests: XCTestCase {
             }
             let w = rng.floats(rows * cols)
             var dx = [Float](repeating: 0, count: rows * cols)
-            softmaxBackward(dx: &dx, dy: w, y: y, rows: rows, cols: cols)
+            softmaxBackward(dx: &dx, dy: w, y: y, rows: rows, cols: cols, context: KernelContext())
             checkGradient("softmax (\(rows),\(cols))", x: x, weights: w, step: 1e-2, forward: { x in
                 var y = [Float](repeating: 0, count: rows * cols)
-                softmaxForward(&y, x, rows: rows, cols: cols)
+                softmaxForward(&y, x, rows: rows, cols: cols, context: KernelContext())
                 return y
             }, analytic: dx)
         }
         // Large logits do not overflow.
         var y = [Float](repeating: 0, count: 3)
-        softmaxForward(&y, [1000, 1000, -1000], rows: 1, cols: 3)
+        softmaxForward(&y, [1000, 1000, -1000], rows: 1, cols: 3, context: KernelContext())
         XCTAssertEqual(y, [0.5, 0.5, 0])
     }
 
@@ -134,21 +134,21 @@ final class RowKernelTests: XCTestCase {
             let x = rng.floats(rows * cols), bias = rng.floats(cols), w = rng.floats(rows * cols)
             func fwd(_ bias: [Float]) -> [Float] {
                 var y = x
-                addBias(&y, bias: bias, rows: rows, cols: cols)
+                addBias(&y, bias: bias, rows: rows, cols: cols, context: KernelContext())
                 return y
             }
             let y = fwd(bias)
             for r in 0..<rows { for j in 0..<cols { XCTAssertEqual(y[r * cols + j], x[r * cols + j] + bias[j]) } }
             var db = [Float](repeating: 0, count: cols)
-            biasBackward(dbias: &db, dy: w, rows: rows, cols: cols)
+            biasBackward(dbias: &db, dy: w, rows: rows, cols: cols, context: KernelContext())
             checkGradient("bias (\(rows),\(cols))", x: bias, weights: w, forward: fwd, analytic: db)
 
             let other = rng.floats(rows * cols)
             var sum = [Float](repeating: 0, count: rows * cols)
-            addElementwise(&sum, x, other, count: rows * cols)
+            addElementwise(&sum, x, other, count: rows * cols, context: KernelContext())
             XCTAssertEqual(sum, zip(x, other).map { $0 + $1 })
             var da = [Float](repeating: 1, count: rows * cols)
-            accumulate(&da, w, count: rows * cols)
+            accumulate(&da, w, count: rows * cols, context: KernelContext())
             checkGradient("residual (\(rows),\(cols))", x: x, weights: w, forward: { x in zip(x, other).map { $0 + $1 } },
                           analytic: da.map { $0 - 1 })
         }
@@ -162,16 +162,16 @@ final class RowKernelTests: XCTestCase {
         func run(_ threads: Int) -> [[Float]] {
             var y = [Float](repeating: 0, count: rows * dim)
             var mean = [Float](repeating: 0, count: rows), rstd = mean
-            layerNormForward(&y, mean: &mean, rstd: &rstd, x, gamma: g, beta: b, rows: rows, dim: dim, eps: 1e-6, threads: threads)
+            layerNormForward(&y, mean: &mean, rstd: &rstd, x, gamma: g, beta: b, rows: rows, dim: dim, eps: 1e-6, context: KernelContext(threads: threads))
             var dx = [Float](repeating: 0, count: rows * dim), dg = [Float](repeating: 0, count: dim), db = dg
             layerNormBackward(dx: &dx, dgamma: &dg, dbeta: &db, dy: dy, x: x, mean: mean, rstd: rstd, gamma: g,
-                              rows: rows, dim: dim, threads: threads)
+                              rows: rows, dim: dim, context: KernelContext(threads: threads))
             var dbias = [Float](repeating: 0, count: dim)
-            biasBackward(dbias: &dbias, dy: dy, rows: rows, cols: dim, threads: threads)
+            biasBackward(dbias: &dbias, dy: dy, rows: rows, cols: dim, context: KernelContext(threads: threads))
             var s = [Float](repeating: 0, count: rows * dim)
-            softmaxForward(&s, x, rows: rows, cols: dim, threads: threads)
+            softmaxForward(&s, x, rows: rows, cols: dim, context: KernelContext(threads: threads))
             var ge = [Float](repeating: 0, count: rows * dim)
-            geluForward(&ge, x, count: rows * dim, threads: threads)
+            geluForward(&ge, x, count: rows * dim, context: KernelContext(threads: threads))
             return [y, dx, dg, db, dbias, s, ge]
         }
         let one = run(1), two = run(2)
@@ -189,7 +189,7 @@ final class RowKernelTests: XCTestCase {
         for step in 1...5 {
             let g = rng.floats(n)
             adamwUpdate(param: &p, m: &m, v: &v, grad: g, count: n, lr: lr, beta1: b1, beta2: b2, eps: eps,
-                        weightDecay: wd, step: step)
+                        weightDecay: wd, step: step, context: KernelContext())
             for i in 0..<n {
                 let gd = Double(g[i])
                 pd[i] *= 1 - Double(lr) * Double(wd)
@@ -223,10 +223,10 @@ final class RowKernelTests: XCTestCase {
         var (ps, ms, vs, gs, ts) = (p0, m0, v0, g0, t0)
         for i in sizes.indices {
             adamwUpdate(param: &ps[i], m: &ms[i], v: &vs[i], grad: gs[i], count: sizes[i], lr: 1e-3, beta1: 0.9,
-                        beta2: 0.999, eps: 1e-8, weightDecay: wds[i], step: 3, threads: 1)
+                        beta2: 0.999, eps: 1e-8, weightDecay: wds[i], step: 3, context: KernelContext(threads: 1))
         }
         for i in sizes.indices { gs[i] = [Float](repeating: 0, count: sizes[i]) }
-        for i in sizes.indices where emaFlags[i] { emaUpdate(target: &ts[i], source: ps[i], count: sizes[i], momentum: 0.996, threads: 1) }
+        for i in sizes.indices where emaFlags[i] { emaUpdate(target: &ts[i], source: ps[i], count: sizes[i], momentum: 0.996, context: KernelContext(threads: 1)) }
         for threads in [1, 2, 3] {
             func buffers(_ a: [[Float]]) -> [UnsafeMutablePointer<Float>] {
                 a.map { x in
@@ -242,7 +242,7 @@ final class RowKernelTests: XCTestCase {
                                emaTarget: emaFlags[i] ? t[i] : nil)
             }
             adamwStep(params, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 3, zeroGradients: true,
-                      emaMomentum: 0.996, threads: threads)
+                      emaMomentum: 0.996, context: KernelContext(threads: threads))
             func bits(_ b: UnsafeMutablePointer<Float>, _ n: Int) -> [UInt32] { (0..<n).map { b[$0].bitPattern } }
             for i in sizes.indices {
                 let n = sizes[i]
@@ -279,8 +279,8 @@ final class RowKernelTests: XCTestCase {
             let src = rng.floats(n), start = rng.floats(n)
             for m: Float in [0.996, 0.5, 1] {
                 var one = start, two = start
-                emaUpdate(target: &one, source: src, count: n, momentum: m, threads: 1)
-                emaUpdate(target: &two, source: src, count: n, momentum: m, threads: 2)
+                emaUpdate(target: &one, source: src, count: n, momentum: m, context: KernelContext(threads: 1))
+                emaUpdate(target: &two, source: src, count: n, momentum: m, context: KernelContext(threads: 2))
                 XCTAssertEqual(one.map(\.bitPattern), two.map(\.bitPattern), "n \(n): thread count changed the EMA")
                 for i in 0..<n {
                     let ref = Double(m) * Double(start[i]) + (1 - Double(m)) * Double(src[i])

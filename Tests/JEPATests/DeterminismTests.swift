@@ -8,9 +8,9 @@ import NNLayers
 /// predictor, and the parameters after an AdamW step, are bit-identical for 1 and 2 threads.
 final class DeterminismTests: XCTestCase {
     func run(threads: Int) throws -> [[UInt32]] {
-        let saved = Parallel.maxThreads
-        Parallel.maxThreads = threads
-        defer { Parallel.maxThreads = saved }
+        let saved = DefaultKernels.context
+        DefaultKernels.context = saved.with(threads: threads)
+        defer { DefaultKernels.context = saved }
         var rng = RandomGenerator(seed: 7)
         let cfg = ViTConfig(imageSize: 32, patchSize: 4, inChannels: 3, embedDim: 48, depth: 2, heads: 3)
         let encoder = try VisionTransformer(cfg, rng: &rng)

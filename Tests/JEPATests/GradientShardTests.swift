@@ -21,9 +21,9 @@ final class GradientShardTests: XCTestCase {
     /// One sharded step's loss and gradients: (the bits of) the shards computed one by one in the test and summed
     /// along the tree by hand.
     func gradients(shards: Int, threads: Int) throws -> (loss: Float, grads: [[Float]]) {
-        let saved = Parallel.maxThreads
-        Parallel.maxThreads = threads
-        defer { Parallel.maxThreads = saved }
+        let saved = DefaultKernels.context
+        DefaultKernels.context = saved.with(threads: threads)
+        defer { DefaultKernels.context = saved }
         let tiny = try TinyIJEPA()
         let m = tiny.masks(step: 0)
         let trainer = try tiny.trainer()
