@@ -9,12 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 allowed=(
-    "Sources/TensorCore/Kernels.swift|nonisolated(unsafe) package static var context = KernelContext()"
     "Sources/TensorCore/Tensor.swift|static let shared = StoragePool()"
-    "Sources/TensorCore/Profiler.swift|nonisolated(unsafe) public static var active: OpProfiler?"
-    "Sources/TensorCore/Ops+Attention.swift|@_spi(Tuning) nonisolated(unsafe) public var attentionKeepsProbabilities = false"
-    "Sources/NNLayers/Layers.swift|@_spi(Tuning) nonisolated(unsafe) public static var fusedNorms = true"
-    "Sources/NNLayers/Layers.swift|@_spi(Tuning) nonisolated(unsafe) public static var fusedGELU = true"
 )
 
 # file|text of every matching line (comments skipped; a `{` on the line marks a computed property).

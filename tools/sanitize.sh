@@ -10,7 +10,7 @@
 # 2-core VM: 1.5 for the ASan build and run, 1.5 for TSan's, the rest for the canary).
 source "$(dirname "$0")/setup.sh"
 what="${1:-all}"
-tsan_tests='GEMMTests|ParallelTests|KernelContextTests|AttentionKernelTests|RowKernelTests|GradCheckTests|BatchLoaderTests|DeterminismTests|EncoderTests|RecomputeTests'
+tsan_tests='GEMMTests|ParallelTests|KernelContextTests|TwoEnginesTests|AttentionKernelTests|RowKernelTests|GradCheckTests|BatchLoaderTests|DeterminismTests|EncoderTests|RecomputeTests'
 # Exclusions:
 # - LeakSanitizer is off (ASAN_OPTIONS=detect_leaks=0): on 2026-12-06 it reported 59 leaks after the whole suite
 #   passed, every one in XCTest's own objects (XCTestCase runs, XCTSkip strings, XCTMain's arrays) or in

@@ -63,6 +63,9 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
     /// Images per forward pass (the work is cut into chunks of this many; results do not depend on it). The one
     /// setting that can change after `init`: set it before the encoder is shared between tasks.
     public var batchSize = 64
+    /// Threads and kernels of the forward passes (default: every hardware thread). Set it before sharing the
+    /// encoder; each `embed` runs on a tape of its own.
+    public var engine = Engine()
     let vit: VisionTransformer
 
     /// Width of one output token (and of `.pooled` features).
@@ -174,8 +177,8 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
         while start < n {
             let end = min(start + max(batchSize, 1), n)
             let x = Variable(try input(start..<end))
-            let blocks = try vit.lastBlockOutputs(x, count: layers)  // (b, N, D) each, last block first
-            let rows = try output == .patchTokens ? blocks.map(\.value) : blocks.map { try meanTokens($0, tape: nil).value }
+            let blocks = try vit.lastBlockOutputs(x, count: layers, engine: engine)  // (b, N, D) each, last block first
+            let rows = try output == .patchTokens ? blocks.map(\.value) : blocks.map { try meanTokens($0, tape: engine.noGrad).value }
             let per = output == .patchTokens ? tokens * d : d
             out.withUnsafeMutableBufferPointer { o in
                 for (j, r) in rows.enumerated() {
@@ -232,7 +235,7 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
         var t = try Tensor(zeros: [list.count, c, s, s])
         t.withUnsafeMutableBufferPointer { buf in
             let base = buf.baseAddress!
-            kernels.forEach(tasks: list.count) { k, _ in
+            engine.kernels.forEach(tasks: list.count) { k, _ in
                 guard let img = decoded[k] else { return }
                 switch p.resize {
                 case .stretch:

@@ -194,7 +194,7 @@ public func evaluationTensor(_ data: ImageDataset, augmentation: Augmentation, r
     var t = Tensor.zeros(range.count, c, s, s)
     t.withUnsafeMutableBufferPointer { buf in
         let base = buf.baseAddress!
-        kernels.forEach(tasks: range.count) { k, _ in
+        Parallel.forEach(tasks: range.count, threads: Parallel.hardwareThreads) { k, _ in
             var rng = RandomGenerator(seed: 0)  // not drawn from: no random crop, no flip
             a.apply(data.image(range.lowerBound + k), width: data.width, height: data.height, channels: c,
                     rng: &rng, into: base + k * per)

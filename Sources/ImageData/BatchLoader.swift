@@ -142,7 +142,7 @@ public final class BatchLoader {
         let stopped = Atomic<Bool>(false)
         images.withUnsafeMutableBufferPointer { buf in
             let out = buf.baseAddress!
-            kernels.forEach(tasks: built.count, threads: threads) { k, _ in
+            Parallel.forEach(tasks: built.count, threads: threads ?? Parallel.hardwareThreads) { k, _ in
                 if let cancelled, cancelled() { stopped.store(true, ordering: .relaxed); return }
                 let i = indices[k]
                 var rng = base.stream(.augmentation, UInt64(epoch), UInt64(i))

@@ -1,6 +1,5 @@
 import CPUKernels
 import Foundation
-import TensorCore
 
 /// Image trees laid out as torchvision's `ImageFolder`: `root/<class>/<image>.png`.
 ///
@@ -45,7 +44,7 @@ public enum ImageFolder {
             errors.withUnsafeMutableBufferPointer { errs in
                 let (px, errs) = (px, errs)
                 // Each file decodes into its own slot: the result does not depend on the thread count.
-                kernels.forEach(tasks: files.count) { i, _ in
+                Parallel.forEach(tasks: files.count, threads: Parallel.hardwareThreads) { i, _ in
                     do {
                         let d = try PNGCodec.decode(path: files[i], channels: channels)
                         let img = Resample.resize(d.pixels, width: d.width, height: d.height, channels: channels,
@@ -119,7 +118,7 @@ public enum ImageFolder {
         var errors = [ImageDataError?](repeating: nil, count: data.count)
         errors.withUnsafeMutableBufferPointer { errs in
             let errs = errs
-            kernels.forEach(tasks: data.count) { i, _ in
+            Parallel.forEach(tasks: data.count, threads: Parallel.hardwareThreads) { i, _ in
                 let path = folders[data.labels[i]] + "/" + padded(i, fileDigits) + ".png"
                 do {
                     try PNGCodec.write(path: path, width: data.width, height: data.height, channels: data.channels,

@@ -37,7 +37,7 @@ public final class Predictor: ParameterContainer {
     /// x (nenc B, Kc, D): the context encoder's output; `contextMasks` nenc masks (B, Kc); `targetMasks` npred
     /// masks (B, Kp). Returns (npred nenc B, Kp, D), rows in (target mask, context mask, image) order.
     public func callAsFunction(
-        _ x: Variable, contextMasks: [TokenIndices], targetMasks: [TokenIndices], tape: Tape?
+        _ x: Variable, contextMasks: [TokenIndices], targetMasks: [TokenIndices], tape: Tape
     ) throws -> Variable {
         let nenc = contextMasks.count, npred = targetMasks.count
         guard nenc > 0, npred > 0, x.shape.count == 3, x.shape[0] % nenc == 0, x.shape[2] == embedDim else {
@@ -48,8 +48,8 @@ public final class Predictor: ParameterContainer {
         // Positions of the tables, gathered per mask (constants: the tables are fixed).
         let posBatch = Variable(try repeatRows(posEmbed.value, batch: batch))  // (B, N, Dp)
         var h = try predictorEmbed(x, tape: tape)
-        h = try add(h, try gatherTokens(posBatch, contextMasks, tape: nil), tape: tape)
-        var targetPos = try gatherTokens(posBatch, targetMasks, tape: nil).value  // (npred B, Kp, Dp)
+        h = try add(h, try gatherTokens(posBatch, contextMasks, tape: tape.engine.noGrad), tape: tape)
+        var targetPos = try gatherTokens(posBatch, targetMasks, tape: tape.engine.noGrad).value  // (npred B, Kp, Dp)
         targetPos = try repeatInterleaveBatch(targetPos, batch: batch, repeat: nenc)
         let predTokens = try addBroadcast(Variable(targetPos), maskToken, tape: tape)
         h = try repeatBatch(h, times: npred, tape: tape)

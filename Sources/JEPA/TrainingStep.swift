@@ -28,7 +28,8 @@ public final class IJEPATrainer {
     public let schedules: Schedules
     /// Optimizer steps done so far; the next step uses k = stepsDone + 1.
     public private(set) var stepsDone: Int = 0
-    public var threads: Int?
+    /// Threads, kernels, fusions and profiler of every step (`Engine`).
+    public var engine: Engine
     /// Weights of VICReg's variance and covariance terms on the context encoder's output tokens, added to the
     /// loss (C-JEPA's regulariser, `varianceCovarianceLoss`); (0, 0), the official step, adds nothing.
     public var regularizer: (variance: Float, covariance: Float) = (0, 0)
@@ -58,10 +59,10 @@ public final class IJEPATrainer {
     let trainableCount: Double
     let emaCount: Double
 
-    public init(model: IJEPAModel, schedules: Schedules, threads: Int? = nil) throws {
+    public init(model: IJEPAModel, schedules: Schedules, engine: Engine = Engine()) throws {
         self.model = model
         self.schedules = schedules
-        self.threads = threads
+        self.engine = engine
         trainable = model.trainableParameters
         let pairs = zip(model.encoder.namedParameters, model.target.namedParameters).map { ($0.1, $1.1) }
         let targetOf = Dictionary(uniqueKeysWithValues: pairs.map { (ObjectIdentifier($0.0), $0.1) })
@@ -76,7 +77,8 @@ public final class IJEPATrainer {
     /// images (B, C, H, W), normalised; `context` nenc masks (B, Kc), `targets` npred masks (B, Kp).
     @discardableResult
     public func step(images: Tensor, context: [TokenIndices], targets: [TokenIndices]) throws -> StepResult {
-        OpProfiler.startStep()
+        let profiler = engine.profiler
+        profiler?.startStep()
         let k = stepsDone + 1
         let lr = schedules.learningRate(step: k), wd = schedules.weightDecay(step: k)
         let loss = gradientShards == 1
@@ -86,10 +88,10 @@ public final class IJEPATrainer {
         optimizer.weightDecay = Float(wd)
         let m = schedules.momentum(step: k)
         // AdamW, zero grad and the target encoder's EMA in one pass over the parameters (`adamwStep`).
-        OpProfiler.measure("optimizer", "adamw + zero grad + ema", flops: 12 * trainableCount + 3 * emaCount) {
-            optimizer.update(zeroingGradients: true, emaTargets: emaTargets, emaMomentum: Float(m), threads: threads)
+        OpProfiler.measure(profiler, "optimizer", "adamw + zero grad + ema", flops: 12 * trainableCount + 3 * emaCount) {
+            optimizer.update(zeroingGradients: true, emaTargets: emaTargets, emaMomentum: Float(m), engine: engine)
         }
-        OpProfiler.begin("step")  // closes the last phase's glue
+        profiler?.begin("step")  // closes the last phase's glue
         stepsDone = k
         return StepResult(step: k, loss: loss, learningRate: lr, weightDecay: wd, momentum: m,
                           contextTokens: context.first?.count ?? 0, targetTokens: targets.first?.count ?? 0)
@@ -110,25 +112,26 @@ public final class IJEPATrainer {
     ) throws -> (Float, Variable) {
         let batch = images.shape.first ?? 0
         let x = Variable(images)
-        OpProfiler.begin("target")
-        var h = try model.target(x, tape: nil)
-        h = try layerNorm(h, gamma: nil, beta: nil, eps: 1e-5, tape: nil)
-        h = try gatherTokens(h, targets, tape: nil)
+        let profiler = engine.profiler, noGrad = engine.noGrad
+        profiler?.begin("target")
+        var h = try model.target(x, tape: noGrad)
+        h = try layerNorm(h, gamma: nil, beta: nil, eps: 1e-5, tape: noGrad)
+        h = try gatherTokens(h, targets, tape: noGrad)
         let targetReps = Variable(try repeatInterleaveBatch(h.value, batch: batch, repeat: context.count))
-        let tape = backward ? Tape() : nil
-        if let tape, let gradientReady { tape.watch(trainable.map(\.1), ready: gradientReady) }
-        OpProfiler.begin("context")
+        let tape = backward ? Tape(engine) : noGrad
+        if backward, let gradientReady { tape.watch(trainable.map(\.1), ready: gradientReady) }
+        profiler?.begin("context")
         let z = try model.encoder(x, masks: context, tape: tape)
-        OpProfiler.begin("predictor")
+        profiler?.begin("predictor")
         let prediction = try model.predictor(z, contextMasks: context, targetMasks: targets, tape: tape)
-        OpProfiler.begin("loss")
+        profiler?.begin("loss")
         var loss = try smoothL1Loss(prediction, targetReps, tape: tape)
         if regularizer.variance != 0 || regularizer.covariance != 0 {
             let reg = try varianceCovarianceLoss(z, varianceWeight: regularizer.variance,
                                                  covarianceWeight: regularizer.covariance, tape: tape)
             loss = try add(loss, reg, tape: tape)
         }
-        if let tape { try OpProfiler.backwardPass { try tape.backward(from: loss) } }
+        if backward { try OpProfiler.backwardPass(profiler) { try tape.backward(from: loss) } }
         return (loss.value.scalars[0], prediction)
     }
 

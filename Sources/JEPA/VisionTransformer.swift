@@ -145,7 +145,7 @@ public final class VisionTransformer: ParameterContainer {
     }
 
     /// images (B, C, H, W) -> (B M, K, D) for M masks of K indices each, or (B, N, D) without masks.
-    public func callAsFunction(_ images: Variable, masks: [TokenIndices]? = nil, tape: Tape?) throws -> Variable {
+    public func callAsFunction(_ images: Variable, masks: [TokenIndices]? = nil, tape: Tape) throws -> Variable {
         let c = config
         guard images.shape.count == 4, images.shape[1] == c.inChannels, images.shape[2] == c.imageSize,
               images.shape[3] == c.imageSize else {
@@ -161,17 +161,18 @@ public final class VisionTransformer: ParameterContainer {
 
     /// The outputs of the last `count` blocks over all tokens, each through the final norm as the encoder's
     /// output is (the last one equals `self(images)`), last block first; no autograd. For the probes'
-    /// "last k layers" representation.
-    public func lastBlockOutputs(_ images: Variable, count: Int) throws -> [Variable] {
+    /// "last k layers" representation, on `engine`.
+    public func lastBlockOutputs(_ images: Variable, count: Int, engine: Engine) throws -> [Variable] {
+        let tape = engine.noGrad
         guard count >= 1 && count <= max(blocks.count, 1) else {
             throw TensorError.incompatibleShapes(operation: "lastBlockOutputs: count in 1...depth", [count], [blocks.count])
         }
-        var x = try patchEmbed(images, weight: patchWeight, bias: patchBias, patch: config.patchSize, tape: nil)
-        x = try addBroadcast(x, posEmbed, tape: nil)
-        var outputs: [Variable] = blocks.isEmpty ? [try norm(x, tape: nil)] : []
+        var x = try patchEmbed(images, weight: patchWeight, bias: patchBias, patch: config.patchSize, tape: tape)
+        x = try addBroadcast(x, posEmbed, tape: tape)
+        var outputs: [Variable] = blocks.isEmpty ? [try norm(x, tape: tape)] : []
         for (i, block) in blocks.enumerated() {
-            x = try block(x, tape: nil)
-            if i >= blocks.count - count { outputs.append(try norm(x, tape: nil)) }
+            x = try block(x, tape: tape)
+            if i >= blocks.count - count { outputs.append(try norm(x, tape: tape)) }
         }
         return outputs.reversed()
     }

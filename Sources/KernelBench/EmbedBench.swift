@@ -26,9 +26,9 @@ public enum EmbedBench {
     /// is this case's (weights included).
     public static func run(_ c: Case, encoder: Encoder, batch: Int, threads: Int, peakPerCore: Double,
                            minRuns: Int = 3, minSeconds: Double = 1) throws -> BenchResult {
-        let saved = DefaultKernels.context
-        DefaultKernels.context = saved.with(threads: threads)
-        defer { DefaultKernels.context = saved }
+        let saved = encoder.engine
+        encoder.engine = saved.with(threads: threads)
+        defer { encoder.engine = saved }
         TensorStorage.releaseCachedMemory()
         ProcessMemory.resetPeak()
         var rng = RandomGenerator(seed: 2)

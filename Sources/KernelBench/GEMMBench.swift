@@ -1,5 +1,4 @@
 @_spi(Tuning) import CPUKernels
-import TensorCore
 
 /// One GEMM shape of the suite, named after where it occurs in a ViT.
 public struct GEMMCase: Sendable {
@@ -115,7 +114,7 @@ public func benchmarkGEMM(
 ) -> BenchResult {
     let (m, n, k) = (c.m, c.n, c.k)
     let ops = GEMMOperands(c, seed: seed)
-    let context = kernels.with(threads: threads)
+    let context = KernelContext(threads: threads)
     let run = { ops.run(context) }
     run()
     let worst = ops.validationError()
@@ -135,7 +134,7 @@ public func benchmarkGEMM(
 /// side is validated first. Medians in ms, and B's speed over A's (> 1: the variant is faster).
 @_spi(Tuning) public func abBlockingGEMM(_ c: GEMMCase, threads: Int, variant: GEMMBlocking.Tuning, rounds: Int) -> BenchResult {
     let ops = GEMMOperands(c)
-    let defaults = kernels.with(threads: threads)
+    let defaults = KernelContext(threads: threads)
     var other = defaults
     other.blocking = variant
     var times: [[Double]] = [[], []]

@@ -62,13 +62,13 @@ public enum IJEPABench {
     }
 
     /// A fresh model (seed 1) and trainer for the case, and its fixed batch of N(0, 1) images (seed 2).
-    static func trainerAndImages(_ c: Case) throws -> (IJEPATrainer, Tensor) {
+    static func trainerAndImages(_ c: Case, engine: Engine) throws -> (IJEPATrainer, Tensor) {
         let model = try IJEPAModel(c.vit, predictorDim: c.predictorDim, predictorDepth: c.predictorDepth, seed: 1)
         model.recomputeBlocks = c.recomputeBlocks
         let schedules = Schedules(itersPerEpoch: 1000, epochs: 10, warmupEpochs: 1, startLR: 2e-4, refLR: 1e-3,
                                   finalLR: 1e-6, refWD: 0.04, finalWD: 0.4, ema: (0.996, 1.0))
         var rng = RandomGenerator(seed: 2)
-        return (try IJEPATrainer(model: model, schedules: schedules),
+        return (try IJEPATrainer(model: model, schedules: schedules, engine: engine),
                 try rng.normal([c.batch, c.vit.inChannels, c.vit.imageSize, c.vit.imageSize]))
     }
 
@@ -76,12 +76,9 @@ public enum IJEPABench {
     /// With `profiler`, the timed steps are profiled per op into it.
     public static func run(_ c: Case, threads: Int, peakPerCore: Double, steps: Int = 5,
                            profiler: OpProfiler? = nil) throws -> BenchResult {
-        let saved = DefaultKernels.context
-        DefaultKernels.context = saved.with(threads: threads)
-        defer { DefaultKernels.context = saved }
         TensorStorage.releaseCachedMemory()
         ProcessMemory.resetPeak()
-        let (trainer, images) = try trainerAndImages(c)
+        let (trainer, images) = try trainerAndImages(c, engine: Engine(threads: threads))
         let all = try masks(c, steps: max(steps, 1))
         let cost = StepCost(vit: c.vit, predictorDim: c.predictorDim, predictorDepth: c.predictorDepth)
         let warm = try trainer.step(images: images, context: all[0].context, targets: all[0].targets)
@@ -89,8 +86,7 @@ public enum IJEPABench {
             throw TensorError.incompatibleShapes(operation: "I-JEPA bench \(c.name): the warm-up step gave loss \(warm.loss)", [c.batch], [])
         }
         var samples: [(seconds: Double, flops: Double)] = []
-        OpProfiler.active = profiler
-        defer { OpProfiler.active = nil }
+        trainer.engine.profiler = profiler
         for s in 0..<max(steps, 1) {
             let m = all[s]
             let t0 = monotonicSeconds()
@@ -114,18 +110,17 @@ public enum IJEPABench {
     }
 
     /// `bench ijepa --ab`: one training run whose steps alternate between the built-in setting (A) and a variant
-    /// (B) that `set(true)` selects and `set(false)` undoes. The variant must give the same bits (the training
+    /// (B) that `set(&engine, true)` selects and `set(&engine, false)` undoes. The variant must give the same bits (the training
     /// state then evolves the same whichever side runs a step). Each round runs one mask batch on both sides, in
     /// alternating order, after a warm-up step of each; the result carries both median step times and the median
     /// of the per-round speed ratios B/A (> 1: the variant is faster).
-    public static func ab(_ c: Case, threads: Int, rounds: Int, variant: String, set: (Bool) -> Void) throws -> BenchResult {
-        let saved = DefaultKernels.context
-        DefaultKernels.context = saved.with(threads: threads)
-        defer { DefaultKernels.context = saved; set(false) }
-        let (trainer, images) = try trainerAndImages(c)
+    public static func ab(
+        _ c: Case, threads: Int, rounds: Int, variant: String, set: (inout Engine, Bool) -> Void
+    ) throws -> BenchResult {
+        let (trainer, images) = try trainerAndImages(c, engine: Engine(threads: threads))
         let all = try masks(c, steps: min(max(rounds, 1), 8))
         for side in [false, true] {
-            set(side)
+            set(&trainer.engine, side)
             let warm = try trainer.step(images: images, context: all[0].context, targets: all[0].targets)
             guard warm.loss.isFinite else {
                 throw TensorError.incompatibleShapes(operation: "I-JEPA A/B \(c.name): the warm-up step gave loss \(warm.loss)", [c.batch], [])
@@ -136,7 +131,7 @@ public enum IJEPABench {
             let m = all[r % all.count]
             var t = [0.0, 0.0]
             for side in r % 2 == 0 ? [0, 1] : [1, 0] {
-                set(side == 1)
+                set(&trainer.engine, side == 1)
                 let t0 = monotonicSeconds()
                 try trainer.step(images: images, context: m.context, targets: m.targets)
                 t[side] = monotonicSeconds() - t0

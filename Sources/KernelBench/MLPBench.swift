@@ -22,9 +22,7 @@ public enum MLPBench {
                                   Case(name: "vit-s16", rows: 3136, dim: 384, hidden: 1536)]
 
     public static func run(_ c: Case, training: Bool, threads: Int, peakPerCore: Double, rounds: Int) throws -> BenchResult {
-        let saved = DefaultKernels.context
-        DefaultKernels.context = saved.with(threads: threads)
-        defer { DefaultKernels.context = saved }
+        let engine = Engine(threads: threads)
         var rng = RandomGenerator(seed: 3)
         func param(_ shape: [Int], std: Float) throws -> Variable { Variable(try rng.normal(shape, std: std), requiresGrad: true) }
         let x = try param([c.rows, c.dim], std: 1), residual = try param([c.rows, c.dim], std: 1)
@@ -33,12 +31,12 @@ public enum MLPBench {
         let inputs = [x, residual, w1, b1, w2, b2]
         let seed = try rng.normal([c.rows, c.dim])
         func pass(fused: Bool) throws -> [Tensor] {
-            let tape = training ? Tape() : nil
+            let tape = training ? Tape(engine) : engine.noGrad
             let y = fused
                 ? try mlp(x, fc1: w1, bias1: b1, fc2: w2, bias2: b2, residual: residual, tape: tape)
                 : try linear(gelu(try linear(x, weight: w1, bias: b1, tape: tape), tape: tape), weight: w2, bias: b2,
                              residual: residual, tape: tape)
-            guard let tape else { return [y.value] }
+            guard training else { return [y.value] }
             for v in inputs { v.zeroGrad() }
             try tape.backward(from: y, seed: seed)
             return [y.value] + inputs.map { $0.grad! }

@@ -1,5 +1,4 @@
 import CPUKernels
-import TensorCore
 import Foundation
 
 /// Benchmarks of the row kernels on ViT-shaped data. Each case first checks a few rows against a Double
@@ -27,18 +26,19 @@ public enum RowKernelSuite {
     static func layerNorm(_ tag: String, rows: Int, dim: Int, backward: Bool) -> Case {
         let cost = backward ? KernelCost.layerNormBackward(rows: rows, dim: dim) : KernelCost.layerNormForward(rows: rows, dim: dim)
         return Case(name: "layernorm.\(backward ? "bwd" : "fwd").\(tag)", cost: cost) { threads in
+            let context = KernelContext(threads: threads)
             let n = rows * dim
             let x = buffer(n, seed: 1, scale: 2, offset: 0.3), g = buffer(dim, seed: 2, offset: 1), b = buffer(dim, seed: 3)
             let y = buffer(n, seed: 4), dy = buffer(n, seed: 5), dx = buffer(n, seed: 6)
             let dg = buffer(dim, seed: 7), db = buffer(dim, seed: 8)
             let mean = buffer(rows, seed: 9), rstd = buffer(rows, seed: 10)
-            layerNormForward(y, mean: mean, rstd: rstd, x, gamma: g, beta: b, rows: rows, dim: dim, eps: 1e-6, context: kernels.with(threads: threads))
+            layerNormForward(y, mean: mean, rstd: rstd, x, gamma: g, beta: b, rows: rows, dim: dim, eps: 1e-6, context: context)
             let run = {
                 if backward {
                     layerNormBackward(dx: dx, dgamma: dg, dbeta: db, dy: dy, x: x, mean: mean, rstd: rstd, gamma: g,
-                                      rows: rows, dim: dim, context: kernels.with(threads: threads))
+                                      rows: rows, dim: dim, context: context)
                 } else {
-                    layerNormForward(y, mean: mean, rstd: rstd, x, gamma: g, beta: b, rows: rows, dim: dim, eps: 1e-6, context: kernels.with(threads: threads))
+                    layerNormForward(y, mean: mean, rstd: rstd, x, gamma: g, beta: b, rows: rows, dim: dim, eps: 1e-6, context: context)
                 }
             }
             let validate = { () -> Double in
@@ -70,9 +70,10 @@ public enum RowKernelSuite {
     static func gelu(_ tag: String, count n: Int, backward: Bool, inputScale: Float = 4) -> Case {
         let cost = backward ? KernelCost.geluBackward(count: n) : KernelCost.geluForward(count: n)
         return Case(name: "gelu.\(backward ? "bwd" : "fwd").\(tag)", cost: cost) { threads in
+            let context = KernelContext(threads: threads)
             let x = buffer(n, seed: 1, scale: inputScale), y = buffer(n, seed: 2), dy = buffer(n, seed: 3)
             let run = {
-                if backward { geluBackward(dx: y, dy: dy, x: x, count: n, context: kernels.with(threads: threads)) } else { geluForward(y, x, count: n, context: kernels.with(threads: threads)) }
+                if backward { geluBackward(dx: y, dy: dy, x: x, count: n, context: context) } else { geluForward(y, x, count: n, context: context) }
             }
             let validate = { () -> Double in
                 y.update(repeating: 0, count: n)
@@ -96,17 +97,18 @@ public enum RowKernelSuite {
         let cost = backward ? KernelCost.attentionBackward(heads: batch * heads, n: n, dh: dh)
                             : KernelCost.attentionForward(heads: batch * heads, n: n, dh: dh)
         return Case(name: "attention.\(backward ? "bwd" : "fwd").batch.\(tag)", cost: cost) { threads in
+            let context = KernelContext(threads: threads)
             let d = heads * dh, per = n * 3 * d
             let x = buffer(batch * per, seed: 1, scale: 2), o = buffer(batch * n * d, seed: 3)
             let p = buffer(batch * heads * n * n, seed: 5), dO = buffer(batch * n * d, seed: 4), dx = buffer(batch * per, seed: 2)
             let scale = 1 / Float(dh).squareRoot()
-            attentionForward(out: o, probs: p, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale, context: kernels.with(threads: threads))
+            attentionForward(out: o, probs: p, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale, context: context)
             let run = {
                 if backward {
                     attentionBackward(dqkv: dx, accumulate: false, dOut: dO, probs: p, qkv: x, batch: batch, n: n,
-                                      heads: heads, dh: dh, scale: scale, context: kernels.with(threads: threads))
+                                      heads: heads, dh: dh, scale: scale, context: context)
                 } else {
-                    attentionForward(out: o, probs: p, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale, context: kernels.with(threads: threads))
+                    attentionForward(out: o, probs: p, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale, context: context)
                 }
             }
             let validate = { () -> Double in
@@ -138,11 +140,12 @@ public enum RowKernelSuite {
     static func softmax(_ tag: String, rows: Int, cols: Int, backward: Bool) -> Case {
         let cost = backward ? KernelCost.softmaxBackward(rows: rows, cols: cols) : KernelCost.softmaxForward(rows: rows, cols: cols)
         return Case(name: "softmax.\(backward ? "bwd" : "fwd").\(tag)", cost: cost) { threads in
+            let context = KernelContext(threads: threads)
             let n = rows * cols
             let x = buffer(n, seed: 1, scale: 5), y = buffer(n, seed: 2), dy = buffer(n, seed: 3), dx = buffer(n, seed: 4)
-            softmaxForward(y, x, rows: rows, cols: cols, context: kernels.with(threads: threads))
+            softmaxForward(y, x, rows: rows, cols: cols, context: context)
             let run = {
-                if backward { softmaxBackward(dx: dx, dy: dy, y: y, rows: rows, cols: cols, context: kernels.with(threads: threads)) } else { softmaxForward(y, x, rows: rows, cols: cols, context: kernels.with(threads: threads)) }
+                if backward { softmaxBackward(dx: dx, dy: dy, y: y, rows: rows, cols: cols, context: context) } else { softmaxForward(y, x, rows: rows, cols: cols, context: context) }
             }
             let validate = { () -> Double in
                 dx.update(repeating: 0, count: n)
@@ -173,13 +176,14 @@ public enum RowKernelSuite {
         let cost = backward ? KernelCost.attentionBackward(heads: heads, n: n, dh: dh)
                             : KernelCost.attentionForward(heads: heads, n: n, dh: dh)
         return Case(name: "attention.\(backward ? "bwd" : "fwd").\(tag)", cost: cost) { threads in
+            let context = KernelContext(threads: threads)
             let ld = 3 * dh, per = n * ld
             let x = buffer(heads * per, seed: 1, scale: 2), dx = buffer(heads * per, seed: 2)
             let o = buffer(heads * n * dh, seed: 3), dO = buffer(heads * n * dh, seed: 4), p = buffer(heads * n * n, seed: 5)
             let scale = 1 / Float(dh).squareRoot()
             func head(_ h: Int, backward: Bool) {
                 let q = x + h * per
-                kernels.scratch.withFloats(attentionHeadScratch(n: n, dh: dh, backward: backward)) { s in
+                context.scratch.withFloats(attentionHeadScratch(n: n, dh: dh, backward: backward)) { s in
                     if backward {
                         let dq = dx + h * per
                         attentionHeadBackward(dq: dq, dk: dq + dh, dv: dq + 2 * dh, ldd: ld, accumulate: false,
@@ -221,10 +225,11 @@ public enum RowKernelSuite {
     static func bias(_ tag: String, rows: Int, cols: Int, backward: Bool) -> Case {
         let cost = backward ? KernelCost.biasBackward(rows: rows, cols: cols) : KernelCost.addBias(rows: rows, cols: cols)
         return Case(name: "bias.\(backward ? "bwd" : "fwd").\(tag)", cost: cost) { threads in
+            let context = KernelContext(threads: threads)
             let n = rows * cols
             let y = buffer(n, seed: 1), bias = buffer(cols, seed: 2)
             let run = {
-                if backward { biasBackward(dbias: bias, dy: y, rows: rows, cols: cols, context: kernels.with(threads: threads)) } else { addBias(y, bias: bias, rows: rows, cols: cols, context: kernels.with(threads: threads)) }
+                if backward { biasBackward(dbias: bias, dy: y, rows: rows, cols: cols, context: context) } else { addBias(y, bias: bias, rows: rows, cols: cols, context: context) }
             }
             let validate = { () -> Double in
                 if backward {
@@ -247,8 +252,9 @@ public enum RowKernelSuite {
 
     static func residual(_ tag: String, count n: Int) -> Case {
         Case(name: "residual.add.\(tag)", cost: KernelCost.addElementwise(count: n)) { threads in
+            let context = KernelContext(threads: threads)
             let a = buffer(n, seed: 1), b = buffer(n, seed: 2), out = buffer(n, seed: 3)
-            let run = { addElementwise(out, a, b, count: n, context: kernels.with(threads: threads)) }
+            let run = { addElementwise(out, a, b, count: n, context: context) }
             let validate = { () -> Double in
                 run()
                 return stride(from: 0, to: n, by: max(1, n / 997)).map { relErr(out[$0], Double(a[$0]) + Double(b[$0])) }.max()!
@@ -259,12 +265,13 @@ public enum RowKernelSuite {
 
     static func adamw(_ tag: String, count n: Int) -> Case {
         Case(name: "adamw.\(tag)", cost: KernelCost.adamw(count: n)) { threads in
+            let context = KernelContext(threads: threads)
             let p = buffer(n, seed: 1), m = buffer(n, seed: 2, scale: 0.1), v = buffer(n, seed: 3, scale: 0.01, offset: 0.02)
             let g = buffer(n, seed: 4)
             var step = 1
             let run = {
                 adamwUpdate(param: p, m: m, v: v, grad: g, count: n, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8,
-                            weightDecay: 0.04, step: step, context: kernels.with(threads: threads))
+                            weightDecay: 0.04, step: step, context: context)
                 step += 1
             }
             let validate = { () -> Double in

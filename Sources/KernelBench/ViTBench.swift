@@ -29,9 +29,7 @@ public enum ViTBench {
     /// op into it.
     public static func run(_ c: Case, training: Bool, threads: Int, peakPerCore: Double, minRuns: Int = 3,
                            profiler: OpProfiler? = nil) throws -> BenchResult {
-        let saved = DefaultKernels.context
-        DefaultKernels.context = saved.with(threads: threads)
-        defer { DefaultKernels.context = saved }
+        var engine = Engine(threads: threads)
         TensorStorage.releaseCachedMemory()  // so the peak below is this case's own
         ProcessMemory.resetPeak()
         var rng = RandomGenerator(seed: 1)
@@ -43,22 +41,23 @@ public enum ViTBench {
         let zeros = Variable(try Tensor(zeros: [c.batch, c.config.tokens, c.config.embedDim]))
         var lossValue: Float = 0
         let step = {
-            OpProfiler.startStep()
-            OpProfiler.begin("encoder")
+            let profiler = engine.profiler
+            profiler?.startStep()
+            profiler?.begin("encoder")
             if training {
-                let tape = Tape()
+                let tape = Tape(engine)
                 let y = try model(images, tape: tape)
-                OpProfiler.begin("loss")
+                profiler?.begin("loss")
                 let loss = try mseLoss(y, zeros, tape: tape)
-                try OpProfiler.backwardPass { try tape.backward(from: loss) }
-                OpProfiler.measure("optimizer", "adamw + zero grad", flops: 12 * Double(parameterCount)) {
-                    optimizer.update(zeroingGradients: true)
+                try OpProfiler.backwardPass(profiler) { try tape.backward(from: loss) }
+                OpProfiler.measure(profiler, "optimizer", "adamw + zero grad", flops: 12 * Double(parameterCount)) {
+                    optimizer.update(zeroingGradients: true, engine: engine)
                 }
                 lossValue = loss.value.scalars[0]
             } else {
-                lossValue = try model(images, tape: nil).value.scalars[0]
+                lossValue = try model(images, tape: engine.noGrad).value.scalars[0]
             }
-            OpProfiler.begin("step")  // closes the last phase's glue
+            profiler?.begin("step")  // closes the last phase's glue
         }
         try step()  // warm-up; also checks the result is finite
         guard lossValue.isFinite else {
@@ -66,8 +65,7 @@ public enum ViTBench {
                                                  [c.batch], [])
         }
         var samples: [Double] = []
-        OpProfiler.active = profiler
-        defer { OpProfiler.active = nil }
+        engine.profiler = profiler
         while samples.count < minRuns {
             let t0 = monotonicSeconds()
             try step()

@@ -57,6 +57,7 @@ func knnPredict(
 ) throws -> [Int] {
     guard classes >= 1 else { throw LinearEvalError.invalidClassCount(classes) }
     try validateThreads(threads)
+    let context = kernelContext(threads)  // one for every query tile: its scratch pool stays warm
     let (nTrain, d) = try validate(train, labels: trainLabels, classes: classes, name: "train")
     let (nQuery, dQuery) = try validateMatrix(queries, name: "query")
     guard dQuery == d else { throw LinearEvalError.featureDimensionMismatch(train: d, other: dQuery, otherName: "query") }
@@ -83,10 +84,10 @@ func knnPredict(
                     let rows = min(tile, nQuery - r0)
                     normalizeRows(from: qp.baseAddress! + r0 * d, to: queryUnit, rows: rows, cols: d, threads: threads)
                     sgemm(c: similarity, ldc: nTrain, a: queryUnit, lda: d, transA: false, b: trainUnit, ldb: d,
-                          transB: true, m: rows, n: nTrain, k: d, context: kernelContext(threads))
+                          transB: true, m: rows, n: nTrain, k: d, context: context)
                     // About 64K similarities per task; each row belongs to exactly one task.
                     let (chunks, size) = Parallel.chunking(count: rows, minChunk: max(1, 65_536 / nTrain), maxChunks: 64)
-                    kernelContext(threads).forEach(tasks: chunks) { t, _ in
+                    context.forEach(tasks: chunks) { t, _ in
                         var top = TopK(k: k)
                         var votes = [Double](repeating: 0, count: classes)
                         for i in (t * size)..<min(rows, (t + 1) * size) {

@@ -111,7 +111,7 @@ func argmax(_ p: UnsafePointer<Float>, count: Int) -> Int {
     return best
 }
 
-/// The kernel context for an optional thread count (nil: the default context's threads).
+/// A kernel context for an optional thread count (nil: every hardware thread).
 func kernelContext(_ threads: Int?) -> KernelContext {
-    threads.map { kernels.with(threads: $0) } ?? kernels
+    KernelContext(threads: threads ?? Parallel.hardwareThreads)
 }

@@ -162,6 +162,7 @@ public struct LinearProbeModel: Sendable, Codable, Equatable {
     ) {
         let d = inputDimension, c = classes
         let tile = min(n, Self.tileRows)
+        let context = kernelContext(threads)  // one for every tile: its scratch pool stays warm
         let standardized = mean != nil ? UnsafeMutablePointer<Float>.allocate(capacity: tile * d) : nil
         let z = UnsafeMutablePointer<Float>.allocate(capacity: tile * c)
         defer {
@@ -179,7 +180,7 @@ public struct LinearProbeModel: Sendable, Codable, Equatable {
                     a = UnsafePointer(s)
                 }
                 sgemm(c: z, ldc: c, a: a, lda: d, transA: false, b: w.baseAddress!, ldb: c, transB: false,
-                      m: rows, n: c, k: d, context: kernelContext(threads))
+                      m: rows, n: c, k: d, context: context)
                 for i in 0..<rows {
                     for j in 0..<c { z[i * c + j] += bias[j] }
                 }
@@ -338,7 +339,7 @@ final class SoftmaxObjective: LBFGSObjective {
     let labels: [Int]             // (n)
     let n: Int, d: Int, c: Int
     let weightDecay: Double
-    let threads: Int?
+    let context: KernelContext  // one for the whole fit: its scratch pool stays warm across evaluations
     private var weights: [Float]  // (d, c): Float copy of W for the GEMMs
     private var scores: [Float]   // (n, c): logits X W, then (softmax - onehot) / n after value(at:)
     private var biasGradient: [Double]  // (c), from the last value(at:)
@@ -356,7 +357,7 @@ final class SoftmaxObjective: LBFGSObjective {
         d = cols
         c = classes
         self.weightDecay = weightDecay
-        self.threads = threads
+        context = kernelContext(threads)
         weights = [Float](repeating: 0, count: d * c)
         scores = [Float](repeating: 0, count: n * c)
         biasGradient = [Double](repeating: 0, count: c)
@@ -376,7 +377,7 @@ final class SoftmaxObjective: LBFGSObjective {
         scores.withUnsafeMutableBufferPointer { zp in
             weights.withUnsafeBufferPointer { wp in
                 sgemm(c: zp.baseAddress!, ldc: c, a: x, lda: d, transA: false, b: wp.baseAddress!, ldb: c,
-                      transB: false, m: n, n: c, k: d, context: kernelContext(threads))
+                      transB: false, m: n, n: c, k: d, context: context)
             }
         }
         let scale = 1 / Double(n)
@@ -386,7 +387,7 @@ final class SoftmaxObjective: LBFGSObjective {
                     labels.withUnsafeBufferPointer { yp in
                         let z = zp.baseAddress!, lossOut = lp.baseAddress!, biasOut = bp.baseAddress!
                         let y = yp.baseAddress!
-                        kernelContext(threads).forEach(tasks: chunks, threads: n * c < 1 << 14 ? 1 : nil) { t, _ in
+                        context.forEach(tasks: chunks, threads: n * c < 1 << 14 ? 1 : nil) { t, _ in
                             var e = [Double](repeating: 0, count: c)
                             var colSum = [Double](repeating: 0, count: c)
                             var loss = 0.0
@@ -434,7 +435,7 @@ final class SoftmaxObjective: LBFGSObjective {
         gw.withUnsafeMutableBufferPointer { gp in
             scores.withUnsafeBufferPointer { zp in
                 sgemm(c: gp.baseAddress!, ldc: c, a: x, lda: d, transA: true, b: zp.baseAddress!, ldb: c,
-                      transB: false, m: d, n: c, k: n, context: kernelContext(threads))
+                      transB: false, m: d, n: c, k: n, context: context)
             }
         }
         var g = [Double](repeating: 0, count: parameterCount)

@@ -37,15 +37,15 @@ public final class AdamW {
         (self.step, self.m, self.v) = (step, m, v)
     }
 
-    /// One step over every parameter that has a gradient.
-    public func update() { update(zeroingGradients: false) }
+    /// One step over every parameter that has a gradient, on `engine`'s kernels.
+    public func update(engine: Engine) { update(zeroingGradients: false, engine: engine) }
 
     /// One step over every parameter that has a gradient, then, with `zeroingGradients`, every such gradient set
     /// to 0, then `emaTargets[i] = emaMomentum * emaTargets[i] + (1 - emaMomentum) * parameter i` for every
     /// parameter given a target (with or without a gradient): the bits of the three separate passes, in one
     /// pass and one parallel region (`adamwStep`).
-    public func update(zeroingGradients: Bool, emaTargets: [Variable?] = [], emaMomentum: Float = 1, threads: Int? = nil) {
-        let context = threads.map { kernels.with(threads: $0) } ?? kernels
+    public func update(zeroingGradients: Bool, emaTargets: [Variable?] = [], emaMomentum: Float = 1, engine: Engine) {
+        let context = engine.kernels
         step += 1
         var list: [AdamWParameter] = []
         var emaOnly: [(source: UnsafeMutablePointer<Float>, target: UnsafeMutablePointer<Float>, count: Int)] = []

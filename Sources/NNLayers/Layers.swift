@@ -33,7 +33,7 @@ public final class Linear: ParameterContainer {
     }
 
     /// x W^T + b, plus `residual` when given (added in the same pass; see `linear`).
-    public func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape?) throws -> Variable {
+    public func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape) throws -> Variable {
         try linear(x, weight: weight, bias: bias, residual: residual, tape: tape)
     }
 
@@ -54,7 +54,7 @@ public final class LayerNorm: ParameterContainer {
         self.eps = eps
     }
 
-    public func callAsFunction(_ x: Variable, tape: Tape?) throws -> Variable {
+    public func callAsFunction(_ x: Variable, tape: Tape) throws -> Variable {
         try layerNorm(x, gamma: weight, beta: bias, eps: eps, tape: tape)
     }
 
@@ -77,7 +77,7 @@ public final class Attention: ParameterContainer {
     }
 
     /// proj(attention(qkv(x))), plus `residual` when given (in proj's store).
-    public func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape?) throws -> Variable {
+    public func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape) throws -> Variable {
         try proj(try attention(try qkv(x, tape: tape), heads: heads, tape: tape), residual: residual, tape: tape)
     }
 
@@ -99,8 +99,8 @@ public final class MLP: ParameterContainer {
     /// fc1, then `geluLinear` (fc2 on GELU of fc1's output, which keeps only fc1's output for the backward
     /// pass). `ijepa bench mlp` (docs/performance.md): forward 1.04x for the fused op (geometric mean of 12
     /// shape and thread cases, 1.00-1.12), forward + backward 0.98x (0.94-1.03).
-    public func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape?) throws -> Variable {
-        if tape?.isRecording == true {
+    public func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape) throws -> Variable {
+        if tape.isRecording {
             return try geluLinear(try fc1(x, tape: tape), weight: fc2.weight, bias: fc2.bias, residual: residual, tape: tape)
         }
         return try mlp(x, fc1: fc1.weight, bias1: fc1.bias, fc2: fc2.weight, bias2: fc2.bias, residual: residual, tape: tape)
@@ -126,32 +126,28 @@ public final class Block: ParameterContainer {
     /// The residual adds ride in proj's and fc2's GEMM stores (same bits as separate adds). norm1 -> qkv is one
     /// op (`layerNormLinear`: the LayerNorm's output is computed while qkv's GEMM packs it, never stored); when
     /// training, so is norm2 -> fc1, and fc2 takes GELU the same way (`geluLinear`), so a block keeps neither
-    /// LayerNorm's output nor GELU's for the backward pass. Without a tape the MLP is the fused `mlp` op.
-    public func callAsFunction(_ x: Variable, tape: Tape?) throws -> Variable {
-        let qkv = Block.fusedNorms
+    /// LayerNorm's output nor GELU's for the backward pass. On a tape that does not record the MLP is the fused
+    /// `mlp` op. The engine's `fusedNorms` / `fusedGELU` switch the fused inputs off (same bits).
+    public func callAsFunction(_ x: Variable, tape: Tape) throws -> Variable {
+        let qkv = tape.engine.fusedNorms
             ? try layerNormLinear(x, gamma: norm1.weight, beta: norm1.bias, eps: norm1.eps, weight: attn.qkv.weight,
                                   bias: attn.qkv.bias, tape: tape)
             : try attn.qkv(try norm1(x, tape: tape), tape: tape)
         let y = try attn.proj(try attention(qkv, heads: attn.heads, tape: tape), residual: x, tape: tape)
-        guard tape?.isRecording == true else { return try mlp(try norm2(y, tape: tape), residual: y, tape: tape) }
-        let h = Block.fusedNorms
+        guard tape.isRecording else { return try mlp(try norm2(y, tape: tape), residual: y, tape: tape) }
+        let h = tape.engine.fusedNorms
             ? try layerNormLinear(y, gamma: norm2.weight, beta: norm2.bias, eps: norm2.eps, weight: mlp.fc1.weight,
                                   bias: mlp.fc1.bias, tape: tape)
             : try mlp.fc1(try norm2(y, tape: tape), tape: tape)
-        return Block.fusedGELU
+        return tape.engine.fusedGELU
             ? try geluLinear(h, weight: mlp.fc2.weight, bias: mlp.fc2.bias, residual: y, tape: tape)
             : try mlp.fc2(gelu(h, tape: tape), residual: y, tape: tape)
     }
 
-    /// The fused inputs above (true), or the LayerNorms / GELU as their own ops (false): the same bits, so
-    /// `bench ijepa --ab` can switch between them from one step to the next of one training run.
-    @_spi(Tuning) nonisolated(unsafe) public static var fusedNorms = true
-    @_spi(Tuning) nonisolated(unsafe) public static var fusedGELU = true
-
     /// With `recompute` the block keeps only its input for the backward pass and runs again there
     /// (`recomputed`): the same gradients for a fraction of the activation memory, at the cost of a second
     /// forward pass.
-    public func callAsFunction(_ x: Variable, recompute: Bool, tape: Tape?) throws -> Variable {
+    public func callAsFunction(_ x: Variable, recompute: Bool, tape: Tape) throws -> Variable {
         guard recompute else { return try self(x, tape: tape) }
         return try recomputed(x, parameters: namedParameters.map(\.1), tape: tape) { try self($0, tape: $1) }
     }

@@ -29,7 +29,7 @@ public struct EvaluationReport: Codable, Sendable {
 /// probe on them can use where things are, which the average discards).
 public func encoderFeatures(
     _ encoder: VisionTransformer, data: ImageDataset, augmentation: Augmentation, layers: Int = 1, tokens: Bool = false,
-    batchSize: Int = 250
+    batchSize: Int = 250, engine: Engine = Engine()
 ) throws -> Tensor {
     let depth = encoder.blocks.count
     let d = encoder.config.embedDim * (tokens ? encoder.config.tokens : 1)
@@ -42,7 +42,8 @@ public func encoderFeatures(
     while start < data.count {
         let end = min(start + batchSize, data.count), n = end - start
         let images = Variable(evaluationTensor(data, augmentation: augmentation, range: start..<end))
-        let pooled = try encoder.lastBlockOutputs(images, count: layers).map { tokens ? $0.value : try meanTokens($0, tape: nil).value }
+        let pooled = try encoder.lastBlockOutputs(images, count: layers, engine: engine)
+            .map { tokens ? $0.value : try meanTokens($0, tape: engine.noGrad).value }
         out.withUnsafeMutableBufferPointer { o in
             for (j, p) in pooled.enumerated() {  // (n, D) each, last block first
                 p.withUnsafeBufferPointer { src in
@@ -78,6 +79,8 @@ public struct Evaluator {
     public let augmentation: Augmentation
     public let options: TrainingConfig.Evaluation
     public var log: (String) -> Void = { print($0); fflush(stdout) }
+    /// Threads and kernels of the encoders' forward passes.
+    public var engine = Engine()
 
     /// "test" or "validation" (see `TrainingConfig.Evaluation.validationSamples`).
     public let evaluatedOn: String
@@ -137,8 +140,10 @@ public struct Evaluator {
 
     public func features(_ encoder: VisionTransformer) throws -> (Tensor, Tensor) {
         let tokens = options.pooling == "none"
-        return (try encoderFeatures(encoder, data: train, augmentation: augmentation, layers: options.layers, tokens: tokens),
-                try encoderFeatures(encoder, data: test, augmentation: augmentation, layers: options.layers, tokens: tokens))
+        return (try encoderFeatures(encoder, data: train, augmentation: augmentation, layers: options.layers, tokens: tokens,
+                                    engine: engine),
+                try encoderFeatures(encoder, data: test, augmentation: augmentation, layers: options.layers, tokens: tokens,
+                                    engine: engine))
     }
 
     /// I-JEPA (the target encoder) vs the same architecture at initialisation vs raw pixels.

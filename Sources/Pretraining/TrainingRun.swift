@@ -134,8 +134,10 @@ public final class TrainingRun {
     /// (Evaluating a checkpoint without training it: `TrainedCheckpoint`.)
     /// With a `group` of several processes, each computes its block of the gradient shards and only rank 0
     /// writes the folder (logs, checkpoints); on resume rank 0 reads the checkpoint and sends it to the others.
+    /// `engine`: threads, kernels and fusions of every step (the profiler comes from `profiler`).
     public init(config: TrainingConfig, resume: Bool, overwrite: Bool = false,
-                datasets: (ImageDataset, ImageDataset)? = nil, group: ProcessGroup = SingleProcess()) throws {
+                datasets: (ImageDataset, ImageDataset)? = nil, group: ProcessGroup = SingleProcess(),
+                engine: Engine = Engine()) throws {
         self.config = config
         self.group = group
         folder = config.logging.folder
@@ -166,7 +168,7 @@ public final class TrainingRun {
         totalSteps = o.maxSteps > 0 ? min(o.maxSteps, o.epochs * ipe) : o.epochs * ipe
         model = try config.makeModel()
         model.recomputeBlocks = config.engine.recomputeBlocks
-        trainer = try IJEPATrainer(model: model, schedules: schedules)
+        trainer = try IJEPATrainer(model: model, schedules: schedules, engine: engine)
         trainer.regularizer = (Float(o.varianceWeight), Float(o.covarianceWeight))
         trainer.gradientShards = o.gradientShards
         if group.size > 1 {
@@ -276,25 +278,26 @@ public final class TrainingRun {
                    totalSteps < c.optimization.epochs * ipe ? " (stopping at step \(totalSteps))" : ""))
         if start > 0 { log("resumed from \(checkpointPath) at step \(start)") }
         if staleFilesRemoved > 0 { log("removed \(staleFilesRemoved) temporary file(s) left by a killed run in \(folder)") }
-        log("threads \(kernels.threads), SIMD \(SIMDPath.name)\(group.size > 1 ? ", \(group.size) processes x \(c.optimization.gradientShards / group.size) of \(c.optimization.gradientShards) gradient shards" : ""); logs in \(folder)/log.csv")
+        log("threads \(trainer.engine.threads), SIMD \(SIMDPath.name)\(group.size > 1 ? ", \(group.size) processes x \(c.optimization.gradientShards / group.size) of \(c.optimization.gradientShards) gradient shards" : ""); logs in \(folder)/log.csv")
         let isTTY = isatty(1) != 0
         let t0 = Date()
         var progress = ProgressLine(totalSteps: totalSteps)
         var last = StepResult(step: start, loss: .nan, learningRate: 0, weightDecay: 0, momentum: 0, contextTokens: 0, targetTokens: 0)
         var interrupted = false
         for s in start..<totalSteps {
-            OpProfiler.active = s > start ? profiler : nil
-            OpProfiler.startStep()
+            let stepProfiler = s > start ? profiler : nil
+            trainer.engine.profiler = stepProfiler
+            stepProfiler?.startStep()
             let ts = Date()
             let combinedBefore = combineSeconds
-            let b = try OpProfiler.measure("data", "next batch") { try prefetching.next() }
-            let masks = OpProfiler.measure("masks", "sample masks") { collator.sample(batch: batch, step: s, seed: seed) }
+            let b = try OpProfiler.measure(stepProfiler, "data", "next batch") { try prefetching.next() }
+            let masks = OpProfiler.measure(stepProfiler, "masks", "sample masks") { collator.sample(batch: batch, step: s, seed: seed) }
             last = try trainer.step(images: b.images, context: masks.context, targets: masks.targets)
-            if OpProfiler.active != nil {
+            if stepProfiler != nil {
                 profiledSteps += 1
                 profiledSeconds += Date().timeIntervalSince(ts)
             }
-            OpProfiler.active = nil
+            trainer.engine.profiler = nil
             guard last.loss.isFinite else {
                 throw ConfigError(source: folder, problem: "the loss became \(last.loss) at step \(last.step); lower optimization.lr (the last checkpoint is intact)")
             }

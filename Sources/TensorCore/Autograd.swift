@@ -143,8 +143,9 @@ public final class Variable {
 /// The tape of a forward pass: each differentiable op records a closure that propagates the gradient of its
 /// output to its inputs; `backward(from:)` runs them in reverse order.
 ///
-/// An op called with a nil tape (or while `isRecording` is false) records nothing: that is the no-grad mode
-/// of the target encoder and of evaluation.
+/// Every op takes a tape, and runs its kernels with the tape's `engine`. An op on a tape that does not record
+/// (`Tape(engine, recording: false)`, `engine.noGrad`) records nothing: that is the no-grad mode of the target
+/// encoder, of evaluation and of embedding.
 public final class Tape {
     struct Entry {
         /// The output's gradient node, held until the entry runs: the gradient its consumers' entries leave
@@ -155,13 +156,18 @@ public final class Tape {
         var touches: [Int] = []
     }
     var entries: [Entry] = []
-    public var isRecording = true
+    public var isRecording: Bool
+    /// The settings the ops on this tape run with.
+    public let engine: Engine
     /// `watch`: index of each watched gradient node, the entries still to run that take it, the handler.
     var watched: [ObjectIdentifier: Int] = [:]
     var pendingEntries: [Int] = []
     var ready: ((Int) -> Void)?
 
-    public init() {}
+    public init(_ engine: Engine, recording: Bool = true) {
+        self.engine = engine
+        isRecording = recording
+    }
 
     /// Calls `ready(i)` during the backward pass as soon as the gradient of `variables[i]` is final: every
     /// recorded entry that takes it as an input has run (at the end for a variable no entry takes). Set
@@ -226,7 +232,7 @@ public final class Tape {
         guard seed.shape == output.shape else {
             throw TensorError.incompatibleShapes(operation: "backward seed must have the output's shape", seed.shape, output.shape)
         }
-        output.withGrad { g in seed.withUnsafeBufferPointer { accumulate(g, $0.baseAddress!, count: seed.count, context: kernels) } }
+        output.withGrad { g in seed.withUnsafeBufferPointer { accumulate(g, $0.baseAddress!, count: seed.count, context: engine.kernels) } }
         runEntries()
     }
 
@@ -242,24 +248,25 @@ public final class Tape {
 /// and that tape's backward passes the output's gradient to `x` and to the parameters `body` uses.
 ///
 /// The ops are deterministic, so the second run has the bits of the first and the gradients are identical
-/// to those of the plain call; the price is a second forward pass of `body`. With no recording tape this is
-/// `body(x, nil)`. `body` must not draw random numbers or depend on state that changes between the passes.
+/// to those of the plain call; the price is a second forward pass of `body`. With a tape that does not record
+/// this is `body(x, tape)`. `body` must not draw random numbers or depend on state that changes between the passes.
 ///
 /// `parameters`: the variables `body` uses besides `x` whose gradients it writes (for `Tape.watch`); evaluated
 /// only while the tape watches some.
 public func recomputed(
-    _ x: Variable, parameters: @autoclosure () -> [Variable] = [], tape: Tape?,
-    _ body: @escaping (Variable, Tape?) throws -> Variable
+    _ x: Variable, parameters: @autoclosure () -> [Variable] = [], tape: Tape,
+    _ body: @escaping (Variable, Tape) throws -> Variable
 ) throws -> Variable {
-    guard let tape, tape.isRecording else { return try body(x, tape) }
-    let out = output(try body(x, nil).value, tape)
-    let phase = OpProfiler.active?.phase
+    guard tape.isRecording else { return try body(x, tape) }
+    let engine = tape.engine
+    let out = output(try body(x, engine.noGrad).value, tape)
+    let phase = engine.profiler?.phase
     tape.record(releasing: out, inputs: tape.watched.isEmpty ? [x] : [x] + parameters()) { [weak node = out.node] in
         guard let dy = node?.grad else { return }
-        let local = Tape()
+        let local = Tape(engine)
         let replay: Variable
         do {
-            replay = try OpProfiler.recomputing(phase: phase) { try body(x, local) }
+            replay = try OpProfiler.recomputing(engine.profiler, phase: phase) { try body(x, local) }
         } catch {
             fatalError("recomputed: the second forward pass of a checkpointed block failed after the first succeeded: \(error)")
         }
@@ -281,7 +288,12 @@ extension Tensor {
 
 /// Whether an op must record: a tape that is recording, and at least one input that wants a gradient.
 @inline(__always)
-func recording(_ tape: Tape?, _ inputs: Variable?...) -> Tape? {
-    guard let tape, tape.isRecording else { return nil }
+func recording(_ tape: Tape, _ inputs: Variable?...) -> Tape? {
+    guard tape.isRecording else { return nil }
     return inputs.contains { $0?.requiresGrad == true } ? tape : nil
+}
+
+extension Engine {
+    /// A tape of this engine that records nothing: for forward passes that are not differentiated.
+    public var noGrad: Tape { Tape(self, recording: false) }
 }

@@ -5,17 +5,18 @@ import CPUKernels
 /// qkv (B, n, 3D) is the output of the qkv Linear; channel c = s D + head (D/h) + t with s in {q, k, v} (the
 /// official reshape to (B, n, 3, h, D/h)). The output (B, n, D) has channel head (D/h) + t, ready for `proj`.
 /// The backward pass recomputes the attention probabilities from q and k (the forward pass's own code, so the
-/// same bits) unless `attentionKeepsProbabilities`: keeping them (B, h, n, n) raised the peak RSS of ViT-S/16's
+/// same bits) unless the engine's `attentionKeepsProbabilities`: keeping them (B, h, n, n) raised the peak RSS of ViT-S/16's
 /// step (b) from 1626 to 1751 MiB (`bench ijepa`, 3 steps), and recomputing them, an extra Q K^T and softmax per
 /// head, measured 1.003x (b) and 1.008x (a) (`bench ijepa --ab keep-probabilities`).
-public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variable {
+public func attention(_ qkv: Variable, heads: Int, tape: Tape) throws -> Variable {
+    let kernels = tape.engine.kernels
     try check(qkv.shape.count == 3 && heads > 0 && qkv.shape[2] % (3 * heads) == 0,
               "attention: qkv (B, n, 3D) with D divisible by heads \(heads)", qkv.shape, [heads])
     let (batch, n, d) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3)
     let dh = d / heads
     let scale = 1 / Float(dh).squareRoot()
     var y = try Tensor(uninitialized: [batch, n, d])
-    let keeps = attentionKeepsProbabilities && recording(tape, qkv) != nil
+    let keeps = tape.engine.attentionKeepsProbabilities && recording(tape, qkv) != nil
     var probs = keeps ? try Tensor(uninitialized: [batch, heads, n, n]) : nil
     let yp = mutablePointer(&y), pp = keeps ? mutablePointer(&probs!) : nil
     qkv.withValue { x in
@@ -34,7 +35,3 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape?) throws -> Variab
         }
     }
 }
-
-/// Whether `attention` keeps its probabilities for the backward pass instead of recomputing them there (same
-/// bits either way): what `bench ijepa --ab keep-probabilities` measures the default against.
-@_spi(Tuning) nonisolated(unsafe) public var attentionKeepsProbabilities = false

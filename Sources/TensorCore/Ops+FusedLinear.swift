@@ -8,13 +8,14 @@ import CPUKernels
 /// output) for the backward pass. GELU's output, as wide as h, was the largest activation a block kept.
 /// The input gradient takes GELU's derivative in its GEMM's epilogue (as `mlp` does): dh = (dy W) * GELU'(h).
 public func geluLinear(
-    _ h: Variable, weight w: Variable, bias b: Variable?, residual r: Variable? = nil, tape: Tape?
+    _ h: Variable, weight w: Variable, bias b: Variable?, residual r: Variable? = nil, tape: Tape
 ) throws -> Variable {
+    let kernels = tape.engine.kernels
     let (outF, inF, outShape, rows) = try linearShapes("geluLinear", h, w, b, r)
     let count = h.value.count
     var y = try Tensor(uninitialized: outShape)
     let yp = mutablePointer(&y)
-    h.withValue { linearProduct(yp, x: $0, prologue: .gelu, weight: w, bias: b, residual: r, rows: rows) }
+    h.withValue { linearProduct(yp, x: $0, prologue: .gelu, weight: w, bias: b, residual: r, rows: rows, kernels: kernels) }
     let mnk = 2 * Double(rows) * Double(inF) * Double(outF)
     let epilogueOps = Double(rows * outF) * Double((b == nil ? 0 : 1) + (r == nil ? 0 : 1))
     let gelu = OpCost.elementwise(count, 20, 30)
@@ -22,7 +23,7 @@ public func geluLinear(
     return opOutput(y, inputs: h, w, b, r, tape: tape, op: "geluLinear",
                     cost: OpCost(forward: mnk + epilogueOps + gelu.forward,
                                  backward: 2 * mnk + epilogueOps + gelu.forward + gelu.backward)) { dy in
-        if let residualNode { passGradient(dy, to: residualNode) }
+        if let residualNode { passGradient(dy, to: residualNode, kernels: kernels) }
         h.withValue { hp in
             if h.requiresGrad {
                 h.withGradForWrite { dh, fresh in
@@ -35,7 +36,7 @@ public func geluLinear(
                     }
                 }
             }
-            linearParameterGradients(dy: dy, x: hp, prologue: .gelu, weight: w, bias: b, rows: rows)
+            linearParameterGradients(dy: dy, x: hp, prologue: .gelu, weight: w, bias: b, rows: rows, kernels: kernels)
         }
     }
 }
@@ -44,8 +45,9 @@ public func geluLinear(
 /// row statistics (mean, rstd) beside x, which the LayerNorm's backward pass needs anyway. A pre-norm block's
 /// norm1 -> qkv and norm2 -> fc1.
 public func layerNormLinear(
-    _ x: Variable, gamma: Variable?, beta: Variable?, eps: Float, weight w: Variable, bias b: Variable?, tape: Tape?
+    _ x: Variable, gamma: Variable?, beta: Variable?, eps: Float, weight w: Variable, bias b: Variable?, tape: Tape
 ) throws -> Variable {
+    let kernels = tape.engine.kernels
     let dim = x.shape.last ?? 0
     try check(dim > 0, "layerNormLinear: x (..., D) with D > 0", x.shape, [])
     if let gamma { try check(gamma.value.count == dim, "layerNormLinear: gamma (D)", gamma.shape, x.shape) }
@@ -65,7 +67,7 @@ public func layerNormLinear(
     }
     x.withValue { xp in
         layerNormStatistics(mean: mp, rstd: rp, xp, rows: rows, dim: dim, eps: eps, context: kernels)
-        withNorm { linearProduct(yp, x: xp, prologue: $0, weight: w, bias: b, residual: nil, rows: rows) }
+        withNorm { linearProduct(yp, x: xp, prologue: $0, weight: w, bias: b, residual: nil, rows: rows, kernels: kernels) }
     }
     let mnk = 2 * Double(rows) * Double(dim) * Double(outF)
     let norm = OpCost.elementwise(x.value.count, 8, 12)
@@ -83,10 +85,10 @@ public func layerNormLinear(
                 }
             }
             x.withValue { xp in
-                withNorm { linearParameterGradients(dy: dy, x: xp, prologue: $0, weight: w, bias: b, rows: rows) }
+                withNorm { linearParameterGradients(dy: dy, x: xp, prologue: $0, weight: w, bias: b, rows: rows, kernels: kernels) }
             }
             if wantsNorm {
-                layerNormGradients(dy: dn, x: x, gamma: gamma, beta: beta, mean: mp, rstd: rp, rows: rows, dim: dim)
+                layerNormGradients(dy: dn, x: x, gamma: gamma, beta: beta, mean: mp, rstd: rp, rows: rows, dim: dim, kernels: kernels)
             }
         }
         _ = (mean, rstd)  // keep the saved statistics alive until the backward pass

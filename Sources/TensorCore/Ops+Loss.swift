@@ -2,12 +2,12 @@ import CPUKernels
 
 /// Smooth-L1 loss with beta 1, mean over all elements (`F.smooth_l1_loss(pred, target)`, the I-JEPA loss):
 /// 0.5 d^2 where |d| < 1, |d| - 0.5 elsewhere. Sums in Double.
-public func smoothL1Loss(_ pred: Variable, _ target: Variable, tape: Tape?) throws -> Variable {
+public func smoothL1Loss(_ pred: Variable, _ target: Variable, tape: Tape) throws -> Variable {
     try elementwiseLoss(pred, target, tape: tape, SmoothL1.self)
 }
 
 /// Mean squared error over all elements.
-public func mseLoss(_ pred: Variable, _ target: Variable, tape: Tape?) throws -> Variable {
+public func mseLoss(_ pred: Variable, _ target: Variable, tape: Tape) throws -> Variable {
     try elementwiseLoss(pred, target, tape: tape, SquaredError.self)
 }
 
@@ -33,23 +33,24 @@ enum SquaredError: PointwiseLoss {
 }
 
 /// mean_i L(pred_i - target_i).
-func elementwiseLoss<L: PointwiseLoss>(_ pred: Variable, _ target: Variable, tape: Tape?, _: L.Type) throws -> Variable {
+func elementwiseLoss<L: PointwiseLoss>(_ pred: Variable, _ target: Variable, tape: Tape, _: L.Type) throws -> Variable {
+    let kernels = tape.engine.kernels
     try check(pred.shape == target.shape && pred.value.count > 0, "\(L.name): same non-empty shapes", pred.shape, target.shape)
     let n = pred.value.count
     var sum = 0.0
     pred.withValue { p in target.withValue { q in for i in 0..<n { sum += L.value(Double(p[i]) - Double(q[i])) } } }
     let t = recording(tape, pred, target)
     let out = output(try Tensor(shape: [1], values: [Float(sum / Double(n))]), t)
-    let run = profiled(L.name, cost: .elementwise(n, 4, 4), bytes: 8 * n) { [weak node = out.node] in
+    let run = profiled(tape.engine.profiler, L.name, cost: .elementwise(n, 4, 4), bytes: 8 * n) { [weak node = out.node] in
         guard let g = node?.grad?.scalars.first else { return }
         let scale = Double(g) / Double(n)
         pred.withValue { p in
             target.withValue { q in
                 if pred.requiresGrad {
-                    pred.withGradForWrite { lossGradient(L.self, $0, p, q, count: n, scale: scale, sign: 1, fresh: $1) }
+                    pred.withGradForWrite { lossGradient(L.self, $0, p, q, count: n, scale: scale, sign: 1, fresh: $1, kernels: kernels) }
                 }
                 if target.requiresGrad {
-                    target.withGradForWrite { lossGradient(L.self, $0, p, q, count: n, scale: scale, sign: -1, fresh: $1) }
+                    target.withGradForWrite { lossGradient(L.self, $0, p, q, count: n, scale: scale, sign: -1, fresh: $1, kernels: kernels) }
                 }
             }
         }
@@ -64,7 +65,7 @@ func elementwiseLoss<L: PointwiseLoss>(_ pred: Variable, _ target: Variable, tap
 @inline(__always)
 func lossGradient<L: PointwiseLoss>(
     _: L.Type, _ dx: UnsafeMutablePointer<Float>, _ p: UnsafePointer<Float>, _ q: UnsafePointer<Float>,
-    count n: Int, scale: Double, sign: Float, fresh: Bool
+    count n: Int, scale: Double, sign: Float, fresh: Bool, kernels: KernelContext
 ) {
     let (chunks, size) = Parallel.chunking(count: n, minChunk: 1 << 15)
     kernels.forEach(tasks: chunks) { c, _ in
@@ -78,7 +79,8 @@ func lossGradient<L: PointwiseLoss>(
 }
 
 /// Softmax cross-entropy with integer labels, mean over rows: logits (N, C), labels N values in 0..<C.
-public func softmaxCrossEntropy(_ logits: Variable, labels: [Int], tape: Tape?) throws -> Variable {
+public func softmaxCrossEntropy(_ logits: Variable, labels: [Int], tape: Tape) throws -> Variable {
+    let kernels = tape.engine.kernels
     try check(logits.shape.count == 2 && logits.shape[0] == labels.count && logits.shape[0] > 0,
               "softmaxCrossEntropy: logits (N, C) and N labels", logits.shape, [labels.count])
     let (rows, classes) = (logits.shape[0], logits.shape[1])

@@ -13,8 +13,9 @@ import CPUKernels
 /// backward 0.98x, so `MLP` uses this op only when no tape records.
 public func mlp(
     _ x: Variable, fc1 w1: Variable, bias1 b1: Variable?, fc2 w2: Variable, bias2 b2: Variable?,
-    residual r: Variable? = nil, tape: Tape?
+    residual r: Variable? = nil, tape: Tape
 ) throws -> Variable {
+    let kernels = tape.engine.kernels
     try check(w1.shape.count == 2 && x.shape.last == w1.shape[1], "mlp: x (..., in) and fc1 (hidden, in)", x.shape, w1.shape)
     let (hidden, inF) = (w1.shape[0], w1.shape[1])
     try check(w2.shape.count == 2 && w2.shape[1] == hidden, "mlp: fc1 (hidden, in) and fc2 (out, hidden)", w1.shape, w2.shape)
@@ -62,7 +63,7 @@ public func mlp(
     let residualNode = r?.node
     return opOutput(y, inputs: x, w1, b1, w2, b2, r, tape: tape, op: "mlp",
                     cost: OpCost(forward: mnk + elementwise + gelu.forward, backward: 2 * mnk + elementwise + gelu.backward)) { dy in
-        if let residualNode { passGradient(dy, to: residualNode) }
+        if let residualNode { passGradient(dy, to: residualNode, kernels: kernels) }
         // In the separate ops' order: the hidden gradient first (while dy is in cache), then fc2's weights.
         let wantsHidden = x.requiresGrad || w1.requiresGrad || b1?.requiresGrad == true
         var da: Tensor? = nil, dap: UnsafeMutablePointer<Float>? = nil
@@ -78,8 +79,8 @@ public func mlp(
                       transB: false, m: rows, n: hidden, k: outF, epilogue: .geluBackward(x: ap), context: kernels)
             }
         }
-        linearBackward(dy: dy, x: hiddenVariable, weight: w2, bias: b2, rows: rows)
-        if let dap { linearBackward(dy: dap, x: x, weight: w1, bias: b1, rows: rows) }
+        linearBackward(dy: dy, x: hiddenVariable, weight: w2, bias: b2, rows: rows, kernels: kernels)
+        if let dap { linearBackward(dy: dap, x: x, weight: w1, bias: b1, rows: rows, kernels: kernels) }
         withExtendedLifetime(da) {}
         withExtendedLifetime(a) {}  // the pre-activation lives until the backward pass
     }

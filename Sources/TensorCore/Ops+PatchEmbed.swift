@@ -5,7 +5,8 @@ import CPUKernels
 ///
 /// images (B, C, H, W), weight (D, C, P, P), bias (D) -> (B, N, D) with N = (H/P)(W/P), token k = i (W/P) + j
 /// (row-major over the patch grid).
-public func patchEmbed(_ images: Variable, weight: Variable, bias: Variable?, patch: Int, tape: Tape?) throws -> Variable {
+public func patchEmbed(_ images: Variable, weight: Variable, bias: Variable?, patch: Int, tape: Tape) throws -> Variable {
+    let kernels = tape.engine.kernels
     try check(images.shape.count == 4 && weight.shape.count == 4, "patchEmbed: images (B, C, H, W), weight (D, C, P, P)",
               images.shape, weight.shape)
     let (batch, ch, h, w) = (images.shape[0], images.shape[1], images.shape[2], images.shape[3])
@@ -39,7 +40,7 @@ public func patchEmbed(_ images: Variable, weight: Variable, bias: Variable?, pa
             }
         }
     }
-    let y = try linear(patchVar, weight: w2, bias: bias, tape: t)
+    let y = try linear(patchVar, weight: w2, bias: bias, tape: tape)  // records only where t does: its inputs want gradients only then
     return y
 }
 

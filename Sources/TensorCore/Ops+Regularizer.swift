@@ -7,8 +7,9 @@ import CPUKernels
 /// with the unbiased covariance of the rows (n >= 2 of them). Scalar output. The covariance and the gradient
 /// are GEMMs over the centred rows (2 n D^2 FLOPs each); the small D x D part is done in Double.
 public func varianceCovarianceLoss(
-    _ x: Variable, varianceWeight: Float, covarianceWeight: Float, gamma: Float = 1, eps: Float = 1e-4, tape: Tape?
+    _ x: Variable, varianceWeight: Float, covarianceWeight: Float, gamma: Float = 1, eps: Float = 1e-4, tape: Tape
 ) throws -> Variable {
+    let kernels = tape.engine.kernels
     let d = x.shape.last ?? 0, n = d > 0 ? x.value.count / d : 0
     try check(d > 0 && n >= 2, "varianceCovarianceLoss: (..., D) with at least 2 rows", x.shape, [])
     // Centred rows (n, D), means accumulated in Double.
@@ -54,7 +55,7 @@ public func varianceCovarianceLoss(
     let t = recording(tape, x)
     let out = output(try Tensor(shape: [1], values: [Float(value)]), t)
     let flops = 2 * Double(n) * Double(d) * Double(d)
-    let run = profiled("varianceCovarianceLoss", cost: OpCost(forward: flops, backward: flops), bytes: 8 * n * d) {
+    let run = profiled(tape.engine.profiler, "varianceCovarianceLoss", cost: OpCost(forward: flops, backward: flops), bytes: 8 * n * d) {
         [weak node = out.node] in
         guard let up = node?.grad?.scalars.first, x.requiresGrad else { return }
         centred.withUnsafeBufferPointer { a in

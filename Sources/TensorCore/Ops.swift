@@ -1,6 +1,6 @@
 import CPUKernels
 
-// Differentiable ops. Each takes its inputs as Variables and an optional Tape; with a recording tape and an
+// Differentiable ops. Each takes its inputs as Variables and a Tape, whose engine runs its kernels; with a recording tape and an
 // input that requires a gradient, it records a backward closure that ADDS into the inputs' gradients.
 // Layouts are row-major; shapes are checked up front and mismatches throw TensorError with both shapes.
 
@@ -21,13 +21,14 @@ func mutablePointer(_ t: inout Tensor) -> UnsafeMutablePointer<Float> {
 /// `op` and `cost` name the op and estimate its FLOPs for the profiler (`OpProfiler`), which also counts the
 /// bytes of the inputs and the output as the bytes a pass moves.
 func opOutput(
-    _ value: Tensor, inputs: Variable?..., tape: Tape?, op: String, cost: OpCost = .zero,
+    _ value: Tensor, inputs: Variable?..., tape: Tape, op: String, cost: OpCost = .zero,
     backward: @escaping (_ dy: UnsafePointer<Float>) -> Void
 ) -> Variable {
     let t = recordingTape(tape, inputs)
     let out = output(value, t)
-    let bytes = OpProfiler.active == nil ? 0 : 4 * (value.count + inputs.reduce(0) { $0 + ($1?.value.count ?? 0) })
-    let run = profiled(op, cost: cost, bytes: bytes) { [weak node = out.node] in
+    let profiler = tape.engine.profiler
+    let bytes = profiler == nil ? 0 : 4 * (value.count + inputs.reduce(0) { $0 + ($1?.value.count ?? 0) })
+    let run = profiled(profiler, op, cost: cost, bytes: bytes) { [weak node = out.node] in
         guard let dyT = node?.grad else { return }
         dyT.withUnsafeBufferPointer { backward($0.baseAddress!) }
     }
@@ -36,13 +37,13 @@ func opOutput(
 }
 
 /// The tape when it records and some input wants a gradient (the op's backward will run), else nil.
-func recordingTape(_ tape: Tape?, _ inputs: [Variable?]) -> Tape? {
-    tape.flatMap { $0.isRecording && inputs.contains { $0?.requiresGrad == true } ? $0 : nil }
+func recordingTape(_ tape: Tape, _ inputs: [Variable?]) -> Tape? {
+    tape.isRecording && inputs.contains { $0?.requiresGrad == true } ? tape : nil
 }
 
 /// `opOutput` for a one-input op: `backward(dx, dy)` adds into x's gradient (zeroed on first use).
 func unaryOutput(
-    _ value: Tensor, of x: Variable, tape: Tape?, op: String, cost: OpCost = .zero,
+    _ value: Tensor, of x: Variable, tape: Tape, op: String, cost: OpCost = .zero,
     backward: @escaping (_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>) -> Void
 ) -> Variable {
     // x's node only: a backward that reads x's value captures x itself.
@@ -63,19 +64,20 @@ func check(_ ok: Bool, _ op: String, _ a: [Int], _ b: [Int]) throws {
 /// which gives the bits of a separate `add` while skipping its pass over memory (two reads and a write of the
 /// block's width per token); its gradient is dy, as `add` would pass it.
 public func linear(
-    _ x: Variable, weight w: Variable, bias b: Variable?, residual r: Variable? = nil, tape: Tape?
+    _ x: Variable, weight w: Variable, bias b: Variable?, residual r: Variable? = nil, tape: Tape
 ) throws -> Variable {
+    let kernels = tape.engine.kernels
     let (outF, inF, outShape, rows) = try linearShapes("linear", x, w, b, r)
     var y = try Tensor(uninitialized: outShape)
     let yp = mutablePointer(&y)
-    x.withValue { linearProduct(yp, x: $0, prologue: nil, weight: w, bias: b, residual: r, rows: rows) }
+    x.withValue { linearProduct(yp, x: $0, prologue: nil, weight: w, bias: b, residual: r, rows: rows, kernels: kernels) }
     let mnk = 2 * Double(rows) * Double(inF) * Double(outF)
     let epilogueOps = Double(rows * outF) * Double((b == nil ? 0 : 1) + (r == nil ? 0 : 1))
     let residualNode = r?.node  // the residual's gradient is dy: its value is not needed
     return opOutput(y, inputs: x, w, b, r, tape: tape, op: "linear",
                     cost: OpCost(forward: mnk + epilogueOps, backward: 2 * mnk + epilogueOps)) { dy in
-        if let residualNode { passGradient(dy, to: residualNode) }
-        linearBackward(dy: dy, x: x, weight: w, bias: b, rows: rows)
+        if let residualNode { passGradient(dy, to: residualNode, kernels: kernels) }
+        linearBackward(dy: dy, x: x, weight: w, bias: b, rows: rows, kernels: kernels)
     }
 }
 
@@ -96,7 +98,7 @@ func linearShapes(
 /// The bias and the residual ride in the GEMM's store: same bits as separate passes, fewer trips through memory.
 func linearProduct(
     _ y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, prologue: GEMMPrologue?, weight w: Variable,
-    bias b: Variable?, residual r: Variable?, rows: Int
+    bias b: Variable?, residual r: Variable?, rows: Int, kernels: KernelContext
 ) {
     let (outF, inF) = (w.shape[0], w.shape[1])
     w.withValue { wp in
@@ -111,7 +113,7 @@ func linearProduct(
 
 /// The backward pass of y = x W^T + b given dy (rows, out): x's gradient (written when fresh, else added),
 /// W's and b's (added), each only when wanted.
-func linearBackward(dy: UnsafePointer<Float>, x: Variable, weight w: Variable, bias b: Variable?, rows: Int) {
+func linearBackward(dy: UnsafePointer<Float>, x: Variable, weight w: Variable, bias b: Variable?, rows: Int, kernels: KernelContext) {
     let (outF, inF) = (w.shape[0], w.shape[1])
     if x.requiresGrad {
         x.withGradForWrite { dx, fresh in
@@ -121,13 +123,13 @@ func linearBackward(dy: UnsafePointer<Float>, x: Variable, weight w: Variable, b
             }
         }
     }
-    x.withValue { linearParameterGradients(dy: dy, x: $0, prologue: nil, weight: w, bias: b, rows: rows) }
+    x.withValue { linearParameterGradients(dy: dy, x: $0, prologue: nil, weight: w, bias: b, rows: rows, kernels: kernels) }
 }
 
 /// W's gradient += dy^T f(x) and b's += the column sums of dy, each only when wanted; f is the GEMM prologue
 /// that computed the Linear's input from x (nil: x itself).
 func linearParameterGradients(
-    dy: UnsafePointer<Float>, x: UnsafePointer<Float>, prologue: GEMMPrologue?, weight w: Variable, bias b: Variable?, rows: Int
+    dy: UnsafePointer<Float>, x: UnsafePointer<Float>, prologue: GEMMPrologue?, weight w: Variable, bias b: Variable?, rows: Int, kernels: KernelContext
 ) {
     let (outF, inF) = (w.shape[0], w.shape[1])
     if w.requiresGrad {
@@ -145,8 +147,9 @@ func linearParameterGradients(
 
 /// LayerNorm over the last axis, biased variance; gamma/beta nil for the non-affine form.
 public func layerNorm(
-    _ x: Variable, gamma: Variable?, beta: Variable?, eps: Float, tape: Tape?
+    _ x: Variable, gamma: Variable?, beta: Variable?, eps: Float, tape: Tape
 ) throws -> Variable {
+    let kernels = tape.engine.kernels
     let dim = x.shape.last ?? 0
     try check(dim > 0, "layerNorm: x (..., D) with D > 0", x.shape, [])
     if let gamma { try check(gamma.value.count == dim, "layerNorm: gamma (D)", gamma.shape, x.shape) }
@@ -164,7 +167,7 @@ public func layerNorm(
         }
     }
     return opOutput(y, inputs: x, gamma, beta, tape: tape, op: "layerNorm", cost: .elementwise(x.value.count, 8, 12)) { dy in
-        layerNormGradients(dy: dy, x: x, gamma: gamma, beta: beta, mean: mp, rstd: rp, rows: rows, dim: dim)
+        layerNormGradients(dy: dy, x: x, gamma: gamma, beta: beta, mean: mp, rstd: rp, rows: rows, dim: dim, kernels: kernels)
         _ = (mean, rstd)  // keep the saved statistics alive until the backward pass
     }
 }
@@ -173,7 +176,7 @@ public func layerNorm(
 /// gradient of the LayerNorm's output.
 func layerNormGradients(
     dy: UnsafePointer<Float>, x: Variable, gamma: Variable?, beta: Variable?,
-    mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows: Int, dim: Int
+    mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows: Int, dim: Int, kernels: KernelContext
 ) {
     withGradOrNil(x) { dx in
         withGradOrNil(gamma) { dg in
@@ -207,7 +210,8 @@ func withGradOrNil(_ v: Variable?, _ body: (UnsafeMutablePointer<Float>?) -> Voi
 // MARK: - Elementwise
 
 /// Exact-erf GELU.
-public func gelu(_ x: Variable, tape: Tape?) -> Variable {
+public func gelu(_ x: Variable, tape: Tape) -> Variable {
+    let kernels = tape.engine.kernels
     var y = (try? Tensor(uninitialized: x.shape)) ?? Tensor.zeros(like: x.value)
     let yp = mutablePointer(&y)
     x.withValue { geluForward(yp, $0, count: x.value.count, context: kernels) }
@@ -219,20 +223,21 @@ public func gelu(_ x: Variable, tape: Tape?) -> Variable {
 }
 
 /// a + b, same shapes (the residual connection).
-public func add(_ a: Variable, _ b: Variable, tape: Tape?) throws -> Variable {
+public func add(_ a: Variable, _ b: Variable, tape: Tape) throws -> Variable {
+    let kernels = tape.engine.kernels
     try check(a.shape == b.shape, "add: same shapes", a.shape, b.shape)
     var y = try Tensor(uninitialized: a.shape)
     let yp = mutablePointer(&y)
     a.withValue { ap in b.withValue { bp in addElementwise(yp, ap, bp, count: a.value.count, context: kernels) } }
     let (an, bn) = (a.node, b.node)
     return opOutput(y, inputs: a, b, tape: tape, op: "add", cost: .elementwise(a.value.count, 1, 2)) { dy in
-        passGradient(dy, to: an)
-        passGradient(dy, to: bn)
+        passGradient(dy, to: an, kernels: kernels)
+        passGradient(dy, to: bn, kernels: kernels)
     }
 }
 
 /// v.grad += dy (dy copied into a fresh gradient): the backward pass of an identity path (`add`, a residual).
-func passGradient(_ dy: UnsafePointer<Float>, to v: GradNode) {
+func passGradient(_ dy: UnsafePointer<Float>, to v: GradNode, kernels: KernelContext) {
     guard v.requiresGrad else { return }
     let count = v.count
     v.withGradForWrite { g, fresh in

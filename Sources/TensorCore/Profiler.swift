@@ -4,15 +4,13 @@ import Glibc
 import Darwin
 #endif
 
-/// A per-op profiler for training steps: while `OpProfiler.active` is set, every differentiable op reports
+/// A per-op profiler for training steps: while an engine carries it (`Engine.profiler`), every op reports
 /// its forward time (the time since the previous op finished, so the glue between ops is charged to the op
 /// that follows it and nothing between two ops is lost), its backward time (measured around its backward
 /// closure, under the phase that was current when the op ran forward), and FLOP and byte estimates; named
 /// regions (`region`) cover what is not an op (optimizer, EMA, data, masks). Rows are keyed by
 /// (phase, op, pass). Not thread-safe: one training loop drives it; the kernels it times may be parallel.
 public final class OpProfiler: @unchecked Sendable {
-    nonisolated(unsafe) public static var active: OpProfiler?
-
     public struct Row: Sendable {
         public var phase: String
         public var op: String
@@ -89,17 +87,19 @@ public final class OpProfiler: @unchecked Sendable {
         return try body()
     }
 
-    /// `region` of the active profiler under `phase`, or just `body` when none is active.
-    public static func measure<T>(_ phase: String, _ name: String, flops: Double = 0, _ body: () throws -> T) rethrows -> T {
-        guard let p = active else { return try body() }
+    /// `region` of `profiler` under `phase`, or just `body` when there is none.
+    public static func measure<T>(
+        _ profiler: OpProfiler?, _ phase: String, _ name: String, flops: Double = 0, _ body: () throws -> T
+    ) rethrows -> T {
+        guard let p = profiler else { return try body() }
         p.begin(phase)
         return try p.region(name, flops: flops, body)
     }
 
     /// Runs a backward pass; the time it spends outside the ops' own backward closures (walking the tape,
     /// releasing activation gradients) is charged to "backward / tape bookkeeping".
-    public static func backwardPass(_ body: () throws -> Void) rethrows {
-        guard let p = active else { return try body() }
+    public static func backwardPass(_ profiler: OpProfiler?, _ body: () throws -> Void) rethrows {
+        guard let p = profiler else { return try body() }
         let inOps = { p.rows.reduce(0.0) { $0 + ($1.pass == "backward" || $1.pass == "recompute" ? $1.seconds : 0) } }
         let before = inOps(), t0 = now()
         try body()
@@ -110,19 +110,14 @@ public final class OpProfiler: @unchecked Sendable {
 
     /// Runs `body` (a checkpointed block's forward, again, inside the backward pass) with its ops charged to
     /// `phase` under the pass "recompute"; the time before its first op is not charged to anything.
-    static func recomputing<T>(phase: String?, _ body: () throws -> T) rethrows -> T {
-        guard let p = active, let phase else { return try body() }
+    static func recomputing<T>(_ profiler: OpProfiler?, phase: String?, _ body: () throws -> T) rethrows -> T {
+        guard let p = profiler, let phase else { return try body() }
         let (savedPhase, savedPass) = (p.phase, p.forwardPass)
         (p.phase, p.forwardPass, p.lastMark) = (phase, "recompute", now())
         defer { (p.phase, p.forwardPass) = (savedPhase, savedPass) }
         return try body()
     }
 
-    /// Starts `phase` on the active profiler, if any.
-    public static func begin(_ phase: String) { active?.begin(phase) }
-
-    /// `startStep` on the active profiler, if any.
-    public static func startStep() { active?.startStep() }
 
     public var totalSeconds: Double { rows.reduce(0) { $0 + $1.seconds } }
 
@@ -142,19 +137,19 @@ struct OpCost {
     static func elementwise(_ n: Int, _ f: Double, _ b: Double) -> OpCost { OpCost(forward: f * Double(n), backward: b * Double(n)) }
 }
 
-/// Reports an op's forward pass to the active profiler and wraps its backward closure in a timer.
+/// Reports an op's forward pass to `profiler` and wraps its backward closure in a timer.
 @inline(__always)
 func profiled(
-    _ op: String, cost: OpCost, bytes: Int, _ backward: @escaping () -> Void
+    _ profiler: OpProfiler?, _ op: String, cost: OpCost, bytes: Int, _ backward: @escaping () -> Void
 ) -> () -> Void {
-    guard let p = OpProfiler.active else { return backward }
+    guard let p = profiler else { return backward }
     p.forward(op: op, flops: cost.forward, bytes: Double(bytes))
     let phase = p.phase
     return {
         let t0 = OpProfiler.now()
         backward()
-        OpProfiler.active?.add(phase: phase, op: op, pass: "backward", seconds: OpProfiler.now() - t0,
-                               flops: cost.backward, bytes: 2 * Double(bytes))
+        p.add(phase: phase, op: op, pass: "backward", seconds: OpProfiler.now() - t0,
+              flops: cost.backward, bytes: 2 * Double(bytes))
     }
 }
 

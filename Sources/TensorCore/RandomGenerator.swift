@@ -78,7 +78,7 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
         let seed = self.seed
         let blocks = (count + 3) / 4
         let (chunks, size) = Parallel.chunking(count: blocks, minChunk: 4096, maxChunks: 16)
-        kernels.forEach(tasks: chunks, threads: threads) { c, _ in
+        Parallel.forEach(tasks: chunks, threads: threads ?? Parallel.hardwareThreads) { c, _ in
             for b in c * size..<min(blocks, (c + 1) * size) {
                 let bits = RandomGenerator.philox(seed: seed, block: base &+ UInt64(b))
                 for lane in 0..<4 where b * 4 + lane < count {

@@ -326,9 +326,11 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
 }
 
 extension Tensor {
-    /// Matrix product of two rank-2 tensors, optionally transposed: op(a) (m, k) x op(b) (k, n).
+    /// Matrix product of two rank-2 tensors, optionally transposed: op(a) (m, k) x op(b) (k, n), with the
+    /// kernel context given (default: one thread, a scratch pool of its own).
     public static func matmul(
-        _ a: Tensor, _ b: Tensor, transposeA ta: Bool = false, transposeB tb: Bool = false, threads: Int? = nil
+        _ a: Tensor, _ b: Tensor, transposeA ta: Bool = false, transposeB tb: Bool = false,
+        context: KernelContext = KernelContext(threads: 1)
     ) throws -> Tensor {
         guard a.rank == 2, b.rank == 2 else {
             throw TensorError.incompatibleShapes(operation: "matmul needs two matrices", a.shape, b.shape)
@@ -347,7 +349,7 @@ extension Tensor {
                     sgemm(c: cp.baseAddress!, ldc: max(1, n),
                           a: ap.baseAddress!, lda: max(1, a.shape[1]), transA: ta,
                           b: bp.baseAddress!, ldb: max(1, b.shape[1]), transB: tb,
-                          m: m, n: n, k: k, context: threads.map { kernels.with(threads: $0) } ?? kernels)
+                          m: m, n: n, k: k, context: context)
                 }
             }
         }

@@ -488,20 +488,20 @@ extension String {
 
 extension Bench.IJEPA {
     /// The variants `bench ijepa --ab` knows: name -> switch (true: the variant, false: the built-in setting).
-    static let stepVariants: [String: (Bool) -> Void] = [
-        "separate-norms": { Block.fusedNorms = !$0 },
-        "separate-gelu": { Block.fusedGELU = !$0 },
-        "separate-inputs": { Block.fusedNorms = !$0; Block.fusedGELU = !$0 },
-        "keep-probabilities": { attentionKeepsProbabilities = $0 },
+    static let stepVariants: [String: (inout Engine, Bool) -> Void] = [
+        "separate-norms": { $0.fusedNorms = !$1 },
+        "separate-gelu": { $0.fusedGELU = !$1 },
+        "separate-inputs": { $0.fusedNorms = !$1; $0.fusedGELU = !$1 },
+        "keep-probabilities": { $0.attentionKeepsProbabilities = $1 },
     ]
 
     /// `gemm:MC=..,MCT=..,TILE=..`: other GEMM blocking for the whole step. KC is refused: it changes the bits.
-    static func gemmStepVariant(_ variant: String) throws -> ((Bool) -> Void)? {
+    static func gemmStepVariant(_ variant: String) throws -> ((inout Engine, Bool) -> Void)? {
         guard variant.hasPrefix("gemm:") else { return nil }
-        let base = DefaultKernels.context.blocking
+        let base = GEMMBlocking.Tuning()
         let other = try parseBlocking(String(variant.dropFirst(5)))
         guard other.kc == base.kc else { throw ValidationError("--ab gemm:...: KC changes the results' bits, so it cannot alternate within one run") }
-        return { DefaultKernels.context.blocking = $0 ? other : base }
+        return { $0.kernels.blocking = $1 ? other : base }
     }
 
     func runStepAB(_ cases: [IJEPABench.Case], variant: String) throws {

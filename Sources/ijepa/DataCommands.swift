@@ -93,16 +93,16 @@ struct Embed: ParsableCommand {
     @OptionGroup var runOptions: RunOptions
 
     func run() throws {
-        try runOptions.apply()
+        let engine = try runOptions.engine()
         try userFacing {
-            if !images.isEmpty || tensors != nil { return try embedFiles() }
+            if !images.isEmpty || tensors != nil { return try embedFiles(engine: engine) }
             guard split == "train" || split == "test" else { throw ValidationError("--split must be train or test") }
             let trained = try model.open()
             let cfg = trained.config
             let (train, test) = try loadDatasets(cfg)
             let data = split == "train" ? train : test
             let f = try encoderFeatures(trained.evaluatedEncoder, data: data, augmentation: augmentation(cfg).evaluation,
-                                        layers: cfg.evaluation.layers)
+                                        layers: cfg.evaluation.layers, engine: engine)
             let labels = try Tensor(shape: [data.count], values: data.labels.map(Float.init))
             let step = trained.state.map { "\($0.stepsDone)" } ?? "unknown"
             try SafeTensors.write([("features", f), ("labels", labels)],
@@ -113,7 +113,7 @@ struct Embed: ParsableCommand {
     }
 
     /// `--images`: the files through `Encoder`, as an app would embed them.
-    func embedFiles() throws {
+    func embedFiles(engine: Engine) throws {
         guard let net = Encoder.Network(rawValue: network) else { throw ValidationError("--network must be target or context") }
         guard model.dataRoot == nil, model.imageFolder == nil, model.overrides.isEmpty else {
             throw ValidationError("--images embeds files: --data-root, --image-folder and --set do not apply")
@@ -122,6 +122,7 @@ struct Embed: ParsableCommand {
         let files = try pngFiles(images)
         let encoder = try Encoder(checkpoint: model.checkpoint ?? model.out + "/checkpoint.safetensors", network: net,
                                   config: model.configPath, heads: heads)
+        encoder.engine = engine
         let features: Tensor
         if let tensors {
             let input = try SafeTensorsFile(path: tensors)

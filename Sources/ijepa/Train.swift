@@ -12,11 +12,11 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Threads for every kernel (default: all cores). Results are identical for any value.")
     var threads: Int?
 
-    func apply() throws {
-        if let threads {
-            guard threads >= 1 else { throw ValidationError("--threads must be >= 1, got \(threads)") }
-            DefaultKernels.context.threads = threads
-        }
+    /// The engine the command runs models on, built from the flags.
+    func engine() throws -> Engine {
+        guard let threads else { return Engine() }
+        guard threads >= 1 else { throw ValidationError("--threads must be >= 1, got \(threads)") }
+        return Engine(threads: threads)
     }
 }
 
@@ -109,12 +109,12 @@ struct Train: ParsableCommand {
     var profile = false
 
     func run() throws {
-        try runOptions.apply()
+        let engine = try runOptions.engine()
         try userFacing {
             let wall = Date()
             let cfg = try config.load()
             let group = try processGroup(plainAllreduce: cfg.optimization.gradientReduction == "allreduce", waitLimit: rankTimeout)
-            let training = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite, group: group)
+            let training = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite, group: group, engine: engine)
             if group.rank != 0 { training.log = { _ in } }  // rank 0 speaks for the run
             training.stop.installSignalHandlers()
             if profile { training.profiler = OpProfiler() }
@@ -127,8 +127,9 @@ struct Train: ParsableCommand {
             }
             if summary.interrupted { throw ExitCode(130) }
             guard probe, group.rank == 0 else { return }
-            let evaluator = Evaluator(train: training.train, test: training.test, augmentation: augmentation(cfg),
+            var evaluator = Evaluator(train: training.train, test: training.test, augmentation: augmentation(cfg),
                                       options: cfg.evaluation, seed: UInt64(cfg.meta.seed))
+            evaluator.engine = engine
             let report = try evaluator.compare(trained: training.evaluatedEncoder, randomInit: try cfg.randomInitEncoder())
             try printReport(report, wallSeconds: Date().timeIntervalSince(wall), folder: cfg.logging.folder,
                             encoder: cfg.evaluation.encoder)
@@ -277,14 +278,15 @@ struct Probe: ParsableCommand {
     @OptionGroup var runOptions: RunOptions
 
     func run() throws {
-        try runOptions.apply()
+        let engine = try runOptions.engine()
         try userFacing {
             let wall = Date()
             let trained = try model.open()
             let cfg = trained.config
             let (train, test) = try loadDatasets(cfg)
-            let evaluator = Evaluator(train: train, test: test, augmentation: augmentation(cfg),
+            var evaluator = Evaluator(train: train, test: test, augmentation: augmentation(cfg),
                                       options: cfg.evaluation, seed: UInt64(cfg.meta.seed))
+            evaluator.engine = engine
             print("checkpoint \(trained.path): \(trained.state.map { "step \($0.stepsDone), format \($0.version)" } ?? "a bare state dict")")
             let report = try evaluator.compare(trained: trained.evaluatedEncoder, randomInit: try cfg.randomInitEncoder())
             try printReport(report, wallSeconds: Date().timeIntervalSince(wall), folder: nil, encoder: cfg.evaluation.encoder)

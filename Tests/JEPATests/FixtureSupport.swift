@@ -56,9 +56,9 @@ struct TinyIJEPA {
 
     func masks(step: Int) -> MaskBatch { collator.sample(batch: 4, step: step, seed: 0) }
 
-    func trainer(predictorDepth: Int = 1, recompute: Bool = false) throws -> IJEPATrainer {
+    func trainer(predictorDepth: Int = 1, recompute: Bool = false, engine: Engine = Engine()) throws -> IJEPATrainer {
         let model = try IJEPAModel(vit, predictorDim: 16, predictorDepth: predictorDepth, seed: 1)
         model.recomputeBlocks = recompute
-        return try IJEPATrainer(model: model, schedules: schedules)
+        return try IJEPATrainer(model: model, schedules: schedules, engine: engine)
     }
 }

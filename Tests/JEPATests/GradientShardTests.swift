@@ -21,12 +21,9 @@ final class GradientShardTests: XCTestCase {
     /// One sharded step's loss and gradients: (the bits of) the shards computed one by one in the test and summed
     /// along the tree by hand.
     func gradients(shards: Int, threads: Int) throws -> (loss: Float, grads: [[Float]]) {
-        let saved = DefaultKernels.context
-        DefaultKernels.context = saved.with(threads: threads)
-        defer { DefaultKernels.context = saved }
         let tiny = try TinyIJEPA()
         let m = tiny.masks(step: 0)
-        let trainer = try tiny.trainer()
+        let trainer = try tiny.trainer(engine: Engine(threads: threads))
         trainer.gradientShards = shards
         let loss = shards == 1
             ? try trainer.lossAndPrediction(images: tiny.images, context: m.context, targets: m.targets, backward: true).0

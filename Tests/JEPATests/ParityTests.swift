@@ -36,13 +36,13 @@ final class ParityTests: XCTestCase {
         let tgts = [try tokenIndices(t["mask.target.0"]!), try tokenIndices(t["mask.target.1"]!)]
 
         // Target branch, no grad: full image, non-affine layer norm (eps 1e-5), target blocks.
-        let h = try target(images, tape: nil)
+        let h = try target(images, tape: Engine().noGrad)
         compare("output.target_full", h.value, t["output.target_full"], tolerance: 1e-4)
-        let hNorm = try layerNorm(h, gamma: nil, beta: nil, eps: 1e-5, tape: nil)
-        let tgt = try gatherTokens(hNorm, tgts, tape: nil)
+        let hNorm = try layerNorm(h, gamma: nil, beta: nil, eps: 1e-5, tape: Engine().noGrad)
+        let tgt = try gatherTokens(hNorm, tgts, tape: Engine().noGrad)
         compare("output.target", tgt.value, t["output.target"], tolerance: 1e-4)
 
-        let tape = Tape()
+        let tape = Tape(Engine())
         let zCtx = try encoder(images, masks: [ctx], tape: tape)
         compare("output.context", zCtx.value, t["output.context"], tolerance: 1e-4)
         zCtx.retainGrad()

@@ -11,11 +11,11 @@ final class ProfilerTests: XCTestCase {
         let plain = try tiny.trainer(), profiled = try tiny.trainer()
         let a = try plain.step(images: images, context: masks.context, targets: masks.targets)
         let p = OpProfiler()
-        OpProfiler.active = p
+        profiled.engine.profiler = p
         let t0 = OpProfiler.now()
         let b = try profiled.step(images: images, context: masks.context, targets: masks.targets)
         let wall = OpProfiler.now() - t0
-        OpProfiler.active = nil
+        profiled.engine.profiler = nil
         XCTAssertEqual(a.loss, b.loss)
         for ((_, x), (_, y)) in zip(plain.model.target.namedParameters, profiled.model.target.namedParameters) {
             XCTAssertEqual(x.value.scalars, y.value.scalars)

@@ -16,7 +16,7 @@ final class RecomputeTests: XCTestCase {
 
         func run(recompute: Bool) throws -> (y: [Float], dx: [Float], grads: [[Float]], entries: Int) {
             for b in blocks { b.zeroGrad() }
-            let tape = Tape()
+            let tape = Tape(Engine())
             let x = Variable(x0, requiresGrad: true)
             var h = x
             for b in blocks { h = try b(h, recompute: recompute, tape: tape) }
@@ -40,12 +40,12 @@ final class RecomputeTests: XCTestCase {
         let block = try Block(dim: 8, heads: 2, rng: &rng)
         let x = Variable(try rng.normal([2, 5, 8]))
         var calls = 0
-        let tape = Tape()
+        let tape = Tape(Engine())
         tape.isRecording = false
         let y = try recomputed(x, tape: tape) { calls += 1; return try block($0, tape: $1) }
         XCTAssertEqual(calls, 1)
         XCTAssertEqual(tape.count, 0)
-        XCTAssertEqual(y.value.scalars, try block(x, tape: nil).value.scalars)
+        XCTAssertEqual(y.value.scalars, try block(x, tape: Engine().noGrad).value.scalars)
     }
 
     /// Two full I-JEPA steps (target, context encoder, predictor, loss, backward, AdamW, EMA) with and without
@@ -60,11 +60,11 @@ final class RecomputeTests: XCTestCase {
         for step in 0..<2 {
             let m = tiny.masks(step: step)
             let a = try plain.step(images: tiny.images, context: m.context, targets: m.targets)
-            OpProfiler.active = p
+            again.engine.profiler = p
             let t0 = OpProfiler.now()
             let b = try again.step(images: tiny.images, context: m.context, targets: m.targets)
             wall += OpProfiler.now() - t0
-            OpProfiler.active = nil
+            again.engine.profiler = nil
             XCTAssertEqual(a.loss, b.loss, "step \(step)")
         }
         for ((name, x), (_, y)) in zip(plain.model.stateDict, again.model.stateDict) {
@@ -90,8 +90,8 @@ final class RegularizerTests: XCTestCase {
         regularised.regularizer = (variance: 25, covariance: 1)
         let (l0, _) = try plain.lossAndPrediction(images: tiny.images, context: m.context, targets: m.targets, backward: false)
         let (l1, _) = try regularised.lossAndPrediction(images: tiny.images, context: m.context, targets: m.targets, backward: false)
-        let z = try regularised.model.encoder(Variable(tiny.images), masks: m.context, tape: nil)
-        let vc = try varianceCovarianceLoss(z, varianceWeight: 25, covarianceWeight: 1, tape: nil).value.scalars[0]
+        let z = try regularised.model.encoder(Variable(tiny.images), masks: m.context, tape: Engine().noGrad)
+        let vc = try varianceCovarianceLoss(z, varianceWeight: 25, covarianceWeight: 1, tape: Engine().noGrad).value.scalars[0]
         XCTAssertGreaterThan(vc, 0)
         XCTAssertEqual(l1, l0 + vc, accuracy: 1e-5 * max(1, vc))
         // Zero weights: the same bits as the official step, after a whole step.

@@ -333,7 +333,7 @@ final class EvaluationTests: XCTestCase {
         let model = try IJEPAModel(try cfg.vitConfig(), predictorDim: 16, predictorDepth: 1, seed: 3)
         let aug = augmentation(cfg).evaluation
         let one = try encoderFeatures(model.encoder, data: data, augmentation: aug, layers: 1, batchSize: 3)
-        let direct = try meanTokens(try model.encoder(Variable(evaluationTensor(data, augmentation: aug, range: 0..<7)), tape: nil), tape: nil).value
+        let direct = try meanTokens(try model.encoder(Variable(evaluationTensor(data, augmentation: aug, range: 0..<7)), tape: Engine().noGrad), tape: Engine().noGrad).value
         XCTAssertEqual(one.shape, [7, 32])
         for (a, b) in zip(one.scalars, direct.scalars) { XCTAssertEqual(a, b, accuracy: 1e-5) }
         let two = try encoderFeatures(model.encoder, data: data, augmentation: aug, layers: 2, batchSize: 4)

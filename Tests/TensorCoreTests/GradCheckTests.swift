@@ -15,16 +15,16 @@ final class GradCheckTests: XCTestCase {
     /// against central differences (f evaluated in Float without a tape, the loss summed in Double).
     func gradCheck(
         _ name: String, _ inputs: [Variable], step: Float = 1e-2, tolerance: Double = 1.5e-3,
-        file: StaticString = #filePath, line: UInt = #line, _ f: (Tape?) throws -> Variable
+        file: StaticString = #filePath, line: UInt = #line, _ f: (Tape) throws -> Variable
     ) throws {
-        let tape = Tape()
+        let tape = Tape(Engine())
         let out = try f(tape)
         out.retainGrad()
         let w = try rng.uniform(out.shape, low: -1, high: 1)
         for v in inputs { v.zeroGrad() }
         try tape.backward(from: out, seed: w)
         func loss() throws -> Double {
-            let y = try f(nil)
+            let y = try f(Engine().noGrad)
             return zip(y.value.scalars, w.scalars).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
         }
         for (vi, v) in inputs.enumerated() where v.requiresGrad {
@@ -59,11 +59,11 @@ final class GradCheckTests: XCTestCase {
             try linear(gelu(s, tape: t), weight: ws, bias: nil, residual: s, tape: t)
         }
         // Same bits as linear followed by add.
-        let fused = try linear(x, weight: w, bias: b, residual: r, tape: nil)
-        let separate = try add(r, try linear(x, weight: w, bias: b, tape: nil), tape: nil)
+        let fused = try linear(x, weight: w, bias: b, residual: r, tape: Engine().noGrad)
+        let separate = try add(r, try linear(x, weight: w, bias: b, tape: Engine().noGrad), tape: Engine().noGrad)
         XCTAssertEqual(fused.value.withUnsafeBufferPointer { $0.map(\.bitPattern) },
                        separate.value.withUnsafeBufferPointer { $0.map(\.bitPattern) })
-        XCTAssertThrowsError(try linear(x, weight: w, bias: b, residual: try param([2, 3, 5]), tape: nil)) {
+        XCTAssertThrowsError(try linear(x, weight: w, bias: b, residual: try param([2, 3, 5]), tape: Engine().noGrad)) {
             XCTAssert("\($0)".contains("linear: residual of the output's shape"), "\($0)")
         }
     }
@@ -74,7 +74,7 @@ final class GradCheckTests: XCTestCase {
     func testZeroedGradientIsWrittenThenAdded() throws {
         let x1 = try param([3, 7]), x2 = try param([3, 7]), w = try param([4, 7])
         func backward() throws -> [Float] {
-            let t = Tape()
+            let t = Tape(Engine())
             let y = try add(try linear(x1, weight: w, bias: nil, tape: t), try linear(x2, weight: w, bias: nil, tape: t),
                             tape: t)
             try t.backward(from: y, seed: try Tensor(shape: [3, 4], repeating: 1))
@@ -115,25 +115,25 @@ final class GradCheckTests: XCTestCase {
         let ws2 = try param([9, 70], scale: 0.3), bs2 = try param([9]), rs = try param([37, 9])
         let inputs = [xs, ws1, bs1, ws2, bs2, rs]
         let seed = try rng.uniform([37, 9], low: -1, high: 1)
-        func run(fused: Bool, tape: Tape?) throws -> [[UInt32]] {
+        func run(fused: Bool, tape: Tape) throws -> [[UInt32]] {
             let y = fused
                 ? try mlp(xs, fc1: ws1, bias1: bs1, fc2: ws2, bias2: bs2, residual: rs, tape: tape)
                 : try linear(gelu(try linear(xs, weight: ws1, bias: bs1, tape: tape), tape: tape), weight: ws2, bias: bs2,
                              residual: rs, tape: tape)
             var tensors = [y.value]
-            if let tape {
+            if tape.isRecording {
                 for v in inputs { v.zeroGrad() }
                 try tape.backward(from: y, seed: seed)
                 tensors += inputs.map { $0.grad! }
             }
             return tensors.map { $0.withUnsafeBufferPointer { $0.map(\.bitPattern) } }
         }
-        XCTAssertEqual(try run(fused: true, tape: nil), try run(fused: false, tape: nil), "forward without a tape")
-        let fused = try run(fused: true, tape: Tape()), separate = try run(fused: false, tape: Tape())
+        XCTAssertEqual(try run(fused: true, tape: Engine().noGrad), try run(fused: false, tape: Engine().noGrad), "forward without a tape")
+        let fused = try run(fused: true, tape: Tape(Engine())), separate = try run(fused: false, tape: Tape(Engine()))
         for (i, name) in ["y", "dx", "dW1", "db1", "dW2", "db2", "dresidual"].enumerated() {
             XCTAssertEqual(fused[i], separate[i], "mlp vs separate ops: \(name)")
         }
-        XCTAssertThrowsError(try mlp(xs, fc1: ws1, bias1: bs1, fc2: try param([9, 69]), bias2: nil, tape: nil)) {
+        XCTAssertThrowsError(try mlp(xs, fc1: ws1, bias1: bs1, fc2: try param([9, 69]), bias2: nil, tape: Engine().noGrad)) {
             XCTAssert("\($0)".contains("mlp: fc1 (hidden, in) and fc2 (out, hidden)"), "\($0)")
         }
     }
@@ -152,7 +152,7 @@ final class GradCheckTests: XCTestCase {
         func run(fused: Bool, own: Bool) throws -> [[UInt32]] {
             let (x, wt, bias, res) = own ? (sq, wq, nil, sq) : (hs, ws, bs, rs)
             let inputs = [x, wt] + (bias.map { [$0] } ?? []) + (own ? [] : [res])
-            let tape = Tape()
+            let tape = Tape(Engine())
             let y = fused
                 ? try geluLinear(x, weight: wt, bias: bias, residual: res, tape: tape)
                 : try linear(gelu(x, tape: tape), weight: wt, bias: bias, residual: res, tape: tape)
@@ -168,7 +168,7 @@ final class GradCheckTests: XCTestCase {
             XCTAssertEqual(fused.count, own ? 3 : 5)
             for i in fused.indices { XCTAssertEqual(fused[i], separate[i], "geluLinear vs gelu -> linear (own input: \(own)): tensor \(i)") }
         }
-        XCTAssertThrowsError(try geluLinear(hs, weight: try param([9, 69]), bias: nil, tape: nil)) {
+        XCTAssertThrowsError(try geluLinear(hs, weight: try param([9, 69]), bias: nil, tape: Engine().noGrad)) {
             XCTAssert("\($0)".contains("geluLinear: x (..., in) and weight (out, in)"), "\($0)")
         }
     }
@@ -192,7 +192,7 @@ final class GradCheckTests: XCTestCase {
             func run(fused: Bool) throws -> [[UInt32]] {
                 let (gamma, beta) = affine ? (gs, bs) : (nil, nil)
                 let inputs = [xs, ws, bws, wr] + (affine ? [gs, bs] : [])
-                let tape = Tape()
+                let tape = Tape(Engine())
                 let y = fused
                     ? try layerNormLinear(xs, gamma: gamma, beta: beta, eps: 1e-6, weight: ws, bias: bws, tape: tape)
                     : try linear(layerNorm(xs, gamma: gamma, beta: beta, eps: 1e-6, tape: tape), weight: ws, bias: bws, tape: tape)
@@ -208,7 +208,7 @@ final class GradCheckTests: XCTestCase {
                 XCTAssertEqual(fused[i], separate[i], "layerNormLinear vs layerNorm -> linear (affine \(affine)): tensor \(i)")
             }
         }
-        XCTAssertThrowsError(try layerNormLinear(xs, gamma: gs, beta: bs, eps: 1e-6, weight: try param([4, 69]), bias: nil, tape: nil)) {
+        XCTAssertThrowsError(try layerNormLinear(xs, gamma: gs, beta: bs, eps: 1e-6, weight: try param([4, 69]), bias: nil, tape: Engine().noGrad)) {
             XCTAssert("\($0)".contains("layerNormLinear: x (..., in) and weight (out, in)"), "\($0)")
         }
     }
@@ -234,9 +234,9 @@ final class GradCheckTests: XCTestCase {
         // Probabilities kept for the backward pass, or recomputed there (the default): the same bits.
         var grads: [[UInt32]] = []
         for keep in [false, true] {
-            attentionKeepsProbabilities = keep
-            defer { attentionKeepsProbabilities = false }
-            let tape = Tape()
+            var engine = Engine()
+            engine.attentionKeepsProbabilities = keep
+            let tape = Tape(engine)
             let out = try attention(qkv, heads: 2, tape: tape)
             qkv.zeroGrad()
             var seeds = RandomGenerator(seed: 5)
@@ -262,10 +262,10 @@ final class GradCheckTests: XCTestCase {
         for b in 0..<2 { for t in 0..<4 { v[b, t, 0] = Float(100 * b + t) } }
         let m1 = try TokenIndices(batch: 2, count: 2, indices: [0, 3, 1, 2])
         let m2 = try TokenIndices(batch: 2, count: 2, indices: [2, 3, 0, 1])
-        let y = try gatherTokens(Variable(v), [m1, m2], tape: nil)
+        let y = try gatherTokens(Variable(v), [m1, m2], tape: Engine().noGrad)
         XCTAssertEqual(y.shape, [4, 2, 1])
         XCTAssertEqual(y.value.scalars, [0, 3, 101, 102, 2, 3, 100, 101])
-        XCTAssertThrowsError(try gatherTokens(Variable(v), [try TokenIndices(batch: 2, count: 1, indices: [0, 4])], tape: nil)) {
+        XCTAssertThrowsError(try gatherTokens(Variable(v), [try TokenIndices(batch: 2, count: 1, indices: [0, 4])], tape: Engine().noGrad)) {
             XCTAssert("\($0)".contains("index 4 out of range 0..<4"), "\($0)")
         }
     }
@@ -276,10 +276,10 @@ final class GradCheckTests: XCTestCase {
         try gradCheck("addBroadcast (1, 1, D) token", [x, token]) { try addBroadcast(x, token, tape: $0) }
         try gradCheck("repeatBatch", [x]) { try repeatBatch(x, times: 3, tape: $0) }
         try gradCheck("sliceTokens", [x]) { try sliceTokens(x, from: 1, tape: $0) }
-        XCTAssertThrowsError(try addBroadcast(x, try param([4, 3]), tape: nil)) {
+        XCTAssertThrowsError(try addBroadcast(x, try param([4, 3]), tape: Engine().noGrad)) {
             XCTAssert("\($0)".contains("trailing part"), "\($0)")
         }
-        let r = try repeatBatch(Variable(try Tensor(shape: [2, 1, 1], values: [1, 2])), times: 2, tape: nil)
+        let r = try repeatBatch(Variable(try Tensor(shape: [2, 1, 1], values: [1, 2])), times: 2, tape: Engine().noGrad)
         XCTAssertEqual(r.value.scalars, [1, 2, 1, 2], "x.repeat(2, 1, 1) tiles the whole batch")
     }
 
@@ -306,13 +306,13 @@ final class GradCheckTests: XCTestCase {
         }
         // Values by hand: rows (1, 0), (-1, 0), (0, 2), (0, -2): means 0, Var (2/3, 8/3), Cov_01 = 0.
         let h = Variable(try Tensor(shape: [4, 2], values: [1, 0, -1, 0, 0, 2, 0, -2]))
-        let vc = try varianceCovarianceLoss(h, varianceWeight: 1, covarianceWeight: 1, eps: 0, tape: nil)
+        let vc = try varianceCovarianceLoss(h, varianceWeight: 1, covarianceWeight: 1, eps: 0, tape: Engine().noGrad)
         XCTAssertEqual(Double(vc.value.scalars[0]), (1 - (2.0 / 3).squareRoot()) / 2, accuracy: 1e-6)
         let tilted = Variable(try Tensor(shape: [3, 2], values: [1, 1, 2, 2, 3, 3]))  // Cov = Var = 1, perfectly correlated
-        let vt = try varianceCovarianceLoss(tilted, varianceWeight: 0, covarianceWeight: 1, tape: nil)
+        let vt = try varianceCovarianceLoss(tilted, varianceWeight: 0, covarianceWeight: 1, tape: Engine().noGrad)
         XCTAssertEqual(vt.value.scalars[0], 1, accuracy: 1e-6)  // (1/2)(1^2 + 1^2)
         // smooth-L1 values: 0.5 d^2 inside |d| < 1, |d| - 0.5 outside.
-        let l = try smoothL1Loss(Variable(try Tensor(shape: [2], values: [0.5, 3])), Variable(try Tensor(shape: [2], values: [0, 0])), tape: nil)
+        let l = try smoothL1Loss(Variable(try Tensor(shape: [2], values: [0.5, 3])), Variable(try Tensor(shape: [2], values: [0, 0])), tape: Engine().noGrad)
         XCTAssertEqual(l.value.scalars[0], (0.125 + 2.5) / 2, accuracy: 1e-7)
     }
 
@@ -320,7 +320,7 @@ final class GradCheckTests: XCTestCase {
         let images = try param([2, 2, 4, 6]), w = try param([3, 2, 2, 2]), b = try param([3])
         try gradCheck("patchEmbed", [images, w, b]) { try patchEmbed(images, weight: w, bias: b, patch: 2, tape: $0) }
         // Equivalence with the convolution: token k = i * (W/P) + j, features in (c, ky, kx) order.
-        let y = try patchEmbed(images, weight: w, bias: b, patch: 2, tape: nil)
+        let y = try patchEmbed(images, weight: w, bias: b, patch: 2, tape: Engine().noGrad)
         XCTAssertEqual(y.shape, [2, 6, 3])
         var ref = Double(b.value[1])
         for c in 0..<2 { for ky in 0..<2 { for kx in 0..<2 {
@@ -356,7 +356,7 @@ final class GradCheckTests: XCTestCase {
     func testActivationsLiveOnlyAsLongAsABackwardPassReadsThem() throws {
         let x = try param([2, 4, 3]), table = try param([4, 3])
         let mask = try TokenIndices(batch: 2, count: 2, indices: [0, 3, 1, 2])
-        let tape = Tape()
+        let tape = Tape(Engine())
         weak var routedOnly: Variable?, readBack: Variable?
         let out: Variable = try {
             let a = gelu(x, tape: tape)               // gelu keeps x; a is only routed by addBroadcast
@@ -375,7 +375,7 @@ final class GradCheckTests: XCTestCase {
         XCTAssertNotNil(x.grad)
         XCTAssertNotNil(table.grad)
         // The same gradients as with every activation held by the caller.
-        let heldTape = Tape()
+        let heldTape = Tape(Engine())
         let a = gelu(x, tape: heldTape), b = try addBroadcast(a, table, tape: heldTape)
         let c = try gatherTokens(b, [mask], tape: heldTape), d = gelu(c, tape: heldTape)
         let (gx, gt) = (x.grad!.scalars, table.grad!.scalars)
@@ -389,7 +389,7 @@ final class GradCheckTests: XCTestCase {
 
     func testNoGradModeRecordsNothing() throws {
         let x = try param([2, 3]), w = try param([4, 3])
-        let tape = Tape()
+        let tape = Tape(Engine())
         tape.isRecording = false
         _ = try linear(x, weight: w, bias: nil, tape: tape)
         XCTAssertEqual(tape.count, 0)
@@ -403,12 +403,12 @@ final class GradCheckTests: XCTestCase {
 
     func testShapeErrorsAreClear() throws {
         let x = try param([2, 3]), w = try param([4, 5])
-        XCTAssertThrowsError(try linear(x, weight: w, bias: nil, tape: nil)) {
+        XCTAssertThrowsError(try linear(x, weight: w, bias: nil, tape: Engine().noGrad)) {
             XCTAssert("\($0)".contains("linear: x (..., in) and weight (out, in): incompatible shapes [2, 3] and [4, 5]"), "\($0)")
         }
-        XCTAssertThrowsError(try attention(try param([1, 2, 9]), heads: 2, tape: nil)) {
+        XCTAssertThrowsError(try attention(try param([1, 2, 9]), heads: 2, tape: Engine().noGrad)) {
             XCTAssert("\($0)".contains("D divisible by heads 2"), "\($0)")
         }
-        XCTAssertThrowsError(try Tape().backward(from: x)) { XCTAssert("\($0)".contains("scalar loss"), "\($0)") }
+        XCTAssertThrowsError(try Tape(Engine()).backward(from: x)) { XCTAssert("\($0)".contains("scalar loss"), "\($0)") }
     }
 }
