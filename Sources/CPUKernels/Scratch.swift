@@ -13,10 +13,21 @@ import Darwin
 public final class ScratchPool: @unchecked Sendable {
     public init() {}
 
+    deinit { for b in free { b.pointer.deallocate() } }  // the idle buffers (borrowed ones hold the pool alive)
+
     private struct Block { var pointer: UnsafeMutableRawPointer; var bytes: Int }
     private var free: [Block] = []  // guarded by `lock`
     private let lock = PThreadLock()
     private let keep = 16
+
+    /// Frees the idle buffers (those borrowed now go back to the pool as usual).
+    public func release() {
+        let blocks = lock.with { () -> [Block] in
+            defer { free.removeAll() }
+            return free
+        }
+        for b in blocks { b.pointer.deallocate() }
+    }
 
     /// Borrows at least `floats` floats of 64-byte-aligned memory for the duration of `body`.
     public func withFloats<R>(_ floats: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {

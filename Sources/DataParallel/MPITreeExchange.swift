@@ -102,7 +102,7 @@ final class MPITreeExchange: GradientExchange {
         for b in buckets {
             var offset = 0
             for (i, shape) in zip(b.indices, b.shapes) {
-                var t = try Tensor(uninitialized: shape)  // written in full: one copy out of the bucket
+                var t = try Tensor(uninitialized: shape, pool: nil)  // written in full: one copy out of the bucket
                 t.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: b.data.baseAddress! + offset, count: $0.count) }
                 offset += t.count
                 out[i] = t

@@ -46,7 +46,7 @@ public final class Predictor: ParameterContainer {
         }
         let batch = x.shape[0] / nenc
         // Positions of the tables, gathered per mask (constants: the tables are fixed).
-        let posBatch = Variable(try repeatRows(posEmbed.value, batch: batch))  // (B, N, Dp)
+        let posBatch = Variable(try repeatRows(posEmbed.value, batch: batch, pool: tape.engine.storage))  // (B, N, Dp)
         var h = try predictorEmbed(x, tape: tape)
         h = try add(h, try gatherTokens(posBatch, contextMasks, tape: tape.engine.noGrad), tape: tape)
         var targetPos = try gatherTokens(posBatch, targetMasks, tape: tape.engine.noGrad).value  // (npred B, Kp, Dp)
@@ -77,8 +77,8 @@ public final class Predictor: ParameterContainer {
 }
 
 /// (N, D) -> (B, N, D): the table repeated for every image (`pos.repeat(B, 1, 1)`).
-func repeatRows(_ table: Tensor, batch: Int) throws -> Tensor {
-    var out = try Tensor(zeros: [batch] + table.shape)
+func repeatRows(_ table: Tensor, batch: Int, pool: StoragePool?) throws -> Tensor {
+    var out = try Tensor(uninitialized: [batch] + table.shape, pool: pool)  // written in full below
     let n = table.count
     out.withUnsafeMutableBufferPointer { o in
         table.withUnsafeBufferPointer { t in

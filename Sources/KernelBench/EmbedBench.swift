@@ -29,7 +29,7 @@ public enum EmbedBench {
         let saved = encoder.engine
         encoder.engine = saved.with(threads: threads)
         defer { encoder.engine = saved }
-        TensorStorage.releaseCachedMemory()
+        encoder.engine.releaseMemory()
         ProcessMemory.resetPeak()
         var rng = RandomGenerator(seed: 2)
         let a = c.config

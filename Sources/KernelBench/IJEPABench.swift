@@ -76,7 +76,6 @@ public enum IJEPABench {
     /// With `profiler`, the timed steps are profiled per op into it.
     public static func run(_ c: Case, threads: Int, peakPerCore: Double, steps: Int = 5,
                            profiler: OpProfiler? = nil) throws -> BenchResult {
-        TensorStorage.releaseCachedMemory()
         ProcessMemory.resetPeak()
         let (trainer, images) = try trainerAndImages(c, engine: Engine(threads: threads))
         let all = try masks(c, steps: max(steps, 1))

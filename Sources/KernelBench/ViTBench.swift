@@ -30,7 +30,6 @@ public enum ViTBench {
     public static func run(_ c: Case, training: Bool, threads: Int, peakPerCore: Double, minRuns: Int = 3,
                            profiler: OpProfiler? = nil) throws -> BenchResult {
         var engine = Engine(threads: threads)
-        TensorStorage.releaseCachedMemory()  // so the peak below is this case's own
         ProcessMemory.resetPeak()
         var rng = RandomGenerator(seed: 1)
         let model = try VisionTransformer(c.config, rng: &rng)

@@ -20,6 +20,9 @@ public final class GradNode {
     /// nothing: a gradient allocated by `withGradForWrite` is fresh anyway, and `withGrad` clears the flag.
     var holdsZeros = false
     var count: Int { shape.reduce(1, *) }
+    /// Where the gradient buffer comes from: the engine's pool for an op's output (set by the op), none for a
+    /// variable made by hand (a parameter keeps its gradient buffer across steps anyway).
+    var pool: StoragePool?
 
     init(shape: [Int], requiresGrad: Bool) {
         self.shape = shape
@@ -29,7 +32,7 @@ public final class GradNode {
     /// Calls `body` with the gradient buffer (allocated and zeroed on first use).
     @inline(__always)
     func withGrad(_ body: (UnsafeMutablePointer<Float>) -> Void) {
-        if grad == nil { grad = Tensor.zeros(shape: shape) }
+        if grad == nil { grad = Tensor.zeros(shape: shape, pool: pool) }
         holdsZeros = false
         grad!.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
     }
@@ -42,7 +45,7 @@ public final class GradNode {
     func withGradForWrite(_ body: (UnsafeMutablePointer<Float>, Bool) -> Void) {
         var fresh = holdsZeros
         if grad == nil {
-            grad = (try? Tensor(uninitialized: shape)) ?? Tensor.zeros(shape: shape)
+            grad = (try? Tensor(uninitialized: shape, pool: pool)) ?? Tensor.zeros(shape: shape, pool: pool)
             fresh = true
         }
         holdsZeros = false
@@ -280,9 +283,9 @@ extension Tensor {
     /// Zeros with the same shape.
     public static func zeros(like t: Tensor) -> Tensor { zeros(shape: t.shape) }
 
-    /// Zeros of a shape known to be valid (stops with a message otherwise).
-    static func zeros(shape: [Int]) -> Tensor {
-        do { return try Tensor(zeros: shape) } catch { fatalError("\(error)") }
+    /// Zeros of a shape known to be valid (stops with a message otherwise), from `pool`.
+    static func zeros(shape: [Int], pool: StoragePool? = nil) -> Tensor {
+        do { return try Tensor(zeros: shape, pool: pool) } catch { fatalError("\(error)") }
     }
 }
 

@@ -5,11 +5,13 @@ import CPUKernels
 /// every forward pass (`Tape(engine)`), so two parts of one program can run models with different settings at
 /// the same time; nothing of it is kept in a global.
 ///
-/// A value with reference members: copies share the kernel context's scratch pool and region counter, and
-/// the profiler.
+/// A value with reference members: copies share the tensor storage pool, the kernel context's scratch pool and
+/// region counter, and the profiler.
 public struct Engine: Sendable {
     /// Threads, GEMM blocking and scratch memory of every kernel the ops call.
     public var kernels: KernelContext
+    /// Where the ops' outputs and gradients come from and go back to (`StoragePool`).
+    public let storage: StoragePool
     /// The ops' per-op profiler (`OpProfiler`); nil: no profiling.
     public var profiler: OpProfiler?
     /// Transformer blocks take their LayerNorms inside the next GEMM's packing (true) or run them as their own
@@ -24,6 +26,13 @@ public struct Engine: Sendable {
     /// An engine on `threads` threads (default: every hardware thread), fused blocks, no profiler.
     public init(threads: Int = Parallel.hardwareThreads) {
         kernels = KernelContext(threads: threads)
+        storage = StoragePool()
+    }
+
+    /// Gives the memory this engine keeps for reuse (idle tensor blocks, scratch buffers) back to the system.
+    public func releaseMemory() {
+        kernels.scratch.release()
+        storage.release()
     }
 
     /// This engine on `threads` threads (same scratch memory and profiler).

@@ -15,9 +15,9 @@ public func attention(_ qkv: Variable, heads: Int, tape: Tape) throws -> Variabl
     let (batch, n, d) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3)
     let dh = d / heads
     let scale = 1 / Float(dh).squareRoot()
-    var y = try Tensor(uninitialized: [batch, n, d])
+    var y = try Tensor(uninitialized: [batch, n, d], pool: tape.engine.storage)
     let keeps = tape.engine.attentionKeepsProbabilities && recording(tape, qkv) != nil
-    var probs = keeps ? try Tensor(uninitialized: [batch, heads, n, n]) : nil
+    var probs = keeps ? try Tensor(uninitialized: [batch, heads, n, n], pool: tape.engine.storage) : nil
     let yp = mutablePointer(&y), pp = keeps ? mutablePointer(&probs!) : nil
     qkv.withValue { x in
         attentionForward(out: yp, probs: pp, qkv: x, batch: batch, n: n, heads: heads, dh: dh, scale: scale, context: kernels)

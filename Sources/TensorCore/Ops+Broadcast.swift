@@ -25,7 +25,7 @@ public func repeatBatch(_ x: Variable, times: Int, tape: Tape) throws -> Variabl
     let kernels = tape.engine.kernels
     try check(times >= 1 && x.shape.count >= 1, "repeatBatch: times >= 1", x.shape, [times])
     let n = x.value.count
-    var y = try Tensor(uninitialized: [x.shape[0] * times] + x.shape.dropFirst())
+    var y = try Tensor(uninitialized: [x.shape[0] * times] + x.shape.dropFirst(), pool: tape.engine.storage)
     let yp = mutablePointer(&y)
     x.withValue { xp in for r in 0..<times { (yp + r * n).update(from: xp, count: n) } }
     return unaryOutput(y, of: x, tape: tape, op: "repeatBatch", cost: .elementwise(y.count, 0, 1)) { dx, dy in
@@ -39,7 +39,7 @@ public func sliceTokens(_ x: Variable, from start: Int, tape: Tape) throws -> Va
               x.shape, [start])
     let (batch, n, d) = (x.shape[0], x.shape[1], x.shape[2])
     let k = n - start
-    var y = try Tensor(uninitialized: [batch, k, d])
+    var y = try Tensor(uninitialized: [batch, k, d], pool: tape.engine.storage)
     let yp = mutablePointer(&y)
     x.withValue { xp in for b in 0..<batch { (yp + b * k * d).update(from: xp + (b * n + start) * d, count: k * d) } }
     return unaryOutput(y, of: x, tape: tape, op: "sliceTokens", cost: .elementwise(y.count, 0, 1)) { dx, dy in

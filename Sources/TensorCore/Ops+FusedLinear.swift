@@ -13,7 +13,7 @@ public func geluLinear(
     let kernels = tape.engine.kernels
     let (outF, inF, outShape, rows) = try linearShapes("geluLinear", h, w, b, r)
     let count = h.value.count
-    var y = try Tensor(uninitialized: outShape)
+    var y = try Tensor(uninitialized: outShape, pool: tape.engine.storage)
     let yp = mutablePointer(&y)
     h.withValue { linearProduct(yp, x: $0, prologue: .gelu, weight: w, bias: b, residual: r, rows: rows, kernels: kernels) }
     let mnk = 2 * Double(rows) * Double(inF) * Double(outF)
@@ -53,9 +53,9 @@ public func layerNormLinear(
     if let gamma { try check(gamma.value.count == dim, "layerNormLinear: gamma (D)", gamma.shape, x.shape) }
     if let beta { try check(beta.value.count == dim, "layerNormLinear: beta (D)", beta.shape, x.shape) }
     let (outF, _, outShape, rows) = try linearShapes("layerNormLinear", x, w, b, nil)
-    var mean = try Tensor(uninitialized: [rows]), rstd = try Tensor(uninitialized: [rows])
+    var mean = try Tensor(uninitialized: [rows], pool: tape.engine.storage), rstd = try Tensor(uninitialized: [rows], pool: tape.engine.storage)
     let mp = mutablePointer(&mean), rp = mutablePointer(&rstd)
-    var y = try Tensor(uninitialized: outShape)
+    var y = try Tensor(uninitialized: outShape, pool: tape.engine.storage)
     let yp = mutablePointer(&y)
     // The prologue on x: as `layerNormForward`, the affine form only with both gamma and beta.
     func withNorm<R>(_ body: (GEMMPrologue) -> R) -> R {

@@ -88,7 +88,7 @@ public func softmaxCrossEntropy(_ logits: Variable, labels: [Int], tape: Tape) t
         throw TensorError.incompatibleShapes(operation: "softmaxCrossEntropy: label \(bad) out of range 0..<\(classes)",
                                              logits.shape, [labels.count])
     }
-    var probs = try Tensor(uninitialized: logits.shape)
+    var probs = try Tensor(uninitialized: logits.shape, pool: tape.engine.storage)
     let pp = mutablePointer(&probs)
     logits.withValue { softmaxForward(pp, $0, rows: rows, cols: classes, context: kernels) }
     var loss = 0.0

@@ -29,11 +29,11 @@ public func mlp(
     let recording = recordingTape(tape, [x, w1, b1, w2, b2, r]) != nil
 
     // a = x W1^T + b1 (kept only for the backward pass), h = GELU(a).
-    var h = try Tensor(uninitialized: hiddenShape)
+    var h = try Tensor(uninitialized: hiddenShape, pool: tape.engine.storage)
     let hp = mutablePointer(&h)
     var a: Tensor? = nil, ap = hp  // without a gradient, GELU runs in place
     if recording {
-        var t = try Tensor(uninitialized: hiddenShape)
+        var t = try Tensor(uninitialized: hiddenShape, pool: tape.engine.storage)
         ap = mutablePointer(&t)
         a = t
     }
@@ -46,7 +46,7 @@ public func mlp(
         }
     }
     // y = h W2^T + b2 (+ r).
-    var y = try Tensor(uninitialized: outShape)
+    var y = try Tensor(uninitialized: outShape, pool: tape.engine.storage)
     let yp = mutablePointer(&y)
     w2.withValue { wp in
         withOptionalPointer(b2?.value) { bp in
@@ -68,7 +68,7 @@ public func mlp(
         let wantsHidden = x.requiresGrad || w1.requiresGrad || b1?.requiresGrad == true
         var da: Tensor? = nil, dap: UnsafeMutablePointer<Float>? = nil
         if wantsHidden {
-            guard var t = try? Tensor(uninitialized: hiddenShape) else { fatalError("mlp: no memory for the hidden gradient") }
+            guard var t = try? Tensor(uninitialized: hiddenShape, pool: tape.engine.storage) else { fatalError("mlp: no memory for the hidden gradient") }
             dap = mutablePointer(&t)
             da = t
         }

@@ -17,7 +17,7 @@ public func patchEmbed(_ images: Variable, weight: Variable, bias: Variable?, pa
     let (gh, gw) = (h / patch, w / patch)
     let cols = ch * patch * patch
     // im2col: (B gh gw, C P P)
-    var patches = try Tensor(uninitialized: [batch, gh * gw, cols])
+    var patches = try Tensor(uninitialized: [batch, gh * gw, cols], pool: tape.engine.storage)
     let pp = mutablePointer(&patches)
     images.withValue { src in
         forEachPatchElement(batch: batch, ch: ch, h: h, w: w, patch: patch) { dst, s in pp[dst] = src[s] }

@@ -13,7 +13,7 @@ public func varianceCovarianceLoss(
     let d = x.shape.last ?? 0, n = d > 0 ? x.value.count / d : 0
     try check(d > 0 && n >= 2, "varianceCovarianceLoss: (..., D) with at least 2 rows", x.shape, [])
     // Centred rows (n, D), means accumulated in Double.
-    var centred = try Tensor(uninitialized: [n, d])
+    var centred = try Tensor(uninitialized: [n, d], pool: tape.engine.storage)
     x.withValue { p in
         centred.withUnsafeMutableBufferPointer { c in
             var mean = [Double](repeating: 0, count: d)
@@ -23,7 +23,7 @@ public func varianceCovarianceLoss(
         }
     }
     // (D, D) covariance: centred^T centred / (n - 1).
-    var cov = try Tensor(uninitialized: [d, d])
+    var cov = try Tensor(uninitialized: [d, d], pool: tape.engine.storage)
     cov.withUnsafeMutableBufferPointer { c in
         centred.withUnsafeBufferPointer { a in
             sgemm(c: c.baseAddress!, ldc: d, a: a.baseAddress!, lda: d, transA: true, b: a.baseAddress!, ldb: d,

@@ -27,7 +27,7 @@ public func gatherTokens(_ x: Variable, _ masks: [TokenIndices], tape: Tape) thr
             throw TensorError.incompatibleShapes(operation: "gatherTokens: index \(bad) out of range 0..<\(tokens)", x.shape, [batch, k])
         }
     }
-    var y = try Tensor(uninitialized: [masks.count * batch, k, d])
+    var y = try Tensor(uninitialized: [masks.count * batch, k, d], pool: tape.engine.storage)
     let yp = mutablePointer(&y)
     x.withValue { xp in
         for (mi, m) in masks.enumerated() {
@@ -57,7 +57,7 @@ public func concatTokens(_ a: Variable, _ b: Variable, tape: Tape) throws -> Var
     try check(a.shape.count == 3 && b.shape.count == 3 && a.shape[0] == b.shape[0] && a.shape[2] == b.shape[2],
               "concatTokens: (B, n1, D) and (B, n2, D)", a.shape, b.shape)
     let (batch, n1, n2, d) = (a.shape[0], a.shape[1], b.shape[1], a.shape[2])
-    var y = try Tensor(uninitialized: [batch, n1 + n2, d])
+    var y = try Tensor(uninitialized: [batch, n1 + n2, d], pool: tape.engine.storage)
     let yp = mutablePointer(&y)
     a.withValue { ap in
         b.withValue { bp in

@@ -8,6 +8,7 @@ import CPUKernels
 func output(_ t: Tensor, _ tape: Tape?) -> Variable {
     let v = Variable(t, requiresGrad: tape != nil)
     v.retainsGrad = false
+    v.node.pool = tape?.engine.storage
     return v
 }
 
@@ -68,7 +69,7 @@ public func linear(
 ) throws -> Variable {
     let kernels = tape.engine.kernels
     let (outF, inF, outShape, rows) = try linearShapes("linear", x, w, b, r)
-    var y = try Tensor(uninitialized: outShape)
+    var y = try Tensor(uninitialized: outShape, pool: tape.engine.storage)
     let yp = mutablePointer(&y)
     x.withValue { linearProduct(yp, x: $0, prologue: nil, weight: w, bias: b, residual: r, rows: rows, kernels: kernels) }
     let mnk = 2 * Double(rows) * Double(inF) * Double(outF)
@@ -155,8 +156,8 @@ public func layerNorm(
     if let gamma { try check(gamma.value.count == dim, "layerNorm: gamma (D)", gamma.shape, x.shape) }
     if let beta { try check(beta.value.count == dim, "layerNorm: beta (D)", beta.shape, x.shape) }
     let rows = x.value.count / dim
-    var y = try Tensor(uninitialized: x.shape)
-    var mean = try Tensor(uninitialized: [rows]), rstd = try Tensor(uninitialized: [rows])
+    var y = try Tensor(uninitialized: x.shape, pool: tape.engine.storage)
+    var mean = try Tensor(uninitialized: [rows], pool: tape.engine.storage), rstd = try Tensor(uninitialized: [rows], pool: tape.engine.storage)
     let yp = mutablePointer(&y), mp = mutablePointer(&mean), rp = mutablePointer(&rstd)
     x.withValue { xp in
         let g = gamma?.value, b = beta?.value
@@ -212,7 +213,7 @@ func withGradOrNil(_ v: Variable?, _ body: (UnsafeMutablePointer<Float>?) -> Voi
 /// Exact-erf GELU.
 public func gelu(_ x: Variable, tape: Tape) -> Variable {
     let kernels = tape.engine.kernels
-    var y = (try? Tensor(uninitialized: x.shape)) ?? Tensor.zeros(like: x.value)
+    var y = (try? Tensor(uninitialized: x.shape, pool: tape.engine.storage)) ?? Tensor.zeros(like: x.value)
     let yp = mutablePointer(&y)
     x.withValue { geluForward(yp, $0, count: x.value.count, context: kernels) }
     return opOutput(y, inputs: x, tape: tape, op: "gelu", cost: .elementwise(x.value.count, 20, 30)) { dy in
@@ -226,7 +227,7 @@ public func gelu(_ x: Variable, tape: Tape) -> Variable {
 public func add(_ a: Variable, _ b: Variable, tape: Tape) throws -> Variable {
     let kernels = tape.engine.kernels
     try check(a.shape == b.shape, "add: same shapes", a.shape, b.shape)
-    var y = try Tensor(uninitialized: a.shape)
+    var y = try Tensor(uninitialized: a.shape, pool: tape.engine.storage)
     let yp = mutablePointer(&y)
     a.withValue { ap in b.withValue { bp in addElementwise(yp, ap, bp, count: a.value.count, context: kernels) } }
     let (an, bn) = (a.node, b.node)

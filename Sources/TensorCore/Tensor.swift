@@ -24,31 +24,30 @@ public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
 
-    /// Zero-filled storage of `count` floats (64-byte aligned: a cache line, and an AVX-512 vector).
-    public convenience init(count: Int) { self.init(count: count, zeroed: true) }
+    /// Zero-filled storage of `count` floats (64-byte aligned: a cache line, and an AVX-512 vector), from no pool.
+    public convenience init(count: Int) { self.init(count: count, zeroed: true, pool: nil) }
 
-    /// Storage from the reuse pool; `zeroed: false` leaves the old contents (for outputs written in full).
-    init(count: Int, zeroed: Bool) {
+    /// Storage from `pool` (an engine's, reused block by block; nil: straight from the system); `zeroed: false`
+    /// leaves the old contents (for outputs written in full).
+    init(count: Int, zeroed: Bool, pool: StoragePool?) {
         precondition(count >= 0, "TensorStorage: negative count \(count)")
-        let block = StoragePool.shared.take(bytes: max(64, count * 4))
+        let bytes = max(64, count * 4)
+        let block = pool?.take(bytes: bytes) ?? StoragePool.allocate(bytes: bytes)
         pointer = block.pointer.bindMemory(to: Float.self, capacity: max(16, count))
         blockBytes = block.bytes
+        self.pool = pool
         if zeroed && !block.fresh { pointer.update(repeating: 0, count: count) }
         self.count = count
     }
 
     /// Bytes of the block behind `pointer` (its size class, or a larger class's block reused).
     private let blockBytes: Int
+    /// Where the block goes back to.
+    let pool: StoragePool?
 
-    deinit { StoragePool.shared.give(StoragePool.Block(pointer: UnsafeMutableRawPointer(pointer), bytes: blockBytes)) }
-
-    /// Returns the memory that freed tensors left for reuse to the system (it is otherwise kept, at least
-    /// 128 MiB and at most a quarter of the largest working set, for the next tensors of similar sizes).
-    public static func releaseCachedMemory() {
-        StoragePool.shared.drain()
-        #if canImport(Glibc)
-        _ = glibcMallocTrim(0)  // glibc keeps freed heap memory (large blocks move off mmap after the first free)
-        #endif
+    deinit {
+        let block = StoragePool.Block(pointer: UnsafeMutableRawPointer(pointer), bytes: blockBytes)
+        if let pool { pool.give(block) } else { StoragePool.free(block) }
     }
 }
 
@@ -62,9 +61,9 @@ public final class TensorStorage: @unchecked Sendable {
 /// heap stayed resident. The default model's resident memory then rose in steps of ~4 MiB over a long run
 /// (417.9 -> 425.7 MiB from step 1 000 to 11 580, 362 MiB of it in the heap; docs/training.md). Blocks below
 /// 64 KiB stay with malloc, which reuses them well.
-final class StoragePool: @unchecked Sendable {
-    static let shared = StoragePool()
-
+///
+/// Each `Engine` owns one (`Engine.storage`); the ops of a tape take their outputs and gradients from it.
+public final class StoragePool: @unchecked Sendable {
     /// One block: its start and its usable bytes (what `unmap` needs back).
     struct Block {
         var pointer: UnsafeMutableRawPointer
@@ -90,7 +89,10 @@ final class StoragePool: @unchecked Sendable {
     /// ~384 MiB to match (0.95x at 128 MiB), hence a quarter of the peak working set when that is larger.
     let minimumCapacityBytes: Int
 
-    init(minimumCapacityBytes: Int = 128 << 20) { self.minimumCapacityBytes = minimumCapacityBytes }
+    /// A pool that keeps at least `minimumCapacityBytes` of idle blocks (see `capacity`).
+    public init(minimumCapacityBytes: Int = 128 << 20) { self.minimumCapacityBytes = minimumCapacityBytes }
+
+    deinit { drain() }  // the idle blocks (every tensor of the pool holds it alive)
 
     /// Idle bytes kept now: the larger of the minimum and a quarter of the most bytes tensors ever held at
     /// once (bounded by the largest step the model runs, so resident memory between steps stays bounded).
@@ -145,8 +147,31 @@ final class StoragePool: @unchecked Sendable {
         return reused ?? StoragePool.map(bytes)
     }
 
+    /// A block from no pool: mapped (64 KiB and more) or from malloc.
+    static func allocate(bytes requested: Int) -> Block {
+        let bytes = sizeClass(requested)
+        guard bytes >= mappedFrom else {
+            return Block(pointer: UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), bytes: bytes)
+        }
+        return map(bytes)
+    }
+
+    /// Gives back a block of no pool.
+    static func free(_ block: Block) {
+        if block.bytes >= mappedFrom { unmap(block) } else { block.pointer.deallocate() }
+    }
+
     /// Idle bytes in the pool and bytes held by tensors (mapped blocks only), for tests.
     var usage: (idle: Int, live: Int) { lock.with { (cachedBytes, liveBytes) } }
+
+    /// Returns every idle block to the system, and glibc's freed heap memory too (the engine otherwise keeps
+    /// idle blocks, at least 128 MiB and at most a quarter of the largest working set, for the next tensors).
+    public func release() {
+        drain()
+        #if canImport(Glibc)
+        _ = glibcMallocTrim(0)
+        #endif
+    }
 
     /// Returns every idle block to the system.
     func drain() {
@@ -236,11 +261,18 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
         storage = TensorStorage(count: shape.reduce(1, *))
     }
 
-    /// A tensor whose values are left as they are in memory: only for outputs an op writes in full.
-    package init(uninitialized shape: [Int]) throws {
+    /// Zeros of the given shape, from `pool` (an engine's storage; nil: straight from the system).
+    package init(zeros shape: [Int], pool: StoragePool?) throws {
         guard shape.allSatisfy({ $0 >= 0 }) else { throw TensorError.invalidShape(shape) }
         self.shape = shape
-        storage = TensorStorage(count: shape.reduce(1, *), zeroed: false)
+        storage = TensorStorage(count: shape.reduce(1, *), zeroed: true, pool: pool)
+    }
+
+    /// A tensor whose values are left as they are in memory: only for outputs an op writes in full.
+    package init(uninitialized shape: [Int], pool: StoragePool?) throws {
+        guard shape.allSatisfy({ $0 >= 0 }) else { throw TensorError.invalidShape(shape) }
+        self.shape = shape
+        storage = TensorStorage(count: shape.reduce(1, *), zeroed: false, pool: pool)
     }
 
     /// A tensor filled with `value`.
@@ -284,7 +316,7 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     @usableFromInline
     mutating func makeUnique() {
         if !isKnownUniquelyReferenced(&storage) {
-            let copy = TensorStorage(count: storage.count, zeroed: false)
+            let copy = TensorStorage(count: storage.count, zeroed: false, pool: storage.pool)
             copy.pointer.update(from: storage.pointer, count: storage.count)
             storage = copy
         }

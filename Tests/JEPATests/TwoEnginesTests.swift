@@ -70,5 +70,11 @@ final class TwoEnginesTests: XCTestCase {
         XCTAssertEqual(results[1], soloB, "B beside A")
         XCTAssertEqual(a.kernels.regions.count, 0, "a one-thread engine never enters concurrentPerform")
         XCTAssertGreaterThan(b.kernels.regions.count, 0, "the two-thread engine ran kernels in parallel")
+        // Each engine's tensors came from its own pool, and the engine gives its idle memory back on request.
+        XCTAssertFalse(a.storage === b.storage)
+        XCTAssertGreaterThan(a.storage.usage.idle, 0, "A's steps left idle blocks in A's pool")
+        a.releaseMemory()
+        XCTAssertEqual(a.storage.usage.idle, 0)
+        XCTAssertGreaterThan(b.storage.usage.idle, 0, "releasing A's memory leaves B's alone")
     }
 }

@@ -52,7 +52,7 @@ final class TensorTests: XCTestCase {
 }
 
 final class StoragePoolTests: XCTestCase {
-    func testSizeClassesBoundTheSlackAndAreStable() {
+    func testSizeClassesBoundTheSlackAndAreStable() throws {
         var previous = 0
         for bytes in stride(from: 1 << 16, to: 1 << 26, by: 4093) {
             let c = StoragePool.sizeClass(bytes)
@@ -63,11 +63,12 @@ final class StoragePoolTests: XCTestCase {
             previous = c
         }
         XCTAssertEqual(StoragePool.sizeClass(100), 100, "small blocks are not pooled and keep their size")
-        // A freed block serves the next request of the same class.
-        let a = Tensor.zeros(20_000)
+        // A freed block serves the next request of the same class (from the same pool).
+        let pool = StoragePool()
+        let a = try Tensor(zeros: [20_000], pool: pool)
         let p = a.withUnsafeBufferPointer { $0.baseAddress! }
         _ = consume a
-        let b = Tensor.zeros(19_500)
+        let b = try Tensor(zeros: [19_500], pool: pool)
         XCTAssertEqual(b.withUnsafeBufferPointer { $0.baseAddress! }, p, "same size class, same block")
     }
 
@@ -78,11 +79,12 @@ final class StoragePoolTests: XCTestCase {
     }
 
     func testReusedBlocksAreZeroedForZeros() throws {
+        let pool = StoragePool()
         for n in [16_384, 20_000, 300_001] {
-            var dirty = try Tensor(uninitialized: [n])
+            var dirty = try Tensor(uninitialized: [n], pool: pool)
             dirty.withUnsafeMutableBufferPointer { $0.update(repeating: .nan) }
             _ = consume dirty
-            let t = try Tensor(zeros: [n])
+            let t = try Tensor(zeros: [n], pool: pool)
             t.withUnsafeBufferPointer { XCTAssert($0.allSatisfy { $0 == 0 }, "\(n) floats") }
         }
     }
