@@ -22,13 +22,6 @@ public final class IJEPAModel {
         copyParameters(from: encoder, to: target)
     }
 
-    /// Activation checkpointing of the context encoder's and the predictor's blocks (the target encoder runs
-    /// without a tape and keeps nothing): identical results; ViT-S/16 step peak RSS 2387 -> 1453 MiB for a step
-    /// 15-20 % slower (docs/performance.md).
-    public var recomputeBlocks: Bool {
-        get { encoder.recomputeBlocks }
-        set { encoder.recomputeBlocks = newValue; predictor.recomputeBlocks = newValue }
-    }
 
     /// Every tensor of a checkpoint, under the official module names: `encoder.`, `predictor.`,
     /// `target_encoder.` followed by the official state_dict keys (fixed tables included).

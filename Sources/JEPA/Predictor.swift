@@ -13,9 +13,6 @@ public final class Predictor: ParameterContainer {
     public let maskToken: Variable     // (1, 1, Dp)
     public let posEmbed: Variable      // (N, Dp), fixed
     public let blocks: [Block]
-    /// Activation checkpointing of every block in training (`Block.callAsFunction(_:recompute:tape:)`): the same
-    /// results with far less memory held for the backward pass, for a second forward pass of the blocks.
-    public var recomputeBlocks = false
     public let norm: LayerNorm
     public let proj: Linear            // Dp -> D
 
@@ -55,7 +52,7 @@ public final class Predictor: ParameterContainer {
         h = try repeatBatch(h, times: npred, tape: tape)
         let kc = h.shape[1]
         h = try concatTokens(h, predTokens, tape: tape)
-        for block in blocks { h = try block(h, recompute: recomputeBlocks, tape: tape) }
+        for block in blocks { h = try block(h, recompute: tape.engine.recomputeBlocks, tape: tape) }
         h = try norm(h, tape: tape)
         return try proj(try sliceTokens(h, from: kc, tape: tape), tape: tape)
     }

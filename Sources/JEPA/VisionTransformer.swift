@@ -126,9 +126,6 @@ public final class VisionTransformer: ParameterContainer {
     public let patchBias: Variable    // (D)
     public let posEmbed: Variable     // (N, D), fixed
     public let blocks: [Block]
-    /// Activation checkpointing of every block in training (`Block.callAsFunction(_:recompute:tape:)`): the same
-    /// results with far less memory held for the backward pass, for a second forward pass of the blocks.
-    public var recomputeBlocks = false
     public let norm: LayerNorm
 
     public init(_ config: ViTConfig, rng: inout RandomGenerator) throws {
@@ -155,7 +152,7 @@ public final class VisionTransformer: ParameterContainer {
         var x = try patchEmbed(images, weight: patchWeight, bias: patchBias, patch: c.patchSize, tape: tape)
         x = try addBroadcast(x, posEmbed, tape: tape)
         if let masks { x = try gatherTokens(x, masks, tape: tape) }
-        for block in blocks { x = try block(x, recompute: recomputeBlocks, tape: tape) }
+        for block in blocks { x = try block(x, recompute: tape.engine.recomputeBlocks, tape: tape) }
         return try norm(x, tape: tape)
     }
 

@@ -13,7 +13,7 @@ public enum IJEPABench {
         public var predictorDepth: Int
         public var batch: Int
         public var masks: MaskConfig
-        /// Activation checkpointing of the trained blocks (`IJEPAModel.recomputeBlocks`).
+        /// Activation checkpointing of the trained blocks (`Engine.recomputeBlocks`).
         public var recomputeBlocks = false
     }
 
@@ -64,10 +64,11 @@ public enum IJEPABench {
     /// A fresh model (seed 1) and trainer for the case, and its fixed batch of N(0, 1) images (seed 2).
     static func trainerAndImages(_ c: Case, engine: Engine) throws -> (IJEPATrainer, Tensor) {
         let model = try IJEPAModel(c.vit, predictorDim: c.predictorDim, predictorDepth: c.predictorDepth, seed: 1)
-        model.recomputeBlocks = c.recomputeBlocks
         let schedules = Schedules(itersPerEpoch: 1000, epochs: 10, warmupEpochs: 1, startLR: 2e-4, refLR: 1e-3,
                                   finalLR: 1e-6, refWD: 0.04, finalWD: 0.4, ema: (0.996, 1.0))
         var rng = RandomGenerator(seed: 2)
+        var engine = engine
+        engine.recomputeBlocks = c.recomputeBlocks
         return (try IJEPATrainer(model: model, schedules: schedules, engine: engine),
                 try rng.normal([c.batch, c.vit.inChannels, c.vit.imageSize, c.vit.imageSize]))
     }

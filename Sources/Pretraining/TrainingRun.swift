@@ -167,8 +167,9 @@ public final class TrainingRun {
             refLR: o.lr, finalLR: o.finalLR, refWD: o.weightDecay, finalWD: o.finalWeightDecay, ema: (o.ema[0], o.ema[1]))
         totalSteps = o.maxSteps > 0 ? min(o.maxSteps, o.epochs * ipe) : o.epochs * ipe
         model = try config.makeModel()
-        model.recomputeBlocks = config.engine.recomputeBlocks
-        trainer = try IJEPATrainer(model: model, schedules: schedules, engine: engine)
+        var stepEngine = engine
+        stepEngine.recomputeBlocks = stepEngine.recomputeBlocks || config.engine.recomputeBlocks
+        trainer = try IJEPATrainer(model: model, schedules: schedules, engine: stepEngine)
         trainer.regularizer = (Float(o.varianceWeight), Float(o.covarianceWeight))
         trainer.gradientShards = o.gradientShards
         if group.size > 1 {

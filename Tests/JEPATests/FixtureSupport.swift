@@ -58,7 +58,8 @@ struct TinyIJEPA {
 
     func trainer(predictorDepth: Int = 1, recompute: Bool = false, engine: Engine = Engine()) throws -> IJEPATrainer {
         let model = try IJEPAModel(vit, predictorDim: 16, predictorDepth: predictorDepth, seed: 1)
-        model.recomputeBlocks = recompute
+        var engine = engine
+        engine.recomputeBlocks = recompute
         return try IJEPATrainer(model: model, schedules: schedules, engine: engine)
     }
 }
