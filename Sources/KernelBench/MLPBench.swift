@@ -5,7 +5,7 @@ import TensorCore
 /// A transformer block's MLP (fc1, GELU, fc2 plus the residual) through the fused `mlp` op against the same
 /// three ops run separately (`linear`, `gelu`, `linear` with the residual), in alternating rounds in one
 /// process so that the shared machine's drift falls on both alike: the reported ratio is the median of the
-/// per-round ratios. Forward without a tape (the target encoder, inference) and forward + backward (the
+/// per-round ratios. Forward on a no-grad tape (the target encoder, inference) and forward + backward (the
 /// context encoder and the predictor). Both forms give the same bits (checked before timing).
 public enum MLPBench {
     public struct Case: Sendable {

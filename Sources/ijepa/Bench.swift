@@ -97,7 +97,7 @@ struct Bench: ParsableCommand {
             commandName: "mlp",
             abstract: "A transformer MLP (fc1, GELU, fc2, residual): the fused op against the three separate ops.",
             discussion: """
-                Both forms run in alternating rounds in one process (forward without a tape,
+                Both forms run in alternating rounds in one process (forward on a no-grad tape,
                 and forward + backward); the table gives the fused op's median time and
                 GFLOP/s (the two GEMMs' FLOPs) and the median of the per-round ratios
                 separate/fused (> 1: the fusion is faster). The bits are compared first.

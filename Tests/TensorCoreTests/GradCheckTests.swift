@@ -12,7 +12,7 @@ final class GradCheckTests: XCTestCase {
     }
 
     /// loss = sum(w * f()), w random; checks d loss / d input for every input that requires a gradient
-    /// against central differences (f evaluated in Float without a tape, the loss summed in Double).
+    /// against central differences (f evaluated in Float on a no-grad tape, the loss summed in Double).
     func gradCheck(
         _ name: String, _ inputs: [Variable], step: Float = 1e-2, tolerance: Double = 1.5e-3,
         file: StaticString = #filePath, line: UInt = #line, _ f: (Tape) throws -> Variable
@@ -99,7 +99,7 @@ final class GradCheckTests: XCTestCase {
     }
 
     /// The fused MLP op: finite differences for every input, and the bits of linear -> gelu -> linear (+ residual)
-    /// for the output and every gradient, with and without a tape.
+    /// for the output and every gradient, on a recording tape and on a no-grad one.
     func testMLP() throws {
         let x = try param([2, 3, 5], scale: 2), w1 = try param([7, 5]), b1 = try param([7])
         let w2 = try param([4, 7]), b2 = try param([4]), r = try param([2, 3, 4])
@@ -128,7 +128,7 @@ final class GradCheckTests: XCTestCase {
             }
             return tensors.map { $0.withUnsafeBufferPointer { $0.map(\.bitPattern) } }
         }
-        XCTAssertEqual(try run(fused: true, tape: Engine().noGrad), try run(fused: false, tape: Engine().noGrad), "forward without a tape")
+        XCTAssertEqual(try run(fused: true, tape: Engine().noGrad), try run(fused: false, tape: Engine().noGrad), "forward on a no-grad tape")
         let fused = try run(fused: true, tape: Tape(Engine())), separate = try run(fused: false, tape: Tape(Engine()))
         for (i, name) in ["y", "dx", "dW1", "db1", "dW2", "db2", "dresidual"].enumerated() {
             XCTAssertEqual(fused[i], separate[i], "mlp vs separate ops: \(name)")
