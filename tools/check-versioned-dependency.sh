@@ -36,7 +36,7 @@ import CPUKernels
 let (m, n, k) = (37, 53, 300)
 let a = (0..<m * k).map { Float($0 % 13) - 6 }, b = (0..<k * n).map { Float($0 % 7) - 3 }
 var c = [Float](repeating: 0, count: m * n), ref = c
-sgemm(c: &c, ldc: n, a: a, lda: k, transA: false, b: b, ldb: n, transB: false, m: m, n: n, k: k)
+sgemm(c: &c, ldc: n, a: a, lda: k, transA: false, b: b, ldb: n, transB: false, m: m, n: n, k: k, context: KernelContext())
 sgemmReference(c: &ref, ldc: n, a: a, lda: k, transA: false, b: b, ldb: n, transB: false, m: m, n: n, k: k)
 precondition(c == ref, "GEMM mismatch in the consumer app")  // small integers: exact in Float
 print("SIMD path: \(SIMDPath.name)")
