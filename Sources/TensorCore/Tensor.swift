@@ -126,9 +126,7 @@ public final class StoragePool: @unchecked Sendable {
 
     func take(bytes requested: Int) -> Block {
         let bytes = StoragePool.sizeClass(requested)
-        guard bytes >= StoragePool.mappedFrom else {
-            return Block(pointer: UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), bytes: bytes)
-        }
+        guard bytes >= StoragePool.mappedFrom else { return StoragePool.allocate(bytes: bytes) }  // malloc's
         let reused = lock.with { () -> Block? in
             var c = bytes
             for _ in 0...StoragePool.spareClasses {
@@ -185,7 +183,7 @@ public final class StoragePool: @unchecked Sendable {
     }
 
     func give(_ block: Block) {
-        guard block.bytes >= StoragePool.mappedFrom else { return block.pointer.deallocate() }
+        guard block.bytes >= StoragePool.mappedFrom else { return StoragePool.free(block) }  // malloc's
         let unmapped = lock.with { () -> [Block] in
             liveBytes -= block.bytes
             let cap = capacity
