@@ -17,7 +17,6 @@ let package = Package(
         .library(name: "JEPA", targets: ["JEPA"]),
         .library(name: "ImageData", targets: ["ImageData"]),
         .library(name: "LinearEval", targets: ["LinearEval"]),
-        .library(name: "Pretraining", targets: ["Pretraining"]),
         .library(name: "KernelBench", targets: ["KernelBench"]),
         .library(name: "IJEPA", targets: ["IJEPA"]),
         .library(name: "TorchImport", targets: ["TorchImport"]),
@@ -45,21 +44,20 @@ let package = Package(
         .target(name: "JEPA", dependencies: ["CPUKernels", "TensorCore", "NNLayers"]),
         .target(name: "ImageData", dependencies: ["CLibPNG", "CZlib", "CPUKernels", "TensorCore"]),
         .target(name: "LinearEval", dependencies: ["CPUKernels", "TensorCore"]),
-        .target(name: "Pretraining",
-                dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "LinearEval", "TorchImport",
-                               "DataParallel"]),
         // Data parallelism: the shard tree's top levels across processes (MPI trait), else nothing.
         .target(name: "DataParallel", dependencies: [
-            "CPUKernels", "TensorCore", "JEPA", .target(name: "CMPI", condition: .when(traits: ["MPI"])),
+            "CPUKernels", "TensorCore", .target(name: "CMPI", condition: .when(traits: ["MPI"])),
         ]),
         .target(name: "KernelBench", dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "IJEPA"]),
-        // The app-facing front door: encoders that embed images (no training code, no data sets).
-        .target(name: "IJEPA", dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "TorchImport"]),
+        // The app-facing front door: the Encoder that embeds images, the training run and its config, the step
+        // trainer (above the model, beside the run that drives it).
+        .target(name: "IJEPA", dependencies: ["CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "LinearEval",
+                                              "TorchImport", "DataParallel"]),
         .target(name: "TorchImport", dependencies: ["CZlib", "TensorCore"]),
         .executableTarget(
             name: "ijepa",
             dependencies: [
-                "CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "LinearEval", "Pretraining", "KernelBench", "IJEPA",
+                "CPUKernels", "TensorCore", "NNLayers", "JEPA", "ImageData", "LinearEval", "KernelBench", "IJEPA",
                 "DataParallel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
@@ -67,12 +65,12 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "CPUKernels"]),
         .testTarget(name: "ImageDataTests", dependencies: ["ImageData", "TensorCore"]),
         .testTarget(name: "LinearEvalTests", dependencies: ["LinearEval", "TensorCore", "CPUKernels"]),
-        .testTarget(name: "PretrainingTests",
-                    dependencies: ["Pretraining", "IJEPA", "JEPA", "ImageData", "NNLayers", "TensorCore", "CPUKernels"],
+        .testTarget(name: "IJEPATests",
+                    dependencies: ["IJEPA", "JEPA", "ImageData", "NNLayers", "TensorCore", "CPUKernels"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "JEPATests", dependencies: ["JEPA", "NNLayers", "TensorCore", "CPUKernels"],
+        .testTarget(name: "JEPATests", dependencies: ["JEPA", "IJEPA", "DataParallel", "NNLayers", "TensorCore", "CPUKernels"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "TorchImportTests", dependencies: ["TorchImport", "TensorCore", "IJEPA", "Pretraining"],
+        .testTarget(name: "TorchImportTests", dependencies: ["TorchImport", "TensorCore", "IJEPA"],
                     resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]

@@ -18,8 +18,8 @@ let package = Package(
         fuzzer("FuzzPNG", ["ImageData"]),
         fuzzer("FuzzIDX", ["ImageData"]),
         fuzzer("FuzzSafeTensors", ["TensorCore"]),
-        fuzzer("FuzzConfig", ["Pretraining"]),
-        fuzzer("FuzzCheckpoint", ["Pretraining", "JEPA", "IJEPA"]),
+        fuzzer("FuzzConfig", ["IJEPA"]),
+        fuzzer("FuzzCheckpoint", ["JEPA", "IJEPA"]),
         fuzzer("FuzzTorch", ["TorchImport", "IJEPA"]),
     ],
     swiftLanguageModes: [.v5]

@@ -10,7 +10,7 @@ square, a palette image), and runs torchvision's standard evaluation transform o
 would: `Image.open(f).convert("RGB")`, `transforms.Resize(RESIZE)` (bilinear, antialiased: PIL's resize),
 `transforms.CenterCrop(SIZE)`, `ToTensor()`, `Normalize(ImageNet mean, std)`.
 
-Output: Tests/PretrainingTests/Fixtures/preprocessing/<name>.png and expected.safetensors with one (3, SIZE,
+Output: Tests/IJEPATests/Fixtures/preprocessing/<name>.png and expected.safetensors with one (3, SIZE,
 SIZE) float32 tensor per PNG (named by the file) and metadata "size", "resize", "torchvision".
 """
 import json
@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from torchvision import transforms
 
 SIZE, RESIZE = 24, 28  # the 224 / 256 ratio, scaled down so the fixtures stay small
-OUT = os.path.join(os.path.dirname(__file__), "..", "Tests", "PretrainingTests", "Fixtures", "preprocessing")
+OUT = os.path.join(os.path.dirname(__file__), "..", "Tests", "IJEPATests", "Fixtures", "preprocessing")
 
 
 def images():

@@ -1,7 +1,6 @@
 #if MPI
 import CMPI
 import Foundation
-import JEPA
 import TensorCore
 
 /// The ranks of an `mpirun` job (Open MPI). MPI is initialised with MPI_THREAD_FUNNELED: only the thread that

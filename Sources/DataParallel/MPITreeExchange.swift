@@ -1,7 +1,6 @@
 #if MPI
 import CMPI
 import Foundation
-import JEPA
 import TensorCore
 
 /// One step's gradients summed along the fixed tree's top levels in buckets, each bucket on its way as soon as

@@ -1,5 +1,4 @@
 import Foundation
-import JEPA
 import TensorCore
 
 /// The processes of one data-parallel training run, ranks 0..<size. Each rank computes a contiguous block of

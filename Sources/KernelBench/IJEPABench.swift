@@ -1,5 +1,6 @@
 import CPUKernels
 import Foundation
+import IJEPA
 import JEPA
 import TensorCore
 

@@ -4,7 +4,6 @@ import Foundation
 import IJEPA
 import ImageData
 import JEPA
-import Pretraining
 import TensorCore
 
 struct Masks: ParsableCommand {

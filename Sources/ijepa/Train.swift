@@ -4,7 +4,7 @@ import DataParallel
 import Foundation
 import ImageData
 import JEPA
-import Pretraining
+import IJEPA
 import TensorCore
 
 /// Options every command that runs a model shares.

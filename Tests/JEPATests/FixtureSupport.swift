@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@testable import IJEPA
 @testable import JEPA
 @testable import TensorCore
 

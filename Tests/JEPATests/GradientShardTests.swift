@@ -1,6 +1,8 @@
 import XCTest
 import CPUKernels
 import NNLayers
+import DataParallel
+@testable import IJEPA
 @testable import JEPA
 @testable import TensorCore
 

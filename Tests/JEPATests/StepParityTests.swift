@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import CPUKernels
 import NNLayers
+@testable import IJEPA
 @testable import JEPA
 @testable import TensorCore
 

@@ -1,5 +1,6 @@
 import Dispatch
 import XCTest
+@testable import IJEPA
 @testable import JEPA
 @testable import TensorCore
 

@@ -1,7 +1,6 @@
 import Foundation
 import XCTest
 import IJEPA
-import Pretraining
 import TensorCore
 import TorchImport
 

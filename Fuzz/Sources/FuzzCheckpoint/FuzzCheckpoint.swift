@@ -2,7 +2,6 @@ import Foundation
 import FuzzSupport
 import IJEPA
 import JEPA
-import Pretraining
 
 // Checkpoint restore as `ijepa train --resume` does it (into a small trainer of the seed corpus's configuration),
 // a checkpoint opened for evaluation (`TrainedCheckpoint`, whose configuration comes from the file), and an

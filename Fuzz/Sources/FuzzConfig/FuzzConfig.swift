@@ -1,5 +1,5 @@
 import JEPA
-import Pretraining
+import IJEPA
 
 /// The training configuration (JSON), and what is derived from it before a run starts: the architecture and the
 /// mask settings, both validated; then a batch of masks drawn, which validation promises terminates (the

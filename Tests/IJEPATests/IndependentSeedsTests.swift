@@ -1,7 +1,7 @@
 import XCTest
 import ImageData
 import JEPA
-@testable import Pretraining
+@testable import IJEPA
 import TensorCore
 
 /// Different seeds give independent runs: for seeds 0-7 and steps / epochs 0-63 no two (seed, step) pairs draw

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 import ImageData
 import JEPA
-@testable import Pretraining
+@testable import IJEPA
 import TensorCore
 
 /// Checkpoint format v2 (official (1, N, D) position tables), v1 files for evaluation only, and evaluation of a

@@ -4,7 +4,6 @@ import XCTest
 import IJEPA
 import ImageData
 import JEPA
-@testable import Pretraining
 import TensorCore
 
 /// The app-facing `Encoder`: the features `ijepa embed` computes, from a checkpoint alone.

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 import ImageData
 import JEPA
-@testable import Pretraining
+@testable import IJEPA
 import TensorCore
 
 /// A tiny synthetic gray data set (deterministic), so runs take well under a second per step.

@@ -97,7 +97,7 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
 
     /// How this engine runs the step: settings that change speed and memory, never the numbers (so they stay out
     /// of `trainingHash`, and a run may resume with other values). Not in the official configs.
-    public struct Engine: Sendable, Equatable {
+    public struct EngineSettings: Sendable, Equatable {
         /// Activation checkpointing of the context encoder's and predictor's blocks: they keep only their input
         /// for the backward pass and run again there. ViT-S/16 I-JEPA step (batch 16, 1 thread, same run): peak RSS
         /// 2387 -> 1453 MiB (0.77 -> 0.47 of PyTorch's) for a step 15-20 % slower (docs/performance.md).
@@ -115,7 +115,7 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
     public var optimization = Optimization()
     public var logging = Logging()
     public var evaluation = Evaluation()
-    public var engine = Engine()
+    public var engine = EngineSettings()
 
     public init() {}
 }
@@ -386,7 +386,7 @@ extension TrainingConfig {
     }
 
     /// Encodes the keys `json` writes.
-    public func encode(to encoder: Encoder) throws {
+    public func encode(to encoder: any Swift.Encoder) throws {
         var container = encoder.container(keyedBy: ConfigCodingKey.self)
         for section in TrainingConfig.sections {
             try section.encode(self, &container)

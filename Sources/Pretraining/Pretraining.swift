@@ -1,1 +1,0 @@
-// The I-JEPA training run: configuration, data, steps, checkpoints, evaluation.
