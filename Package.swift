@@ -10,16 +10,12 @@ import PackageDescription
 let package = Package(
     name: "ijepa-swift",
     platforms: [.macOS(.v15)],
+    // Two library products: `IJEPA`, the front door for apps (encoders, training, the engine's settings), and
+    // `CPUKernels`, the raw-pointer kernels for profiling and for Benchmarks/. Every other module is an internal
+    // layer of IJEPA whose declarations are `package` (docs/public-api.txt lists what apps can call).
     products: [
         .library(name: "CPUKernels", targets: ["CPUKernels"]),
-        .library(name: "TensorCore", targets: ["TensorCore"]),
-        .library(name: "NNLayers", targets: ["NNLayers"]),
-        .library(name: "JEPA", targets: ["JEPA"]),
-        .library(name: "ImageData", targets: ["ImageData"]),
-        .library(name: "LinearEval", targets: ["LinearEval"]),
-        .library(name: "KernelBench", targets: ["KernelBench"]),
         .library(name: "IJEPA", targets: ["IJEPA"]),
-        .library(name: "TorchImport", targets: ["TorchImport"]),
         .executable(name: "ijepa", targets: ["ijepa"]),
     ],
     // Opt-in features, off by default: `swift build --traits MPI` (docs/distributed.md).

@@ -18,7 +18,6 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "package-benchmark"),
                 .product(name: "CPUKernels", package: "ijepa-swift"),
-                .product(name: "KernelBench", package: "ijepa-swift"),
             ],
             path: "Benchmarks/KernelBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]),

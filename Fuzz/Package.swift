@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 // libFuzzer targets, one per parser of files users receive (docs/fuzzing.md). A package of its own because
 // libFuzzer brings its own `main`, which collides with the `ijepa` tool's; it reaches the parsers through the
-// engine's public API, as an app would. Built and run by tools/fuzz.sh:
+// IJEPA product's `Fuzzing` SPI (`@_spi(Fuzzing) import IJEPA`: the parsers are `package` inside the engine).
+// Built and run by tools/fuzz.sh:
 //   swift build -c release --sanitize=fuzzer --sanitize=address --package-path Fuzz --product FuzzPNG
 import PackageDescription
 
@@ -15,12 +16,12 @@ let package = Package(
     dependencies: [.package(name: engine, path: "..")],
     targets: [
         .target(name: "FuzzSupport"),
-        fuzzer("FuzzPNG", ["ImageData"]),
-        fuzzer("FuzzIDX", ["ImageData"]),
-        fuzzer("FuzzSafeTensors", ["TensorCore"]),
+        fuzzer("FuzzPNG", ["IJEPA"]),
+        fuzzer("FuzzIDX", ["IJEPA"]),
+        fuzzer("FuzzSafeTensors", ["IJEPA"]),
         fuzzer("FuzzConfig", ["IJEPA"]),
-        fuzzer("FuzzCheckpoint", ["JEPA", "IJEPA"]),
-        fuzzer("FuzzTorch", ["TorchImport", "IJEPA"]),
+        fuzzer("FuzzCheckpoint", ["IJEPA"]),
+        fuzzer("FuzzTorch", ["IJEPA"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -20,7 +20,8 @@ let package = Package(
     name: "App",
     dependencies: [.package(url: "file://$work/lib", from: "0.1.0")],
     targets: [.executableTarget(name: "App", dependencies: [.product(name: "CPUKernels", package: "lib")]),
-              .executableTarget(name: "Embed", dependencies: [.product(name: "IJEPA", package: "lib")])]
+              .executableTarget(name: "Embed", dependencies: [.product(name: "IJEPA", package: "lib")]),
+              .executableTarget(name: "Train", dependencies: [.product(name: "IJEPA", package: "lib")])]
 )
 SWIFT
 # The README's Encoder snippet, as an app writes it (paths from the command line), printing the features' bits.
@@ -30,6 +31,23 @@ import IJEPA
 let encoder = try Encoder(checkpoint: CommandLine.arguments[1])
 let features = try encoder.embed([try Image(contentsOfFile: CommandLine.arguments[2])])
 print(features.scalars.map { String($0.bitPattern, radix: 16) }.joined(separator: " "))
+SWIFT
+# The training entry point as the DocC article "Training a model" shows it, from the public API alone: a tiny
+# model on a folder of PNGs (arguments: the folder, the run folder), two steps, then the encoder of its checkpoint.
+mkdir -p "$work/app/Sources/Train"
+cat > "$work/app/Sources/Train/main.swift" <<'SWIFT'
+import IJEPA
+var config = try TrainingConfig.load(path: nil, overrides: [
+    "data.dataset=image-folder", "data.image_folder=\(CommandLine.arguments[1])", "data.crop_size=16", "data.batch_size=2",
+    "meta.depth=1", "meta.embed_dim=32", "meta.num_heads=2", "meta.pred_depth=1", "meta.pred_emb_dim=16",
+    "mask.min_keep=2", "mask.num_pred_masks=2", "mask.pred_mask_scale=[0.3,0.4]", "optimization.max_steps=2"])
+config.logging.folder = CommandLine.arguments[2]
+let run = try TrainingRun(config: config, engine: Engine(threads: 2))
+run.stop.installSignalHandlers()
+let summary = try run.run()
+precondition(summary.stepsDone == 2 && summary.lastLoss.isFinite, "the run did not train: \(summary)")
+let features = try Encoder(checkpoint: run.checkpointPath).embed([try Image(contentsOfFile: CommandLine.arguments[3])])
+print("trained \(summary.stepsDone) steps, loss \(summary.lastLoss); features \(features.shape)")
 SWIFT
 cat > "$work/app/Sources/App/main.swift" <<'SWIFT'
 import CPUKernels
@@ -78,5 +96,15 @@ if [ -n "${FAST_FLAGS:-}" ]; then
     echo "  the README's Encoder snippet in the app: the same 32 features as ijepa embed, bit for bit"
 else
     echo "  the README's Encoder snippet in the app (portable build): 32 features"
+fi
+# The article's training snippet in the app: a run from the public API alone, whose checkpoint holds the same
+# tensors as the CLI's run of the same config (fast build; the header differs: folder, wall times).
+train_app() { (cd "$work/app" && swift build -c release "$@" --product Train >/dev/null && "$(swift build -c release "$@" --show-bin-path)/Train" "$work/pngs" "$work/run-app" "$png"); }
+train_app ${FAST_FLAGS:-}
+data_hash() { local n; n=$(od -An -t u8 -N 8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1" | sha256sum | cut -d' ' -f1; }
+if [ -n "${FAST_FLAGS:-}" ]; then
+    [ "$(data_hash "$work/run-app/checkpoint.safetensors")" = "$(data_hash "$work/run/checkpoint.safetensors")" ] ||
+        { echo "error: the app's TrainingRun wrote other tensors than ijepa train" >&2; exit 1; }
+    echo "  the article's TrainingRun snippet in the app: the same checkpoint tensors as ijepa train"
 fi
 echo "versioned dependency: OK"

@@ -12,9 +12,9 @@ extra=()
 IJEPA_DOCS=1 swift package --scratch-path .build-docs generate-documentation --target IJEPA --warnings-as-errors \
     --output-path "$out" "${extra[@]}" 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]|^Building|^Build of|^Compiling' || true
 [ -d "$out" ] || { echo "error: no documentation archive was written" >&2; exit 1; }
-for page in ijepa ijepa/encoder ijepa/engine ijepa/image ijepa/embeddingimages ijepa/trainingamodel ijepa/kernelsandperformance; do
+for page in ijepa ijepa/encoder ijepa/engine ijepa/image ijepa/trainingconfig ijepa/trainingrun ijepa/embeddingimages ijepa/trainingamodel ijepa/kernelsandperformance; do
     [ -f "$out/data/documentation/$page.json" ] || { echo "error: $out has no page $page" >&2; exit 1; }
 done
-echo "docs: $out (IJEPA, Encoder, Engine, Image and the three articles)"
+echo "docs: $out (IJEPA, Encoder, Engine, Image, TrainingConfig, TrainingRun and the three articles)"
 [ -n "${1:-}" ] && { rm -rf "$1"; cp -r "$out" "$1"; echo "static website in $1"; }
 exit 0

@@ -1,16 +1,7 @@
 # Shared by tools/check-distributed.sh and tools/check-network.sh (sourced after setup.sh, not run):
 # installs Open MPI when missing (libopenmpi-dev, openmpi-bin), builds ijepa with the MPI trait into
 # .build-mpi and sets $bin, and defines helpers on run folders.
-missing=()
-for pkg in libopenmpi-dev openmpi-bin; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing ${missing[*]} (the MPI trait)"
-    sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
-    $sudo_ apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/install-mpi.sh"
 swift build -c release "${SWIFT_FLAGS[@]}" --traits MPI --scratch-path .build-mpi --product ijepa 2>&1 | grep -E "error|warning" || true
 bin=.build-mpi/release/ijepa
 ldd "$bin" | grep libmpi >/dev/null || { echo "FAIL: the MPI build does not link libmpi"; exit 1; }

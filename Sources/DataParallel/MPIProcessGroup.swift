@@ -7,23 +7,23 @@ import TensorCore
 /// created the group calls MPI (the training loop's), while the kernels' Dispatch workers never do; progress is
 /// driven by that thread inside each call. The tree's top levels use point-to-point messages in a fixed order
 /// (`MPI_Allreduce` leaves its order unspecified, so its sums may differ with the rank count).
-public final class MPIProcessGroup: ProcessGroup {
-    public let rank: Int
-    public let size: Int
+package final class MPIProcessGroup: ProcessGroup {
+    package let rank: Int
+    package let size: Int
     /// Sum the gradients with `MPI_Allreduce` instead of the fixed tree (`optimization.gradient_reduction`).
-    public var plainAllreduce = false
+    package var plainAllreduce = false
     /// Seconds one rank waits for another before it stops, naming that rank: a rank that hangs (SIGSTOP) or
     /// loses its link must not hold the job forever. Every exchange is a nonblocking MPI call polled against
     /// this deadline (MPI's blocking calls have none).
-    public var waitLimit: Double = 60
+    package var waitLimit: Double = 60
 
     /// Nil when this process was not started by mpirun (one rank, no MPI needed).
-    public static func fromEnvironment() throws -> MPIProcessGroup? {
+    package static func fromEnvironment() throws -> MPIProcessGroup? {
         guard ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil else { return nil }
         return try MPIProcessGroup()
     }
 
-    public init() throws {
+    package init() throws {
         var provided: Int32 = 0
         let rc = MPI_Init_thread(nil, nil, ijepa_mpi_thread_funneled(), &provided)
         guard rc == MPI_SUCCESS else { throw ProcessGroupError(rank: -1, problem: "MPI_Init_thread failed (\(rc))") }
@@ -38,13 +38,13 @@ public final class MPIProcessGroup: ProcessGroup {
 
     deinit { MPI_Finalize() }
 
-    public func combineSubtrees(_ local: [Tensor]) throws -> [Tensor] {
+    package func combineSubtrees(_ local: [Tensor]) throws -> [Tensor] {
         try plainAllreduce ? allreduceSubtrees(local) : treeSubtrees(local)
     }
 
     /// The fixed tree in buckets that overlap the backward pass (`MPITreeExchange`); nil with `plainAllreduce`,
     /// one rank, or `bucketBytes` 0.
-    public func makeGradientExchange(bucketBytes: Int) -> GradientExchange? {
+    package func makeGradientExchange(bucketBytes: Int) -> GradientExchange? {
         plainAllreduce || size == 1 || bucketBytes <= 0 ? nil : MPITreeExchange(group: self, bucketFloats: max(1, bucketBytes / 4))
     }
 
@@ -75,7 +75,7 @@ public final class MPIProcessGroup: ProcessGroup {
 
     /// The plain reduction: `MPI_Allreduce` of the subtree sums, usually faster, but its order of additions is
     /// Open MPI's (rings and recursive halving for large messages), so the bits may change with the rank count.
-    public func allreduceSubtrees(_ local: [Tensor]) throws -> [Tensor] {
+    package func allreduceSubtrees(_ local: [Tensor]) throws -> [Tensor] {
         guard size > 1 else { return local }
         let mine = flatten(local)
         var sum = [Float](repeating: 0, count: mine.count)
@@ -92,11 +92,11 @@ public final class MPIProcessGroup: ProcessGroup {
         return try unflatten(sum, like: local)
     }
 
-    public func anyTrue(_ flag: Bool) throws -> Bool {
+    package func anyTrue(_ flag: Bool) throws -> Bool {
         try maximum(flag ? 1 : 0) != 0
     }
 
-    public func maximum(_ value: Int) throws -> Int {
+    package func maximum(_ value: Int) throws -> Int {
         var mine = Int64(value), top: Int64 = 0
         var req: MPI_Request? = nil
         try check(MPI_Iallreduce(&mine, &top, 1, ijepa_mpi_int64(), ijepa_mpi_max(), ijepa_mpi_comm_world(), &req), "MPI_Iallreduce (max)")
@@ -104,7 +104,7 @@ public final class MPIProcessGroup: ProcessGroup {
         return Int(top)
     }
 
-    public func broadcast(_ bytes: [UInt8], from root: Int) throws -> [UInt8] {
+    package func broadcast(_ bytes: [UInt8], from root: Int) throws -> [UInt8] {
         var count = Int64(bytes.count)
         try withUnsafeMutableBytes(of: &count) { c in
             var req: MPI_Request? = nil
@@ -127,7 +127,7 @@ public final class MPIProcessGroup: ProcessGroup {
     /// Float rounding: element i of rank r is one of 2^27, -2^27, 1, 1 (a rotation by i and r), so that
     /// (a + b) + (c + d) and other groupings round differently. Returns how many of `count` elements each got
     /// wrong, against the tree computed in one process.
-    public func reductionOrderCheck(count: Int = 1 << 20) throws -> (tree: Int, allreduce: Int) {
+    package func reductionOrderCheck(count: Int = 1 << 20) throws -> (tree: Int, allreduce: Int) {
         let values: [Float] = [134_217_728, -134_217_728, 1, 1]
         func value(rank r: Int, _ i: Int) -> Float { values[(r + i / 3 + (i % 3) * (r / 2)) % 4] }
         let local = try Tensor(shape: [count], values: (0..<count).map { value(rank: rank, $0) })
@@ -143,7 +143,7 @@ public final class MPIProcessGroup: ProcessGroup {
     /// Ranks 0 and 1 send `bytes` back and forth `rounds` times (after one warm-up round); the others wait.
     /// Returns the mean seconds of one round trip (two messages), as rank 0 measured it; 0 on other ranks.
     /// For the link's bandwidth as MPI sees it: 2 * bytes / seconds (tools/check-network.sh).
-    public func pingPong(bytes: Int, rounds: Int) throws -> Double {
+    package func pingPong(bytes: Int, rounds: Int) throws -> Double {
         guard size > 1, rank < 2 else { return 0 }
         var buffer = [Float](repeating: 1, count: max(1, bytes / 4))
         var start = Date()

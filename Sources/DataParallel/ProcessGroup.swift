@@ -5,7 +5,7 @@ import TensorCore
 /// the step's gradient shards (`IJEPATrainer.gradientShards` S; size divides S) and sums them along its own
 /// subtree of the shard tree; `combineSubtrees` sums the subtrees along the tree's top levels, in the fixed
 /// order, so every rank holds the bits that one process computing all S shards gets.
-public protocol ProcessGroup: AnyObject {
+package protocol ProcessGroup: AnyObject {
     var rank: Int { get }
     var size: Int { get }
     /// The whole tree's sum, on every rank, of the ranks' subtree sums `local` (tensors of the same shapes on
@@ -24,28 +24,28 @@ public protocol ProcessGroup: AnyObject {
 }
 
 /// One process: the whole tree is its own.
-public final class SingleProcess: ProcessGroup {
-    public init() {}
-    public var rank: Int { 0 }
-    public var size: Int { 1 }
-    public func combineSubtrees(_ local: [Tensor]) throws -> [Tensor] { local }
-    public func anyTrue(_ flag: Bool) throws -> Bool { flag }
-    public func maximum(_ value: Int) throws -> Int { value }
-    public func broadcast(_ bytes: [UInt8], from root: Int) throws -> [UInt8] { bytes }
-    public func makeGradientExchange(bucketBytes: Int) -> GradientExchange? { nil }
+package final class SingleProcess: ProcessGroup {
+    package init() {}
+    package var rank: Int { 0 }
+    package var size: Int { 1 }
+    package func combineSubtrees(_ local: [Tensor]) throws -> [Tensor] { local }
+    package func anyTrue(_ flag: Bool) throws -> Bool { flag }
+    package func maximum(_ value: Int) throws -> Int { value }
+    package func broadcast(_ bytes: [UInt8], from root: Int) throws -> [UInt8] { bytes }
+    package func makeGradientExchange(bucketBytes: Int) -> GradientExchange? { nil }
 }
 
 /// What went wrong between the processes of a run; names the rank.
-public struct ProcessGroupError: Error, CustomStringConvertible {
-    public let rank: Int
-    public let problem: String
-    public var description: String { "rank \(rank): \(problem)" }
+package struct ProcessGroupError: Error, CustomStringConvertible {
+    package let rank: Int
+    package let problem: String
+    package var description: String { "rank \(rank): \(problem)" }
 }
 
 extension ProcessGroup {
     /// Every rank throws, naming a rank whose `value` differs from rank 0's, when any does; `what` names the
     /// value (a configuration hash, a build, a data set, the parameters).
-    public func requireAgreement(_ value: String, what: String) throws {
+    package func requireAgreement(_ value: String, what: String) throws {
         let reference = String(decoding: try broadcast(Array(value.utf8), from: 0), as: UTF8.self)
         let odd = try maximum(reference == value ? -1 : rank)
         guard odd < 0 else {
@@ -55,7 +55,7 @@ extension ProcessGroup {
 }
 
 /// FNV-1a, 64 bits, of `bytes` (continuing from `hash`): fingerprints that ranks compare.
-public func fnv1a(_ bytes: UnsafeRawBufferPointer, hash: UInt64 = 0xcbf2_9ce4_8422_2325) -> UInt64 {
+package func fnv1a(_ bytes: UnsafeRawBufferPointer, hash: UInt64 = 0xcbf2_9ce4_8422_2325) -> UInt64 {
     var h = hash
     for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
     return h

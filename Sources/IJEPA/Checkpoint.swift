@@ -5,32 +5,32 @@ import TensorCore
 
 /// The resumable state of a run that is not a tensor; stored as JSON in the checkpoint's safetensors metadata
 /// (key `ijepa.state`) and, for people and tools, beside it as `<checkpoint>.json`.
-public struct TrainingState: Codable, Sendable, Equatable {
+package struct TrainingState: Codable, Sendable, Equatable {
     /// v2: position tables stored as the official (1, N, D), and runs drawn from the independent random streams
     /// (`RandomPurpose`). v1 (until 2026-12-06): tables (N, D), streams keyed by seed XOR step; its networks
     /// still load for evaluation, but it cannot be resumed (the rest of its run would draw other batches).
-    public static let currentVersion = "ijepa-checkpoint-v2"
-    public static let version1 = "ijepa-checkpoint-v1"
-    public var version = TrainingState.currentVersion
+    package static let currentVersion = "ijepa-checkpoint-v2"
+    package static let version1 = "ijepa-checkpoint-v1"
+    package var version = TrainingState.currentVersion
     /// Optimizer steps done; the run continues with step stepsDone + 1. Data order, augmentation and masks are
     /// pure functions of (seed, step), so this and the seed are the whole RNG state.
-    public var stepsDone: Int
-    public var adamStep: Int
-    public var seed: UInt64
-    public var configHash: String
-    public var config: String
-    public var lastLoss: Float
-    public var wallSeconds: Double
+    package var stepsDone: Int
+    package var adamStep: Int
+    package var seed: UInt64
+    package var configHash: String
+    package var config: String
+    package var lastLoss: Float
+    package var wallSeconds: Double
 }
 
 /// One safetensors file holds everything: the three networks under their official names (`encoder.*`,
 /// `predictor.*`, `target_encoder.*`), AdamW's moments (`optimizer.exp_avg.<param>`, `optimizer.exp_avg_sq.<param>`)
 /// and the state JSON. One file written through a temporary file and a rename means a kill at any moment
 /// leaves either the previous checkpoint or the new one, never a mix.
-public enum Checkpoint {
-    public static let stateKey = "ijepa.state"
+package enum Checkpoint {
+    package static let stateKey = "ijepa.state"
 
-    public static func save(_ trainer: IJEPATrainer, state: TrainingState, to path: String) throws {
+    package static func save(_ trainer: IJEPATrainer, state: TrainingState, to path: String) throws {
         var tensors = trainer.model.stateTensors
         for (i, (name, _)) in trainer.optimizer.parameters.enumerated() {
             tensors.append(("optimizer.exp_avg.\(name)", trainer.optimizer.m[i]))
@@ -42,7 +42,7 @@ public enum Checkpoint {
     }
 
     /// Reads the state only (cheap checks before anything is built).
-    public static func readState(_ path: String) throws -> (TrainingState, [String: Tensor]) {
+    package static func readState(_ path: String) throws -> (TrainingState, [String: Tensor]) {
         guard FileManager.default.fileExists(atPath: path) else {
             throw SafeTensorsError(path: path, problem: "no checkpoint here (start without --resume, or point --resume at a checkpoint file or run folder)")
         }
@@ -69,7 +69,7 @@ public enum Checkpoint {
 
     /// Loads weights and optimizer state into `trainer` to continue its run; refuses a checkpoint of another
     /// configuration, and one of format v1, whose run drew its batches from other random streams.
-    public static func restore(_ trainer: IJEPATrainer, from path: String, configHash: String) throws -> TrainingState {
+    package static func restore(_ trainer: IJEPATrainer, from path: String, configHash: String) throws -> TrainingState {
         let (state, tensors) = try readState(path)
         guard state.version == TrainingState.currentVersion else {
             throw SafeTensorsError(path: path, problem: "format \(state.version) cannot be resumed by this build: the random streams for data order, augmentation and masks changed in \(TrainingState.currentVersion), so the rest of the run would not be the run it began. Its networks still load for `ijepa probe` and `ijepa embed`; to train on, start a new run folder")
@@ -110,17 +110,17 @@ public enum Checkpoint {
 /// networks, no optimizer and no data. Unlike `--resume` it accepts any data set and checkpoints of format v1,
 /// and a bare state dict (safetensors with the `encoder.` / `predictor.` / `target_encoder.` names and no
 /// training state, e.g. saved from the official modules) when a configuration is given.
-public struct TrainedCheckpoint {
-    public let path: String
-    public let config: TrainingConfig
+package struct TrainedCheckpoint {
+    package let path: String
+    package let config: TrainingConfig
     /// The training state, nil for a bare state dict.
-    public let state: TrainingState?
-    public let model: IJEPAModel
+    package let state: TrainingState?
+    package let model: IJEPAModel
 
     /// `config`: the configuration to use instead of the one the checkpoint carries (required for a bare state
     /// dict); `overrides` ("section.key=value") apply on top, e.g. another data set or evaluation settings, then
     /// `adjust` sets typed values, before the whole is validated.
-    public init(
+    package init(
         path: String, config given: TrainingConfig? = nil, overrides: [String] = [],
         adjust: ((inout TrainingConfig) -> Void)? = nil
     ) throws {
@@ -158,22 +158,22 @@ public struct TrainedCheckpoint {
     }
 
     /// The encoder the probes evaluate (evaluation.encoder).
-    public var evaluatedEncoder: VisionTransformer { config.evaluatedEncoder(of: model) }
+    package var evaluatedEncoder: VisionTransformer { config.evaluatedEncoder(of: model) }
 }
 
 extension TrainingConfig {
     /// The networks this configuration describes, initialised from its seed.
-    public func makeModel() throws -> IJEPAModel {
+    package func makeModel() throws -> IJEPAModel {
         try IJEPAModel(try vitConfig(), predictorDim: meta.predEmbDim, predictorDepth: meta.predDepth, seed: UInt64(meta.seed))
     }
 
     /// The encoder the probes evaluate (evaluation.encoder): the target (EMA) encoder, or the context encoder.
-    public func evaluatedEncoder(of model: IJEPAModel) -> VisionTransformer {
+    package func evaluatedEncoder(of model: IJEPAModel) -> VisionTransformer {
         evaluation.encoder == "context" ? model.encoder : model.target
     }
 
     /// The architecture at initialisation with this seed: the random-init baseline of the probes.
-    public func randomInitEncoder() throws -> VisionTransformer { try makeModel().encoder }
+    package func randomInitEncoder() throws -> VisionTransformer { try makeModel().encoder }
 }
 
 extension JSONEncoder {

@@ -8,17 +8,17 @@ import TensorCore
 /// Frozen-feature evaluation as the paper does it (arXiv 2301.08243, App. A.2): average-pooled patch outputs of the
 /// target encoder, a linear probe fitted on the train split and scored on the test split, plus k-NN; the same
 /// for a randomly initialised encoder and for raw pixels, side by side.
-public struct EvaluationReport: Codable, Sendable {
-    public var probe: [String: Double]
-    public var knn: [String: Double]
+package struct EvaluationReport: Codable, Sendable {
+    package var probe: [String: Double]
+    package var knn: [String: Double]
     /// Collapse diagnostics of the encoders' train features (per-dimension std, effective rank).
-    public var features: [String: FeatureStatistics]?
-    public var trainSamples: Int
-    public var testSamples: Int
+    package var features: [String: FeatureStatistics]?
+    package var trainSamples: Int
+    package var testSamples: Int
     /// "test", or "validation" when the scores come from images carved from the train split
     /// (`evaluation.validation_samples`).
-    public var evaluatedOn: String?
-    public var seconds: Double
+    package var evaluatedOn: String?
+    package var seconds: Double
 }
 
 /// (n, layers D): average-pooled outputs of the last `layers` blocks of `encoder` over `data` (evaluation
@@ -27,7 +27,7 @@ public struct EvaluationReport: Codable, Sendable {
 /// concatenation of the last 4 layers' average-pooled patch representations", paper Appendix A.2).
 /// With `tokens`, nothing is pooled: (n, layers N D), each block's N output tokens in raster order (a linear
 /// probe on them can use where things are, which the average discards).
-public func encoderFeatures(
+package func encoderFeatures(
     _ encoder: VisionTransformer, data: ImageDataset, augmentation: Augmentation, layers: Int = 1, tokens: Bool = false,
     batchSize: Int = 250, engine: Engine = Engine()
 ) throws -> Tensor {
@@ -59,7 +59,7 @@ public func encoderFeatures(
 }
 
 /// (n, C S S): the normalised pixels themselves (the raw-pixel baseline).
-public func pixelFeatures(_ data: ImageDataset, augmentation: Augmentation) throws -> Tensor {
+package func pixelFeatures(_ data: ImageDataset, augmentation: Augmentation) throws -> Tensor {
     let t = evaluationTensor(data, augmentation: augmentation, range: 0..<data.count)
     return try t.reshaped([data.count, t.count / max(data.count, 1)])
 }
@@ -67,26 +67,26 @@ public func pixelFeatures(_ data: ImageDataset, augmentation: Augmentation) thro
 /// The first `n` images of a seeded permutation (all of them for n = 0 or n >= count): a fixed, unbiased
 /// subset so that probes on a budget stay comparable between runs. `split` 0 is the probes' train split, 1
 /// their test split: each has a stream of its own.
-public func evaluationSubset(_ data: ImageDataset, samples n: Int, seed: UInt64, split: UInt64) -> ImageDataset {
+package func evaluationSubset(_ data: ImageDataset, samples n: Int, seed: UInt64, split: UInt64) -> ImageDataset {
     guard n > 0, n < data.count else { return data }
     var g = RandomGenerator(seed: seed).stream(.probeSubset, split)
     return data.subset(Array(g.permutation(data.count).prefix(n)).sorted())
 }
 
-public struct Evaluator {
-    public let train: ImageDataset
-    public let test: ImageDataset
-    public let augmentation: Augmentation
-    public let options: TrainingConfig.Evaluation
-    public var log: (String) -> Void = { print($0); fflush(stdout) }
+package struct Evaluator {
+    package let train: ImageDataset
+    package let test: ImageDataset
+    package let augmentation: Augmentation
+    package let options: TrainingConfig.Evaluation
+    package var log: (String) -> Void = { print($0); fflush(stdout) }
     /// Threads and kernels of the encoders' forward passes.
-    public var engine = Engine()
+    package var engine = Engine()
 
     /// "test" or "validation" (see `TrainingConfig.Evaluation.validationSamples`).
-    public let evaluatedOn: String
+    package let evaluatedOn: String
 
     /// With `options.validationSamples` > 0, `test` is not used: the images scored are carved from `train`.
-    public init(train: ImageDataset, test: ImageDataset, augmentation: Augmentation, options: TrainingConfig.Evaluation, seed: UInt64) {
+    package init(train: ImageDataset, test: ImageDataset, augmentation: Augmentation, options: TrainingConfig.Evaluation, seed: UInt64) {
         var (fit, scored) = (train, test)
         if options.validationSamples > 0 {
             var g = RandomGenerator(seed: 0).stream(.validationSplit)  // the same images for every run and seed
@@ -104,7 +104,7 @@ public struct Evaluator {
     var classes: Int { max(train.labels.max() ?? 0, test.labels.max() ?? 0) + 1 }
 
     /// Probe and k-NN accuracy of one feature set.
-    public func score(_ name: String, train xtr: Tensor, test xte: Tensor) throws -> (probe: Double, knn: Double) {
+    package func score(_ name: String, train xtr: Tensor, test xte: Tensor) throws -> (probe: Double, knn: Double) {
         let t0 = Date()
         let wd = try chooseWeightDecay(xtr)
         let opts = ProbeOptions(epochs: options.probeIterations, weightDecay: wd)
@@ -138,7 +138,7 @@ public struct Evaluator {
         return best.0
     }
 
-    public func features(_ encoder: VisionTransformer) throws -> (Tensor, Tensor) {
+    package func features(_ encoder: VisionTransformer) throws -> (Tensor, Tensor) {
         let tokens = options.pooling == "none"
         return (try encoderFeatures(encoder, data: train, augmentation: augmentation, layers: options.layers, tokens: tokens,
                                     engine: engine),
@@ -147,7 +147,7 @@ public struct Evaluator {
     }
 
     /// I-JEPA (the target encoder) vs the same architecture at initialisation vs raw pixels.
-    public func compare(trained: VisionTransformer, randomInit: VisionTransformer) throws -> EvaluationReport {
+    package func compare(trained: VisionTransformer, randomInit: VisionTransformer) throws -> EvaluationReport {
         let t0 = Date()
         log("evaluation: linear probe and k-NN on \(train.count) train / \(test.count) \(evaluatedOn) images (\(train.name)); features: \(options.pooling == "none" ? "every output token" : "average-pooled") \(options.layers == 1 ? "output" : "outputs of the last \(options.layers) blocks, concatenated")")
         var probe: [String: Double] = [:], knn: [String: Double] = [:], stats: [String: FeatureStatistics] = [:]

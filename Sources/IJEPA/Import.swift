@@ -4,17 +4,17 @@ import TensorCore
 import TorchImport
 
 /// What `importTorchCheckpoint` wrote.
-public struct ImportReport: Sendable {
+package struct ImportReport: Sendable {
     /// Tensors written per network (`encoder`, `predictor`, `target_encoder`).
-    public var networks: [String: Int]
-    public var architecture: ViTConfig
-    public var config: TrainingConfig
+    package var networks: [String: Int]
+    package var architecture: ViTConfig
+    package var config: TrainingConfig
     /// The checkpoint's own scalars (`epoch`, `loss`, `lr`, ...), as text.
-    public var values: [String: String]
+    package var values: [String: String]
 }
 
 /// The metadata key of an imported checkpoint's preprocessing ("centre-crop:<shorter side>"), read by `Encoder`.
-public let preprocessingKey = "ijepa.preprocessing"
+package let preprocessingKey = "ijepa.preprocessing"
 
 /// Converts an official I-JEPA checkpoint (`torch.save` of `encoder`, `predictor`, `target_encoder` state dicts,
 /// as facebookresearch/ijepa's `train.py` writes it; `module.` prefixes of DistributedDataParallel removed) into
@@ -22,7 +22,7 @@ public let preprocessingKey = "ijepa.preprocessing"
 /// training configuration describing the architecture (`ijepa.config`: width, depth, heads, patch, input size,
 /// predictor, RGB with ImageNet normalisation) and the ImageNet evaluation preprocessing. The optimizer state is
 /// not imported. Tensors are read and written one at a time (peak memory: the largest tensor).
-public func importTorchCheckpoint(_ path: String, to output: String, heads: Int? = nil) throws -> ImportReport {
+package func importTorchCheckpoint(_ path: String, to output: String, heads: Int? = nil) throws -> ImportReport {
     let file = try TorchCheckpoint(path: path)
     var names: [(ours: String, theirs: String)] = []
     var counts: [String: Int] = [:]

@@ -8,7 +8,7 @@ import TensorCore
 ///   other patch dimmed (those are seen by the target encoder only).
 /// A patch that is both context and target (possible only with allow_overlap or after relaxation) shows the
 /// target colour with the blue tint.
-public func maskPicture(
+package func maskPicture(
     images: ImageDataset, maskBatch: MaskBatch, gridSize g: Int, scale: Int = 8
 ) -> (width: Int, height: Int, pixels: [UInt8]) {
     let n = images.count

@@ -130,7 +130,7 @@ public struct ProgressLine: Sendable {
 }
 
 /// A duration as "1h02m", "3m05s" or "42s" ("?" when not finite).
-public func formatDuration(_ s: Double) -> String {
+package func formatDuration(_ s: Double) -> String {
     guard s.isFinite, s >= 0 else { return "?" }
     let t = Int(s.rounded())
     return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60)

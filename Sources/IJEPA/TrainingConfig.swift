@@ -233,7 +233,7 @@ extension TrainingConfig {
     }
 
     /// The mask collator of this configuration: `mask` on the grid of `data.crop_size` / `mask.patch_size`.
-    public func maskCollator() throws -> MaskCollator {
+    package func maskCollator() throws -> MaskCollator {
         try MaskCollator(mask, inputSize: data.cropSize)
     }
 

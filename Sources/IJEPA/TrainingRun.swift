@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 /// The data sets a configuration names: (pretraining/probe-train split, probe-test split).
-public func loadDatasets(_ config: TrainingConfig) throws -> (train: ImageDataset, test: ImageDataset) {
+package func loadDatasets(_ config: TrainingConfig) throws -> (train: ImageDataset, test: ImageDataset) {
     let d = config.data
     switch d.dataset {
     case "fashion-mnist", "idx":
@@ -40,7 +40,7 @@ public func loadDatasets(_ config: TrainingConfig) throws -> (train: ImageDatase
     }
 }
 
-public func augmentation(_ config: TrainingConfig) -> Augmentation {
+package func augmentation(_ config: TrainingConfig) -> Augmentation {
     let d = config.data
     return Augmentation(
         outputSize: d.cropSize, channels: d.channels, cropScale: d.cropScale[0]...d.cropScale[1],
@@ -92,6 +92,8 @@ final class TimedExchange: GradientExchange {
     }
 }
 
+/// What ``TrainingRun/run()`` did: steps done (in total, across resumes) of the run's total, the last step's
+/// loss, whether a stop request ended it early, and the seconds this call trained.
 public struct TrainSummary: Sendable {
     public var stepsDone: Int
     public var totalSteps: Int
@@ -104,18 +106,19 @@ public struct TrainSummary: Sendable {
 public final class TrainingRun {
     public let config: TrainingConfig
     public let folder: String
-    public let model: IJEPAModel
-    public let trainer: IJEPATrainer
-    public let train: ImageDataset
-    public let test: ImageDataset
-    public let collator: MaskCollator
+    package let model: IJEPAModel
+    package let trainer: IJEPATrainer
+    package let train: ImageDataset
+    package let test: ImageDataset
+    package let collator: MaskCollator
     public let stop = StopRequest()
     /// The processes of this run (one by default); rank 0 alone writes the folder.
-    public let group: ProcessGroup
+    package let group: ProcessGroup
     /// With a profiler, every step after the first is profiled per op (`ijepa train --profile`).
-    public var profiler: OpProfiler?
-    public private(set) var profiledSteps = 0
-    public private(set) var profiledSeconds = 0.0
+    package var profiler: OpProfiler?
+    package private(set) var profiledSteps = 0
+    package private(set) var profiledSeconds = 0.0
+    /// Where the progress lines and messages go (default: standard output).
     public var log: (String) -> Void = { print($0); fflush(stdout) }
     let itersPerEpoch: Int
     let totalSteps: Int
@@ -126,18 +129,28 @@ public final class TrainingRun {
     /// Seconds spent combining the ranks' gradients (waiting for the others, and the messages), in total.
     var combineSeconds = 0.0
     /// Temporary files of killed runs removed from the folder at start.
-    public private(set) var staleFilesRemoved = 0
+    package private(set) var staleFilesRemoved = 0
 
     public var checkpointPath: String { folder + "/checkpoint.safetensors" }
+
+    /// A run of `config` in `config.logging.folder`, on this process alone: loads the data set, builds the
+    /// model and the optimizer. With `resume`, continues from the folder's checkpoint (the same bits as a run
+    /// that was never stopped); otherwise refuses a folder that has one unless `overwrite`. `engine`: threads,
+    /// kernels and fusions of every step. Throws ``ConfigError`` or a file error that names the file.
+    public convenience init(config: TrainingConfig, resume: Bool = false, overwrite: Bool = false,
+                            engine: Engine = Engine()) throws {
+        try self.init(config: config, resume: resume, overwrite: overwrite, datasets: nil, group: SingleProcess(),
+                      engine: engine)
+    }
 
     /// Builds everything; with `resume`, continues from the folder's checkpoint, else refuses to overwrite one.
     /// (Evaluating a checkpoint without training it: `TrainedCheckpoint`.)
     /// With a `group` of several processes, each computes its block of the gradient shards and only rank 0
     /// writes the folder (logs, checkpoints); on resume rank 0 reads the checkpoint and sends it to the others.
     /// `engine`: threads, kernels and fusions of every step (the profiler comes from `profiler`).
-    public init(config: TrainingConfig, resume: Bool, overwrite: Bool = false,
-                datasets: (ImageDataset, ImageDataset)? = nil, group: ProcessGroup = SingleProcess(),
-                engine: Engine = Engine()) throws {
+    package init(config: TrainingConfig, resume: Bool, overwrite: Bool = false,
+                 datasets: (ImageDataset, ImageDataset)?, group: ProcessGroup = SingleProcess(),
+                 engine: Engine = Engine()) throws {
         self.config = config
         self.group = group
         folder = config.logging.folder
@@ -237,7 +250,7 @@ public final class TrainingRun {
     }
 
     /// The encoder the probes evaluate (evaluation.encoder).
-    public var evaluatedEncoder: VisionTransformer { config.evaluatedEncoder(of: model) }
+    package var evaluatedEncoder: VisionTransformer { config.evaluatedEncoder(of: model) }
 
     func saveCheckpoint(lastLoss: Float, wall: Double) throws {
         guard group.rank == 0 else { return }

@@ -24,33 +24,33 @@ public struct StepResult: Sendable, Equatable {
 /// One I-JEPA optimisation step in the official order (src/train.py L290-338):
 /// schedules -> target encoder on the full image (no grad) + non-affine LayerNorm (eps 1e-5) + target blocks
 /// -> context encoder on the context blocks -> predictor -> smooth-L1 -> backward -> AdamW -> zero grad -> EMA.
-public final class IJEPATrainer {
-    public let model: IJEPAModel
-    public let optimizer: AdamW
-    public let schedules: Schedules
+package final class IJEPATrainer {
+    package let model: IJEPAModel
+    package let optimizer: AdamW
+    package let schedules: Schedules
     /// Optimizer steps done so far; the next step uses k = stepsDone + 1.
-    public private(set) var stepsDone: Int = 0
+    package private(set) var stepsDone: Int = 0
     /// Threads, kernels, fusions and profiler of every step (`Engine`).
-    public var engine: Engine
+    package var engine: Engine
     /// Weights of VICReg's variance and covariance terms on the context encoder's output tokens, added to the
     /// loss (C-JEPA's regulariser, `varianceCovarianceLoss`); (0, 0), the official step, adds nothing.
-    public var regularizer: (variance: Float, covariance: Float) = (0, 0)
+    package var regularizer: (variance: Float, covariance: Float) = (0, 0)
     /// Gradient shards S, a power of two dividing the batch: the batch is cut into S equal parts of consecutive
     /// images, each part's loss and gradient computed on its own, and the S gradients summed along one fixed
     /// binary tree (leaves in order, `ShardTree`), then scaled by 1 / S (exact for a power of two). Processes
     /// that each compute a block of the shards and combine the subtrees in the same tree get these bits for
     /// any count that divides S. 1: the official step, one backward pass over the whole batch.
-    public var gradientShards = 1
+    package var gradientShards = 1
     /// The shards this process computes, a block of consecutive shards aligned to its length (a power of two):
     /// a whole subtree. Nil: all of them.
-    public var localShards: Range<Int>?
+    package var localShards: Range<Int>?
     /// Turns this process's subtree sum into the whole tree's (the other processes' blocks, `ProcessGroup`).
     /// Nil: the process computes every shard.
-    public var combineSubtrees: (([Tensor]) throws -> [Tensor])?
+    package var combineSubtrees: (([Tensor]) throws -> [Tensor])?
     /// Instead of `combineSubtrees`: an exchange made for each step that takes each tensor's subtree sum as
     /// soon as it is final, during the backward pass of the last local shard, so the messages overlap it.
     /// Nil, or a nil exchange: `combineSubtrees` after the backward pass.
-    public var makeGradientExchange: (() throws -> GradientExchange?)?
+    package var makeGradientExchange: (() throws -> GradientExchange?)?
 
     /// The parameter lists, built once (their names are string concatenations; not rebuilt every step).
     let trainable: [(String, Variable)]
@@ -61,7 +61,7 @@ public final class IJEPATrainer {
     let trainableCount: Double
     let emaCount: Double
 
-    public init(model: IJEPAModel, schedules: Schedules, engine: Engine = Engine()) throws {
+    package init(model: IJEPAModel, schedules: Schedules, engine: Engine = Engine()) throws {
         self.model = model
         self.schedules = schedules
         self.engine = engine
@@ -78,7 +78,7 @@ public final class IJEPATrainer {
 
     /// images (B, C, H, W), normalised; `context` nenc masks (B, Kc), `targets` npred masks (B, Kp).
     @discardableResult
-    public func step(images: Tensor, context: [TokenIndices], targets: [TokenIndices]) throws -> StepResult {
+    package func step(images: Tensor, context: [TokenIndices], targets: [TokenIndices]) throws -> StepResult {
         let profiler = engine.profiler
         profiler?.startStep()
         let k = stepsDone + 1
@@ -100,7 +100,7 @@ public final class IJEPATrainer {
     }
 
     /// The loss (and the predictor output); with `backward` the gradients are left in the parameters' `grad`.
-    public func lossAndPrediction(
+    package func lossAndPrediction(
         images: Tensor, context: [TokenIndices], targets: [TokenIndices], backward: Bool
     ) throws -> (Float, Variable) {
         try lossAndPrediction(images: images, context: context, targets: targets, backward: backward, gradientReady: nil)
@@ -197,7 +197,7 @@ public final class IJEPATrainer {
     }
 
     /// Restores the step count and the optimizer state (weights are loaded into `model` separately).
-    public func restore(stepsDone: Int, adamStep: Int, m: [Tensor], v: [Tensor]) throws {
+    package func restore(stepsDone: Int, adamStep: Int, m: [Tensor], v: [Tensor]) throws {
         try optimizer.restore(step: adamStep, m: m, v: v)
         self.stepsDone = stepsDone
     }

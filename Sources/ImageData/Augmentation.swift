@@ -15,31 +15,31 @@ import TensorCore
 /// with half-pixel centres; with `antialias` (default, as PIL which the official pipeline uses) a crop larger
 /// than the output is low-pass filtered instead of point-sampled. Values are not rounded to UInt8 after the
 /// resize (PIL does; the difference is below 1/255).
-public struct Augmentation: Sendable, Codable, Equatable {
-    public var outputSize: Int
+package struct Augmentation: Sendable, Codable, Equatable {
+    package var outputSize: Int
     /// Fraction of the image area the crop covers, drawn uniformly (official (0.3, 1.0)).
-    public var cropScale: ClosedRange<Double>
+    package var cropScale: ClosedRange<Double>
     /// Crop aspect ratio width / height, drawn log-uniformly (torchvision default (3/4, 4/3)).
-    public var cropRatio: ClosedRange<Double>
+    package var cropRatio: ClosedRange<Double>
     /// Mirror with probability 1/2 (official: off).
-    public var horizontalFlip: Bool
+    package var horizontalFlip: Bool
     /// false: evaluation transform, resize the whole image.
-    public var randomResizedCrop: Bool
+    package var randomResizedCrop: Bool
     /// Low-pass filter when a crop is shrunk (PIL's bilinear); false samples two pixels per output (PyTorch's
     /// `interpolate` without antialias).
-    public var antialias: Bool
+    package var antialias: Bool
     /// Per-channel normalisation: (x / 255 - mean[c]) / std[c].
-    public var mean: [Float]
-    public var std: [Float]
+    package var mean: [Float]
+    package var std: [Float]
 
-    public static let fashionMNISTMean: [Float] = [0.2860]
-    public static let fashionMNISTStd: [Float] = [0.3530]
-    public static let imageNetMean: [Float] = [0.485, 0.456, 0.406]
-    public static let imageNetStd: [Float] = [0.229, 0.224, 0.225]
+    package static let fashionMNISTMean: [Float] = [0.2860]
+    package static let fashionMNISTStd: [Float] = [0.3530]
+    package static let imageNetMean: [Float] = [0.485, 0.456, 0.406]
+    package static let imageNetStd: [Float] = [0.229, 0.224, 0.225]
 
     /// The official defaults; mean/std default to the Fashion-MNIST statistics for 1 channel and ImageNet's for
     /// 3 (torchvision's values).
-    public init(
+    package init(
         outputSize: Int, channels: Int = 1, cropScale: ClosedRange<Double> = 0.3...1.0,
         cropRatio: ClosedRange<Double> = (3.0 / 4.0)...(4.0 / 3.0), horizontalFlip: Bool = false,
         randomResizedCrop: Bool = true, antialias: Bool = true, mean: [Float]? = nil, std: [Float]? = nil
@@ -60,7 +60,7 @@ public struct Augmentation: Sendable, Codable, Equatable {
 
     /// Decodes a config where every key but `outputSize` may be left out (official defaults; mean/std by the
     /// number of values given, else Fashion-MNIST gray). Ranges are `[low, high]` arrays.
-    public init(from decoder: Decoder) throws {
+    package init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let mean = try c.decodeIfPresent([Float].self, forKey: .mean)
         let std = try c.decodeIfPresent([Float].self, forKey: .std)
@@ -76,7 +76,7 @@ public struct Augmentation: Sendable, Codable, Equatable {
     }
 
     /// The evaluation transform of this one: same size and normalisation, no random crop, no flip.
-    public var evaluation: Augmentation {
+    package var evaluation: Augmentation {
         var a = self
         a.randomResizedCrop = false
         a.horizontalFlip = false
@@ -84,7 +84,7 @@ public struct Augmentation: Sendable, Codable, Equatable {
     }
 
     /// Checks the settings against an image channel count; the message says what is wrong.
-    public func validate(channels: Int) throws {
+    package func validate(channels: Int) throws {
         func bad(_ s: String) -> ImageDataError { ImageDataError(path: "augmentation", problem: s) }
         guard outputSize > 0 else { throw bad("outputSize must be positive (got \(outputSize))") }
         guard cropScale.lowerBound > 0, cropScale.upperBound <= 1 else {
@@ -102,7 +102,7 @@ public struct Augmentation: Sendable, Codable, Equatable {
     }
 
     /// torchvision's `RandomResizedCrop.get_params`: the crop (top i, left j, height h, width w).
-    public func cropParameters(width: Int, height: Int, rng: inout RandomGenerator) -> (i: Int, j: Int, h: Int, w: Int) {
+    package func cropParameters(width: Int, height: Int, rng: inout RandomGenerator) -> (i: Int, j: Int, h: Int, w: Int) {
         let area = Double(height * width)
         let logLo = log(cropRatio.lowerBound), logHi = log(cropRatio.upperBound)
         for _ in 0..<10 {
@@ -130,7 +130,7 @@ public struct Augmentation: Sendable, Codable, Equatable {
 
     /// Writes one image, (height, width, channels) interleaved UInt8, as normalised Float (channels, outputSize,
     /// outputSize) into `out`. Draws from `rng` only for the random crop and the flip.
-    public func apply(
+    package func apply(
         _ image: ArraySlice<UInt8>, width: Int, height: Int, channels: Int, rng: inout RandomGenerator,
         into out: UnsafeMutablePointer<Float>
     ) {
@@ -156,7 +156,7 @@ public struct Augmentation: Sendable, Codable, Equatable {
     /// (bilinear, antialiased as PIL) do it: the shorter side scaled to `resize` (the longer one to
     /// int(resize * long / short)), rounded to 8 bits as PIL stores it, then the centre outputSize x outputSize
     /// pixels (top / left offsets rounded half to even, as torchvision's `round`), normalised like `apply`.
-    public func applyCentreCrop(
+    package func applyCentreCrop(
         _ image: [UInt8], width: Int, height: Int, channels: Int, resize: Int, into out: UnsafeMutablePointer<Float>
     ) {
         precondition(image.count == width * height * channels && resize >= outputSize && mean.count == channels,
@@ -187,7 +187,7 @@ public struct Augmentation: Sendable, Codable, Equatable {
 /// The evaluation transform (resize + normalise; no random crop, no flip) of `data`'s images in `range`, as a
 /// (range.count, channels, outputSize, outputSize) tensor, for feature extraction. Images are processed in
 /// parallel; the result does not depend on the thread count.
-public func evaluationTensor(_ data: ImageDataset, augmentation: Augmentation, range: Range<Int>) -> Tensor {
+package func evaluationTensor(_ data: ImageDataset, augmentation: Augmentation, range: Range<Int>) -> Tensor {
     precondition(range.lowerBound >= 0 && range.upperBound <= data.count, "evaluationTensor: range \(range) outside 0..<\(data.count)")
     let a = augmentation.evaluation
     let s = a.outputSize, c = data.channels, per = c * s * s

@@ -4,18 +4,18 @@ import Synchronization
 import TensorCore
 
 /// One training batch, or the rows of it that one process builds (`rows`).
-public struct Batch: Sendable {
+package struct Batch: Sendable {
     /// (rows.count, C, S, S) normalised images: rows `rows` of the batch.
-    public var images: Tensor
+    package var images: Tensor
     /// The class of each image.
-    public var labels: [Int]
+    package var labels: [Int]
     /// The dataset index of each image.
-    public var indices: [Int]
+    package var indices: [Int]
     /// The rows of the whole batch these images are (all of them unless the loader was given `rows`).
-    public var rows: Range<Int>
-    public var epoch: Int
+    package var rows: Range<Int>
+    package var epoch: Int
     /// Global batch index: epoch * batchesPerEpoch + batch within the epoch.
-    public var step: Int
+    package var step: Int
 }
 
 /// Deterministic, resumable batches with one background thread decoding ahead.
@@ -32,26 +32,26 @@ public struct Batch: Sendable {
 ///
 /// With `prefetch > 0` one background thread (never more: the training step uses the cores) prepares up to
 /// `prefetch` batches ahead; `deinit` stops it (it checks between images) and waits for it to exit.
-public final class BatchLoader {
-    public let dataset: ImageDataset
-    public let batchSize: Int
-    public let augmentation: Augmentation
-    public let seed: UInt64
-    public let shuffle: Bool
-    public let prefetch: Int
+package final class BatchLoader {
+    package let dataset: ImageDataset
+    package let batchSize: Int
+    package let augmentation: Augmentation
+    package let seed: UInt64
+    package let shuffle: Bool
+    package let prefetch: Int
     /// The rows of each batch that are built (nil: all).
-    public let rows: Range<Int>?
+    package let rows: Range<Int>?
     /// Global index of the batch the next `next()` returns.
-    public private(set) var nextStep: Int
+    package private(set) var nextStep: Int
 
-    public var batchesPerEpoch: Int { dataset.count / batchSize }
+    package var batchesPerEpoch: Int { dataset.count / batchSize }
     /// Epoch of the batch the next `next()` returns.
-    public var epoch: Int { nextStep / batchesPerEpoch }
+    package var epoch: Int { nextStep / batchesPerEpoch }
 
     private let prefetcher: Prefetcher?
     private let orders = OrderCache()
 
-    public init(
+    package init(
         dataset: ImageDataset, batchSize: Int, augmentation: Augmentation, seed: UInt64, startStep: Int = 0,
         prefetch: Int = 2, shuffle: Bool = true, rows: Range<Int>? = nil
     ) throws {
@@ -90,7 +90,7 @@ public final class BatchLoader {
     deinit { prefetcher?.stop() }
 
     /// The next batch; epochs roll over forever.
-    public func next() throws -> Batch {
+    package func next() throws -> Batch {
         let b: Batch
         if let p = prefetcher {
             b = try p.take()
@@ -105,7 +105,7 @@ public final class BatchLoader {
     }
 
     /// The image order of `epoch`.
-    public static func epochOrder(count: Int, seed: UInt64, epoch: Int, shuffle: Bool = true) -> [Int] {
+    package static func epochOrder(count: Int, seed: UInt64, epoch: Int, shuffle: Bool = true) -> [Int] {
         guard shuffle else { return Array(0..<count) }
         var g = RandomGenerator(seed: seed).stream(.dataOrder, UInt64(epoch))
         return g.permutation(count)
@@ -114,7 +114,7 @@ public final class BatchLoader {
     /// Batch `step` (global index), computed from scratch: what the loader returns for it. `order`, if given,
     /// supplies the epoch order (a cache; it must return `epochOrder(...)`). Images are augmented on up to
     /// `threads` threads (nil: all); the result does not depend on it.
-    public static func makeBatch(
+    package static func makeBatch(
         dataset: ImageDataset, augmentation: Augmentation, seed: UInt64, batchSize: Int, step: Int,
         shuffle: Bool = true, order: ((_ count: Int, _ seed: UInt64, _ epoch: Int, _ shuffle: Bool) -> [Int])? = nil,
         threads: Int? = nil

@@ -4,18 +4,18 @@ import TensorCore
 
 /// IDX files (the MNIST format: big-endian header, then raw UInt8 data), gzip-compressed or plain. Reading goes
 /// through zlib's gzopen/gzread, which also reads uncompressed files as they are.
-public enum IDX {
+package enum IDX {
     /// Magic of an unsigned-byte IDX file with `dims` dimensions: 0x00 0x00 0x08 dims.
     static func magic(dims: UInt8) -> UInt32 { 0x0000_0800 | UInt32(dims) }
 
     /// The largest payload an IDX file may declare (bytes), by default: far above any real data set (MNIST's
     /// training images are 47 MB), low enough that a forged header cannot make us allocate memory we lack.
-    public static let defaultMaxBytes = 1 << 32
+    package static let defaultMaxBytes = 1 << 32
 
     /// An image file (magic 0x00000803): count, rows, columns, then count * rows * columns bytes. The declared
     /// size is checked (overflow, `maxBytes`) before anything is allocated, and reading stops at the declared
     /// size plus one byte: a gzip bomb is refused without inflating it.
-    public static func readImages(path: String, maxBytes: Int = defaultMaxBytes) throws -> (count: Int, height: Int, width: Int, pixels: [UInt8]) {
+    package static func readImages(path: String, maxBytes: Int = defaultMaxBytes) throws -> (count: Int, height: Int, width: Int, pixels: [UInt8]) {
         let (dims, pixels) = try read(path, dims: 3, what: "image", maxBytes: maxBytes) { d in
             guard d[1] > 0, d[2] > 0 else {
                 throw ImageDataError(path: path, problem: "IDX image file declares images of \(d[1])x\(d[2]) pixels")
@@ -26,18 +26,18 @@ public enum IDX {
     }
 
     /// A label file (magic 0x00000801): count, then count bytes.
-    public static func readLabels(path: String, maxBytes: Int = defaultMaxBytes) throws -> [Int] {
+    package static func readLabels(path: String, maxBytes: Int = defaultMaxBytes) throws -> [Int] {
         try read(path, dims: 1, what: "label", maxBytes: maxBytes) { "\($0[0]) labels" }.payload.map { Int($0) }
     }
 
     /// Writes an image file (gzip-compressed when `gzip`), atomically.
-    public static func writeImages(path: String, count: Int, height: Int, width: Int, pixels: [UInt8], gzip: Bool) throws {
+    package static func writeImages(path: String, count: Int, height: Int, width: Int, pixels: [UInt8], gzip: Bool) throws {
         precondition(pixels.count == count * height * width, "IDX.writeImages: \(pixels.count) bytes for \(count)x\(height)x\(width)")
         try write(path: path, dims: [count, height, width], data: pixels, gzip: gzip)
     }
 
     /// Writes a label file (labels in 0...255; gzip-compressed when `gzip`), atomically.
-    public static func writeLabels(path: String, labels: [Int], gzip: Bool) throws {
+    package static func writeLabels(path: String, labels: [Int], gzip: Bool) throws {
         precondition(labels.allSatisfy { (0...255).contains($0) }, "IDX.writeLabels: labels must be in 0...255")
         try write(path: path, dims: [labels.count], data: labels.map { UInt8($0) }, gzip: gzip)
     }
@@ -178,13 +178,13 @@ enum Gzip {
 
 /// Fashion-MNIST (Xiao et al. 2017): 28x28 gray, 10 classes, 60000 train and 10000 test images, as the four
 /// IDX files of the original distribution (Debian package `dataset-fashion-mnist`).
-public enum FashionMNIST {
-    public static let defaultDirectory = "/usr/share/datasets/fashion-mnist"
-    public static let classNames = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+package enum FashionMNIST {
+    package static let defaultDirectory = "/usr/share/datasets/fashion-mnist"
+    package static let classNames = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                                     "Sneaker", "Bag", "Ankle boot"]
 
     /// The file names of a split: "train" -> train-*, "test" -> t10k-*.
-    public static func files(split: String, directory: String = defaultDirectory) throws -> (images: String, labels: String) {
+    package static func files(split: String, directory: String = defaultDirectory) throws -> (images: String, labels: String) {
         let prefix: String
         switch split {
         case "train": prefix = "train"
@@ -200,7 +200,7 @@ public enum FashionMNIST {
     }
 
     /// Loads a split ("train" or "test") as a gray (channels 1) 28x28 data set named "fashion-mnist-<split>".
-    public static func load(split: String, directory: String = defaultDirectory) throws -> ImageDataset {
+    package static func load(split: String, directory: String = defaultDirectory) throws -> ImageDataset {
         guard FileIO.isDirectory(directory) else {
             throw ImageDataError(path: directory, problem: "no such folder (Fashion-MNIST: install the Debian package dataset-fashion-mnist, or pass the folder holding the four IDX files)")
         }
@@ -211,10 +211,10 @@ public enum FashionMNIST {
 /// Any folder of IDX files in the MNIST layout: `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
 /// `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each gzipped (`.gz`) or not. MNIST, Fashion-MNIST,
 /// KMNIST and EMNIST's splits are distributed this way. Images are gray, of any size.
-public enum IDXFolder {
+package enum IDXFolder {
     /// Loads a split ("train" or "test") named "<name>-<split>" (name: the folder's own by default). Class names:
     /// `classNames`, else the folder's `classes.txt` (one per line, in label order), else "0", "1", ...
-    public static func load(split: String, directory: String, name: String? = nil, classNames: [String]? = nil) throws -> ImageDataset {
+    package static func load(split: String, directory: String, name: String? = nil, classNames: [String]? = nil) throws -> ImageDataset {
         guard FileIO.isDirectory(directory) else {
             throw ImageDataError(path: directory, problem: "no such folder (an IDX data set is a folder holding train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz] and the t10k-* pair)")
         }

@@ -7,36 +7,36 @@ import Darwin
 #endif
 
 /// An error about one file or folder, with what is wrong with it: `"<path>: <problem>"`.
-public struct ImageDataError: Error, CustomStringConvertible, Equatable {
-    public let path: String
-    public let problem: String
+package struct ImageDataError: Error, CustomStringConvertible, Equatable {
+    package let path: String
+    package let problem: String
 
-    public init(path: String, problem: String) {
+    package init(path: String, problem: String) {
         self.path = path
         self.problem = problem
     }
 
-    public var description: String { "\(path): \(problem)" }
+    package var description: String { "\(path): \(problem)" }
 }
 
 /// An in-memory labelled image set. Pixels are UInt8, (count, height, width, channels) row-major with the
 /// channels interleaved (as in a PNG row); every image has the same size and channel count.
-public struct ImageDataset: Sendable, Equatable {
-    public var name: String
-    public let width: Int, height: Int, channels: Int
+package struct ImageDataset: Sendable, Equatable {
+    package var name: String
+    package let width: Int, height: Int, channels: Int
     /// (count, height, width, channels) interleaved.
-    public var pixels: [UInt8]
+    package var pixels: [UInt8]
     /// One label per image, in 0..<classNames.count.
-    public var labels: [Int]
-    public var classNames: [String]
+    package var labels: [Int]
+    package var classNames: [String]
 
-    public var count: Int { labels.count }
+    package var count: Int { labels.count }
     /// Bytes per image: height * width * channels.
-    public var imageSize: Int { width * height * channels }
+    package var imageSize: Int { width * height * channels }
 
     /// Stops with a message when the pixel count does not match `labels.count` images of that size, or a
     /// label is outside the class list (a programming error, not bad input: loaders validate files first).
-    public init(
+    package init(
         name: String, width: Int, height: Int, channels: Int, pixels: [UInt8], labels: [Int], classNames: [String]
     ) {
         precondition(width > 0 && height > 0 && channels > 0, "ImageDataset: bad image size \(width)x\(height)x\(channels)")
@@ -54,13 +54,13 @@ public struct ImageDataset: Sendable, Equatable {
     }
 
     /// The bytes of image `i`: (height, width, channels) interleaved.
-    public func image(_ i: Int) -> ArraySlice<UInt8> {
+    package func image(_ i: Int) -> ArraySlice<UInt8> {
         precondition(i >= 0 && i < count, "ImageDataset.image: index \(i) outside 0..<\(count)")
         return pixels[i * imageSize..<(i + 1) * imageSize]
     }
 
     /// The images at `indices`, in that order (repeats allowed); same classes and size.
-    public func subset(_ indices: [Int]) -> ImageDataset {
+    package func subset(_ indices: [Int]) -> ImageDataset {
         let size = imageSize
         var px = [UInt8](repeating: 0, count: indices.count * size)
         px.withUnsafeMutableBufferPointer { dst in
@@ -76,7 +76,7 @@ public struct ImageDataset: Sendable, Equatable {
     }
 
     /// Number of images of each class.
-    public var classCounts: [Int] {
+    package var classCounts: [Int] {
         var h = [Int](repeating: 0, count: classNames.count)
         for l in labels { h[l] += 1 }
         return h

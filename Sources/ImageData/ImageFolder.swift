@@ -14,8 +14,8 @@ import Foundation
 ///   truncated PNG are errors naming the path.
 /// Every image is decoded to `channels` (see `PNGCodec` for alpha and colour conversion) and resized to
 /// size x size with the antialiased bilinear filter (kept as it is when already that size).
-public enum ImageFolder {
-    public static func load(root: String, size: Int, channels: Int) throws -> ImageDataset {
+package enum ImageFolder {
+    package static func load(root: String, size: Int, channels: Int) throws -> ImageDataset {
         guard size > 0 else { throw ImageDataError(path: root, problem: "image size must be positive (got \(size))") }
         guard channels == 1 || channels == 3 else {
             throw ImageDataError(path: root, problem: "channels must be 1 or 3 (got \(channels))")
@@ -72,7 +72,7 @@ public enum ImageFolder {
     /// first, but only when they look like an image tree (class folders holding `.png` and hidden files only),
     /// so a mistyped path never wipes unrelated files. A class without images is refused (the tree could not be
     /// loaded back). Class folder names are what `load` then reports as class names.
-    public static func export(_ data: ImageDataset, to root: String, overwrite: Bool) throws {
+    package static func export(_ data: ImageDataset, to root: String, overwrite: Bool) throws {
         guard [1, 2, 3, 4].contains(data.channels) else {
             throw ImageDataError(path: root, problem: "cannot export \(data.channels)-channel images as PNG")
         }

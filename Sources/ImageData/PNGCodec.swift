@@ -15,19 +15,19 @@ import Foundation
 ///   (torchvision's ImageFolder loader) does.
 /// - channels 3 from a gray file replicates the gray value; channels 1 from a colour file uses PIL's luma
 ///   `L = R 299/1000 + G 587/1000 + B 114/1000` (its rounding: `(19595 R + 38470 G + 7471 B + 2^15) >> 16`).
-public enum PNGCodec {
+package enum PNGCodec {
     static let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
     /// Largest image decoded by default (pixels, 16384 x 16384): a larger header is refused before any
     /// allocation (the decoder's buffer is 4 bytes per pixel). `decode(..., maxPixels:)` raises it.
-    public static let maxPixels = 1 << 28
+    package static let maxPixels = 1 << 28
 
     /// Decodes the PNG file at `path` to 8-bit pixels, (height, width, channels) interleaved; channels 1 or 3.
-    public static func decode(path: String, channels: Int, maxPixels: Int = maxPixels) throws -> (width: Int, height: Int, pixels: [UInt8]) {
+    package static func decode(path: String, channels: Int, maxPixels: Int = maxPixels) throws -> (width: Int, height: Int, pixels: [UInt8]) {
         try decode(data: FileIO.readAll(path), path: path, channels: channels, maxPixels: maxPixels)
     }
 
     /// Decodes PNG bytes; `path` only names the source in errors.
-    public static func decode(data: [UInt8], path: String, channels: Int,
+    package static func decode(data: [UInt8], path: String, channels: Int,
                               maxPixels: Int = maxPixels) throws -> (width: Int, height: Int, pixels: [UInt8]) {
         guard channels == 1 || channels == 3 else {
             throw ImageDataError(path: path, problem: "cannot decode to \(channels) channels (1 or 3)")
@@ -108,7 +108,7 @@ public enum PNGCodec {
     /// Converts interleaved 8-bit pixels with `from` channels (1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) to 1 (gray)
     /// or 3 (RGB) channels by the decoding conventions above: alpha dropped, gray replicated, PIL's luma for gray
     /// from colour. `path` names the source in errors.
-    public static func convert(_ src: [UInt8], channels from: Int, to channels: Int, path: String = "<memory>") throws -> [UInt8] {
+    package static func convert(_ src: [UInt8], channels from: Int, to channels: Int, path: String = "<memory>") throws -> [UInt8] {
         guard (1...4).contains(from), channels == 1 || channels == 3, src.count % from == 0 else {
             throw ImageDataError(path: path, problem: "cannot convert \(src.count) bytes of \(from)-channel pixels to \(channels) channels")
         }
@@ -138,7 +138,7 @@ public enum PNGCodec {
 
     /// Encodes 8-bit gray (channels 1), gray+alpha (2), RGB (3) or RGBA (4) pixels, (height, width, channels)
     /// interleaved, as PNG bytes (libpng adds an sRGB chunk).
-    public static func encode(width: Int, height: Int, channels: Int, pixels: [UInt8], path: String = "<memory>") throws -> [UInt8] {
+    package static func encode(width: Int, height: Int, channels: Int, pixels: [UInt8], path: String = "<memory>") throws -> [UInt8] {
         guard (1...4).contains(channels) else {
             throw ImageDataError(path: path, problem: "cannot write \(channels) channels as PNG (1, 2, 3 or 4)")
         }
@@ -182,7 +182,7 @@ public enum PNGCodec {
 
     /// Writes 8-bit gray (1), gray+alpha (2), RGB (3) or RGBA (4) pixels as a PNG file, atomically (a temporary
     /// file in the same folder, then a rename).
-    public static func write(path: String, width: Int, height: Int, channels: Int, pixels: [UInt8]) throws {
+    package static func write(path: String, width: Int, height: Int, channels: Int, pixels: [UInt8]) throws {
         let bytes = try encode(width: width, height: height, channels: channels, pixels: pixels, path: path)
         try bytes.withUnsafeBytes { try FileIO.writeAtomically($0, to: path) }
     }

@@ -5,13 +5,13 @@ import TensorCore
 /// The three networks of I-JEPA: the context encoder and the predictor (trained by AdamW) and the target
 /// encoder (an EMA of the context encoder, never differentiated). The target starts as an exact copy of the
 /// encoder (official `copy.deepcopy` after init).
-public final class IJEPAModel {
-    public let config: ViTConfig
-    public let encoder: VisionTransformer
-    public let predictor: Predictor
-    public let target: VisionTransformer
+package final class IJEPAModel {
+    package let config: ViTConfig
+    package let encoder: VisionTransformer
+    package let predictor: Predictor
+    package let target: VisionTransformer
 
-    public init(_ config: ViTConfig, predictorDim: Int, predictorDepth: Int, seed: UInt64) throws {
+    package init(_ config: ViTConfig, predictorDim: Int, predictorDepth: Int, seed: UInt64) throws {
         self.config = config
         var rng = RandomGenerator(seed: seed).stream(.initialisation)
         encoder = try VisionTransformer(config, rng: &rng)
@@ -25,7 +25,7 @@ public final class IJEPAModel {
 
     /// Every tensor of a checkpoint, under the official module names: `encoder.`, `predictor.`,
     /// `target_encoder.` followed by the official state_dict keys (fixed tables included).
-    public var stateDict: [(String, Variable)] {
+    package var stateDict: [(String, Variable)] {
         encoder.stateDict.map { ("encoder." + $0.0, $0.1) }
             + predictor.stateDict.map { ("predictor." + $0.0, $0.1) }
             + target.stateDict.map { ("target_encoder." + $0.0, $0.1) }
@@ -33,14 +33,14 @@ public final class IJEPAModel {
 
     /// `stateDict` with the official shapes (position tables (1, N, D)): what a checkpoint stores, loadable
     /// into the official modules after splitting by prefix.
-    public var stateTensors: [(String, Tensor)] {
+    package var stateTensors: [(String, Tensor)] {
         encoder.stateTensors.map { ("encoder." + $0.0, $0.1) }
             + predictor.stateTensors.map { ("predictor." + $0.0, $0.1) }
             + target.stateTensors.map { ("target_encoder." + $0.0, $0.1) }
     }
 
     /// The trained parameters, in optimizer order (encoder first, then predictor; official groups by name).
-    public var trainableParameters: [(String, Variable)] {
+    package var trainableParameters: [(String, Variable)] {
         encoder.namedParameters.map { ("encoder." + $0.0, $0.1) }
             + predictor.namedParameters.map { ("predictor." + $0.0, $0.1) }
     }

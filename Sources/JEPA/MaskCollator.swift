@@ -103,15 +103,15 @@ public struct MaskConfigError: Error, CustomStringConvertible {
 
 /// The masks of one batch, as the official collator returns them: `context` num_enc_masks masks of (B, Kc), `targets`
 /// num_pred_masks masks of (B, Kp); every row ascending raster indices (i * W + j), unique, in 0..<H*W.
-public struct MaskBatch: Sendable {
-    public var context: [TokenIndices]
-    public var targets: [TokenIndices]
+package struct MaskBatch: Sendable {
+    package var context: [TokenIndices]
+    package var targets: [TokenIndices]
     /// The block sizes this batch drew (shared by all images).
-    public var targetBlock: (h: Int, w: Int)
-    public var contextBlock: (h: Int, w: Int)
+    package var targetBlock: (h: Int, w: Int)
+    package var contextBlock: (h: Int, w: Int)
     /// How many context masks of the batch needed the relaxation loop (dropped at least one target region,
     /// so they may overlap a target). Rare at the published settings.
-    public var relaxedContexts: Int
+    package var relaxedContexts: Int
 }
 
 /// The multi-block mask collator (official `src/masks/multiblock.py`). All randomness comes from
@@ -119,21 +119,21 @@ public struct MaskBatch: Sendable {
 /// size generator with the call counter), positions of image b from `.derived(1, b)`, the random trimming of
 /// `fixed` mode from `.derived(2, b, m)` (context m) and `.derived(3, b, m)` (target m). So the masks of a step
 /// are a pure function of (config, seed, step, batch), and the untrimmed masks of image b do not depend on B.
-public struct MaskCollator: Sendable {
-    public let config: MaskConfig
+package struct MaskCollator: Sendable {
+    package let config: MaskConfig
     /// The patch grid the masks index: input height and width over the patch size.
-    public let gridHeight: Int
-    public let gridWidth: Int
+    package let gridHeight: Int
+    package let gridWidth: Int
 
     /// A collator on a grid of `gridHeight` x `gridWidth` patches; refuses settings `validate` refuses.
-    public init(_ config: MaskConfig, gridHeight: Int, gridWidth: Int) throws {
+    package init(_ config: MaskConfig, gridHeight: Int, gridWidth: Int) throws {
         try config.validate(gridHeight: gridHeight, gridWidth: gridWidth)
         (self.config, self.gridHeight, self.gridWidth) = (config, gridHeight, gridWidth)
     }
 
     /// A collator for square images of `inputSize` pixels (official `input_size`): the grid is
     /// `inputSize / config.patchSize` on each side, which must divide evenly.
-    public init(_ config: MaskConfig, inputSize: Int) throws {
+    package init(_ config: MaskConfig, inputSize: Int) throws {
         guard config.patchSize >= 1, inputSize >= config.patchSize, inputSize % config.patchSize == 0 else {
             throw MaskConfigError(message: "mask: the input size \(inputSize) must be a positive multiple of patch_size \(config.patchSize)")
         }
@@ -143,7 +143,7 @@ public struct MaskCollator: Sendable {
     /// `_sample_block_size`: s = lo + r (hi - lo), a = alo + r (ahi - alo) with the same r; max_keep = int(H W s);
     /// h = round-half-even(sqrt(max_keep a)), w = round-half-even(sqrt(max_keep / a)); then clamp
     /// `while h >= H: h -= 1` (fixed: `while h > H`), likewise w.
-    public static func blockSize(
+    package static func blockSize(
         r: Double, scale: [Double], aspect: [Double], gridHeight: Int, gridWidth: Int, fixed: Bool
     ) -> (h: Int, w: Int) {
         func toInt(_ x: Double) -> Int { x.isFinite ? Int(min(max(x, -1e15), 1e15)) : 0 }
@@ -304,7 +304,7 @@ public struct MaskCollator: Sendable {
     }
 
     /// Masks for the batch with global index `step`: a pure function of (config, seed, step, batch).
-    public func sample(batch: Int, step: Int, seed: UInt64) -> MaskBatch {
+    package func sample(batch: Int, step: Int, seed: UInt64) -> MaskBatch {
         precondition(batch >= 0, "MaskCollator.sample: batch must be >= 0")
         let c = config
         let (images, p, e) = sampleUntrimmed(batch: batch, step: step, seed: seed)

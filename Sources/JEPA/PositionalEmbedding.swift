@@ -10,7 +10,7 @@ import Darwin
 /// for token k = i G + j (row i, column j), with w_m = 10000^(-m / (D/4)), m < D/4,
 ///   [0, D/4) sin(j w) · [D/4, D/2) cos(j w) · [D/2, 3D/4) sin(i w) · [3D/4, D) cos(i w).
 /// The column half comes first (the official meshgrid puts w first). Computed in Double, stored as Float.
-public func sinCosPositionTable(gridSize g: Int, dim d: Int) throws -> Tensor {
+package func sinCosPositionTable(gridSize g: Int, dim d: Int) throws -> Tensor {
     guard g > 0, d > 0, d % 4 == 0 else {
         throw TensorError.incompatibleShapes(operation: "sinCosPositionTable: grid > 0 and dim divisible by 4", [g], [d])
     }

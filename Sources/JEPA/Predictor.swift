@@ -5,19 +5,19 @@ import TensorCore
 /// The I-JEPA predictor (`VisionTransformerPredictor`, src/models/vision_transformer.py): a narrow ViT that takes the
 /// context tokens and, for each target block, mask tokens at the target positions, and predicts the target
 /// encoder's representations there.
-public final class Predictor: ParameterContainer {
-    public let embedDim: Int
-    public let predictorDim: Int
-    public let tokens: Int
-    public let predictorEmbed: Linear  // D -> Dp
-    public let maskToken: Variable     // (1, 1, Dp)
-    public let posEmbed: Variable      // (N, Dp), fixed
-    public let blocks: [Block]
-    public let norm: LayerNorm
-    public let proj: Linear            // Dp -> D
+package final class Predictor: ParameterContainer {
+    package let embedDim: Int
+    package let predictorDim: Int
+    package let tokens: Int
+    package let predictorEmbed: Linear  // D -> Dp
+    package let maskToken: Variable     // (1, 1, Dp)
+    package let posEmbed: Variable      // (N, Dp), fixed
+    package let blocks: [Block]
+    package let norm: LayerNorm
+    package let proj: Linear            // Dp -> D
 
     /// `heads` is the encoder's number of heads (the official `init_model` passes it; head dim Dp / heads).
-    public init(gridSize: Int, embedDim: Int, predictorDim: Int, depth: Int, heads: Int, rng: inout RandomGenerator) throws {
+    package init(gridSize: Int, embedDim: Int, predictorDim: Int, depth: Int, heads: Int, rng: inout RandomGenerator) throws {
         guard predictorDim % heads == 0, predictorDim % 4 == 0 else {
             throw TensorError.incompatibleShapes(
                 operation: "Predictor: predictor dim must be divisible by 4 and by heads", [predictorDim], [heads])
@@ -33,7 +33,7 @@ public final class Predictor: ParameterContainer {
 
     /// x (nenc B, Kc, D): the context encoder's output; `contextMasks` nenc masks (B, Kc); `targetMasks` npred
     /// masks (B, Kp). Returns (npred nenc B, Kp, D), rows in (target mask, context mask, image) order.
-    public func callAsFunction(
+    package func callAsFunction(
         _ x: Variable, contextMasks: [TokenIndices], targetMasks: [TokenIndices], tape: Tape
     ) throws -> Variable {
         let nenc = contextMasks.count, npred = targetMasks.count
@@ -57,7 +57,7 @@ public final class Predictor: ParameterContainer {
         return try proj(try sliceTokens(h, from: kc, tape: tape), tape: tape)
     }
 
-    public var namedParameters: [(String, Variable)] {
+    package var namedParameters: [(String, Variable)] {
         var out: [(String, Variable)] = [("mask_token", maskToken)]
         out += prefixed("predictor_embed", predictorEmbed)
         for (i, b) in blocks.enumerated() { out += prefixed("predictor_blocks.\(i)", b) }
@@ -65,10 +65,10 @@ public final class Predictor: ParameterContainer {
     }
 
     /// Parameters plus the fixed table, as this model holds them (predictor_pos_embed (N, Dp)).
-    public var stateDict: [(String, Variable)] { [("predictor_pos_embed", posEmbed)] + namedParameters }
+    package var stateDict: [(String, Variable)] { [("predictor_pos_embed", posEmbed)] + namedParameters }
 
     /// The official `VisionTransformerPredictor`'s state_dict: predictor_pos_embed as (1, N, Dp).
-    public var stateTensors: [(String, Tensor)] {
+    package var stateTensors: [(String, Tensor)] {
         [("predictor_pos_embed", withLeadingAxis(posEmbed.value))] + parameterTensors(namedParameters)
     }
 }
@@ -87,7 +87,7 @@ func repeatRows(_ table: Tensor, batch: Int, pool: StoragePool?) throws -> Tenso
 
 /// The official `repeat_interleave_batch(x, B, repeat)`: x is cut into chunks of B rows, each chunk tiled
 /// `repeat` times in place: [c0, c0, c1, c1, ...] for repeat 2.
-public func repeatInterleaveBatch(_ x: Tensor, batch: Int, repeat times: Int) throws -> Tensor {
+package func repeatInterleaveBatch(_ x: Tensor, batch: Int, repeat times: Int) throws -> Tensor {
     guard batch > 0, times > 0, x.shape.count >= 1, x.shape[0] % batch == 0 else {
         throw TensorError.incompatibleShapes(operation: "repeatInterleaveBatch: rows divisible by batch", x.shape, [batch])
     }

@@ -1,12 +1,12 @@
 /// FLOPs of an I-JEPA training step, counting matmuls only (2 FLOPs per MAC;
 /// it agrees with torch.utils.flop_counter within 0.3 %): backward = 2x forward for the trained parts, the
 /// target encoder runs forward only.
-public struct StepCost: Sendable {
-    public let vit: ViTConfig
-    public let predictorDim: Int
-    public let predictorDepth: Int
+package struct StepCost: Sendable {
+    package let vit: ViTConfig
+    package let predictorDim: Int
+    package let predictorDepth: Int
 
-    public init(vit: ViTConfig, predictorDim: Int, predictorDepth: Int) {
+    package init(vit: ViTConfig, predictorDim: Int, predictorDepth: Int) {
         (self.vit, self.predictorDim, self.predictorDepth) = (vit, predictorDim, predictorDepth)
     }
 
@@ -16,14 +16,14 @@ public struct StepCost: Sendable {
     }
 
     /// Forward FLOPs of the encoder over `tokens` tokens per image (the patch embedding always sees all N).
-    public func encoderForward(tokens: Int, batch: Int) -> Double {
+    package func encoderForward(tokens: Int, batch: Int) -> Double {
         let n = Double(vit.tokens), d = Double(vit.embedDim), r = Double(vit.mlpRatio)
         let pe = 2 * n * Double(vit.inChannels * vit.patchSize * vit.patchSize) * d
         return Double(batch) * (pe + Double(vit.depth) * StepCost.block(Double(tokens), d, mlpRatio: r))
     }
 
     /// FLOPs of one training step with Kc context and Kp target tokens per mask.
-    public func step(batch: Int, nenc: Int, npred: Int, kc: Int, kp: Int) -> Double {
+    package func step(batch: Int, nenc: Int, npred: Int, kc: Int, kp: Int) -> Double {
         let d = Double(vit.embedDim), dp = Double(predictorDim), b = Double(batch)
         let target = encoderForward(tokens: vit.tokens, batch: batch)
         let context = Double(nenc) * encoderForward(tokens: kc, batch: batch)

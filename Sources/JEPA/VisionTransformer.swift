@@ -38,30 +38,30 @@ public struct ViTConfig: Sendable, Equatable, Codable {
         ViTConfig(imageSize: imageSize, patchSize: patchSize, inChannels: inChannels, embedDim: 1280, depth: 32, heads: 16)
     }
     /// Small-image presets: ViT-Tiny width on 32x32 (8x8 grid) and 28x28 (7x7 grid, e.g. Fashion-MNIST) inputs.
-    public static func tiny32(inChannels: Int = 3, depth: Int = 12) -> ViTConfig {
+    package static func tiny32(inChannels: Int = 3, depth: Int = 12) -> ViTConfig {
         ViTConfig(imageSize: 32, patchSize: 4, inChannels: inChannels, embedDim: 192, depth: depth, heads: 3)
     }
-    public static func tiny28(inChannels: Int = 1, depth: Int = 6) -> ViTConfig {
+    package static func tiny28(inChannels: Int = 1, depth: Int = 6) -> ViTConfig {
         ViTConfig(imageSize: 28, patchSize: 4, inChannels: inChannels, embedDim: 192, depth: depth, heads: 3)
     }
 
     /// Heads of the official presets (`src/models/vision_transformer.py`), by config name and by width: heads
     /// cannot be read from a state dict's shapes.
-    public static let officialPresets: [(name: String, width: Int, heads: Int)] = [
+    package static let officialPresets: [(name: String, width: Int, heads: Int)] = [
         ("vit_tiny", 192, 3), ("vit_small", 384, 6), ("vit_base", 768, 12), ("vit_large", 1024, 16),
         ("vit_huge", 1280, 16), ("vit_giant", 1408, 16),
     ]
-    public static var presetHeads: [String: Int] {
+    package static var presetHeads: [String: Int] {
         Dictionary(uniqueKeysWithValues: officialPresets.map { ($0.name, $0.heads) })
     }
-    public static func officialHeads(width: Int) -> Int? { officialPresets.first { $0.width == width }?.heads }
+    package static func officialHeads(width: Int) -> Int? { officialPresets.first { $0.width == width }?.heads }
 
     /// The architecture of the encoder whose official state-dict shapes `shape` gives (names relative to
     /// `prefix`, which only names it in errors): width, channels and patch
     /// from `patch_embed.proj.weight` (D, C, P, P), the grid from `pos_embed` ((1, N, D) or (N, D)), depth from the
     /// `blocks.i` present, MLP ratio from `blocks.0.mlp.fc1.weight`. Heads cannot be seen in the shapes: `heads`,
     /// else the official preset for that width.
-    public static func inferred(shape: (String) -> [Int]?, heads: Int?, file: String, prefix: String) throws -> ViTConfig {
+    package static func inferred(shape: (String) -> [Int]?, heads: Int?, file: String, prefix: String) throws -> ViTConfig {
         func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: file, problem: problem) }
         guard let pw = shape("patch_embed.proj.weight"), pw.count == 4, pw[2] == pw[3], pw[2] > 0 else {
             throw fail("no encoder under '\(prefix)': '\(prefix)patch_embed.proj.weight' is missing or not (D, C, P, P)")
@@ -92,7 +92,7 @@ public struct ViTConfig: Sendable, Equatable, Codable {
     /// The weights of the patch embedding and of the blocks' linear layers (qkv, proj, fc1, fc2): a lower bound
     /// of the parameter count, which loaders compare with a file's size before building the network it
     /// describes. Nil when it overflows `Int`.
-    public var weightCountLowerBound: Int? {
+    package var weightCountLowerBound: Int? {
         checkedSum([checkedProduct([depth, 4 + 2 * mlpRatio, embedDim, embedDim]),
                     checkedProduct([embedDim, inChannels, patchSize, patchSize])])
     }
@@ -100,7 +100,7 @@ public struct ViTConfig: Sendable, Equatable, Codable {
     /// Refuses, before anything is allocated, a file of fewer than `bytesEach` bytes per weight of `weights`
     /// (what a configuration or a list of tensor names claims): a few bytes must not make a loader build
     /// networks of gigabytes. `what` names the networks in the message.
-    public static func requireFile(_ path: String, holds weights: Int?, bytesEach: Int, what: String) throws {
+    package static func requireFile(_ path: String, holds weights: Int?, bytesEach: Int, what: String) throws {
         let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
         let need = weights.flatMap { checkedProduct([$0, bytesEach]) }
         guard let need, need <= size else {
@@ -108,7 +108,7 @@ public struct ViTConfig: Sendable, Equatable, Codable {
         }
     }
 
-    public func validate() throws {
+    package func validate() throws {
         guard imageSize > 0, patchSize > 0, imageSize % patchSize == 0, inChannels > 0, depth >= 0,
               heads > 0, embedDim % heads == 0, embedDim % 4 == 0, mlpRatio > 0 else {
             throw TensorError.incompatibleShapes(
@@ -120,15 +120,15 @@ public struct ViTConfig: Sendable, Equatable, Codable {
 
 /// The I-JEPA Vision Transformer encoder (`src/models/vision_transformer.py`): patch embedding, fixed
 /// positions, optional `masks` (keep those patch indices, after the positions are added), blocks, final norm.
-public final class VisionTransformer: ParameterContainer {
-    public let config: ViTConfig
-    public let patchWeight: Variable  // (D, C, P, P)
-    public let patchBias: Variable    // (D)
-    public let posEmbed: Variable     // (N, D), fixed
-    public let blocks: [Block]
-    public let norm: LayerNorm
+package final class VisionTransformer: ParameterContainer {
+    package let config: ViTConfig
+    package let patchWeight: Variable  // (D, C, P, P)
+    package let patchBias: Variable    // (D)
+    package let posEmbed: Variable     // (N, D), fixed
+    package let blocks: [Block]
+    package let norm: LayerNorm
 
-    public init(_ config: ViTConfig, rng: inout RandomGenerator) throws {
+    package init(_ config: ViTConfig, rng: inout RandomGenerator) throws {
         try config.validate()
         self.config = config
         let (d, p) = (config.embedDim, config.patchSize)
@@ -142,7 +142,7 @@ public final class VisionTransformer: ParameterContainer {
     }
 
     /// images (B, C, H, W) -> (B M, K, D) for M masks of K indices each, or (B, N, D) without masks.
-    public func callAsFunction(_ images: Variable, masks: [TokenIndices]? = nil, tape: Tape) throws -> Variable {
+    package func callAsFunction(_ images: Variable, masks: [TokenIndices]? = nil, tape: Tape) throws -> Variable {
         let c = config
         guard images.shape.count == 4, images.shape[1] == c.inChannels, images.shape[2] == c.imageSize,
               images.shape[3] == c.imageSize else {
@@ -159,7 +159,7 @@ public final class VisionTransformer: ParameterContainer {
     /// The outputs of the last `count` blocks over all tokens, each through the final norm as the encoder's
     /// output is (the last one equals `self(images)`), last block first; no autograd. For the probes'
     /// "last k layers" representation, on `engine`.
-    public func lastBlockOutputs(_ images: Variable, count: Int, engine: Engine) throws -> [Variable] {
+    package func lastBlockOutputs(_ images: Variable, count: Int, engine: Engine) throws -> [Variable] {
         let tape = engine.noGrad
         guard count >= 1 && count <= max(blocks.count, 1) else {
             throw TensorError.incompatibleShapes(operation: "lastBlockOutputs: count in 1...depth", [count], [blocks.count])
@@ -175,20 +175,20 @@ public final class VisionTransformer: ParameterContainer {
     }
 
     /// Official state_dict names: pos_embed, patch_embed.proj.{weight,bias}, blocks.i.*, norm.*.
-    public var namedParameters: [(String, Variable)] {
+    package var namedParameters: [(String, Variable)] {
         var out: [(String, Variable)] = [("patch_embed.proj.weight", patchWeight), ("patch_embed.proj.bias", patchBias)]
         for (i, b) in blocks.enumerated() { out += prefixed("blocks.\(i)", b) }
         return out + prefixed("norm", norm)
     }
 
     /// Parameters plus the fixed table a state_dict carries, as this model holds them (pos_embed (N, D)).
-    public var stateDict: [(String, Variable)] {
+    package var stateDict: [(String, Variable)] {
         [("pos_embed", posEmbed)] + namedParameters
     }
 
     /// The official module's state_dict: the same names, with pos_embed as the official (1, N, D) parameter,
     /// so `load_state_dict(strict=True)` of `src/models/vision_transformer.py`'s encoder takes it as it is.
-    public var stateTensors: [(String, Tensor)] {
+    package var stateTensors: [(String, Tensor)] {
         [("pos_embed", withLeadingAxis(posEmbed.value))] + parameterTensors(namedParameters)
     }
 }

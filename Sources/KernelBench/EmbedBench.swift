@@ -6,16 +6,16 @@ import TensorCore
 
 /// Inference benchmarks of `Encoder` (the app's path: no tape, pooled features): latency at batch 1 and
 /// throughput at larger batches, on random weights of the official architectures.
-public enum EmbedBench {
-    public struct Case: Sendable {
-        public var name: String
-        public var config: ViTConfig
+package enum EmbedBench {
+    package struct Case: Sendable {
+        package var name: String
+        package var config: ViTConfig
         /// Batches timed: 1 for latency, the others for throughput (each engine is judged at its best).
-        public var batches: [Int]
+        package var batches: [Int]
     }
 
     /// The main job's encoder (ViT-Tiny width, patch 4, 28 px gray, 6 blocks), ViT-S/16 and ViT-H/14 at 224 px.
-    public static var standard: [Case] {
+    package static var standard: [Case] {
         [Case(name: "vit-tiny4-28", config: .tiny28(inChannels: 1, depth: 6), batches: [1, 8, 16, 32]),
          Case(name: "vit-s16", config: .small(), batches: [1, 8, 16, 32]),
          Case(name: "vit-h14", config: .huge(), batches: [1, 8])]
@@ -24,7 +24,7 @@ public enum EmbedBench {
     /// Times `encoder.embed(preprocessed:)` of `batch` random images on `threads` threads: one warm-up run, then
     /// runs until `minSeconds` have passed and at least `minRuns` were made; the median is reported. The peak RSS
     /// is this case's (weights included).
-    public static func run(_ c: Case, encoder: Encoder, batch: Int, threads: Int, peakPerCore: Double,
+    package static func run(_ c: Case, encoder: Encoder, batch: Int, threads: Int, peakPerCore: Double,
                            minRuns: Int = 3, minSeconds: Double = 1) throws -> BenchResult {
         let saved = encoder.engine
         encoder.engine = saved.with(threads: threads)

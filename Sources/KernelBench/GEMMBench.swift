@@ -1,20 +1,20 @@
 @_spi(Tuning) import CPUKernels
 
 /// One GEMM shape of the suite, named after where it occurs in a ViT.
-public struct GEMMCase: Sendable {
-    public var name: String
-    public var m: Int, n: Int, k: Int
-    public var transA: Bool, transB: Bool
+package struct GEMMCase: Sendable {
+    package var name: String
+    package var m: Int, n: Int, k: Int
+    package var transA: Bool, transB: Bool
 
-    public init(_ name: String, m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false) {
+    package init(_ name: String, m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false) {
         (self.name, self.m, self.n, self.k, self.transA, self.transB) = (name, m, n, k, transA, transB)
     }
 }
 
-public enum GEMMSuite {
+package enum GEMMSuite {
     /// A Linear layer y = x W^T with W stored [out, in] (PyTorch's layout, which our checkpoints keep) gives three
     /// GEMMs per training step: forward (NT), input gradient dX = dY W (NN), weight gradient dW = dY^T X (TN).
-    public static func linear(_ prefix: String, rows: Int, inFeatures: Int, outFeatures: Int) -> [GEMMCase] {
+    package static func linear(_ prefix: String, rows: Int, inFeatures: Int, outFeatures: Int) -> [GEMMCase] {
         [
             GEMMCase(prefix, m: rows, n: outFeatures, k: inFeatures, transB: true),
             GEMMCase(prefix + ".dgrad", m: rows, n: inFeatures, k: outFeatures),
@@ -23,7 +23,7 @@ public enum GEMMSuite {
     }
 
     /// The transformer-block GEMMs of a ViT of width d, MLP width 4d, over `rows` tokens.
-    public static func vit(_ name: String, d: Int, rows: Int) -> [GEMMCase] {
+    package static func vit(_ name: String, d: Int, rows: Int) -> [GEMMCase] {
         linear("\(name).qkv", rows: rows, inFeatures: d, outFeatures: 3 * d)
             + linear("\(name).proj", rows: rows, inFeatures: d, outFeatures: d)
             + linear("\(name).fc1", rows: rows, inFeatures: d, outFeatures: 4 * d)
@@ -33,7 +33,7 @@ public enum GEMMSuite {
     /// ViT-Tiny (D 192, 64 tokens x batch 64), ViT-S/16 (D 384, 196 tokens x batch 16), the I-JEPA shapes of the
     /// default Fashion-MNIST model (predictor: width 96 over 64 images x 4 targets x ~21 tokens; context
     /// encoder: D 192 over 64 images x ~11 context tokens), and square anchors.
-    public static var standard: [GEMMCase] {
+    package static var standard: [GEMMCase] {
         vit("vit-tiny", d: 192, rows: 64 * 64) + vit("vit-s16", d: 384, rows: 196 * 16)
             + vit("ijepa-pred", d: 96, rows: 256 * 21) + vit("ijepa-ctx", d: 192, rows: 64 * 11) + [
             GEMMCase("square512", m: 512, n: 512, k: 512),
@@ -44,18 +44,18 @@ public enum GEMMSuite {
 }
 
 /// One measured benchmark, as printed in the JSON lines.
-public struct BenchResult: Sendable {
-    public var name: String
-    public var kind: String
-    public var threads: Int
-    public var medianMs: Double
-    public var bestMs: Double
-    public var gflops: Double
-    public var pctPeak: Double
-    public var gbPerSecond: Double
+package struct BenchResult: Sendable {
+    package var name: String
+    package var kind: String
+    package var threads: Int
+    package var medianMs: Double
+    package var bestMs: Double
+    package var gflops: Double
+    package var pctPeak: Double
+    package var gbPerSecond: Double
     /// Max error of the validated sample relative to the GEMM error bound K eps sum|a||b| (<= 1 passes).
-    public var validationError: Double
-    public var extra: [(String, JSONValue)]
+    package var validationError: Double
+    package var extra: [(String, JSONValue)]
 }
 
 /// A GEMM case's operands (deterministic values) and C, and the call that computes C (beta 0).
@@ -109,7 +109,7 @@ final class GEMMOperands {
 }
 
 /// Validates a sample of C against Double dot products, then times the GEMM.
-public func benchmarkGEMM(
+package func benchmarkGEMM(
     _ c: GEMMCase, threads: Int, peakPerCore: Double, minSeconds: Double = 0.3, seed: UInt64 = 1
 ) -> BenchResult {
     let (m, n, k) = (c.m, c.n, c.k)
@@ -132,7 +132,7 @@ public func benchmarkGEMM(
 /// `bench gemm --ab`: the current blocking (A) against `variant` (B) on one case, in one process, in
 /// alternating single runs (A B, then B A, ...), so that the shared machine's drift hits both alike; each
 /// side is validated first. Medians in ms, and B's speed over A's (> 1: the variant is faster).
-@_spi(Tuning) public func abBlockingGEMM(_ c: GEMMCase, threads: Int, variant: GEMMBlocking.Tuning, rounds: Int) -> BenchResult {
+package func abBlockingGEMM(_ c: GEMMCase, threads: Int, variant: GEMMBlocking.Tuning, rounds: Int) -> BenchResult {
     let ops = GEMMOperands(c)
     let defaults = KernelContext(threads: threads)
     var other = defaults

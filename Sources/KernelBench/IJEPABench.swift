@@ -6,22 +6,22 @@ import TensorCore
 
 /// The I-JEPA training step (target encoder + context encoder + predictor + loss + backward + AdamW + EMA)
 /// on synthetic images with the official masks, for the two configurations of the performance issue.
-public enum IJEPABench {
-    public struct Case: Sendable {
-        public var name: String
-        public var vit: ViTConfig
-        public var predictorDim: Int
-        public var predictorDepth: Int
-        public var batch: Int
-        public var masks: MaskConfig
+package enum IJEPABench {
+    package struct Case: Sendable {
+        package var name: String
+        package var vit: ViTConfig
+        package var predictorDim: Int
+        package var predictorDepth: Int
+        package var batch: Int
+        package var masks: MaskConfig
         /// Activation checkpointing of the trained blocks (`Engine.recomputeBlocks`).
-        public var recomputeBlocks = false
+        package var recomputeBlocks = false
     }
 
     /// (a) the default Fashion-MNIST model (ViT-Tiny/4 at 28 px, depth 6, predictor 96 x 4, batch 64, npred 4,
     /// min_keep 4); (b) ViT-S/16 at 224 px with the official masks and predictor 384 x 6, batch 16; and each
     /// again with its blocks recomputed in the backward pass (`-recompute`: the same step, less memory).
-    public static var standard: [Case] {
+    package static var standard: [Case] {
         let plain = [
             Case(name: "ijepa-fmnist", vit: ViTConfig(imageSize: 28, patchSize: 4, inChannels: 1, embedDim: 192, depth: 6, heads: 3),
                  predictorDim: 96, predictorDepth: 4, batch: 64, masks: MaskConfig()),
@@ -37,14 +37,14 @@ public enum IJEPABench {
     }
 
     /// The masks of steps 0..<steps (seed 0): what the benchmark runs, and what `--dump-masks` writes.
-    public static func masks(_ c: Case, steps: Int) throws -> [MaskBatch] {
+    package static func masks(_ c: Case, steps: Int) throws -> [MaskBatch] {
         let collator = try MaskCollator(c.masks, inputSize: c.vit.imageSize)
         return (0..<steps).map { collator.sample(batch: c.batch, step: $0, seed: 0) }
     }
 
     /// Writes the masks of `steps` steps as (B, K) float tensors `step{s}.context.{i}` / `step{s}.target.{j}`,
     /// with the configuration in the metadata, for tools/ijepa_vs_pytorch.py.
-    public static func dumpMasks(_ c: Case, steps: Int, to path: String) throws {
+    package static func dumpMasks(_ c: Case, steps: Int, to path: String) throws {
         var tensors: [(String, Tensor)] = []
         for (s, m) in try masks(c, steps: steps).enumerated() {
             for (i, t) in m.context.enumerated() {
@@ -76,7 +76,7 @@ public enum IJEPABench {
 
     /// Median of `steps` timed steps after one warm-up step, cycling through the masks of steps 0..<steps.
     /// With `profiler`, the timed steps are profiled per op into it.
-    public static func run(_ c: Case, threads: Int, peakPerCore: Double, steps: Int = 5,
+    package static func run(_ c: Case, threads: Int, peakPerCore: Double, steps: Int = 5,
                            profiler: OpProfiler? = nil) throws -> BenchResult {
         ProcessMemory.resetPeak()
         let (trainer, images) = try trainerAndImages(c, engine: Engine(threads: threads))
@@ -115,7 +115,7 @@ public enum IJEPABench {
     /// state then evolves the same whichever side runs a step). Each round runs one mask batch on both sides, in
     /// alternating order, after a warm-up step of each; the result carries both median step times and the median
     /// of the per-round speed ratios B/A (> 1: the variant is faster).
-    public static func ab(
+    package static func ab(
         _ c: Case, threads: Int, rounds: Int, variant: String, set: (inout Engine, Bool) -> Void
     ) throws -> BenchResult {
         let (trainer, images) = try trainerAndImages(c, engine: Engine(threads: threads))

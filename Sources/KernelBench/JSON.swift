@@ -1,5 +1,5 @@
 /// A minimal JSON value for the benchmark lines: keys keep their order, numbers print plainly.
-public enum JSONValue: Sendable {
+package enum JSONValue: Sendable {
     case int(Int)
     case double(Double)
     case bool(Bool)
@@ -27,7 +27,7 @@ public enum JSONValue: Sendable {
 }
 
 /// One JSON object on one line, keys in the given order.
-public func jsonLine(_ fields: [(String, JSONValue)]) -> String {
+package func jsonLine(_ fields: [(String, JSONValue)]) -> String {
     "{" + fields.map { "\(JSONValue.string($0.0).text): \($0.1.text)" }.joined(separator: ", ") + "}"
 }
 
@@ -47,7 +47,7 @@ extension String {
 
 extension BenchResult {
     /// The number stored under `key` in `extra`, if any.
-    public func extraNumber(_ key: String) -> Double? {
+    package func extraNumber(_ key: String) -> Double? {
         switch extra.first(where: { $0.0 == key })?.1 {
         case .double(let v)?: return v
         case .int(let v)?: return Double(v)
@@ -55,7 +55,7 @@ extension BenchResult {
         }
     }
 
-    public var json: String {
+    package var json: String {
         jsonLine([("name", .string(name)), ("kind", .string(kind))] + extra + [
             ("threads", .int(threads)), ("gflops", .double(gflops)), ("pctPeak", .double(pctPeak)),
             ("medianMs", .double(medianMs)), ("bestMs", .double(bestMs)), ("gbPerSecond", .double(gbPerSecond)),

@@ -7,21 +7,21 @@ import TensorCore
 /// process so that the shared machine's drift falls on both alike: the reported ratio is the median of the
 /// per-round ratios. Forward on a no-grad tape (the target encoder, inference) and forward + backward (the
 /// context encoder and the predictor). Both forms give the same bits (checked before timing).
-public enum MLPBench {
-    public struct Case: Sendable {
-        public var name: String
-        public var rows: Int
-        public var dim: Int
-        public var hidden: Int
+package enum MLPBench {
+    package struct Case: Sendable {
+        package var name: String
+        package var rows: Int
+        package var dim: Int
+        package var hidden: Int
     }
 
     /// tiny32 (4096 tokens, 192 -> 768), the default I-JEPA predictor (64 images x 4 targets x 21 tokens,
     /// 96 -> 384) and ViT-S/16 (3136 tokens, 384 -> 1536).
-    public static let standard = [Case(name: "tiny32", rows: 4096, dim: 192, hidden: 768),
+    package static let standard = [Case(name: "tiny32", rows: 4096, dim: 192, hidden: 768),
                                   Case(name: "predictor", rows: 5376, dim: 96, hidden: 384),
                                   Case(name: "vit-s16", rows: 3136, dim: 384, hidden: 1536)]
 
-    public static func run(_ c: Case, training: Bool, threads: Int, peakPerCore: Double, rounds: Int) throws -> BenchResult {
+    package static func run(_ c: Case, training: Bool, threads: Int, peakPerCore: Double, rounds: Int) throws -> BenchResult {
         let engine = Engine(threads: threads)
         var rng = RandomGenerator(seed: 3)
         func param(_ shape: [Int], std: Float) throws -> Variable { Variable(try rng.normal(shape, std: std), requiresGrad: true) }

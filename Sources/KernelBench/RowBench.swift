@@ -3,10 +3,10 @@ import Foundation
 
 /// Benchmarks of the row kernels on ViT-shaped data. Each case first checks a few rows against a Double
 /// reference (validationError = max |error| / (1e-5 * max(1, |reference|)); <= 1 passes), then is timed.
-public enum RowKernelSuite {
-    public struct Case {
-        public var name: String
-        public var cost: KernelCost.Cost
+package enum RowKernelSuite {
+    package struct Case {
+        package var name: String
+        package var cost: KernelCost.Cost
         /// Prepares buffers and returns (run, validate) closures.
         var make: (_ threads: Int) -> (run: () -> Void, validate: () -> Double, free: () -> Void)
     }
@@ -292,7 +292,7 @@ public enum RowKernelSuite {
     }
 
     /// ViT-Tiny (4096 tokens, D 192, 3 heads of 64 tokens) and ViT-S/16 (3136 tokens, D 384, 6 heads of 196).
-    public static var standard: [Case] {
+    package static var standard: [Case] {
         var cases: [Case] = []
         for (tag, rows, d, attnRows, tokens, params) in [("vit-tiny", 4096, 192, 64 * 3 * 64, 64, 5_526_000),
                                                          ("vit-s16", 3136, 384, 16 * 6 * 196, 196, 21_590_000)] {
@@ -324,7 +324,7 @@ public enum RowKernelSuite {
         return cases
     }
 
-    public static func run(_ c: Case, threads: Int, peakPerCore: Double, minSeconds: Double = 0.2) -> BenchResult {
+    package static func run(_ c: Case, threads: Int, peakPerCore: Double, minSeconds: Double = 0.2) -> BenchResult {
         let (body, validate, free) = c.make(threads)
         defer { free() }
         let err = validate()

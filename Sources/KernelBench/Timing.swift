@@ -2,19 +2,19 @@ import Dispatch
 
 /// Wall-clock timing of a closure: warm-up, then repeated runs until both a minimum count and a minimum
 /// total time are reached; median and best are reported (the machine is shared: quote medians).
-public struct TimingStats: Sendable {
-    public var samples: [Double]  // seconds, sorted ascending
-    public var median: Double { samples.isEmpty ? .nan : samples[samples.count / 2] }
-    public var best: Double { samples.first ?? .nan }
-    public var worst: Double { samples.last ?? .nan }
+package struct TimingStats: Sendable {
+    package var samples: [Double]  // seconds, sorted ascending
+    package var median: Double { samples.isEmpty ? .nan : samples[samples.count / 2] }
+    package var best: Double { samples.first ?? .nan }
+    package var worst: Double { samples.last ?? .nan }
 }
 
 @inline(__always)
-public func monotonicSeconds() -> Double {
+package func monotonicSeconds() -> Double {
     Double(DispatchTime.now().uptimeNanoseconds) * 1e-9
 }
 
-public func measure(
+package func measure(
     warmup: Int = 1, minRuns: Int = 5, maxRuns: Int = 50, minSeconds: Double = 0.3, _ body: () -> Void
 ) -> TimingStats {
     for _ in 0..<warmup { body() }

@@ -5,21 +5,21 @@ import NNLayers
 import TensorCore
 
 /// ViT forward (inference) and training-step (forward + backward + AdamW) benchmarks.
-public enum ViTBench {
-    public struct Case: Sendable {
-        public var name: String
-        public var config: ViTConfig
-        public var batch: Int
+package enum ViTBench {
+    package struct Case: Sendable {
+        package var name: String
+        package var config: ViTConfig
+        package var batch: Int
     }
 
     /// ViT-Tiny on 32 px (patch 4, 64 tokens, batch 64) and ViT-S/16 on 224 px (196 tokens, batch 16).
-    public static var standard: [Case] {
+    package static var standard: [Case] {
         [Case(name: "tiny32", config: .tiny32(inChannels: 3, depth: 12), batch: 64),
          Case(name: "vit-s16", config: .small(), batch: 16)]
     }
 
     /// Forward FLOPs per image: 2 x (matmul parameters per token) x tokens + depth x 4 N^2 D (matmuls only).
-    public static func forwardFlopsPerImage(_ c: ViTConfig) -> Double {
+    package static func forwardFlopsPerImage(_ c: ViTConfig) -> Double {
         let (n, d) = (Double(c.tokens), Double(c.embedDim))
         let perToken = Double(c.inChannels * c.patchSize * c.patchSize) * d + Double(c.depth) * (4 + 2 * Double(c.mlpRatio)) * d * d
         return 2 * perToken * n + Double(c.depth) * 4 * n * n * d
@@ -27,7 +27,7 @@ public enum ViTBench {
 
     /// Median of `minRuns` timed steps after one warm-up step. With `profiler`, the timed steps are profiled per
     /// op into it.
-    public static func run(_ c: Case, training: Bool, threads: Int, peakPerCore: Double, minRuns: Int = 3,
+    package static func run(_ c: Case, training: Bool, threads: Int, peakPerCore: Double, minRuns: Int = 3,
                            profiler: OpProfiler? = nil) throws -> BenchResult {
         var engine = Engine(threads: threads)
         ProcessMemory.resetPeak()

@@ -6,21 +6,21 @@ import Foundation
 import TensorCore
 
 /// Spread of an (n, d) feature matrix over its rows.
-public struct FeatureStatistics: Sendable, Codable, Equatable {
+package struct FeatureStatistics: Sendable, Codable, Equatable {
     /// Standard deviation of each dimension over the rows: their mean, smallest and largest.
-    public var meanStd: Double
-    public var minStd: Double
-    public var maxStd: Double
+    package var meanStd: Double
+    package var minStd: Double
+    package var maxStd: Double
     /// Effective rank (Roy & Vetterli, EUSIPCO 2007): exp of the entropy of the singular values of the centred
     /// matrix, normalised to sum 1. Between 1 (one direction) and d (every direction equally).
-    public var effectiveRank: Double
+    package var effectiveRank: Double
     /// Columns of the matrix (the largest possible effective rank).
-    public var dimensions: Int
+    package var dimensions: Int
 }
 
 /// The collapse diagnostics of `features` (n, d), n >= 2. The covariance is accumulated in Double and its
 /// eigenvalues found by cyclic Jacobi rotations (d of a few hundred: well under a second).
-public func featureStatistics(_ features: Tensor) throws -> FeatureStatistics {
+package func featureStatistics(_ features: Tensor) throws -> FeatureStatistics {
     let (n, d) = try validateMatrix(features, name: "statistics")
     guard n >= 2 else { throw LinearEvalError.invalidOption("feature statistics need at least 2 rows, got \(n)") }
     var mean = [Double](repeating: 0, count: d)

@@ -11,25 +11,25 @@ import Foundation
 import TensorCore
 
 /// Outcome of `knnAccuracy`.
-public struct KNNResult: Sendable, Codable, Equatable {
-    public var k: Int
-    public var accuracy: Double
+package struct KNNResult: Sendable, Codable, Equatable {
+    package var k: Int
+    package var accuracy: Double
 
-    public init(k: Int, accuracy: Double) {
+    package init(k: Int, accuracy: Double) {
         self.k = k
         self.accuracy = accuracy
     }
 }
 
 /// Temperature of the vote weights exp(similarity / T), DINO's default.
-public let knnTemperature: Double = 0.07
+package let knnTemperature: Double = 0.07
 
 /// Similarity floats held at once: 8M floats = 32 MiB (139 query rows against 60,000 train rows).
 let knnTileFloats = 1 << 23
 
 /// Cosine-similarity k-NN (features L2-normalised), majority vote weighted by exp(sim / 0.07) as in DINO's
 /// k-NN evaluation; ties broken by the smallest class index. Returns the accuracy on `test`.
-public func knnAccuracy(
+package func knnAccuracy(
     train: Tensor, trainLabels: [Int], test: Tensor, testLabels: [Int], classes: Int, k: Int = 20,
     threads: Int? = nil
 ) throws -> KNNResult {
@@ -44,7 +44,7 @@ public func knnAccuracy(
 
 /// The k-NN class of every row of `queries` (same vote as `knnAccuracy`). Among train rows with equal
 /// similarity the one with the smaller index ranks first.
-public func knnPredict(
+package func knnPredict(
     train: Tensor, trainLabels: [Int], queries: Tensor, classes: Int, k: Int = 20, threads: Int? = nil
 ) throws -> [Int] {
     try knnPredict(train: train, trainLabels: trainLabels, queries: queries, classes: classes, k: k,

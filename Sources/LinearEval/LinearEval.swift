@@ -8,7 +8,7 @@ import CPUKernels
 import TensorCore
 
 /// What was wrong with the input of a probe or a k-NN evaluation.
-public enum LinearEvalError: Error, CustomStringConvertible, Equatable {
+package enum LinearEvalError: Error, CustomStringConvertible, Equatable {
     /// A feature tensor that is not a matrix (rank 2).
     case notMatrix(name: String, shape: [Int])
     /// A feature matrix with no rows or no columns.
@@ -28,7 +28,7 @@ public enum LinearEvalError: Error, CustomStringConvertible, Equatable {
     /// An option outside its valid range.
     case invalidOption(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case let .notMatrix(name, shape):
             return "\(name) features must be a matrix (n, d), got shape \(shape)"

@@ -10,28 +10,28 @@ import Foundation
 import TensorCore
 
 /// Settings of `linearProbe`.
-public struct ProbeOptions: Sendable, Codable, Equatable {
+package struct ProbeOptions: Sendable, Codable, Equatable {
     /// Maximum number of optimiser iterations (accepted L-BFGS steps; each is one full pass over the train set
     /// for the value plus one for the gradient, more when the line search backtracks). Training stops earlier
     /// when the gradient is below `gradientTolerance`, when a step lowers the loss by less than 2.2e-9
     /// relative (the Float noise floor), or when the line search finds no decrease.
-    public var epochs: Int
+    package var epochs: Int
     /// L2 penalty `weightDecay / 2 * |W|^2` added to the mean cross-entropy (weights only, not the bias).
-    public var weightDecay: Float
+    package var weightDecay: Float
     /// First trial step of each L-BFGS line search (1 is the natural quasi-Newton step; smaller values only
     /// slow it down, larger ones cost backtracks).
-    public var learningRate: Float
+    package var learningRate: Float
     /// Recorded for reproducibility. The full-batch solver starts from zero weights and draws nothing, so the
     /// result does not depend on it.
-    public var seed: UInt64
+    package var seed: UInt64
     /// Threads for the GEMMs and row passes; nil = all cores. Results are identical for any value.
-    public var threads: Int?
+    package var threads: Int?
     /// Z-score every feature with the train mean and standard deviation (constant features are only centred).
-    public var standardize: Bool
+    package var standardize: Bool
     /// Stop early when the largest absolute gradient entry falls below this.
-    public var gradientTolerance: Float
+    package var gradientTolerance: Float
 
-    public init(
+    package init(
         epochs: Int = 100, weightDecay: Float = 1e-4, learningRate: Float = 1, seed: UInt64 = 0,
         threads: Int? = nil, standardize: Bool = true, gradientTolerance: Float = 1e-6
     ) {
@@ -49,7 +49,7 @@ public struct ProbeOptions: Sendable, Codable, Equatable {
     }
 
     /// Missing keys take their defaults, so a config file may name only what it changes.
-    public init(from decoder: Decoder) throws {
+    package init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = ProbeOptions()
         epochs = try c.decodeIfPresent(Int.self, forKey: .epochs) ?? d.epochs
@@ -77,17 +77,17 @@ public struct ProbeOptions: Sendable, Codable, Equatable {
 }
 
 /// Outcome of `linearProbe`.
-public struct ProbeResult: Sendable, Codable, Equatable {
-    public var trainAccuracy: Double
-    public var testAccuracy: Double
+package struct ProbeResult: Sendable, Codable, Equatable {
+    package var trainAccuracy: Double
+    package var testAccuracy: Double
     /// Objective at the end: mean cross-entropy + weightDecay / 2 * |W|^2.
-    public var finalLoss: Double
+    package var finalLoss: Double
     /// Accepted optimiser steps.
-    public var iterations: Int
+    package var iterations: Int
     /// Wall time of the whole probe (standardisation, training, both accuracies).
-    public var seconds: Double
+    package var seconds: Double
 
-    public init(trainAccuracy: Double, testAccuracy: Double, finalLoss: Double, iterations: Int, seconds: Double) {
+    package init(trainAccuracy: Double, testAccuracy: Double, finalLoss: Double, iterations: Int, seconds: Double) {
         self.trainAccuracy = trainAccuracy
         self.testAccuracy = testAccuracy
         self.finalLoss = finalLoss
@@ -97,20 +97,20 @@ public struct ProbeResult: Sendable, Codable, Equatable {
 }
 
 /// A trained linear classifier over (optionally standardised) features: logits = ((x - mean) * inverseStd) W + b.
-public struct LinearProbeModel: Sendable, Codable, Equatable {
-    public var inputDimension: Int
-    public var classes: Int
+package struct LinearProbeModel: Sendable, Codable, Equatable {
+    package var inputDimension: Int
+    package var classes: Int
     /// (inputDimension, classes), row-major.
-    public var weights: [Float]
+    package var weights: [Float]
     /// (classes)
-    public var bias: [Float]
+    package var bias: [Float]
     /// Train mean per feature, when standardising.
-    public var mean: [Float]?
+    package var mean: [Float]?
     /// 1 / train standard deviation per feature (1 for constant features), when standardising.
-    public var inverseStd: [Float]?
+    package var inverseStd: [Float]?
 
     /// Logits (n, classes) of the rows of `features` (n, inputDimension).
-    public func logits(_ features: Tensor, threads: Int? = nil) throws -> Tensor {
+    package func logits(_ features: Tensor, threads: Int? = nil) throws -> Tensor {
         try validateThreads(threads)
         let (n, d) = try validateMatrix(features, name: "input")
         guard d == inputDimension else {
@@ -128,7 +128,7 @@ public struct LinearProbeModel: Sendable, Codable, Equatable {
     }
 
     /// Predicted class of each row: the largest logit, the smallest class index on ties.
-    public func predict(_ features: Tensor, threads: Int? = nil) throws -> [Int] {
+    package func predict(_ features: Tensor, threads: Int? = nil) throws -> [Int] {
         try validateThreads(threads)
         let (n, d) = try validateMatrix(features, name: "input")
         guard d == inputDimension else {
@@ -192,20 +192,20 @@ public struct LinearProbeModel: Sendable, Codable, Equatable {
 }
 
 /// A trained probe with how its training went.
-public struct ProbeFit: Sendable {
-    public var model: LinearProbeModel
+package struct ProbeFit: Sendable {
+    package var model: LinearProbeModel
     /// Objective at the end (mean cross-entropy + weightDecay / 2 * |W|^2).
-    public var finalLoss: Double
+    package var finalLoss: Double
     /// Accepted optimiser steps.
-    public var iterations: Int
+    package var iterations: Int
     /// Objective at the start (log(classes), all weights zero) and after every accepted step: non-increasing.
-    public var lossHistory: [Double]
+    package var lossHistory: [Double]
     /// Objective evaluations (one GEMM each; accepted steps cost one more for the gradient).
-    public var evaluations: Int
+    package var evaluations: Int
 }
 
 /// Trains a multinomial logistic-regression probe on `features` (n, d) with `labels` in 0..<classes.
-public func fitLinearProbe(
+package func fitLinearProbe(
     features: Tensor, labels: [Int], classes: Int, options: ProbeOptions = .init()
 ) throws -> ProbeFit {
     guard classes >= 1 else { throw LinearEvalError.invalidClassCount(classes) }
@@ -250,7 +250,7 @@ public func fitLinearProbe(
 }
 
 /// Multinomial logistic regression (softmax cross-entropy + L2), trained on train, accuracy on test.
-public func linearProbe(
+package func linearProbe(
     train: Tensor, trainLabels: [Int], test: Tensor, testLabels: [Int], classes: Int,
     options: ProbeOptions = .init()
 ) throws -> ProbeResult {

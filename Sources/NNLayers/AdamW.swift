@@ -3,18 +3,18 @@ import TensorCore
 
 /// AdamW over named parameters with PyTorch's arithmetic (`adamwUpdate`), and the official I-JEPA parameter
 /// groups: weight decay on every parameter except biases and 1-D parameters (LayerNorm weights).
-public final class AdamW {
-    public let parameters: [(String, Variable)]
-    public var lr: Float
-    public var weightDecay: Float
-    public var beta1: Float, beta2: Float, eps: Float
-    public private(set) var step = 0
+package final class AdamW {
+    package let parameters: [(String, Variable)]
+    package var lr: Float
+    package var weightDecay: Float
+    package var beta1: Float, beta2: Float, eps: Float
+    package private(set) var step = 0
     /// First and second moments, one tensor per parameter.
-    public private(set) var m: [Tensor]
-    public private(set) var v: [Tensor]
+    package private(set) var m: [Tensor]
+    package private(set) var v: [Tensor]
     let decays: [Bool]
 
-    public init(
+    package init(
         _ parameters: [(String, Variable)], lr: Float, weightDecay: Float, beta1: Float = 0.9, beta2: Float = 0.999,
         eps: Float = 1e-8
     ) throws {
@@ -26,7 +26,7 @@ public final class AdamW {
     }
 
     /// Restores the state saved from `step`, `m` and `v` (a checkpoint); every shape must match.
-    public func restore(step: Int, m: [Tensor], v: [Tensor]) throws {
+    package func restore(step: Int, m: [Tensor], v: [Tensor]) throws {
         guard step >= 0, m.count == parameters.count, v.count == parameters.count else {
             throw TensorError.countMismatch(shape: [parameters.count], expected: parameters.count, got: m.count)
         }
@@ -38,13 +38,13 @@ public final class AdamW {
     }
 
     /// One step over every parameter that has a gradient, on `engine`'s kernels.
-    public func update(engine: Engine) { update(zeroingGradients: false, engine: engine) }
+    package func update(engine: Engine) { update(zeroingGradients: false, engine: engine) }
 
     /// One step over every parameter that has a gradient, then, with `zeroingGradients`, every such gradient set
     /// to 0, then `emaTargets[i] = emaMomentum * emaTargets[i] + (1 - emaMomentum) * parameter i` for every
     /// parameter given a target (with or without a gradient): the bits of the three separate passes, in one
     /// pass and one parallel region (`adamwStep`).
-    public func update(zeroingGradients: Bool, emaTargets: [Variable?] = [], emaMomentum: Float = 1, engine: Engine) {
+    package func update(zeroingGradients: Bool, emaTargets: [Variable?] = [], emaMomentum: Float = 1, engine: Engine) {
         let context = engine.kernels
         step += 1
         var list: [AdamWParameter] = []

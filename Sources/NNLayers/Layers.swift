@@ -2,72 +2,72 @@ import CPUKernels
 import TensorCore
 
 /// Something with named parameters, named as in the official state_dict (`qkv.weight`, `norm1.bias`, ...).
-public protocol ParameterContainer: AnyObject {
+package protocol ParameterContainer: AnyObject {
     /// (name relative to this container, parameter), in a fixed order.
     var namedParameters: [(String, Variable)] { get }
 }
 
 extension ParameterContainer {
     /// Parameters of a child, with `prefix.` in front of their names.
-    public func prefixed(_ prefix: String, _ child: ParameterContainer) -> [(String, Variable)] {
+    package func prefixed(_ prefix: String, _ child: ParameterContainer) -> [(String, Variable)] {
         child.namedParameters.map { ("\(prefix).\($0.0)", $0.1) }
     }
-    public var parameterCount: Int { namedParameters.reduce(0) { $0 + $1.1.value.count } }
-    public func zeroGrad() { for (_, p) in namedParameters { p.zeroGrad() } }
+    package var parameterCount: Int { namedParameters.reduce(0) { $0 + $1.1.value.count } }
+    package func zeroGrad() { for (_, p) in namedParameters { p.zeroGrad() } }
 }
 
 /// The official init of every Linear (and the patch-embedding conv): trunc_normal(std 0.02) with absolute
 /// bounds +-2 (so in effect N(0, 0.02^2)), biases 0 (src/helper.py init_model, src/utils/tensors.py trunc_normal_).
-public func officialWeight(_ shape: [Int], rng: inout RandomGenerator) throws -> Variable {
+package func officialWeight(_ shape: [Int], rng: inout RandomGenerator) throws -> Variable {
     Variable(try rng.truncatedNormal(shape, std: 0.02, a: -2, b: 2), requiresGrad: true)
 }
 
 /// y = x W^T + b, W (out, in).
-public final class Linear: ParameterContainer {
-    public let weight: Variable
-    public let bias: Variable?
+package final class Linear: ParameterContainer {
+    package let weight: Variable
+    package let bias: Variable?
 
-    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout RandomGenerator) throws {
+    package init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout RandomGenerator) throws {
         weight = try officialWeight([outFeatures, inFeatures], rng: &rng)
         self.bias = bias ? Variable(try Tensor(zeros: [outFeatures]), requiresGrad: true) : nil
     }
 
     /// x W^T + b, plus `residual` when given (added in the same pass; see `linear`).
-    public func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape) throws -> Variable {
+    package func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape) throws -> Variable {
         try linear(x, weight: weight, bias: bias, residual: residual, tape: tape)
     }
 
-    public var namedParameters: [(String, Variable)] {
+    package var namedParameters: [(String, Variable)] {
         [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
     }
 }
 
 /// LayerNorm over the last axis with affine gamma (1) and beta (0).
-public final class LayerNorm: ParameterContainer {
-    public let weight: Variable
-    public let bias: Variable
-    public let eps: Float
+package final class LayerNorm: ParameterContainer {
+    package let weight: Variable
+    package let bias: Variable
+    package let eps: Float
 
-    public init(_ dim: Int, eps: Float = 1e-6) throws {
+    package init(_ dim: Int, eps: Float = 1e-6) throws {
         weight = Variable(try Tensor(shape: [dim], repeating: 1), requiresGrad: true)
         bias = Variable(try Tensor(zeros: [dim]), requiresGrad: true)
         self.eps = eps
     }
 
-    public func callAsFunction(_ x: Variable, tape: Tape) throws -> Variable {
+    package func callAsFunction(_ x: Variable, tape: Tape) throws -> Variable {
         try layerNorm(x, gamma: weight, beta: bias, eps: eps, tape: tape)
     }
 
-    public var namedParameters: [(String, Variable)] { [("weight", weight), ("bias", bias)] }
+    package var namedParameters: [(String, Variable)] { [("weight", weight), ("bias", bias)] }
 }
 
 /// Multi-head self-attention: qkv Linear (D -> 3D, bias), fused softmax(q k^T / sqrt(D/h)) v, proj Linear.
-public final class Attention: ParameterContainer {
-    public let qkv: Linear
-    public let proj: Linear
-    public let heads: Int
+package final class Attention: ParameterContainer {
+    package let qkv: Linear
+    package let proj: Linear
+    package let heads: Int
 
-    public init(dim: Int, heads: Int, rng: inout RandomGenerator) throws {
+    package init(dim: Int, heads: Int, rng: inout RandomGenerator) throws {
         guard heads > 0, dim % heads == 0 else {
             throw TensorError.incompatibleShapes(operation: "Attention: dim must be divisible by heads", [dim], [heads])
         }
@@ -77,19 +77,19 @@ public final class Attention: ParameterContainer {
     }
 
     /// proj(attention(qkv(x))), plus `residual` when given (in proj's store).
-    public func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape) throws -> Variable {
+    package func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape) throws -> Variable {
         try proj(try attention(try qkv(x, tape: tape), heads: heads, tape: tape), residual: residual, tape: tape)
     }
 
-    public var namedParameters: [(String, Variable)] { prefixed("qkv", qkv) + prefixed("proj", proj) }
+    package var namedParameters: [(String, Variable)] { prefixed("qkv", qkv) + prefixed("proj", proj) }
 }
 
 /// fc1 (D -> hidden), exact GELU, fc2 (hidden -> D).
-public final class MLP: ParameterContainer {
-    public let fc1: Linear
-    public let fc2: Linear
+package final class MLP: ParameterContainer {
+    package let fc1: Linear
+    package let fc2: Linear
 
-    public init(dim: Int, hidden: Int, rng: inout RandomGenerator) throws {
+    package init(dim: Int, hidden: Int, rng: inout RandomGenerator) throws {
         fc1 = try Linear(dim, hidden, rng: &rng)
         fc2 = try Linear(hidden, dim, rng: &rng)
     }
@@ -99,24 +99,24 @@ public final class MLP: ParameterContainer {
     /// fc1, then `geluLinear` (fc2 on GELU of fc1's output, which keeps only fc1's output for the backward
     /// pass). `ijepa bench mlp` (docs/performance.md): forward 1.04x for the fused op (geometric mean of 12
     /// shape and thread cases, 1.00-1.12), forward + backward 0.98x (0.94-1.03).
-    public func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape) throws -> Variable {
+    package func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape) throws -> Variable {
         if tape.isRecording {
             return try geluLinear(try fc1(x, tape: tape), weight: fc2.weight, bias: fc2.bias, residual: residual, tape: tape)
         }
         return try mlp(x, fc1: fc1.weight, bias1: fc1.bias, fc2: fc2.weight, bias2: fc2.bias, residual: residual, tape: tape)
     }
 
-    public var namedParameters: [(String, Variable)] { prefixed("fc1", fc1) + prefixed("fc2", fc2) }
+    package var namedParameters: [(String, Variable)] { prefixed("fc1", fc1) + prefixed("fc2", fc2) }
 }
 
 /// Pre-norm transformer block: y = x + attn(norm1 x); out = y + mlp(norm2 y). No LayerScale, no DropPath.
-public final class Block: ParameterContainer {
-    public let norm1: LayerNorm
-    public let attn: Attention
-    public let norm2: LayerNorm
-    public let mlp: MLP
+package final class Block: ParameterContainer {
+    package let norm1: LayerNorm
+    package let attn: Attention
+    package let norm2: LayerNorm
+    package let mlp: MLP
 
-    public init(dim: Int, heads: Int, mlpRatio: Int = 4, eps: Float = 1e-6, rng: inout RandomGenerator) throws {
+    package init(dim: Int, heads: Int, mlpRatio: Int = 4, eps: Float = 1e-6, rng: inout RandomGenerator) throws {
         norm1 = try LayerNorm(dim, eps: eps)
         attn = try Attention(dim: dim, heads: heads, rng: &rng)
         norm2 = try LayerNorm(dim, eps: eps)
@@ -128,7 +128,7 @@ public final class Block: ParameterContainer {
     /// training, so is norm2 -> fc1, and fc2 takes GELU the same way (`geluLinear`), so a block keeps neither
     /// LayerNorm's output nor GELU's for the backward pass. On a tape that does not record the MLP is the fused
     /// `mlp` op. The engine's `fusedNorms` / `fusedGELU` switch the fused inputs off (same bits).
-    public func callAsFunction(_ x: Variable, tape: Tape) throws -> Variable {
+    package func callAsFunction(_ x: Variable, tape: Tape) throws -> Variable {
         let qkv = tape.engine.fusedNorms
             ? try layerNormLinear(x, gamma: norm1.weight, beta: norm1.bias, eps: norm1.eps, weight: attn.qkv.weight,
                                   bias: attn.qkv.bias, tape: tape)
@@ -147,12 +147,12 @@ public final class Block: ParameterContainer {
     /// With `recompute` the block keeps only its input for the backward pass and runs again there
     /// (`recomputed`): the same gradients for a fraction of the activation memory, at the cost of a second
     /// forward pass.
-    public func callAsFunction(_ x: Variable, recompute: Bool, tape: Tape) throws -> Variable {
+    package func callAsFunction(_ x: Variable, recompute: Bool, tape: Tape) throws -> Variable {
         guard recompute else { return try self(x, tape: tape) }
         return try recomputed(x, parameters: namedParameters.map(\.1), tape: tape) { try self($0, tape: $1) }
     }
 
-    public var namedParameters: [(String, Variable)] {
+    package var namedParameters: [(String, Variable)] {
         prefixed("norm1", norm1) + prefixed("attn", attn) + prefixed("norm2", norm2) + prefixed("mlp", mlp)
     }
 }

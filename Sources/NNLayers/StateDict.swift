@@ -3,7 +3,7 @@ import TensorCore
 /// Copies tensors into parameters by name: `prefix + name` must exist with the parameter's shape (leading
 /// 1-sized axes are ignored, so a PyTorch (1, N, D) buffer loads into (N, D)). Every problem is reported with
 /// the file, the key and both shapes; nothing is changed unless every key matches.
-public func loadParameters(
+package func loadParameters(
     _ params: [(String, Variable)], from tensors: [String: Tensor], prefix: String = "", file: String
 ) throws {
     try loadParameters(params, shape: { tensors[$0]?.shape }, read: { name, out in
@@ -13,7 +13,7 @@ public func loadParameters(
 
 /// The same from a lazy source: `shape(name)` answers without reading (nil: no such tensor), `read(name, into)`
 /// writes one tensor's values straight into the parameter's memory, so nothing beyond the parameters is held.
-public func loadParameters(
+package func loadParameters(
     _ params: [(String, Variable)], shape: (String) -> [Int]?,
     read: (String, UnsafeMutableBufferPointer<Float>) throws -> Void, prefix: String = "", file: String
 ) throws {
@@ -35,6 +35,6 @@ public func loadParameters(
 }
 
 /// The (name, tensor) pairs of parameters, for `SafeTensors.write`.
-public func parameterTensors(_ params: [(String, Variable)], prefix: String = "") -> [(String, Tensor)] {
+package func parameterTensors(_ params: [(String, Variable)], prefix: String = "") -> [(String, Tensor)] {
     params.map { (prefix + $0.0, $0.1.value) }
 }

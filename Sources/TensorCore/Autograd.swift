@@ -4,11 +4,11 @@ import CPUKernels
 /// gradients (adds, copies, gathers, concatenations, residual paths) capture this node, not the variable, so an
 /// activation's value is freed as soon as the forward pass and the ops that read it in their backward pass are
 /// done with it, while its gradient can still arrive.
-public final class GradNode {
-    public internal(set) var grad: Tensor?
-    public let requiresGrad: Bool
+package final class GradNode {
+    package internal(set) var grad: Tensor?
+    package let requiresGrad: Bool
     /// See `Variable.retainsGrad`.
-    public internal(set) var retainsGrad = true
+    package internal(set) var retainsGrad = true
     /// The value's shape (for allocating the gradient).
     var shape: [Int]
     /// Whether the gradient buffer is known to hold only zeros (`Variable.zeroGrad`, or an optimizer's zeroing
@@ -58,40 +58,40 @@ public final class GradNode {
 /// Gradients accumulate: every op's backward adds into `grad`, which is allocated (zeroed) the first time
 /// something flows into it. Parameters keep their gradient buffer across steps; `zeroGrad()` clears it in
 /// place, so a steady-state step does not reallocate it.
-public final class Variable {
-    public var value: Tensor { didSet { node.shape = value.shape } }
-    public let node: GradNode
-    public internal(set) var grad: Tensor? {
+package final class Variable {
+    package var value: Tensor { didSet { node.shape = value.shape } }
+    package let node: GradNode
+    package internal(set) var grad: Tensor? {
         get { node.grad }
         set {
             node.grad = newValue
             node.holdsZeros = false
         }
     }
-    public var requiresGrad: Bool { node.requiresGrad }
+    package var requiresGrad: Bool { node.requiresGrad }
     /// Whether the gradient stays after the backward pass has used it. True for variables made by the user
     /// (parameters, inputs); false for op outputs, whose gradient is released as soon as the op has propagated
     /// it (as PyTorch does), so the peak memory of a backward pass holds few activation gradients at a time.
-    public internal(set) var retainsGrad: Bool {
+    package internal(set) var retainsGrad: Bool {
         get { node.retainsGrad }
         set { node.retainsGrad = newValue }
     }
     /// Optional name for error messages and the profiler.
-    public var name: String
+    package var name: String
 
-    public init(_ value: Tensor, requiresGrad: Bool = false, name: String = "") {
+    package init(_ value: Tensor, requiresGrad: Bool = false, name: String = "") {
         self.value = value
         self.node = GradNode(shape: value.shape, requiresGrad: requiresGrad)
         self.name = name
     }
 
-    public var shape: [Int] { value.shape }
+    package var shape: [Int] { value.shape }
 
     /// Keeps this op output's gradient after the backward pass (PyTorch's `retain_grad()`).
-    public func retainGrad() { retainsGrad = true }
+    package func retainGrad() { retainsGrad = true }
 
     /// Clears the gradient in place (keeps the buffer).
-    public func zeroGrad() {
+    package func zeroGrad() {
         guard grad != nil else { return }
         node.grad!.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
         node.holdsZeros = true
@@ -99,13 +99,13 @@ public final class Variable {
 
     /// Hands over the gradient and leaves none, so the next backward pass writes a fresh buffer instead of
     /// adding into (or copying) this one: gradients summed outside the autograd (`ShardTree`).
-    public func takeGrad() -> Tensor? {
+    package func takeGrad() -> Tensor? {
         defer { node.grad = nil; node.holdsZeros = false }
         return node.grad
     }
 
     /// Installs `gradient` (this value's shape) as the gradient.
-    public func replaceGrad(_ gradient: Tensor) throws {
+    package func replaceGrad(_ gradient: Tensor) throws {
         guard gradient.shape == shape else {
             throw TensorError.incompatibleShapes(operation: "replaceGrad: the value's shape", gradient.shape, shape)
         }
@@ -116,13 +116,13 @@ public final class Variable {
     /// Tells the autograd that the gradient holds only zeros, set through `unsafeParameterBuffers` (an
     /// optimizer that zeroes gradients in its own pass): the next contribution is then written, not added.
     /// Only for a caller that did zero every element.
-    public func noteGradientZeroed() {
+    package func noteGradientZeroed() {
         if grad != nil { node.holdsZeros = true }
     }
 
     /// The value's buffer and the gradient's (nil when there is none), each made unique first, for kernels that
     /// update parameters in place (the optimizer). Valid until the value or the gradient is replaced.
-    public func unsafeParameterBuffers() -> (value: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>?) {
+    package func unsafeParameterBuffers() -> (value: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>?) {
         node.holdsZeros = false  // the caller may write anything there
         let v = value.withUnsafeMutableBufferPointer { $0.baseAddress! }
         let g = grad == nil ? nil : grad!.withUnsafeMutableBufferPointer { $0.baseAddress! }
@@ -149,7 +149,7 @@ public final class Variable {
 /// Every op takes a tape, and runs its kernels with the tape's `engine`. An op on a tape that does not record
 /// (`Tape(engine, recording: false)`, `engine.noGrad`) records nothing: that is the no-grad mode of the target
 /// encoder, of evaluation and of embedding.
-public final class Tape {
+package final class Tape {
     struct Entry {
         /// The output's gradient node, held until the entry runs: the gradient its consumers' entries leave
         /// there must outlive them (the output's value need not).
@@ -159,15 +159,15 @@ public final class Tape {
         var touches: [Int] = []
     }
     var entries: [Entry] = []
-    public var isRecording: Bool
+    package var isRecording: Bool
     /// The settings the ops on this tape run with.
-    public let engine: Engine
+    package let engine: Engine
     /// `watch`: index of each watched gradient node, the entries still to run that take it, the handler.
     var watched: [ObjectIdentifier: Int] = [:]
     var pendingEntries: [Int] = []
     var ready: ((Int) -> Void)?
 
-    public init(_ engine: Engine, recording: Bool = true) {
+    package init(_ engine: Engine, recording: Bool = true) {
         self.engine = engine
         isRecording = recording
     }
@@ -176,7 +176,7 @@ public final class Tape {
     /// recorded entry that takes it as an input has run (at the end for a variable no entry takes). Set
     /// before the forward pass records; each index is reported once. For sending parameters' gradients while
     /// the backward pass goes on (data parallelism), as DDP's gradient hooks do.
-    public func watch(_ variables: [Variable], ready: @escaping (Int) -> Void) {
+    package func watch(_ variables: [Variable], ready: @escaping (Int) -> Void) {
         watched = Dictionary(variables.enumerated().map { (ObjectIdentifier($1.node), $0) }, uniquingKeysWith: { a, _ in a })
         pendingEntries = Array(repeating: 0, count: variables.count)
         self.ready = ready
@@ -222,7 +222,7 @@ public final class Tape {
     }
 
     /// Seeds d loss / d loss = 1 and runs the recorded backward passes, newest first. `loss` must hold one value.
-    public func backward(from loss: Variable) throws {
+    package func backward(from loss: Variable) throws {
         guard loss.value.count == 1 else {
             throw TensorError.incompatibleShapes(operation: "backward needs a scalar loss", loss.shape, [1])
         }
@@ -231,7 +231,7 @@ public final class Tape {
     }
 
     /// Runs the backward passes from a non-scalar output, seeded with `seed` = d loss / d output.
-    public func backward(from output: Variable, seed: Tensor) throws {
+    package func backward(from output: Variable, seed: Tensor) throws {
         guard seed.shape == output.shape else {
             throw TensorError.incompatibleShapes(operation: "backward seed must have the output's shape", seed.shape, output.shape)
         }
@@ -240,10 +240,10 @@ public final class Tape {
     }
 
     /// Number of recorded backward entries (0 in no-grad mode).
-    public var count: Int { entries.count }
+    package var count: Int { entries.count }
 
     /// Drops the recorded entries (e.g. after a forward pass that will not be differentiated).
-    public func reset() { entries.removeAll(keepingCapacity: true) }
+    package func reset() { entries.removeAll(keepingCapacity: true) }
 }
 
 /// Activation checkpointing: `body(x, tape)` (a transformer block) runs without recording, so only its
@@ -256,7 +256,7 @@ public final class Tape {
 ///
 /// `parameters`: the variables `body` uses besides `x` whose gradients it writes (for `Tape.watch`); evaluated
 /// only while the tape watches some.
-public func recomputed(
+package func recomputed(
     _ x: Variable, parameters: @autoclosure () -> [Variable] = [], tape: Tape,
     _ body: @escaping (Variable, Tape) throws -> Variable
 ) throws -> Variable {
@@ -281,7 +281,7 @@ public func recomputed(
 
 extension Tensor {
     /// Zeros with the same shape.
-    public static func zeros(like t: Tensor) -> Tensor { zeros(shape: t.shape) }
+    package static func zeros(like t: Tensor) -> Tensor { zeros(shape: t.shape) }
 
     /// Zeros of a shape known to be valid (stops with a message otherwise), from `pool`.
     static func zeros(shape: [Int], pool: StoragePool? = nil) -> Tensor {
@@ -298,5 +298,5 @@ func recording(_ tape: Tape, _ inputs: Variable?...) -> Tape? {
 
 extension Engine {
     /// A tape of this engine that records nothing: for forward passes that are not differentiated.
-    public var noGrad: Tape { Tape(self, recording: false) }
+    package var noGrad: Tape { Tape(self, recording: false) }
 }

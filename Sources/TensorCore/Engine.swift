@@ -11,7 +11,7 @@ public struct Engine: Sendable {
     /// Threads, GEMM blocking and scratch memory of every kernel the ops call.
     public var kernels: KernelContext
     /// Where the ops' outputs and gradients come from and go back to (`StoragePool`).
-    public let storage: StoragePool
+    package let storage: StoragePool
     /// The ops' per-op profiler (`OpProfiler`); nil: no profiling.
     public var profiler: OpProfiler?
     /// Transformer blocks take their LayerNorms inside the next GEMM's packing (true) or run them as their own

@@ -8,7 +8,7 @@ import CPUKernels
 /// same bits) unless the engine's `attentionKeepsProbabilities`: keeping them (B, h, n, n) raised the peak RSS of ViT-S/16's
 /// step (b) from 1626 to 1751 MiB (`bench ijepa`, 3 steps), and recomputing them, an extra Q K^T and softmax per
 /// head, measured 1.003x (b) and 1.008x (a) (`bench ijepa --ab keep-probabilities`).
-public func attention(_ qkv: Variable, heads: Int, tape: Tape) throws -> Variable {
+package func attention(_ qkv: Variable, heads: Int, tape: Tape) throws -> Variable {
     let kernels = tape.engine.kernels
     try check(qkv.shape.count == 3 && heads > 0 && qkv.shape[2] % (3 * heads) == 0,
               "attention: qkv (B, n, 3D) with D divisible by heads \(heads)", qkv.shape, [heads])

@@ -3,7 +3,7 @@ import CPUKernels
 /// x + table, with the table repeated over the leading axes: x (..., T...) where table's shape is the
 /// trailing part of x's (e.g. x (B, N, D) + positional table (N, D); x (R, K, D) + mask token (D)).
 /// The table's gradient is the sum over the repeats (fixed order).
-public func addBroadcast(_ x: Variable, _ table: Variable, tape: Tape) throws -> Variable {
+package func addBroadcast(_ x: Variable, _ table: Variable, tape: Tape) throws -> Variable {
     let kernels = tape.engine.kernels
     let t = table.shape.drop(while: { $0 == 1 })  // (1, 1, D) broadcasts like (D)
     try check(t.count <= x.shape.count && Array(x.shape.suffix(t.count)) == Array(t) && table.value.count > 0,
@@ -21,7 +21,7 @@ public func addBroadcast(_ x: Variable, _ table: Variable, tape: Tape) throws ->
 }
 
 /// `x.repeat(times, 1, 1)`: the whole batch tiled `times` times along the first axis.
-public func repeatBatch(_ x: Variable, times: Int, tape: Tape) throws -> Variable {
+package func repeatBatch(_ x: Variable, times: Int, tape: Tape) throws -> Variable {
     let kernels = tape.engine.kernels
     try check(times >= 1 && x.shape.count >= 1, "repeatBatch: times >= 1", x.shape, [times])
     let n = x.value.count
@@ -34,7 +34,7 @@ public func repeatBatch(_ x: Variable, times: Int, tape: Tape) throws -> Variabl
 }
 
 /// Tokens `from..<n` of x (B, n, D): the predictor's `x[:, Kc:]`.
-public func sliceTokens(_ x: Variable, from start: Int, tape: Tape) throws -> Variable {
+package func sliceTokens(_ x: Variable, from start: Int, tape: Tape) throws -> Variable {
     try check(x.shape.count == 3 && start >= 0 && start <= x.shape[1], "sliceTokens: x (B, n, D), 0 <= start <= n",
               x.shape, [start])
     let (batch, n, d) = (x.shape[0], x.shape[1], x.shape[2])

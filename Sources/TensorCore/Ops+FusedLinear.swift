@@ -7,7 +7,7 @@ import CPUKernels
 /// fc2 applied to GELU(h), plus `residual` when given: `linear(gelu(h), ...)` that keeps only h (fc1's
 /// output) for the backward pass. GELU's output, as wide as h, was the largest activation a block kept.
 /// The input gradient takes GELU's derivative in its GEMM's epilogue (as `mlp` does): dh = (dy W) * GELU'(h).
-public func geluLinear(
+package func geluLinear(
     _ h: Variable, weight w: Variable, bias b: Variable?, residual r: Variable? = nil, tape: Tape
 ) throws -> Variable {
     let kernels = tape.engine.kernels
@@ -44,7 +44,7 @@ public func geluLinear(
 /// A Linear layer on LayerNorm(x): `linear(layerNorm(x, ...), ...)` with the same bits, that keeps only the
 /// row statistics (mean, rstd) beside x, which the LayerNorm's backward pass needs anyway. A pre-norm block's
 /// norm1 -> qkv and norm2 -> fc1.
-public func layerNormLinear(
+package func layerNormLinear(
     _ x: Variable, gamma: Variable?, beta: Variable?, eps: Float, weight w: Variable, bias b: Variable?, tape: Tape
 ) throws -> Variable {
     let kernels = tape.engine.kernels

@@ -2,12 +2,12 @@ import CPUKernels
 
 /// Smooth-L1 loss with beta 1, mean over all elements (`F.smooth_l1_loss(pred, target)`, the I-JEPA loss):
 /// 0.5 d^2 where |d| < 1, |d| - 0.5 elsewhere. Sums in Double.
-public func smoothL1Loss(_ pred: Variable, _ target: Variable, tape: Tape) throws -> Variable {
+package func smoothL1Loss(_ pred: Variable, _ target: Variable, tape: Tape) throws -> Variable {
     try elementwiseLoss(pred, target, tape: tape, SmoothL1.self)
 }
 
 /// Mean squared error over all elements.
-public func mseLoss(_ pred: Variable, _ target: Variable, tape: Tape) throws -> Variable {
+package func mseLoss(_ pred: Variable, _ target: Variable, tape: Tape) throws -> Variable {
     try elementwiseLoss(pred, target, tape: tape, SquaredError.self)
 }
 
@@ -79,7 +79,7 @@ func lossGradient<L: PointwiseLoss>(
 }
 
 /// Softmax cross-entropy with integer labels, mean over rows: logits (N, C), labels N values in 0..<C.
-public func softmaxCrossEntropy(_ logits: Variable, labels: [Int], tape: Tape) throws -> Variable {
+package func softmaxCrossEntropy(_ logits: Variable, labels: [Int], tape: Tape) throws -> Variable {
     let kernels = tape.engine.kernels
     try check(logits.shape.count == 2 && logits.shape[0] == labels.count && logits.shape[0] > 0,
               "softmaxCrossEntropy: logits (N, C) and N labels", logits.shape, [labels.count])

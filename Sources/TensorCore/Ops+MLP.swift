@@ -11,7 +11,7 @@ import CPUKernels
 ///   so that gradient is written once, already multiplied.
 /// Measured (`ijepa bench mlp`, docs/performance.md): the forward on a no-grad tape 1.04x the separate ops, forward +
 /// backward 0.98x, so `MLP` uses this op only when no tape records.
-public func mlp(
+package func mlp(
     _ x: Variable, fc1 w1: Variable, bias1 b1: Variable?, fc2 w2: Variable, bias2 b2: Variable?,
     residual r: Variable? = nil, tape: Tape
 ) throws -> Variable {

@@ -5,7 +5,7 @@ import CPUKernels
 ///
 /// images (B, C, H, W), weight (D, C, P, P), bias (D) -> (B, N, D) with N = (H/P)(W/P), token k = i (W/P) + j
 /// (row-major over the patch grid).
-public func patchEmbed(_ images: Variable, weight: Variable, bias: Variable?, patch: Int, tape: Tape) throws -> Variable {
+package func patchEmbed(_ images: Variable, weight: Variable, bias: Variable?, patch: Int, tape: Tape) throws -> Variable {
     let kernels = tape.engine.kernels
     try check(images.shape.count == 4 && weight.shape.count == 4, "patchEmbed: images (B, C, H, W), weight (D, C, P, P)",
               images.shape, weight.shape)

@@ -6,7 +6,7 @@ import CPUKernels
 /// + covarianceWeight * (1/D) sum_{i != j} Cov_ij^2,
 /// with the unbiased covariance of the rows (n >= 2 of them). Scalar output. The covariance and the gradient
 /// are GEMMs over the centred rows (2 n D^2 FLOPs each); the small D x D part is done in Double.
-public func varianceCovarianceLoss(
+package func varianceCovarianceLoss(
     _ x: Variable, varianceWeight: Float, covarianceWeight: Float, gamma: Float = 1, eps: Float = 1e-4, tape: Tape
 ) throws -> Variable {
     let kernels = tape.engine.kernels

@@ -2,12 +2,12 @@ import CPUKernels
 
 /// Patch indices to keep, one list per image: (batch, count) row-major, ascending within a row (the official
 /// `masks` tensors of shape [B, K]).
-public struct TokenIndices: Sendable, Equatable {
-    public let batch: Int
-    public let count: Int
-    public let indices: [Int32]
+package struct TokenIndices: Sendable, Equatable {
+    package let batch: Int
+    package let count: Int
+    package let indices: [Int32]
 
-    public init(batch: Int, count: Int, indices: [Int32]) throws {
+    package init(batch: Int, count: Int, indices: [Int32]) throws {
         guard batch >= 0, count >= 0, indices.count == batch * count else {
             throw TensorError.countMismatch(shape: [batch, count], expected: batch * count, got: indices.count)
         }
@@ -17,7 +17,7 @@ public struct TokenIndices: Sendable, Equatable {
 
 /// The official `apply_masks`: for each mask m, out[m B + b, t, :] = x[b, mask_m[b, t], :], concatenated
 /// mask-major. x (B, N, D), masks of (B, K) each (all K equal) -> (M B, K, D).
-public func gatherTokens(_ x: Variable, _ masks: [TokenIndices], tape: Tape) throws -> Variable {
+package func gatherTokens(_ x: Variable, _ masks: [TokenIndices], tape: Tape) throws -> Variable {
     try check(x.shape.count == 3, "gatherTokens: x (B, N, D)", x.shape, [])
     let (batch, tokens, d) = (x.shape[0], x.shape[1], x.shape[2])
     guard let k = masks.first?.count else { throw TensorError.invalidShape([0]) }
@@ -53,7 +53,7 @@ public func gatherTokens(_ x: Variable, _ masks: [TokenIndices], tape: Tape) thr
 }
 
 /// Concatenation along the token axis: a (B, n1, D), b (B, n2, D) -> (B, n1 + n2, D).
-public func concatTokens(_ a: Variable, _ b: Variable, tape: Tape) throws -> Variable {
+package func concatTokens(_ a: Variable, _ b: Variable, tape: Tape) throws -> Variable {
     try check(a.shape.count == 3 && b.shape.count == 3 && a.shape[0] == b.shape[0] && a.shape[2] == b.shape[2],
               "concatTokens: (B, n1, D) and (B, n2, D)", a.shape, b.shape)
     let (batch, n1, n2, d) = (a.shape[0], a.shape[1], b.shape[1], a.shape[2])
@@ -83,7 +83,7 @@ public func concatTokens(_ a: Variable, _ b: Variable, tape: Tape) throws -> Var
 }
 
 /// Mean over the token axis (average pooling): x (B, n, D) -> (B, D).
-public func meanTokens(_ x: Variable, tape: Tape) throws -> Variable {
+package func meanTokens(_ x: Variable, tape: Tape) throws -> Variable {
     try check(x.shape.count == 3 && x.shape[1] > 0, "meanTokens: x (B, n, D) with n > 0", x.shape, [])
     let (batch, n, d) = (x.shape[0], x.shape[1], x.shape[2])
     var y = try Tensor(zeros: [batch, d])

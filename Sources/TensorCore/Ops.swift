@@ -64,7 +64,7 @@ func check(_ ok: Bool, _ op: String, _ a: [Int], _ b: [Int]) throws {
 /// `x + proj(...)` and `y + fc2(...)` in one op. The residual is added in the GEMM's last store, after the bias,
 /// which gives the bits of a separate `add` while skipping its pass over memory (two reads and a write of the
 /// block's width per token); its gradient is dy, as `add` would pass it.
-public func linear(
+package func linear(
     _ x: Variable, weight w: Variable, bias b: Variable?, residual r: Variable? = nil, tape: Tape
 ) throws -> Variable {
     let kernels = tape.engine.kernels
@@ -147,7 +147,7 @@ func linearParameterGradients(
 // MARK: - LayerNorm
 
 /// LayerNorm over the last axis, biased variance; gamma/beta nil for the non-affine form.
-public func layerNorm(
+package func layerNorm(
     _ x: Variable, gamma: Variable?, beta: Variable?, eps: Float, tape: Tape
 ) throws -> Variable {
     let kernels = tape.engine.kernels
@@ -211,7 +211,7 @@ func withGradOrNil(_ v: Variable?, _ body: (UnsafeMutablePointer<Float>?) -> Voi
 // MARK: - Elementwise
 
 /// Exact-erf GELU.
-public func gelu(_ x: Variable, tape: Tape) -> Variable {
+package func gelu(_ x: Variable, tape: Tape) -> Variable {
     let kernels = tape.engine.kernels
     var y = (try? Tensor(uninitialized: x.shape, pool: tape.engine.storage)) ?? Tensor.zeros(like: x.value)
     let yp = mutablePointer(&y)
@@ -224,7 +224,7 @@ public func gelu(_ x: Variable, tape: Tape) -> Variable {
 }
 
 /// a + b, same shapes (the residual connection).
-public func add(_ a: Variable, _ b: Variable, tape: Tape) throws -> Variable {
+package func add(_ a: Variable, _ b: Variable, tape: Tape) throws -> Variable {
     let kernels = tape.engine.kernels
     try check(a.shape == b.shape, "add: same shapes", a.shape, b.shape)
     var y = try Tensor(uninitialized: a.shape, pool: tape.engine.storage)

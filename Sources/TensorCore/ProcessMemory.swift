@@ -1,15 +1,15 @@
 import Foundation
 
 /// Resident memory of this process, read from Linux's /proc/self/status (0 where that file does not exist).
-public enum ProcessMemory {
+package enum ProcessMemory {
     /// The resident set now (VmRSS), bytes.
-    public static func residentBytes() -> Int { statusField("VmRSS:") }
+    package static func residentBytes() -> Int { statusField("VmRSS:") }
 
     /// The largest resident set since the start or the last `resetPeak()` (VmHWM), bytes.
-    public static func peakResidentBytes() -> Int { statusField("VmHWM:") }
+    package static func peakResidentBytes() -> Int { statusField("VmHWM:") }
 
     /// Resets the peak to the current resident set (Linux `clear_refs` 5), so a measurement reports its own peak.
-    public static func resetPeak() {
+    package static func resetPeak() {
         try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
     }
 

@@ -24,7 +24,7 @@ public final class OpProfiler: @unchecked Sendable {
     public private(set) var rows: [Row] = []
     private var index: [String: Int] = [:]
     /// The phase new ops are charged to (e.g. target, context, predictor, loss).
-    public var phase = "other"
+    package var phase = "other"
     /// The pass an op's forward is charged to: "recompute" while a checkpointed block runs again in the
     /// backward pass (`recomputed`), so its cost shows as its own rows.
     private var forwardPass = "forward"
@@ -32,7 +32,7 @@ public final class OpProfiler: @unchecked Sendable {
 
     public init() {}
 
-    public static func now() -> Double {
+    package static func now() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
@@ -40,7 +40,7 @@ public final class OpProfiler: @unchecked Sendable {
 
     /// Starts a new phase. The time since the last op or region (glue code between phases: index
     /// bookkeeping, copies outside ops) is charged to the phase that ends, as "glue".
-    public func begin(_ phase: String) {
+    package func begin(_ phase: String) {
         let t = OpProfiler.now()
         if t > lastMark { add(phase: self.phase, op: "glue", pass: "-", seconds: t - lastMark, flops: 0, bytes: 0) }
         self.phase = phase
@@ -48,12 +48,12 @@ public final class OpProfiler: @unchecked Sendable {
     }
 
     /// Marks the start of a step: what happened before (outside the step) is not charged to anything.
-    public func startStep() {
+    package func startStep() {
         phase = "step"
         lastMark = OpProfiler.now()
     }
 
-    public func add(phase: String, op: String, pass: String, seconds: Double, flops: Double, bytes: Double) {
+    package func add(phase: String, op: String, pass: String, seconds: Double, flops: Double, bytes: Double) {
         let key = phase + "\u{1}" + op + "\u{1}" + pass
         let i: Int
         if let j = index[key] {
@@ -77,7 +77,7 @@ public final class OpProfiler: @unchecked Sendable {
     }
 
     /// Times `body` as a region of the current phase (work that is not an op).
-    public func region<T>(_ name: String, flops: Double = 0, bytes: Double = 0, _ body: () throws -> T) rethrows -> T {
+    package func region<T>(_ name: String, flops: Double = 0, bytes: Double = 0, _ body: () throws -> T) rethrows -> T {
         let t0 = OpProfiler.now()
         defer {
             let t1 = OpProfiler.now()
@@ -88,7 +88,7 @@ public final class OpProfiler: @unchecked Sendable {
     }
 
     /// `region` of `profiler` under `phase`, or just `body` when there is none.
-    public static func measure<T>(
+    package static func measure<T>(
         _ profiler: OpProfiler?, _ phase: String, _ name: String, flops: Double = 0, _ body: () throws -> T
     ) rethrows -> T {
         guard let p = profiler else { return try body() }
@@ -98,7 +98,7 @@ public final class OpProfiler: @unchecked Sendable {
 
     /// Runs a backward pass; the time it spends outside the ops' own backward closures (walking the tape,
     /// releasing activation gradients) is charged to "backward / tape bookkeeping".
-    public static func backwardPass(_ profiler: OpProfiler?, _ body: () throws -> Void) rethrows {
+    package static func backwardPass(_ profiler: OpProfiler?, _ body: () throws -> Void) rethrows {
         guard let p = profiler else { return try body() }
         let inOps = { p.rows.reduce(0.0) { $0 + ($1.pass == "backward" || $1.pass == "recompute" ? $1.seconds : 0) } }
         let before = inOps(), t0 = now()

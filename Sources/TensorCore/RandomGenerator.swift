@@ -9,7 +9,7 @@ import Darwin
 /// What a random stream is for. Each purpose is a domain of its own: `stream(.dataOrder, e)` and
 /// `stream(.masks, e)` are unrelated generators although both are keyed by e. The raw values are part of the
 /// checkpoint format (changing one changes what a seed trains), so they are fixed here and never reordered.
-public enum RandomPurpose: UInt64, Sendable, CaseIterable {
+package enum RandomPurpose: UInt64, Sendable, CaseIterable {
     /// The weights at initialisation (encoder, then predictor, in declaration order).
     case initialisation = 0x494E_4954
     /// The image order of epoch e: `stream(.dataOrder, e)`.
@@ -33,19 +33,19 @@ public enum RandomPurpose: UInt64, Sendable, CaseIterable {
 /// Every draw is a pure function of (seed, counter), so a fill of n values is cut into chunks and filled in
 /// parallel with exactly the values a serial fill gives: the stream never depends on the thread count. The
 /// whole state is two integers (`seed`, `offset`), so a checkpoint restores it exactly.
-public struct RandomGenerator: Sendable, Equatable, Codable {
-    public let seed: UInt64
+package struct RandomGenerator: Sendable, Equatable, Codable {
+    package let seed: UInt64
     /// Number of 128-bit counter blocks consumed so far.
-    public private(set) var offset: UInt64
+    package private(set) var offset: UInt64
 
-    public init(seed: UInt64, offset: UInt64 = 0) {
+    package init(seed: UInt64, offset: UInt64 = 0) {
         self.seed = seed
         self.offset = offset
     }
 
     /// The 4 x 32 random bits of counter block `block`.
     @inline(__always)
-    public static func philox(seed: UInt64, block: UInt64) -> SIMD4<UInt32> {
+    package static func philox(seed: UInt64, block: UInt64) -> SIMD4<UInt32> {
         var c0 = UInt32(truncatingIfNeeded: block), c1 = UInt32(truncatingIfNeeded: block >> 32)
         var c2: UInt32 = 0, c3: UInt32 = 0
         var k0 = UInt32(truncatingIfNeeded: seed), k1 = UInt32(truncatingIfNeeded: seed >> 32)
@@ -92,7 +92,7 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
     // MARK: Scalars and derived streams (data order, augmentation, masks)
 
     /// One uniform Double in [0, 1) with 53 random bits; consumes one counter block.
-    public mutating func nextUniform() -> Double {
+    package mutating func nextUniform() -> Double {
         let b = RandomGenerator.philox(seed: seed, block: offset)
         offset &+= 1
         let bits = (UInt64(b.x) << 32 | UInt64(b.y)) >> 11
@@ -101,7 +101,7 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
 
     /// A uniform integer in 0..<bound (bound > 0), by the multiply-high method on 64 bits (bias below 2^-32
     /// for any bound this project uses); consumes one counter block.
-    public mutating func nextInt(below bound: Int) -> Int {
+    package mutating func nextInt(below bound: Int) -> Int {
         precondition(bound > 0, "nextInt(below:) needs a positive bound")
         let b = RandomGenerator.philox(seed: seed, block: offset)
         offset &+= 1
@@ -116,14 +116,14 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
     /// on every input separately: `derived(k)` of seed s never equals `derived(k')` of seed s' unless
     /// (s, k) == (s', k') (up to a 2^-64 chance). (Until checkpoint format v2 the seed was XORed with the first
     /// key before hashing, so seed s with key k gave the stream of seed s ^ k with key 0.)
-    public func derived(_ keys: UInt64...) -> RandomGenerator {
+    package func derived(_ keys: UInt64...) -> RandomGenerator {
         RandomGenerator(seed: RandomGenerator.hash(seed, keys))
     }
 
     /// The stream of one purpose: `RandomGenerator(seed: s).stream(.masks, step)`. Every random draw of a
     /// training run goes through this, so no two purposes, seeds or indices share a stream (docs/training.md,
     /// "Random streams").
-    public func stream(_ purpose: RandomPurpose, _ keys: UInt64...) -> RandomGenerator {
+    package func stream(_ purpose: RandomPurpose, _ keys: UInt64...) -> RandomGenerator {
         RandomGenerator(seed: RandomGenerator.hash(seed, [purpose.rawValue] + keys))
     }
 
@@ -143,14 +143,14 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
     }
 
     /// Fisher-Yates shuffle of 0..<n drawn from this generator.
-    public mutating func permutation(_ n: Int) -> [Int] {
+    package mutating func permutation(_ n: Int) -> [Int] {
         var p = Array(0..<n)
         if n > 1 { for i in stride(from: n - 1, to: 0, by: -1) { p.swapAt(i, nextInt(below: i + 1)) } }
         return p
     }
 
     /// Uniform values in [low, high).
-    public mutating func fillUniform(
+    package mutating func fillUniform(
         _ out: UnsafeMutablePointer<Float>, count: Int, low: Float = 0, high: Float = 1, threads: Int? = nil
     ) {
         fill(out, count: count, threads: threads) { bits, lane in
@@ -159,7 +159,7 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
     }
 
     /// Normal values N(mean, std^2), Box-Muller on lane pairs (0, 1) and (2, 3), computed in Double.
-    public mutating func fillNormal(
+    package mutating func fillNormal(
         _ out: UnsafeMutablePointer<Float>, count: Int, mean: Float = 0, std: Float = 1, threads: Int? = nil
     ) {
         fill(out, count: count, threads: threads) { bits, lane in
@@ -174,7 +174,7 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
     /// Truncated normal as the official `trunc_normal_` (src/utils/tensors.py) draws it: uniform on
     /// [2 Phi(a') - 1, 2 Phi(b') - 1] (a', b' the standardised bounds), inverse erf, scale by std sqrt 2, shift by
     /// the mean, clamp to [a, b]. The bounds are absolute values, as in the official code.
-    public mutating func fillTruncatedNormal(
+    package mutating func fillTruncatedNormal(
         _ out: UnsafeMutablePointer<Float>, count: Int, mean: Float = 0, std: Float = 1,
         a: Float = -2, b: Float = 2, threads: Int? = nil
     ) {
@@ -191,21 +191,21 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
     }
 
     /// A tensor of uniform values in [low, high).
-    public mutating func uniform(_ shape: [Int], low: Float = 0, high: Float = 1) throws -> Tensor {
+    package mutating func uniform(_ shape: [Int], low: Float = 0, high: Float = 1) throws -> Tensor {
         var t = try Tensor(zeros: shape)
         t.withUnsafeMutableBufferPointer { fillUniform($0.baseAddress!, count: $0.count, low: low, high: high) }
         return t
     }
 
     /// A tensor of N(mean, std^2) values.
-    public mutating func normal(_ shape: [Int], mean: Float = 0, std: Float = 1) throws -> Tensor {
+    package mutating func normal(_ shape: [Int], mean: Float = 0, std: Float = 1) throws -> Tensor {
         var t = try Tensor(zeros: shape)
         t.withUnsafeMutableBufferPointer { fillNormal($0.baseAddress!, count: $0.count, mean: mean, std: std) }
         return t
     }
 
     /// A tensor drawn as the official `trunc_normal_(std=...)`, bounds absolute.
-    public mutating func truncatedNormal(
+    package mutating func truncatedNormal(
         _ shape: [Int], mean: Float = 0, std: Float = 1, a: Float = -2, b: Float = 2
     ) throws -> Tensor {
         var t = try Tensor(zeros: shape)
@@ -218,7 +218,7 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
 
 /// Inverse error function on (-1, 1), Double: Giles' single-precision approximation (2010) refined by two
 /// Newton steps on erf, which brings it to a few ulps of Double.
-public func inverseErf(_ p: Double) -> Double {
+package func inverseErf(_ p: Double) -> Double {
     if p <= -1 { return -.infinity }
     if p >= 1 { return .infinity }
     var w = -log((1 - p) * (1 + p))

@@ -143,7 +143,7 @@ extension SafeTensors {
     /// Writes Float32 tensors one at a time, atomically (temporary file, flush, rename): `shapes` (name, shape)
     /// fixes the header, then `tensor(name)` is asked for each in name order and written at once, so a file
     /// larger than memory can be written while holding one tensor (e.g. `ijepa import` of a 10 GB checkpoint).
-    public static func write(shapes: [(String, [Int])], metadata: [String: String] = [:], to path: String,
+    package static func write(shapes: [(String, [Int])], metadata: [String: String] = [:], to path: String,
                              tensor: (String) throws -> Tensor) throws {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
@@ -205,7 +205,7 @@ func syncFolder(of path: String) {
 /// Removes the temporary files that `writeAtomically` leaves in `folder` when a process is killed between
 /// writing and renaming (".<name>.tmp-<pid>"), whose names begin with one of `names`. Returns how many.
 @discardableResult
-public func removeStaleTemporaryFiles(in folder: String, for names: [String]) -> Int {
+package func removeStaleTemporaryFiles(in folder: String, for names: [String]) -> Int {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
     var removed = 0
     for e in entries where names.contains(where: { e.hasPrefix(".\($0).tmp-") }) {
@@ -215,7 +215,7 @@ public func removeStaleTemporaryFiles(in folder: String, for names: [String]) ->
 }
 
 /// Writes `data` to `path` through a temporary file in the same folder and a rename (atomic on POSIX).
-public func writeAtomically(_ data: Data, to path: String) throws {
+package func writeAtomically(_ data: Data, to path: String) throws {
     let url = URL(fileURLWithPath: path)
     let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
     do {
@@ -274,7 +274,7 @@ public final class SafeTensorsFile {
 
     /// Tensor `name` written straight into `out` (exactly its element count): an F32 tensor is read by pread
     /// into `out` itself, with no intermediate copy; other dtypes go through `tensor(_:)`.
-    public func read(_ name: String, into out: UnsafeMutableBufferPointer<Float>) throws {
+    package func read(_ name: String, into out: UnsafeMutableBufferPointer<Float>) throws {
         guard let e = entries[name] else { throw SafeTensorsError(path: path, problem: "no tensor '\(name)'") }
         let count = e.shape.reduce(1, *)
         guard out.count == count else {

@@ -20,12 +20,13 @@ public enum TensorError: Error, CustomStringConvertible, Equatable {
 }
 
 /// 64-byte-aligned, contiguous Float32 storage.
-public final class TensorStorage: @unchecked Sendable {
-    public let pointer: UnsafeMutablePointer<Float>
-    public let count: Int
+@usableFromInline
+package final class TensorStorage: @unchecked Sendable {
+    @usableFromInline package let pointer: UnsafeMutablePointer<Float>
+    @usableFromInline package let count: Int
 
     /// Zero-filled storage of `count` floats (64-byte aligned: a cache line, and an AVX-512 vector), from no pool.
-    public convenience init(count: Int) { self.init(count: count, zeroed: true, pool: nil) }
+    package convenience init(count: Int) { self.init(count: count, zeroed: true, pool: nil) }
 
     /// Storage from `pool` (an engine's, reused block by block; nil: straight from the system); `zeroed: false`
     /// leaves the old contents (for outputs written in full).
@@ -63,7 +64,7 @@ public final class TensorStorage: @unchecked Sendable {
 /// 64 KiB stay with malloc, which reuses them well.
 ///
 /// Each `Engine` owns one (`Engine.storage`); the ops of a tape take their outputs and gradients from it.
-public final class StoragePool: @unchecked Sendable {
+package final class StoragePool: @unchecked Sendable {
     /// One block: its start and its usable bytes (what `unmap` needs back).
     struct Block {
         var pointer: UnsafeMutableRawPointer
@@ -90,7 +91,7 @@ public final class StoragePool: @unchecked Sendable {
     let minimumCapacityBytes: Int
 
     /// A pool that keeps at least `minimumCapacityBytes` of idle blocks (see `capacity`).
-    public init(minimumCapacityBytes: Int = 128 << 20) { self.minimumCapacityBytes = minimumCapacityBytes }
+    package init(minimumCapacityBytes: Int = 128 << 20) { self.minimumCapacityBytes = minimumCapacityBytes }
 
     deinit { drain() }  // the idle blocks (every tensor of the pool holds it alive)
 
@@ -164,7 +165,7 @@ public final class StoragePool: @unchecked Sendable {
 
     /// Returns every idle block to the system, and glibc's freed heap memory too (the engine otherwise keeps
     /// idle blocks, at least 128 MiB and at most a quarter of the largest working set, for the next tensors).
-    public func release() {
+    package func release() {
         drain()
         #if canImport(Glibc)
         _ = glibcMallocTrim(0)
@@ -289,7 +290,7 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Zeros; for shapes known to be valid (stops with a message otherwise).
-    public static func zeros(_ shape: Int...) -> Tensor {
+    package static func zeros(_ shape: Int...) -> Tensor {
         do { return try Tensor(zeros: shape) } catch { fatalError("\(error)") }
     }
 
@@ -304,7 +305,7 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
 
     /// Writes the buffer; copies first if the storage is shared with another tensor.
     @inlinable
-    public mutating func withUnsafeMutableBufferPointer<R>(
+    package mutating func withUnsafeMutableBufferPointer<R>(
         _ body: (UnsafeMutableBufferPointer<Float>) throws -> R
     ) rethrows -> R {
         makeUnique()
@@ -358,7 +359,7 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
 extension Tensor {
     /// Matrix product of two rank-2 tensors, optionally transposed: op(a) (m, k) x op(b) (k, n), with the
     /// kernel context given (default: one thread, a scratch pool of its own).
-    public static func matmul(
+    package static func matmul(
         _ a: Tensor, _ b: Tensor, transposeA ta: Bool = false, transposeB tb: Bool = false,
         context: KernelContext = KernelContext(threads: 1)
     ) throws -> Tensor {
@@ -389,7 +390,7 @@ extension Tensor {
 
 /// The product of `dims` (an element or byte count), or nil when it overflows Int: for sizes read from files,
 /// which must be checked before anything is allocated.
-public func checkedProduct(_ dims: [Int]) -> Int? {
+package func checkedProduct(_ dims: [Int]) -> Int? {
     var n = 1
     for d in dims {
         let (r, overflow) = n.multipliedReportingOverflow(by: d)
@@ -400,7 +401,7 @@ public func checkedProduct(_ dims: [Int]) -> Int? {
 }
 
 /// The sum of `values`, or nil when one is nil or the sum overflows `Int`.
-public func checkedSum(_ values: [Int?]) -> Int? {
+package func checkedSum(_ values: [Int?]) -> Int? {
     var n = 0
     for v in values {
         guard let v else { return nil }

@@ -2,19 +2,19 @@ import Foundation
 import TensorCore
 
 /// An error reading a torch.save checkpoint; it names the file and what is wrong with it.
-public struct TorchCheckpointError: Error, CustomStringConvertible, Equatable {
-    public let path: String
-    public let problem: String
-    public var description: String { "\(path): \(problem)" }
-    public init(path: String, problem: String) { (self.path, self.problem) = (path, problem) }
+package struct TorchCheckpointError: Error, CustomStringConvertible, Equatable {
+    package let path: String
+    package let problem: String
+    package var description: String { "\(path): \(problem)" }
+    package init(path: String, problem: String) { (self.path, self.problem) = (path, problem) }
 }
 
 /// A non-tensor leaf of a checkpoint (an epoch, a learning rate, a flag, a name).
-public enum TorchValue: Equatable, Sendable, CustomStringConvertible {
+package enum TorchValue: Equatable, Sendable, CustomStringConvertible {
     case none, bool(Bool), int(Int), double(Double), string(String), bytes([UInt8])
 
     /// The number, for an int or a float (Python code mixes them, e.g. `weight_decay` 0 or 0.04).
-    public var number: Double? {
+    package var number: Double? {
         switch self {
         case .int(let i): return Double(i)
         case .double(let d): return d
@@ -22,7 +22,7 @@ public enum TorchValue: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .none: return "None"
         case .bool(let b): return b ? "True" : "False"
@@ -47,12 +47,12 @@ public enum TorchValue: Equatable, Sendable, CustomStringConvertible {
 /// `TorchCheckpointError` that names the file: the legacy pre-zip format (re-save it with a current torch),
 /// big-endian files, any other global (e.g. `os.system`), views that reach past their storage, storage records
 /// smaller than their declared element count, duplicate names, corrupt or truncated archives.
-public final class TorchCheckpoint {
-    public let path: String
+package final class TorchCheckpoint {
+    package let path: String
     /// Every tensor's name, in file order.
-    public let tensorNames: [String]
+    package let tensorNames: [String]
     /// The non-tensor leaves by name, e.g. "epoch", "lr", "opt.param_groups.0.betas.0".
-    public let values: [String: TorchValue]
+    package let values: [String: TorchValue]
     private let views: [String: TensorView]
     private let archive: ZipArchive
     private let folder: String
@@ -68,7 +68,7 @@ public final class TorchCheckpoint {
     static let maxNameBytes = 4096
     static let maxTotalNameBytes = 64 << 20
 
-    public init(path: String) throws {
+    package init(path: String) throws {
         self.path = path
         func fail(_ problem: String) -> TorchCheckpointError { TorchCheckpointError(path: path, problem: problem) }
         try Self.refuseLegacyFormat(path)
@@ -125,12 +125,12 @@ public final class TorchCheckpoint {
     }
 
     /// The shape of tensor `name`, or nil when there is none.
-    public func shape(of name: String) -> [Int]? { views[name]?.shape }
+    package func shape(of name: String) -> [Int]? { views[name]?.shape }
 
     /// Tensor `name` as a contiguous Float32 `Tensor` (float16 and bfloat16 converted exactly, strides and
     /// storage offset applied). Reads and CRC-checks only that tensor's storage record, streaming it, so memory
     /// is the storage's bytes plus the result.
-    public func tensor(_ name: String) throws -> Tensor {
+    package func tensor(_ name: String) throws -> Tensor {
         guard let v = views[name] else {
             throw TorchCheckpointError(path: path, problem: "no tensor named '\(name)' (\(views.count) tensors, e.g. '\(tensorNames.first ?? "")')")
         }
@@ -158,7 +158,7 @@ public final class TorchCheckpoint {
     /// of the storage; any other view goes through `tensor(_:)`. Loading a network this way holds nothing but
     /// the network (ViT-H/14's encoder: peak RSS 1.05x its bytes, with glibc's default malloc settings; it was
     /// 1.22x when each tensor came through a fresh buffer, which glibc kept after freeing).
-    public func read(_ name: String, into out: UnsafeMutableBufferPointer<Float>) throws {
+    package func read(_ name: String, into out: UnsafeMutableBufferPointer<Float>) throws {
         guard let v = views[name] else {
             throw TorchCheckpointError(path: path, problem: "no tensor named '\(name)'")
         }

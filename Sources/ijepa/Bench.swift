@@ -2,9 +2,9 @@ import ArgumentParser
 @_spi(Tuning) import CPUKernels
 import Foundation
 import IJEPA
-@_spi(Tuning) import KernelBench
-@_spi(Tuning) import NNLayers
-@_spi(Tuning) import TensorCore
+import KernelBench
+import NNLayers
+import TensorCore
 
 struct BenchOptions: ParsableArguments {
     @Flag(help: "Print one JSON object per line instead of a table.")

@@ -114,7 +114,8 @@ struct Train: ParsableCommand {
             let wall = Date()
             let cfg = try config.load()
             let group = try processGroup(plainAllreduce: cfg.optimization.gradientReduction == "allreduce", waitLimit: rankTimeout)
-            let training = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite, group: group, engine: engine)
+            let training = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite, datasets: nil, group: group,
+                                           engine: engine)
             if group.rank != 0 { training.log = { _ in } }  // rank 0 speaks for the run
             training.stop.installSignalHandlers()
             if profile { training.profiler = OpProfiler() }

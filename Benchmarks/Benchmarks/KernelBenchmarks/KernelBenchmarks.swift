@@ -3,7 +3,6 @@
 // The same cases, with validation against the reference, run in `ijepa bench`.
 import Benchmark
 import CPUKernels
-import KernelBench
 
 let gflopsX10 = BenchmarkMetric.custom("GFLOP/s x10", polarity: .prefersLarger, useScalingFactor: false)
 let pctPeakX10 = BenchmarkMetric.custom("% of peak x10", polarity: .prefersLarger, useScalingFactor: false)

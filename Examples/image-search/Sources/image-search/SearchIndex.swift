@@ -1,6 +1,5 @@
 import Foundation
 import IJEPA
-import TensorCore
 
 /// The embedded images: one feature row per file, centred on the index's mean feature and scaled to length 1,
 /// so cosine similarity is a dot product. Centring matters: pooled I-JEPA features share a large common

@@ -6,7 +6,6 @@
 //   image-search agreement --checkpoint CKPT --index index.safetensors --queries DIR [--k 5]
 import Foundation
 import IJEPA
-import TensorCore
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("image-search: \(message)\n".utf8))
