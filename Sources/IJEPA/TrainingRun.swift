@@ -31,8 +31,8 @@ package func loadDatasets(_ config: TrainingConfig) throws -> (train: ImageDatas
             }
             return (train, test)
         }
-        // No test folder: a fixed, seeded sixth of the images is held out for the probes' test split (the
-        // probes are then fitted on the other five sixths; pretraining sees every image, labels unused).
+        // No test folder: a fixed, seeded sixth of the images is held out as the probes' test split; pretraining
+        // and the probes' fit see the other five sixths only (no test image is trained on, even without labels).
         var g = RandomGenerator(seed: 0).stream(.heldOutSplit)  // the same split whatever meta.seed
         let order = g.permutation(train.count)
         let cut = max(1, train.count / 6)
@@ -120,6 +120,11 @@ public final class TrainingRun {
     package private(set) var profiledSeconds = 0.0
     /// Where the progress lines and messages go (default: standard output).
     public var log: (String) -> Void = { print($0); fflush(stdout) }
+    /// Called after every step with its record (the row `log.csv` gets), e.g. for an app's own progress display.
+    public var onStep: ((StepRecord) -> Void)?
+    /// Whether `run()` writes the progress line (every `logging.log_every` steps through `log`; redrawn in place
+    /// on a terminal). An app that shows `onStep`'s records itself turns it off.
+    public var printsProgress = true
     let itersPerEpoch: Int
     let totalSteps: Int
     let cost: StepCost
@@ -133,14 +138,15 @@ public final class TrainingRun {
 
     public var checkpointPath: String { folder + "/checkpoint.safetensors" }
 
-    /// A run of `config` in `config.logging.folder`, on this process alone: loads the data set, builds the
-    /// model and the optimizer. With `resume`, continues from the folder's checkpoint (the same bits as a run
-    /// that was never stopped); otherwise refuses a folder that has one unless `overwrite`. `engine`: threads,
-    /// kernels and fusions of every step. Throws ``ConfigError`` or a file error that names the file.
-    public convenience init(config: TrainingConfig, resume: Bool = false, overwrite: Bool = false,
-                            engine: Engine = Engine()) throws {
-        try self.init(config: config, resume: resume, overwrite: overwrite, datasets: nil, group: SingleProcess(),
-                      engine: engine)
+    /// A run of `config` in `config.logging.folder`, on this process alone: builds the model and the optimizer
+    /// and trains on `images` (default: the data set `config.data` names, loaded now). With `resume`, continues
+    /// from the folder's checkpoint (the same bits as a run that was never stopped); otherwise refuses a folder
+    /// that has one unless `overwrite`. `engine`: threads, kernels and fusions of every step. Throws
+    /// ``ConfigError`` or a file error that names the file.
+    public convenience init(config: TrainingConfig, images: TrainingImages? = nil, resume: Bool = false,
+                            overwrite: Bool = false, engine: Engine = Engine()) throws {
+        try self.init(config: config, resume: resume, overwrite: overwrite,
+                      datasets: images.map { ($0.dataset, $0.dataset) }, group: SingleProcess(), engine: engine)
     }
 
     /// Builds everything; with `resume`, continues from the folder's checkpoint, else refuses to overwrite one.
@@ -323,10 +329,13 @@ public final class TrainingRun {
                 gflops: flops / dt / 1e9, seconds: wallBefore + Date().timeIntervalSince(t0),
                 rssMiB: Double(ProcessMemory.residentBytes()) / 1_048_576)
             runLog?.append(record)
+            onStep?(record)
             let line = progress.add(record, seconds: dt, flops: flops, images: batch, ranks: group.size,
                                     combineSeconds: combineSeconds - combinedBefore)
             let commit = last.step % c.logging.logEvery == 0 || last.step == totalSteps
-            if isTTY && group.rank == 0 { print("\r" + line, terminator: commit ? "\n" : ""); fflush(stdout) } else if commit { log(line) }
+            if printsProgress {
+                if isTTY && group.rank == 0 { print("\r" + line, terminator: commit ? "\n" : ""); fflush(stdout) } else if commit { log(line) }
+            }
             if commit { progress.commit() }
             if c.logging.checkpointEvery > 0 && last.step % c.logging.checkpointEvery == 0 {
                 try saveCheckpoint(lastLoss: last.loss, wall: wallBefore + Date().timeIntervalSince(t0))

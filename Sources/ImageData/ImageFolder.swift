@@ -37,31 +37,11 @@ package enum ImageFolder {
             files += found
             labels += [Int](repeating: label, count: found.count)
         }
-        let per = size * size * channels
-        var pixels = [UInt8](repeating: 0, count: files.count * per)
-        var errors = [ImageDataError?](repeating: nil, count: files.count)
-        pixels.withUnsafeMutableBufferPointer { px in
-            errors.withUnsafeMutableBufferPointer { errs in
-                let (px, errs) = (px, errs)
-                // Each file decodes into its own slot: the result does not depend on the thread count.
-                Parallel.forEach(tasks: files.count, threads: Parallel.hardwareThreads) { i, _ in
-                    do {
-                        let d = try PNGCodec.decode(path: files[i], channels: channels)
-                        let img = Resample.resize(d.pixels, width: d.width, height: d.height, channels: channels,
-                                                  outW: size, outH: size)
-                        img.withUnsafeBufferPointer { px.baseAddress!.advanced(by: i * per).update(from: $0.baseAddress!, count: per) }
-                    } catch let e as ImageDataError {
-                        errs[i] = e
-                    } catch {
-                        errs[i] = ImageDataError(path: files[i], problem: "\(error)")
-                    }
-                }
-            }
-        }
-        if let first = errors.first(where: { $0 != nil }) { throw first! }
         let name = URL(fileURLWithPath: root).standardizedFileURL.lastPathComponent
-        return ImageDataset(name: name, width: size, height: size, channels: channels, pixels: pixels,
-                            labels: labels, classNames: classes)
+        return try ImageDataset.resizing(count: files.count, size: size, channels: channels, name: name, labels: labels,
+                                         classNames: classes, source: { files[$0] }) { i in
+            try PNGCodec.decode(path: files[i], channels: channels)
+        }
     }
 
     /// Writes `data` as `root/<label>_<class>/<index>.png`: the label zero-padded so that the folders sort in
@@ -159,5 +139,39 @@ package enum ImageFolder {
             }
         }
         return out
+    }
+}
+
+extension ImageDataset {
+    /// `count` images from `decode(i)` (any size, `channels` interleaved), each resized to `size` x `size` with
+    /// `Resample.resize` (as a folder of PNGs loads), decoded in parallel, each into its own slot (the result does
+    /// not depend on the thread count). The first failure is thrown, named by `source(i)`.
+    package static func resizing(
+        count: Int, size: Int, channels: Int, name: String, labels: [Int], classNames: [String],
+        source: (Int) -> String, decode: (Int) throws -> (width: Int, height: Int, pixels: [UInt8])
+    ) throws -> ImageDataset {
+        let per = size * size * channels
+        var pixels = [UInt8](repeating: 0, count: count * per)
+        var errors = [ImageDataError?](repeating: nil, count: count)
+        pixels.withUnsafeMutableBufferPointer { px in
+            errors.withUnsafeMutableBufferPointer { errs in
+                let (px, errs) = (px, errs)
+                Parallel.forEach(tasks: count, threads: Parallel.hardwareThreads) { i, _ in
+                    do {
+                        let d = try decode(i)
+                        let img = Resample.resize(d.pixels, width: d.width, height: d.height, channels: channels,
+                                                  outW: size, outH: size)
+                        img.withUnsafeBufferPointer { px.baseAddress!.advanced(by: i * per).update(from: $0.baseAddress!, count: per) }
+                    } catch let e as ImageDataError {
+                        errs[i] = e
+                    } catch {
+                        errs[i] = ImageDataError(path: source(i), problem: "\(error)")
+                    }
+                }
+            }
+        }
+        if let first = errors.first(where: { $0 != nil }) { throw first! }
+        return ImageDataset(name: name, width: size, height: size, channels: channels, pixels: pixels,
+                            labels: labels, classNames: classNames)
     }
 }
