@@ -120,6 +120,8 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
     public init() {}
 }
 
+/// A configuration value, or the data a configuration names, that cannot be used: `source` is the key
+/// ("data.batch_size"), the file or the folder at fault, `problem` what is wrong and, where there is one, the fix.
 public struct ConfigError: Error, CustomStringConvertible {
     public let source: String
     public let problem: String

@@ -7,16 +7,16 @@ import Darwin
 #endif
 
 /// An error about one file or folder, with what is wrong with it: `"<path>: <problem>"`.
-package struct ImageDataError: Error, CustomStringConvertible, Equatable {
-    package let path: String
-    package let problem: String
+public struct ImageDataError: Error, CustomStringConvertible, Equatable {
+    public let path: String
+    public let problem: String
 
-    package init(path: String, problem: String) {
+    public init(path: String, problem: String) {
         self.path = path
         self.problem = problem
     }
 
-    package var description: String { "\(path): \(problem)" }
+    public var description: String { "\(path): \(problem)" }
 }
 
 /// An in-memory labelled image set. Pixels are UInt8, (count, height, width, channels) row-major with the

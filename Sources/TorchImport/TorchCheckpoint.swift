@@ -2,11 +2,11 @@ import Foundation
 import TensorCore
 
 /// An error reading a torch.save checkpoint; it names the file and what is wrong with it.
-package struct TorchCheckpointError: Error, CustomStringConvertible, Equatable {
-    package let path: String
-    package let problem: String
-    package var description: String { "\(path): \(problem)" }
-    package init(path: String, problem: String) { (self.path, self.problem) = (path, problem) }
+public struct TorchCheckpointError: Error, CustomStringConvertible, Equatable {
+    public let path: String
+    public let problem: String
+    public var description: String { "\(path): \(problem)" }
+    public init(path: String, problem: String) { (self.path, self.problem) = (path, problem) }
 }
 
 /// A non-tensor leaf of a checkpoint (an epoch, a learning rate, a flag, a name).

@@ -65,8 +65,11 @@ final class TrainingPartsTests: XCTestCase {
 
     func testBadImagesAreRefusedByName() throws {
         let bad = Image(pngData: Data([1, 2, 3]), name: "broken.png")
-        XCTAssertThrowsError(try TrainingImages([bad], size: 16, channels: 1)) { XCTAssert("\($0)".contains("broken.png"), "\($0)") }
-        XCTAssertThrowsError(try TrainingImages([], size: 16, channels: 1)) { XCTAssert("\($0)".contains("no images"), "\($0)") }
+        XCTAssertThrowsError(try TrainingImages([bad], size: 16, channels: 1)) {
+            XCTAssert($0 is ImageDataError, "an app catches a bad image by type: \(type(of: $0))")
+            XCTAssert("\($0)".contains("broken.png"), "\($0)")
+        }
+        XCTAssertThrowsError(try TrainingImages([], size: 16, channels: 1)) { XCTAssert($0 is ConfigError && "\($0)".contains("no images"), "\($0)") }
         let (_, list, _) = try folderAndImages(count: 4)
         XCTAssertThrowsError(try TrainingImages(list, size: 16, channels: 2)) { XCTAssert("\($0)".contains("channels"), "\($0)") }
         XCTAssertThrowsError(try TrainingImages(list, size: 16, channels: 1, labels: [0])) { XCTAssert("\($0)".contains("labels"), "\($0)") }

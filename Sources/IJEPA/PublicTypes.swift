@@ -1,5 +1,10 @@
+import ImageData
 import JEPA
 import TensorCore
+import TorchImport
+
+// The types of the layers under IJEPA that its API is made of, named here so that one `import IJEPA` reaches them
+// and its documentation lists them (DocC does not document re-exported modules).
 
 /// How forward passes and training steps run: the threads and kernel settings (GEMM blocking, scratch memory),
 /// the fusion policy, recomputation, an optional per-op profiler, and the pool of tensor memory it owns
@@ -22,3 +27,18 @@ public typealias ViTConfig = JEPA.ViTConfig
 
 /// The multi-block mask sampler's settings, the `mask` section of a ``TrainingConfig`` (official key names).
 public typealias MaskConfig = JEPA.MaskConfig
+
+/// Mask settings that cannot make masks on the model's grid (the message names the `mask.` key).
+public typealias MaskConfigError = JEPA.MaskConfigError
+
+/// An image file, a folder of images or an IDX file that cannot be read: the path and the problem.
+public typealias ImageDataError = ImageData.ImageDataError
+
+/// An official PyTorch checkpoint (a `torch.save` zip) that cannot be read: the path and the problem.
+public typealias TorchCheckpointError = TorchImport.TorchCheckpointError
+
+/// A safetensors file (a checkpoint of this engine, or features) that cannot be read or written.
+public typealias SafeTensorsError = TensorCore.SafeTensorsError
+
+/// A tensor shape or value count that does not fit, e.g. `Tensor(shape:values:)` with the wrong count.
+public typealias TensorError = TensorCore.TensorError
