@@ -41,7 +41,7 @@ package func encoderFeatures(
     var start = 0
     while start < data.count {
         let end = min(start + batchSize, data.count), n = end - start
-        let images = Variable(evaluationTensor(data, augmentation: augmentation, range: start..<end))
+        let images = Variable(evaluationTensor(data, augmentation: augmentation, range: start..<end, threads: engine.threads))
         let pooled = try encoder.lastBlockOutputs(images, count: layers, engine: engine)
             .map { tokens ? $0.value : try meanTokens($0, tape: engine.noGrad).value }
         out.withUnsafeMutableBufferPointer { o in
@@ -59,8 +59,8 @@ package func encoderFeatures(
 }
 
 /// (n, C S S): the normalised pixels themselves (the raw-pixel baseline).
-package func pixelFeatures(_ data: ImageDataset, augmentation: Augmentation) throws -> Tensor {
-    let t = evaluationTensor(data, augmentation: augmentation, range: 0..<data.count)
+package func pixelFeatures(_ data: ImageDataset, augmentation: Augmentation, threads: Int) throws -> Tensor {
+    let t = evaluationTensor(data, augmentation: augmentation, range: 0..<data.count, threads: threads)
     return try t.reshaped([data.count, t.count / max(data.count, 1)])
 }
 
@@ -107,11 +107,11 @@ package struct Evaluator {
     package func score(_ name: String, train xtr: Tensor, test xte: Tensor) throws -> (probe: Double, knn: Double) {
         let t0 = Date()
         let wd = try chooseWeightDecay(xtr)
-        let opts = ProbeOptions(epochs: options.probeIterations, weightDecay: wd)
+        let opts = ProbeOptions(epochs: options.probeIterations, weightDecay: wd, threads: engine.threads)
         let p = try linearProbe(train: xtr, trainLabels: train.labels, test: xte, testLabels: test.labels,
                                 classes: classes, options: opts)
         let k = try knnAccuracy(train: xtr, trainLabels: train.labels, test: xte, testLabels: test.labels,
-                                classes: classes, k: min(options.knnK, train.count))
+                                classes: classes, k: min(options.knnK, train.count), threads: engine.threads)
         log(String(format: "  %-12@ probe %.4f (train %.4f, wd %.0e, %d iterations)  %d-NN %.4f  [%.1f s]",
                    name as NSString, p.testAccuracy, p.trainAccuracy, wd, p.iterations, k.k, k.accuracy,
                    Date().timeIntervalSince(t0)))
@@ -132,7 +132,8 @@ package struct Evaluator {
         var best: (Float, Double) = (Float(options.probeWeightDecay), -1)
         for wd: Float in [1e-5, 1e-4, 1e-3, 1e-2] {
             let r = try linearProbe(train: xf, trainLabels: yf, test: xv, testLabels: yv, classes: classes,
-                                    options: ProbeOptions(epochs: options.probeIterations, weightDecay: wd))
+                                    options: ProbeOptions(epochs: options.probeIterations, weightDecay: wd,
+                                                          threads: engine.threads))
             if r.testAccuracy > best.1 { best = (wd, r.testAccuracy) }
         }
         return best.0
@@ -158,8 +159,8 @@ package struct Evaluator {
         (probe["randomInit"], knn["randomInit"]) = try score("random init", train: c, test: d)
         stats["randomInit"] = try diagnose(c)
         (probe["rawPixels"], knn["rawPixels"]) = try score(
-            "raw pixels", train: try pixelFeatures(train, augmentation: augmentation),
-            test: try pixelFeatures(test, augmentation: augmentation))
+            "raw pixels", train: try pixelFeatures(train, augmentation: augmentation, threads: engine.threads),
+            test: try pixelFeatures(test, augmentation: augmentation, threads: engine.threads))
         return EvaluationReport(probe: probe, knn: knn, features: stats, trainSamples: train.count,
                                 testSamples: test.count, evaluatedOn: evaluatedOn, seconds: Date().timeIntervalSince(t0))
     }

@@ -1,4 +1,5 @@
 import ImageData
+import TensorCore
 
 /// The images a ``TrainingRun`` trains on, in memory, decoded and resized to the model's input once: the
 /// training split of the data set a configuration names, or an app's own ``Image`` values.
@@ -20,17 +21,19 @@ public struct TrainingImages: Sendable {
     public var name: String { dataset.name }
 
     /// The training split of the data set `config.data` names: Fashion-MNIST, a folder of IDX files, or a folder
-    /// of class folders of PNGs (resized to `data.crop_size`). Throws an error naming the file or key at fault.
-    public init(config: TrainingConfig) throws {
-        dataset = try loadDatasets(config).train
+    /// of class folders of PNGs (resized to `data.crop_size`, decoded on the `engine`'s threads). Throws an error
+    /// naming the file or key at fault.
+    public init(config: TrainingConfig, engine: Engine = Engine()) throws {
+        dataset = try loadDatasets(config, threads: engine.threads).train
     }
 
     /// `images` converted to `channels` (1: gray, 3: RGB; alpha dropped) and resized to `size` x `size` exactly as
     /// a folder of PNGs loads (`data.dataset = "image-folder"`: the whole image, bilinear, aspect ratio not kept),
     /// so a run on these values has the bits of a run on the same PNGs in a folder. `labels` (one class index per
-    /// image, optional) only matter to the probes. Decoding runs in parallel; the first bad image is reported by
-    /// its name.
-    public init(_ images: [Image], size: Int, channels: Int, labels: [Int]? = nil, name: String = "images") throws {
+    /// image, optional) only matter to the probes. Decoding runs on the `engine`'s threads; the first bad image is
+    /// reported by its name.
+    public init(_ images: [Image], size: Int, channels: Int, labels: [Int]? = nil, name: String = "images",
+                engine: Engine = Engine()) throws {
         guard !images.isEmpty else { throw ConfigError(source: name, problem: "no images to train on") }
         guard size > 0 else { throw ConfigError(source: name, problem: "image size must be positive (got \(size))") }
         guard channels == 1 || channels == 3 else {
@@ -45,7 +48,7 @@ public struct TrainingImages: Sendable {
         }
         dataset = try ImageDataset.resizing(
             count: images.count, size: size, channels: channels, name: name, labels: labels,
-            classNames: (0...top).map(String.init), source: { images[$0].name }
+            classNames: (0...top).map(String.init), threads: engine.threads, source: { images[$0].name }
         ) { i in try images[i].decoded(channels: channels) }
     }
 }

@@ -8,8 +8,9 @@ import DataParallel
 import Glibc
 #endif
 
-/// The data sets a configuration names: (pretraining/probe-train split, probe-test split).
-package func loadDatasets(_ config: TrainingConfig) throws -> (train: ImageDataset, test: ImageDataset) {
+/// The data sets a configuration names: (pretraining/probe-train split, probe-test split); PNGs are decoded on up
+/// to `threads` threads.
+package func loadDatasets(_ config: TrainingConfig, threads: Int) throws -> (train: ImageDataset, test: ImageDataset) {
     let d = config.data
     switch d.dataset {
     case "fashion-mnist", "idx":
@@ -23,9 +24,9 @@ package func loadDatasets(_ config: TrainingConfig) throws -> (train: ImageDatas
         return (try FashionMNIST.load(split: "train", directory: d.rootPath),
                 try FashionMNIST.load(split: "test", directory: d.rootPath))
     default:
-        let train = try ImageFolder.load(root: d.imageFolder!, size: d.cropSize, channels: d.channels)
+        let train = try ImageFolder.load(root: d.imageFolder!, size: d.cropSize, channels: d.channels, threads: threads)
         if let t = d.testFolder {
-            let test = try ImageFolder.load(root: t, size: d.cropSize, channels: d.channels)
+            let test = try ImageFolder.load(root: t, size: d.cropSize, channels: d.channels, threads: threads)
             guard test.classNames == train.classNames else {
                 throw ImageDataError(path: t, problem: "its class folders \(test.classNames) differ from \(d.imageFolder!)'s \(train.classNames)")
             }
@@ -168,7 +169,7 @@ public final class TrainingRun {
         if group.rank == 0 && !resume && !overwrite && FileManager.default.fileExists(atPath: ckpt) {
             throw ConfigError(source: ckpt, problem: "a run already lives here: continue it with --resume, or choose another --out (or --overwrite to start over)")
         }
-        (train, test) = try datasets ?? loadDatasets(config)
+        (train, test) = try datasets ?? loadDatasets(config, threads: engine.threads)
         let vit = try config.vitConfig()
         guard train.channels == vit.inChannels else {
             throw ConfigError(source: train.name, problem: "images have \(train.channels) channels, the model expects \(vit.inChannels) (data.channels)")

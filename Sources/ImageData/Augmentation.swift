@@ -185,16 +185,17 @@ package struct Augmentation: Sendable, Codable, Equatable {
 }
 
 /// The evaluation transform (resize + normalise; no random crop, no flip) of `data`'s images in `range`, as a
-/// (range.count, channels, outputSize, outputSize) tensor, for feature extraction. Images are processed in
-/// parallel; the result does not depend on the thread count.
-package func evaluationTensor(_ data: ImageDataset, augmentation: Augmentation, range: Range<Int>) -> Tensor {
+/// (range.count, channels, outputSize, outputSize) tensor, for feature extraction. Images are processed on up to
+/// `threads` threads; the result does not depend on the thread count.
+package func evaluationTensor(_ data: ImageDataset, augmentation: Augmentation, range: Range<Int>,
+                              threads: Int = Parallel.hardwareThreads) -> Tensor {
     precondition(range.lowerBound >= 0 && range.upperBound <= data.count, "evaluationTensor: range \(range) outside 0..<\(data.count)")
     let a = augmentation.evaluation
     let s = a.outputSize, c = data.channels, per = c * s * s
     var t = Tensor.zeros(range.count, c, s, s)
     t.withUnsafeMutableBufferPointer { buf in
         let base = buf.baseAddress!
-        Parallel.forEach(tasks: range.count, threads: Parallel.hardwareThreads) { k, _ in
+        Parallel.forEach(tasks: range.count, threads: threads) { k, _ in
             var rng = RandomGenerator(seed: 0)  // not drawn from: no random crop, no flip
             a.apply(data.image(range.lowerBound + k), width: data.width, height: data.height, channels: c,
                     rng: &rng, into: base + k * per)

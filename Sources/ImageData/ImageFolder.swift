@@ -15,7 +15,8 @@ import Foundation
 /// Every image is decoded to `channels` (see `PNGCodec` for alpha and colour conversion) and resized to
 /// size x size with the antialiased bilinear filter (kept as it is when already that size).
 package enum ImageFolder {
-    package static func load(root: String, size: Int, channels: Int) throws -> ImageDataset {
+    /// Decodes on up to `threads` threads; the result does not depend on it.
+    package static func load(root: String, size: Int, channels: Int, threads: Int = Parallel.hardwareThreads) throws -> ImageDataset {
         guard size > 0 else { throw ImageDataError(path: root, problem: "image size must be positive (got \(size))") }
         guard channels == 1 || channels == 3 else {
             throw ImageDataError(path: root, problem: "channels must be 1 or 3 (got \(channels))")
@@ -39,7 +40,7 @@ package enum ImageFolder {
         }
         let name = URL(fileURLWithPath: root).standardizedFileURL.lastPathComponent
         return try ImageDataset.resizing(count: files.count, size: size, channels: channels, name: name, labels: labels,
-                                         classNames: classes, source: { files[$0] }) { i in
+                                         classNames: classes, threads: threads, source: { files[$0] }) { i in
             try PNGCodec.decode(path: files[i], channels: channels)
         }
     }
@@ -52,7 +53,7 @@ package enum ImageFolder {
     /// first, but only when they look like an image tree (class folders holding `.png` and hidden files only),
     /// so a mistyped path never wipes unrelated files. A class without images is refused (the tree could not be
     /// loaded back). Class folder names are what `load` then reports as class names.
-    package static func export(_ data: ImageDataset, to root: String, overwrite: Bool) throws {
+    package static func export(_ data: ImageDataset, to root: String, overwrite: Bool, threads: Int = Parallel.hardwareThreads) throws {
         guard [1, 2, 3, 4].contains(data.channels) else {
             throw ImageDataError(path: root, problem: "cannot export \(data.channels)-channel images as PNG")
         }
@@ -98,7 +99,7 @@ package enum ImageFolder {
         var errors = [ImageDataError?](repeating: nil, count: data.count)
         errors.withUnsafeMutableBufferPointer { errs in
             let errs = errs
-            Parallel.forEach(tasks: data.count, threads: Parallel.hardwareThreads) { i, _ in
+            Parallel.forEach(tasks: data.count, threads: threads) { i, _ in
                 let path = folders[data.labels[i]] + "/" + padded(i, fileDigits) + ".png"
                 do {
                     try PNGCodec.write(path: path, width: data.width, height: data.height, channels: data.channels,
@@ -144,10 +145,10 @@ package enum ImageFolder {
 
 extension ImageDataset {
     /// `count` images from `decode(i)` (any size, `channels` interleaved), each resized to `size` x `size` with
-    /// `Resample.resize` (as a folder of PNGs loads), decoded in parallel, each into its own slot (the result does
-    /// not depend on the thread count). The first failure is thrown, named by `source(i)`.
+    /// `Resample.resize` (as a folder of PNGs loads), decoded on up to `threads` threads, each into its own slot
+    /// (the result does not depend on the thread count). The first failure is thrown, named by `source(i)`.
     package static func resizing(
-        count: Int, size: Int, channels: Int, name: String, labels: [Int], classNames: [String],
+        count: Int, size: Int, channels: Int, name: String, labels: [Int], classNames: [String], threads: Int,
         source: (Int) -> String, decode: (Int) throws -> (width: Int, height: Int, pixels: [UInt8])
     ) throws -> ImageDataset {
         let per = size * size * channels
@@ -156,7 +157,7 @@ extension ImageDataset {
         pixels.withUnsafeMutableBufferPointer { px in
             errors.withUnsafeMutableBufferPointer { errs in
                 let (px, errs) = (px, errs)
-                Parallel.forEach(tasks: count, threads: Parallel.hardwareThreads) { i, _ in
+                Parallel.forEach(tasks: count, threads: threads) { i, _ in
                     do {
                         let d = try decode(i)
                         let img = Resample.resize(d.pixels, width: d.width, height: d.height, channels: channels,

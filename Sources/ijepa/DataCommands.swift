@@ -35,7 +35,7 @@ struct Masks: ParsableCommand {
         try userFacing {
             let cfg = try config.load()
             guard images >= 1 && images <= 64 else { throw ValidationError("--images must be in 1...64") }
-            let (_, test) = try loadDatasets(cfg)
+            let (_, test) = try loadDatasets(cfg, threads: Parallel.hardwareThreads)
             let sample = test.subset(Array(0..<min(images, test.count)))
             let collator = try cfg.maskCollator()
             let m = collator.sample(batch: sample.count, step: step, seed: UInt64(cfg.meta.seed))
@@ -98,7 +98,7 @@ struct Embed: ParsableCommand {
             guard split == "train" || split == "test" else { throw ValidationError("--split must be train or test") }
             let trained = try model.open()
             let cfg = trained.config
-            let (train, test) = try loadDatasets(cfg)
+            let (train, test) = try loadDatasets(cfg, threads: engine.threads)
             let data = split == "train" ? train : test
             let f = try encoderFeatures(trained.evaluatedEncoder, data: data, augmentation: augmentation(cfg).evaluation,
                                         layers: cfg.evaluation.layers, engine: engine)

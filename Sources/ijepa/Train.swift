@@ -284,7 +284,7 @@ struct Probe: ParsableCommand {
             let wall = Date()
             let trained = try model.open()
             let cfg = trained.config
-            let (train, test) = try loadDatasets(cfg)
+            let (train, test) = try loadDatasets(cfg, threads: engine.threads)
             var evaluator = Evaluator(train: train, test: test, augmentation: augmentation(cfg),
                                       options: cfg.evaluation, seed: UInt64(cfg.meta.seed))
             evaluator.engine = engine
