@@ -8,12 +8,8 @@ import Darwin
 // sequences of ~20), forward and backward, in place of five general GEMM calls per head.
 //
 // Why: the general `sgemm` packs both operands and plans tasks for every call, which on a 21 x 21 x 32 product
-// is most of the work (the predictor's attention ran at 4-6 GFLOP/s in the profile of the Fashion-MNIST I-JEPA
-// step, docs/performance.md). Measured since: with another process loading the machine the fused heads took
-// the step's attention from 150 to 99 ms; on a quiet machine (two alternating rounds, 1 thread) the two paths
-// were equal within noise (126 ms per step in both). perf on the predictor's heads then put a third of the
-// time in the row softmax's horizontal max/sum and a sixth in the scalar transpose of K: both were rewritten
-// (`softmaxRows`, `transpose8x8`).
+// is most of the work (measured: docs/performance.md, Decisions). The row softmax (`softmaxRows`) and the
+// transpose of K (`transpose8x8`) are vectorised for the same reason: perf found them next.
 
 // Every product here is one `smallGEMM`: A read in place through (row, column) strides, so transposes cost
 // nothing; B a row-major copy padded to a multiple of 16 columns (a few KiB, in L1). Each element is one fma
@@ -227,12 +223,8 @@ public func attentionForward(
 /// A batch element's qkv rows (n x 3D floats) up to this size are copied into a contiguous scratch block
 /// before its heads run (and, in the backward pass, its dOut rows in and its dqkv rows out): one sequential
 /// read instead of every head gathering short slices of n strided rows (perf put a third of the predictor's
-/// head kernel on the first loads of those slices). Same arithmetic, so the same bits. `bench kernels
-/// --filter attention.*batch` (the op's layout, 1 thread, 4 alternating rounds, median ms, 2026-11-29, two
-/// runs), copy over gather: the default model's predictor (256 x 3 heads of 21 x 32) forward 0.72 / 0.66,
-/// backward 0.61 / 0.66; its target encoder (64 x 3 heads of 49 x 64) 0.96 / 0.91 and 0.94 / 0.80; ViT-Tiny
-/// on 32 px (64 tokens) 0.85 and 0.81; ViT-S/16 (196 tokens, 903 KiB per image) forward 1.12 / 0.94,
-/// backward 0.92 / 0.86. Up to 1 MiB per image (the backward's scratch is then ~2.5 MiB per thread);
+/// head kernel on the first loads of those slices). Same arithmetic, so the same bits; faster on every model
+/// measured (docs/performance.md, Decisions). Up to 1 MiB per image (the backward's scratch is then ~2.5 MiB per thread);
 /// larger images, unmeasured, keep the per-head gather, and so do batches of fewer than two images per
 /// thread, whose heads are the tasks that keep every thread busy.
 let attentionCopyMaxFloats = 256 * 1024

@@ -8,9 +8,8 @@
 /// | MC    | 96    | rows of the packed A block: 96x384x4 = 144 KiB, a third of L2 (512 KiB) with room for B panels |
 /// | NC    | 3072  | columns of the packed B block: 384x3072x4 = 4.5 MiB in L3 (32 MiB shared) |
 ///
-/// KC and MC were 256 and 144 until an in-process A/B (`bench gemm --ab`, 30 alternating runs per shape,
-/// 2026-11-30) over the 48 ViT and I-JEPA shapes gave KC 384 + MC 96 a geometric mean of 1.029 at 1 thread and
-/// 1.022 at 2 (controls 0.998 and 0.999); KC 128: 0.957, KC 320: 0.984, KC 512: 1.021, MC 192: 0.961.
+/// KC 384 and MC 96 were the fastest pair over the 48 ViT and I-JEPA shapes of `bench gemm --ab` (the values
+/// tried and their ratios: docs/performance.md, Decisions).
 ///
 /// Only KC changes results (it sets where partial sums are rounded into C); MC and NC and the task split
 /// change speed only, so results do not depend on the thread count.
@@ -24,9 +23,7 @@ public enum GEMMBlocking {
     /// of A's rows, a whole row of the narrow ones (m 192-768), read front to back, instead of 384-byte pieces of
     /// rows several KiB apart, which missed the prefetchers (11 % of vit-s16.fc1.wgrad in perf at 1.5 ns per
     /// float), and fewer row blocks re-read the packed B. Its A block (768 x 384 floats, 1.1 MiB) no longer
-    /// fits L2, yet `bench gemm --ab --filter wgrad` (24-30 alternating runs, 2026-11-30) measured over the 16
-    /// weight-gradient shapes: 288 over 96 1.04 (1 thread) and 1.01-1.03 (2 threads; 1.12-1.28 on
-    /// ijepa-pred.qkv / fc1.wgrad), then 768 over 288 1.049 and 1.015 (576: 1.023-1.035 and 1.014).
+    /// fits L2, yet it was the fastest on the 16 weight-gradient shapes (docs/performance.md, Decisions).
     public static let MCTransposedA = 768
     public static let NC = 3072
 
@@ -158,9 +155,8 @@ public func sgemm(
             let plan = GEMMTaskPlan(m: m, nc: pack.nc, k: pack.kg, threads: threads, mcMax: mcMax)
             // The next group's op(B) is packed by the same parallel-for, after this group's tasks, into the other
             // buffer (one thread: the same buffer, after the tasks have read it): one barrier a group instead of
-            // two, and the packing fills the time a thread would wait for the other's last task. `bench gemm --ab`
-            // (24 alternating rounds, 2 threads, 2026-11-30): the weight gradients of ViT-Tiny and ViT-S/16
-            // 1.02-1.08, squares 1.02-1.03, the rest 0.97-1.07.
+            // two, and the packing fills the time a thread would wait for the other's last task (measured:
+            // docs/performance.md, Decisions).
             let next = g + 1 < groups ? bGroup(g + 1) : nil
             context.forEach(tasks: plan.tasks + (next?.tasks ?? 0), threads: threads) { task, worker in
                 if task < plan.tasks {
@@ -228,7 +224,7 @@ struct GEMMGroup {
 ///
 /// Out of line on purpose: inlined into `sgemm`'s closure, a few more lines elsewhere in `sgemm` pushed it
 /// past the optimizer's inlining budget, the stdlib's unaligned SIMD loads became calls, and every GEMM ran
-/// at 25 GFLOP/s instead of 100 (one thread, 2026-11-30, perf: `loadUnaligned` outlined).
+/// at a quarter of its speed (tools/test.sh checks that they stay inlined).
 @inline(never)
 func gemmTask(
     _ g: GEMMGroup, plan: GEMMTaskPlan, task: Int,
@@ -390,10 +386,8 @@ struct GEMMTaskPlan {
         var mcPanels = min(mcMax / P.MR, rowPanels)
         if (rowPanels + mcPanels - 1) / mcPanels < wanted {
             // Rows only where that leaves tasks of at least 8 panels; else at least 12 panels a task, and the
-            // columns cut too. A column cut packs A again in each column block: vit-tiny.fc1.wgrad (128 row
-            // panels) went from 11 row blocks x 2 column blocks to 12 row blocks, 1.02-1.03x at 2 threads, and
-            // the context encoder's GEMMs (704 rows) 1.0-1.08x (`bench gemm --ab`, 2026-11-30). Never more
-            // than mcMax (the A buffers are sized for it).
+            // columns cut too: a column cut packs A again in each column block (measured: docs/performance.md,
+            // Decisions). Never more than mcMax (the A buffers are sized for it).
             let rowsOnly = (rowPanels + wanted - 1) / wanted
             mcPanels = min(mcMax / P.MR, rowsOnly >= 8 ? rowsOnly : min(12, rowPanels))
         }

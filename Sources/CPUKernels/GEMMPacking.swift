@@ -19,11 +19,8 @@ func packA(
     if transA {
         // A(k, m): walk each k row once across all the full panels (its mc values are contiguous), so A streams
         // front to back, as packB walks B. The panel-by-panel walk read 24 bytes every lda floats (a new line,
-        // often a new page, per k); in one perf run of vit-tiny.fc1.wgrad (768x192x4096 TN) that loop's loads
-        // took 17 % of the GEMM, in others little. The whole GEMM does not show a difference above this
-        // machine's noise: over the 16 TN shapes of the suite (1 thread) 1.019 and 1.046 (same binary, 4 and 8
-        // alternating rounds), 1.000 (two binaries, 4 rounds, while the untouched shapes read 1.018); kept for
-        // its access pattern, the one packB's row walk was measured to need (docs/performance.md).
+        // often a new page, per k). Kept for its access pattern, the one packB's row walk was measured to need;
+        // the whole GEMM gains little above the noise (docs/performance.md, Decisions).
         // Full panels whose 8-float copy stays inside A's row.
         let full = aColumns - m0 >= 8 ? min(mc / MR, (aColumns - m0 - 8) / MR + 1) : 0
         if full > 0 {
@@ -31,9 +28,7 @@ func packA(
             // exactly 6 (its 2 extra would land on the next panel's first k, already written).
             // Eight k rows at a time, so each panel gets 192 bytes (three whole lines) at once: one row at a
             // time wrote 24 bytes per panel, and the panels' 9 KiB stride (kc 384) maps them all to 4 of L1's
-            // 64 sets, so the lines were evicted between rows. `bench gemm` A/B (6 alternating rounds,
-            // 2026-11-30, Zen 4): the 16 weight-gradient shapes 1.037 (1 thread), 1.062 (2 threads), up to
-            // 1.09 (ijepa-pred.qkv / fc1.wgrad) and 1.22 (vit-s16.proj.wgrad, 2 threads).
+            // 64 sets, so the lines were evicted between rows (measured: docs/performance.md, Decisions).
             var p0 = 0
             while p0 + 8 <= kc - 1 {
                 let s0 = UnsafeRawPointer(a + (k0 + p0) * lda + m0), s1 = s0 + 4 * lda, s2 = s1 + 4 * lda

@@ -12,8 +12,8 @@ import Darwin
 /// Work is cut into `tasks` pieces by the caller, from the problem size alone, never from the thread count, so
 /// every output element is computed the same way whatever the number of threads (bit-identical results).
 /// Workers take tasks on demand from a shared counter: with more tasks than threads, a worker that gets
-/// descheduled by another process on the machine delays only its current task, not a static share
-/// (numpy's BLAS and PyTorch at 2 threads ran 1.2-3.7x slower than 1 thread under such load in our measurements).
+/// descheduled by another process on the machine delays only its current task, not a static share (static
+/// shares, as numpy's BLAS and PyTorch use, ran slower at 2 threads than at 1 under such load).
 public enum Parallel {
     /// Number of hardware threads available to this process.
     public static var hardwareThreads: Int {

@@ -222,9 +222,8 @@ public func geluForward(
 func geluSpan(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
     var i = 0
     // Four independent vectors per iteration: one GELU is a ~130-cycle dependency chain (exp, a division,
-    // two polynomials) and one vector per iteration ran at ~48 cycles per vector. Interleaved, 4096x768
-    // values (1 thread, two alternating rounds): forward 7.9 / 7.4 -> 6.1 / 6.3 ms, backward 9.2 / 8.8 ->
-    // 6.9 / 7.0 ms.
+    // two polynomials) and one vector per iteration ran at ~48 cycles per vector (docs/performance.md,
+    // Decisions).
     while i + 32 <= count {
         let x0 = load8(x + i), x1 = load8(x + i + 8), x2 = load8(x + i + 16), x3 = load8(x + i + 24)
         let (y0, y1, y2, y3) = vgelu4(x0, x1, x2, x3)
@@ -287,7 +286,7 @@ public func softmaxForward(
 ///
 /// The last cols % 8 values go through one vector padded with -inf (their exp is replaced by 0), not lane by
 /// lane: in the attention of the I-JEPA predictor (rows of ~21) the scalar tail's exps and the stdlib's
-/// non-inlined `SIMD8.max()` were a quarter of the attention forward (perf, 2026-11-29).
+/// non-inlined `SIMD8.max()` were a quarter of the attention forward (perf).
 /// Rows go eight at a time through three passes (max; exp and sum; normalise): a row's horizontal max and
 /// sum are chains of dependent shuffles and adds, which one row after the other were a third of the
 /// predictor's attention heads (perf); within a pass the eight rows' chains are independent and overlap.

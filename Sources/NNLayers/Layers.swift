@@ -97,8 +97,8 @@ package final class MLP: ParameterContainer {
     /// fc2(GELU(fc1(x))), plus `residual` when given (in fc2's store). The same bits either way: without a
     /// recording tape (the target encoder, inference) the fused `mlp` op, GELU in fc1's GEMM; when training,
     /// fc1, then `geluLinear` (fc2 on GELU of fc1's output, which keeps only fc1's output for the backward
-    /// pass). `ijepa bench mlp` (docs/performance.md): forward 1.04x for the fused op (geometric mean of 12
-    /// shape and thread cases, 1.00-1.12), forward + backward 0.98x (0.94-1.03).
+    /// pass): the fused op is faster forward and slower for training (`ijepa bench mlp`; docs/performance.md,
+    /// Decisions).
     package func callAsFunction(_ x: Variable, residual: Variable? = nil, tape: Tape) throws -> Variable {
         if tape.isRecording {
             return try geluLinear(try fc1(x, tape: tape), weight: fc2.weight, bias: fc2.bias, residual: residual, tape: tape)

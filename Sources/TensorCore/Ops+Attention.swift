@@ -5,9 +5,8 @@ import CPUKernels
 /// qkv (B, n, 3D) is the output of the qkv Linear; channel c = s D + head (D/h) + t with s in {q, k, v} (the
 /// official reshape to (B, n, 3, h, D/h)). The output (B, n, D) has channel head (D/h) + t, ready for `proj`.
 /// The backward pass recomputes the attention probabilities from q and k (the forward pass's own code, so the
-/// same bits) unless the engine's `attentionKeepsProbabilities`: keeping them (B, h, n, n) raised the peak RSS of ViT-S/16's
-/// step (b) from 1626 to 1751 MiB (`bench ijepa`, 3 steps), and recomputing them, an extra Q K^T and softmax per
-/// head, measured 1.003x (b) and 1.008x (a) (`bench ijepa --ab keep-probabilities`).
+/// same bits) unless the engine's `attentionKeepsProbabilities`: keeping them (B, h, n, n) costs memory (ViT-S/16:
+/// ~125 MB) and saves no measurable time (docs/performance.md, Decisions).
 package func attention(_ qkv: Variable, heads: Int, tape: Tape) throws -> Variable {
     let kernels = tape.engine.kernels
     try check(qkv.shape.count == 3 && heads > 0 && qkv.shape[2] % (3 * heads) == 0,

@@ -9,8 +9,8 @@ import CPUKernels
 ///   in L2; the pre-activation is kept only when a gradient will need it, else GELU runs in place;
 /// - backward: GELU's derivative is the epilogue of the GEMM that computes the hidden gradient (dy W2),
 ///   so that gradient is written once, already multiplied.
-/// Measured (`ijepa bench mlp`, docs/performance.md): the forward on a no-grad tape 1.04x the separate ops, forward +
-/// backward 0.98x, so `MLP` uses this op only when no tape records.
+/// Faster than the separate ops forward, slower for forward + backward (`ijepa bench mlp`; docs/performance.md,
+/// Decisions), so `MLP` uses this op only when no tape records.
 package func mlp(
     _ x: Variable, fc1 w1: Variable, bias1 b1: Variable?, fc2 w2: Variable, bias2 b2: Variable?,
     residual r: Variable? = nil, tape: Tape

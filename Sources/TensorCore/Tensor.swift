@@ -83,11 +83,8 @@ package final class StoragePool: @unchecked Sendable {
     private var peakLiveBytes = 0
     private var clock = 0
 
-    /// Idle memory kept at least (more for a larger working set, see `capacity`). Measured on the I-JEPA step
-    /// bench, 2 threads, Zen 5 VM, images/s against the previous malloc-backed pool in the same run: with 32 MiB
-    /// the default model ran at 0.72x (fresh pages fault in), with 128 MiB, oldest-first eviction and reuse of
-    /// blocks up to 2x the request at 1.01x with the same peak RSS (302 MiB); ViT-S/16 (batch 16) needed
-    /// ~384 MiB to match (0.95x at 128 MiB), hence a quarter of the peak working set when that is larger.
+    /// Idle memory kept at least (more for a larger working set, see `capacity`): less, and fresh pages fault in
+    /// at every step; ViT-S/16 needs a quarter of its peak working set (docs/performance.md, Decisions).
     let minimumCapacityBytes: Int
 
     /// A pool that keeps at least `minimumCapacityBytes` of idle blocks (see `capacity`).

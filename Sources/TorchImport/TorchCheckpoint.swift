@@ -156,8 +156,8 @@ package final class TorchCheckpoint {
     /// Tensor `name` written straight into `out` (exactly its element count, row-major), e.g. a parameter's own
     /// memory: a contiguous float32 view (what state dicts hold) streams from its record into `out` with no copy
     /// of the storage; any other view goes through `tensor(_:)`. Loading a network this way holds nothing but
-    /// the network (ViT-H/14's encoder: peak RSS 1.05x its bytes, with glibc's default malloc settings; it was
-    /// 1.22x when each tensor came through a fresh buffer, which glibc kept after freeing).
+    /// the network (a fresh buffer per tensor left freed memory with glibc: ViT-H/14's peak RSS was 1.22x its
+    /// bytes that way, 1.05x this way).
     package func read(_ name: String, into out: UnsafeMutableBufferPointer<Float>) throws {
         guard let v = views[name] else {
             throw TorchCheckpointError(path: path, problem: "no tensor named '\(name)'")
