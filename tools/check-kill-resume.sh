@@ -3,7 +3,9 @@
 # with the same bits as an uninterrupted run: the final checkpoint's tensors (byte for byte) and every logged
 # number. Every fourth kill waits until the run is writing its temporary checkpoint, so a kill mid-write is
 # certain to happen (the rename must leave the previous checkpoint intact, and the next start must remove the
-# temporary file).
+# temporary file). The other kills come after a random number of this life's steps (1-10) plus a random
+# fraction of a second: counted in steps, not seconds, so the run progresses between kills however long this
+# machine takes to start a run or to write a checkpoint (48 MB, ~1 s on a slow disk).
 # Usage: tools/check-kill-resume.sh [path/to/ijepa] [kills (default 20)] [seed (default 1)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +14,7 @@ kills="${2:-20}"
 RANDOM="${3:-1}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-steps=60
+steps=150
 args=(--steps "$steps" --batch-size 16 --threads 1 --set logging.checkpoint_every=5 --set logging.log_every=1)
 
 # The tensors of a safetensors file: the bytes after its 8-byte header length and JSON header (the header's
@@ -30,6 +32,7 @@ done_kills=0 mid_write=0 lives=0
 while [ "$done_kills" -lt "$kills" ]; do
     resume=()
     [ -f "$work/killed/checkpoint.safetensors" ] && resume=(--resume)
+    logged="$(grep -c '^step' "$work/lives.log" 2>/dev/null || true)"
     "$bin" train "${resume[@]}" --out "$work/killed" "${args[@]}" >>"$work/lives.log" 2>&1 &
     pid=$!
     lives=$((lives + 1))
@@ -40,8 +43,12 @@ while [ "$done_kills" -lt "$kills" ]; do
             kill -0 "$pid" 2>/dev/null || break
         done
     else
-        sleep "0.$(printf '%03d' $((RANDOM % 1000)))"
-        sleep "$((RANDOM % 2))"
+        wanted=$((${logged:-0} + 1 + RANDOM % 10))
+        while [ "$(grep -c '^step' "$work/lives.log" || true)" -lt "$wanted" ]; do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.01
+        done
+        sleep "0.$(printf '%03d' $((RANDOM % 300)))"
     fi
     if ! kill -9 "$pid" 2>/dev/null; then
         wait "$pid" || { echo "FAIL: life $lives exited with an error:"; tail -5 "$work/lives.log"; exit 1; }
@@ -54,7 +61,9 @@ while [ "$done_kills" -lt "$kills" ]; do
     at="$(tail -n 1 "$work/killed/log.csv" 2>/dev/null | cut -d, -f1 || true)"
     echo "kill $done_kills at logged step ${at:-none}$(compgen -G "$tmp_glob" >/dev/null && echo ', while writing the temporary checkpoint')"
 done
-"$bin" train --resume --out "$work/killed" "${args[@]}" >>"$work/lives.log" 2>&1 ||
+resume=()
+[ -f "$work/killed/checkpoint.safetensors" ] && resume=(--resume)
+"$bin" train "${resume[@]}" --out "$work/killed" "${args[@]}" >>"$work/lives.log" 2>&1 ||
     { echo "FAIL: the last resume failed:"; tail -5 "$work/lives.log"; exit 1; }
 if compgen -G "$tmp_glob" >/dev/null; then echo "FAIL: a temporary checkpoint was left behind"; exit 1; fi
 if [ "$mid_write" -lt $((kills / 4)) ]; then echo "FAIL: only $mid_write kills hit a temporary checkpoint"; exit 1; fi
