@@ -161,7 +161,6 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
 
     /// The forward passes over `count` inputs in chunks of `batchSize`; `input(range)` makes a chunk's tensor.
     func run(count n: Int, output: Output, input: (Range<Int>) throws -> Tensor) throws -> Tensor {
-        let d = dimension, tokens = architecture.tokens
         let layers: Int
         switch output {
         case .pooled, .patchTokens: layers = 1
@@ -171,15 +170,23 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
             }
             layers = k
         }
-        let width = output == .patchTokens ? tokens * d : layers * d
-        var out = try Tensor(zeros: output == .patchTokens ? [n, tokens, d] : [n, layers * d])
+        let rows = try features(count: n, layers: layers, tokens: output == .patchTokens, input: input)
+        return output == .patchTokens ? try rows.reshaped([n, architecture.tokens, dimension]) : rows
+    }
+
+    /// (n, layers x width): for each input, the outputs of the last `layers` blocks through the final norm, last
+    /// block first, each average-pooled (width D) or, with `tokens`, every token in raster order (width N D).
+    /// The inputs come from `input(range)` in chunks of `batchSize`. `ijepa probe` and `ijepa embed` extract
+    /// their features here too (`encoderFeatures`).
+    package func features(count n: Int, layers: Int, tokens: Bool, input: (Range<Int>) throws -> Tensor) throws -> Tensor {
+        let per = dimension * (tokens ? architecture.tokens : 1), width = layers * per
+        var out = try Tensor(zeros: [n, width])
         var start = 0
         while start < n {
             let end = min(start + max(batchSize, 1), n)
             let x = Variable(try input(start..<end))
             let blocks = try vit.lastBlockOutputs(x, count: layers, engine: engine)  // (b, N, D) each, last block first
-            let rows = try output == .patchTokens ? blocks.map(\.value) : blocks.map { try meanTokens($0, tape: engine.noGrad).value }
-            let per = output == .patchTokens ? tokens * d : d
+            let rows = try tokens ? blocks.map(\.value) : blocks.map { try meanTokens($0, tape: engine.noGrad).value }
             out.withUnsafeMutableBufferPointer { o in
                 for (j, r) in rows.enumerated() {
                     r.withUnsafeBufferPointer { src in
@@ -192,6 +199,15 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
             start = end
         }
         return out
+    }
+
+    /// An encoder around a network already in memory (a training run's, a checkpoint's): shares its weights.
+    package init(_ network: VisionTransformer, preprocessing: Preprocessing, source: String) {
+        vit = network
+        architecture = network.config
+        self.preprocessing = preprocessing
+        self.network = .target
+        self.source = source
     }
 
     /// An encoder of `architecture` with the official random initialisation and the ImageNet (3 channels) or

@@ -32,30 +32,17 @@ package func encoderFeatures(
     batchSize: Int = 250, engine: Engine = Engine()
 ) throws -> Tensor {
     let depth = encoder.blocks.count
-    let d = encoder.config.embedDim * (tokens ? encoder.config.tokens : 1)
     guard layers >= 1 && layers <= max(depth, 1) else {
         throw ConfigError(source: "evaluation.layers", problem: "must be in 1...\(depth) (the encoder's depth), got \(layers)")
     }
-    let width = layers * d
-    var out = try Tensor(zeros: [data.count, width])
-    var start = 0
-    while start < data.count {
-        let end = min(start + batchSize, data.count), n = end - start
-        let images = Variable(evaluationTensor(data, augmentation: augmentation, range: start..<end, threads: engine.threads))
-        let pooled = try encoder.lastBlockOutputs(images, count: layers, engine: engine)
-            .map { tokens ? $0.value : try meanTokens($0, tape: engine.noGrad).value }
-        out.withUnsafeMutableBufferPointer { o in
-            for (j, p) in pooled.enumerated() {  // (n, D) each, last block first
-                p.withUnsafeBufferPointer { src in
-                    for r in 0..<n {
-                        (o.baseAddress! + (start + r) * width + j * d).update(from: src.baseAddress! + r * d, count: d)
-                    }
-                }
-            }
-        }
-        start = end
+    let a = augmentation.evaluation
+    let wrapped = Encoder(encoder, preprocessing: Encoder.Preprocessing(size: a.outputSize, channels: data.channels, mean: a.mean,
+                                                                        std: a.std, resize: .stretch), source: data.name)
+    wrapped.batchSize = batchSize
+    wrapped.engine = engine
+    return try wrapped.features(count: data.count, layers: layers, tokens: tokens) { range in
+        evaluationTensor(data, augmentation: a, range: range, threads: engine.threads)
     }
-    return out
 }
 
 /// (n, C S S): the normalised pixels themselves (the raw-pixel baseline).
