@@ -87,7 +87,13 @@ bin="$root/.build/release/ijepa"
 png="$(ls "$work"/pngs/*/*.png | head -1)"
 "$bin" embed --out "$work/run" --images "$png" --output "$work/cli.safetensors" >/dev/null
 cli="$(tail -c $((4 * 32)) "$work/cli.safetensors" | od -An -v -tx4 | xargs -n1 | sed 's/^0*\([0-9a-f]\)/\1/' | paste -sd' ')"
-embed() { (cd "$work/app" && swift build -c release "$@" --product Embed >/dev/null && "$(swift build -c release "$@" --show-bin-path)/Embed" "$work/run/checkpoint.safetensors" "$png"); }
+# embed_with CHECKPOINT PNG [build flags]: the app's Embed (the README's snippet) built with those flags.
+embed_with() {
+    local ckpt="$1" image="$2"; shift 2
+    (cd "$work/app" && swift build -c release "$@" --product Embed >/dev/null &&
+        "$(swift build -c release "$@" --show-bin-path)/Embed" "$ckpt" "$image")
+}
+embed() { embed_with "$work/run/checkpoint.safetensors" "$png" "$@"; }
 portable="$(embed)"
 [ "$(echo "$portable" | wc -w)" -eq 32 ] || { echo "error: the portable app printed no 32 features: $portable" >&2; exit 1; }
 if [ -n "${FAST_FLAGS:-}" ]; then
@@ -97,6 +103,33 @@ if [ -n "${FAST_FLAGS:-}" ]; then
 else
     echo "  the README's Encoder snippet in the app (portable build): 32 features"
 fi
+# The front door's acceptance: the README's snippet, on the main job's model (its configuration, 20 steps), gives
+# test image 0 the features `ijepa embed --split test` wrote for it at 45238e9, the commit before the IJEPA
+# product (tools/fixtures/embed-45238e9-test0.txt; training has kept its bits since, so this is that
+# checkpoint), and loading the encoder peaks at most 50 MB above its weights' bytes.
+"$bin" train --steps 20 --out "$work/main20" >/dev/null
+"$bin" export-png --split test --limit 1 --to "$work/test0" >/dev/null
+test0="$(ls "$work"/test0/*/*.png | head -1)"
+expected="$(grep -v '^#' "$root/tools/fixtures/embed-45238e9-test0.txt")"
+if [ -n "${FAST_FLAGS:-}" ]; then
+    got="$(embed_with "$work/main20/checkpoint.safetensors" "$test0" $FAST_FLAGS)"
+    [ "$got" = "$expected" ] || { echo "error: the app's features of test image 0 differ from ijepa embed's at 45238e9" >&2; exit 1; }
+    echo "  the README's snippet on the main job's model: test image 0's 192 features equal ijepa embed's at 45238e9"
+fi
+app_bin="$(cd "$work/app" && swift build -c release ${FAST_FLAGS:-} --show-bin-path)/Embed"
+python3 - "$work/main20/checkpoint.safetensors" "$app_bin" "$test0" <<'PY'
+import json, resource, struct, subprocess, sys
+ckpt = sys.argv[1]
+with open(ckpt, "rb") as f:
+    header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+weights = sum(v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items() if k.startswith("target_encoder."))
+subprocess.run([sys.argv[2], ckpt, sys.argv[3]], check=True, stdout=subprocess.DEVNULL)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+print(f"  Encoder(checkpoint:) + embed: peak RSS {peak / 2**20:.1f} MiB, weights {weights / 2**20:.1f} MiB "
+      f"(+{(peak - weights) / 1e6:.1f} MB, limit +50 MB)")
+sys.exit(0 if peak <= weights + 50e6 else "error: the app's peak RSS exceeds its weights + 50 MB")
+PY
+
 # The article's training snippet in the app: a run from the public API alone, whose checkpoint holds the same
 # tensors as the CLI's run of the same config (fast build; the header differs: folder, wall times).
 train_app() { (cd "$work/app" && swift build -c release "$@" --product Train >/dev/null && "$(swift build -c release "$@" --show-bin-path)/Train" "$work/pngs" "$work/run-app" "$png"); }
