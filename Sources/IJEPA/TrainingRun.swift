@@ -49,7 +49,8 @@ package func augmentation(_ config: TrainingConfig) -> Augmentation {
         std: d.std.isEmpty ? nil : d.std.map(Float.init))
 }
 
-/// SIGINT / SIGTERM ask the loop to stop after the current step (and write a checkpoint) instead of dying.
+/// Asks a ``TrainingRun`` to stop after its current step and write its checkpoint, instead of dying: from any
+/// thread (an app's Stop button) or from SIGINT / SIGTERM (a command-line tool).
 public final class StopRequest: @unchecked Sendable {
     private let lock = NSLock()
     private var requested = false
@@ -57,9 +58,13 @@ public final class StopRequest: @unchecked Sendable {
 
     public init() {}
 
+    /// Whether a stop was asked for (by `request()` or a signal).
     public var isRequested: Bool { lock.lock(); defer { lock.unlock() }; return requested }
+    /// Asks the run to stop after the step it is running; safe from any thread.
     public func request() { lock.lock(); requested = true; lock.unlock() }
 
+    /// SIGINT and SIGTERM call `request()` from now on; a second one exits the process at once (status 130).
+    /// For command-line tools: an app with its own event loop calls `request()` instead.
     public func installSignalHandlers() {
         for sig in [SIGINT, SIGTERM] {
             signal(sig, SIG_IGN)
@@ -103,7 +108,10 @@ public struct TrainSummary: Sendable {
     public var trainSeconds: Double
 }
 
-/// A training run in a folder: config.json, log.csv, log.jsonl, checkpoint.safetensors (+ .json).
+/// A training run in a folder (`config.logging.folder`): config.json, log.csv, log.jsonl and
+/// checkpoint.safetensors (+ .json), written atomically every `logging.checkpoint_every` steps and at the end.
+/// Make one with ``init(config:images:resume:overwrite:engine:)``, then call ``run()``; `stop`, `onStep`, `log`
+/// and `printsProgress` let an app steer and watch it. One run at a time per folder.
 public final class TrainingRun {
     public let config: TrainingConfig
     public let folder: String
