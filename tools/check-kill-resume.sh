@@ -17,13 +17,7 @@ trap 'rm -rf "$work"' EXIT
 steps=150
 args=(--steps "$steps" --batch-size 16 --threads 1 --set logging.checkpoint_every=5 --set logging.log_every=1)
 
-# The tensors of a safetensors file: the bytes after its 8-byte header length and JSON header (the header's
-# metadata holds the wall time, which differs between runs).
-tensors_hash() {
-    local n
-    n=$(od -An -t u8 -N 8 "$1" | tr -d ' ')
-    tail -c +$((9 + n)) "$1" | sha256sum | cut -d' ' -f1
-}
+source tools/tensors-hash.sh
 
 "$bin" train --out "$work/straight" "${args[@]}" >/dev/null
 

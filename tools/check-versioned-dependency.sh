@@ -134,9 +134,9 @@ PY
 # tensors as the CLI's run of the same config (fast build; the header differs: folder, wall times).
 train_app() { (cd "$work/app" && swift build -c release "$@" --product Train >/dev/null && "$(swift build -c release "$@" --show-bin-path)/Train" "$work/pngs" "$work/run-app" "$png"); }
 train_app ${FAST_FLAGS:-}
-data_hash() { local n; n=$(od -An -t u8 -N 8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1" | sha256sum | cut -d' ' -f1; }
+source "$root/tools/tensors-hash.sh"
 if [ -n "${FAST_FLAGS:-}" ]; then
-    [ "$(data_hash "$work/run-app/checkpoint.safetensors")" = "$(data_hash "$work/run/checkpoint.safetensors")" ] ||
+    [ "$(tensors_hash "$work/run-app/checkpoint.safetensors")" = "$(tensors_hash "$work/run/checkpoint.safetensors")" ] ||
         { echo "error: the app's TrainingRun wrote other tensors than ijepa train" >&2; exit 1; }
     echo "  the article's TrainingRun snippet in the app: the same checkpoint tensors as ijepa train"
 fi

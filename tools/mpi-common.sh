@@ -6,12 +6,7 @@ swift build -c release "${SWIFT_FLAGS[@]}" --traits MPI --scratch-path .build-mp
 bin=.build-mpi/release/ijepa
 ldd "$bin" | grep libmpi >/dev/null || { echo "FAIL: the MPI build does not link libmpi"; exit 1; }
 
-# tensors_hash CHECKPOINT: sha256 of a safetensors file's data section (the header holds wall times).
-tensors_hash() {
-    local n
-    n=$(od -An -t u8 -N 8 "$1" | tr -d ' ')
-    tail -c +$((9 + n)) "$1" | sha256sum | cut -d' ' -f1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/tensors-hash.sh"
 # rank_pid FOLDER RANK: the pid of that rank of the job training into FOLDER.
 rank_pid() {
     local p
