@@ -33,6 +33,9 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
         public var predDepth = 4
         public var predEmbDim = 96
         public var seed = 0
+        /// The named recipe the configuration starts from (`TrainingConfig.preset(_:)`): every key the JSON or an
+        /// override does not give takes the preset's value. "official" (the defaults) is left out of the JSON.
+        public var preset = "official"
     }
     /// Defaults: the official schedule shapes (start = lr / 5, final = lr / 1000, warmup, cosine), with the peak
     /// rate chosen for this batch of 64 by full one-epoch runs (docs/training.md, probe / 20-NN): lr 3.125e-5 (the
@@ -190,11 +193,15 @@ extension TrainingConfig {
         return config
     }
 
-    /// The configuration as JSON with the official key names (what `load` reads back). Keys that are not in the
-    /// official configs are left out while they hold their default (`ConfigKey.omittedWhen`).
+    /// The configuration as JSON with the official key names (what `load` reads back). Under the official preset,
+    /// keys that are not in the official configs are left out while they hold their default (`ConfigKey.omittedWhen`).
     public var json: [String: Any] {
-        Dictionary(uniqueKeysWithValues: TrainingConfig.sections.map { ($0.name, $0.write(self)) })
+        Dictionary(uniqueKeysWithValues: TrainingConfig.sections.map { ($0.name, $0.write(self, omitsDefaults)) })
     }
+
+    /// Keys the official configs lack are left out at their default value only under the official preset: under
+    /// another, the preset's value would come back in their place when the JSON is read.
+    var omitsDefaults: Bool { meta.preset == "official" }
 
     public func jsonText(sections: [String]? = nil) -> String {
         var obj = json
@@ -203,11 +210,13 @@ extension TrainingConfig {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// FNV-1a of the sections that decide the numbers a run produces (not logging, evaluation, or where the run
-    /// stops: max_steps): a checkpoint made under another configuration is refused on resume.
+    /// FNV-1a of the sections that decide the numbers a run produces (not logging, evaluation, where the run
+    /// stops: max_steps, or the preset's name: only its values count): a checkpoint made under another
+    /// configuration is refused on resume.
     public var trainingHash: String {
         var c = self
         c.optimization.maxSteps = 0
+        c.meta.preset = "official"
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in c.jsonText(sections: ["data", "mask", "meta", "optimization"]).utf8 {
             h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3
@@ -325,6 +334,7 @@ extension TrainingConfig {
                 ConfigKey("model_name", \.modelName), ConfigKey("depth", \.depth), ConfigKey("embed_dim", \.embedDim),
                 ConfigKey("num_heads", \.numHeads), ConfigKey("pred_depth", \.predDepth),
                 ConfigKey("pred_emb_dim", \.predEmbDim), ConfigKey("seed", \.seed),
+                ConfigKey("preset", \.preset, omittedWhen: "official"),
             ]),
             ConfigSection("optimization", \.optimization, [
                 ConfigKey("epochs", \.epochs), ConfigKey("warmup", \.warmup), ConfigKey("start_lr", \.startLR),
@@ -368,6 +378,9 @@ extension TrainingConfig {
             }
         }
         var c = TrainingConfig()
+        if let name = (root["meta"] as? [String: Any])?["preset"], !(name is NSNull) {
+            c = try preset(named: name, source: source)
+        }
         for section in sections {
             try section.read(&c, root[section.name] as? [String: Any] ?? [:], source)
         }
@@ -382,6 +395,14 @@ extension TrainingConfig {
             throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "unknown section '\(key.stringValue)'")
         }
         self.init()
+        let meta = ConfigCodingKey(stringValue: "meta"), preset = ConfigCodingKey(stringValue: "preset")
+        if container.contains(meta), case let m = try container.nestedContainer(keyedBy: ConfigCodingKey.self, forKey: meta),
+           let name = try m.decodeIfPresent(String.self, forKey: preset) {
+            guard let c = TrainingConfig.preset(name) else {
+                throw DecodingError.dataCorruptedError(forKey: preset, in: m, debugDescription: TrainingConfig.unknownPreset(name))
+            }
+            self = c
+        }
         for section in sections {
             try section.decode(&self, container)
         }
@@ -391,7 +412,7 @@ extension TrainingConfig {
     public func encode(to encoder: any Swift.Encoder) throws {
         var container = encoder.container(keyedBy: ConfigCodingKey.self)
         for section in TrainingConfig.sections {
-            try section.encode(self, &container)
+            try section.encode(self, omitsDefaults, &container)
         }
     }
 }
@@ -476,10 +497,10 @@ struct ConfigKey<Section> {
     /// Sets the property from a JSON value that is not null; false when the value has the wrong type.
     let read: (inout Section, Any) -> Bool
     let expected: String
-    /// The JSON value to write, nil to leave the key out.
-    let write: (Section) -> Any?
+    /// The JSON value to write, nil to leave the key out (only when the second argument says defaults may be).
+    let write: (Section, Bool) -> Any?
     let decode: (inout Section, KeyedDecodingContainer<ConfigCodingKey>) throws -> Void
-    let encode: (Section, inout KeyedEncodingContainer<ConfigCodingKey>) throws -> Void
+    let encode: (Section, Bool, inout KeyedEncodingContainer<ConfigCodingKey>) throws -> Void
 
     /// `omittedWhen`: for keys the official configs do not have, the value at which the key is left out of the
     /// JSON, so the official configuration's text and hash (which existing checkpoints carry) stay the same.
@@ -492,12 +513,12 @@ struct ConfigKey<Section> {
             section[keyPath: path] = v
             return true
         }
-        write = { section in section[keyPath: path] == omitted ? nil : section[keyPath: path].json }
+        write = { section, omits in omits && section[keyPath: path] == omitted ? nil : section[keyPath: path].json }
         decode = { section, container in
             if let v = try container.decodeIfPresent(T.self, forKey: key) { section[keyPath: path] = v }
         }
-        encode = { section, container in
-            if section[keyPath: path] != omitted { try container.encode(section[keyPath: path], forKey: key) }
+        encode = { section, omits, container in
+            if !omits || section[keyPath: path] != omitted { try container.encode(section[keyPath: path], forKey: key) }
         }
     }
 }
@@ -507,9 +528,9 @@ struct ConfigSection {
     let name: String
     let keyNames: [String]
     let read: (inout TrainingConfig, [String: Any], _ source: String) throws -> Void
-    let write: (TrainingConfig) -> [String: Any]
+    let write: (TrainingConfig, _ omitsDefaults: Bool) -> [String: Any]
     let decode: (inout TrainingConfig, KeyedDecodingContainer<ConfigCodingKey>) throws -> Void
-    let encode: (TrainingConfig, inout KeyedEncodingContainer<ConfigCodingKey>) throws -> Void
+    let encode: (TrainingConfig, _ omitsDefaults: Bool, inout KeyedEncodingContainer<ConfigCodingKey>) throws -> Void
 
     init<S>(_ name: String, _ path: WritableKeyPath<TrainingConfig, S>, _ keys: [ConfigKey<S>]) {
         let codingKey = ConfigCodingKey(stringValue: name)
@@ -523,9 +544,9 @@ struct ConfigSection {
                 }
             }
         }
-        write = { config in
+        write = { config, omits in
             var dict: [String: Any] = [:]
-            for key in keys { dict[key.name] = key.write(config[keyPath: path]) }
+            for key in keys { dict[key.name] = key.write(config[keyPath: path], omits) }
             return dict
         }
         decode = { config, container in
@@ -536,9 +557,9 @@ struct ConfigSection {
             }
             for key in keys { try key.decode(&config[keyPath: path], section) }
         }
-        encode = { config, container in
+        encode = { config, omits, container in
             var section = container.nestedContainer(keyedBy: ConfigCodingKey.self, forKey: codingKey)
-            for key in keys { try key.encode(config[keyPath: path], &section) }
+            for key in keys { try key.encode(config[keyPath: path], omits, &section) }
         }
     }
 }

@@ -25,6 +25,9 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("config"), help: "JSON config with the official sections (data, mask, meta, optimization, logging) plus evaluation and engine; see docs/training.md. Default: the small Fashion-MNIST run.")
     var configPath: String?
 
+    @Option(help: "Start from a named recipe (meta.preset): official (the default) or small-images (docs/training.md); the --config file and --set still win.")
+    var preset: String?
+
     @Option(name: .customLong("set"), help: "Override one config value: section.key=value (repeatable), e.g. --set optimization.epochs=5.")
     var overrides: [String] = []
 
@@ -47,7 +50,8 @@ struct ConfigOptions: ParsableArguments {
     var recompute = false
 
     func load() throws -> TrainingConfig {
-        try TrainingConfig.load(path: configPath, overrides: overrides) { c in  // the flags win over --set
+        let presetOverride = preset.map { ["meta.preset=\($0)"] } ?? []
+        return try TrainingConfig.load(path: configPath, overrides: presetOverride + overrides) { c in  // the flags win over --set
             if let out { c.logging.folder = out }
             if let epochs { c.optimization.epochs = epochs }
             if let steps { c.optimization.maxSteps = steps }
@@ -237,6 +241,9 @@ struct TrainedModelOptions: ParsableArguments {
 
     @Option(name: .customLong("test-folder"), help: "The test split for --image-folder (same class subfolders).")
     var testFolder: String?
+
+    @Option(help: "Start from a named recipe (meta.preset): official (the default) or small-images (docs/training.md); the --config file and --set still win.")
+    var preset: String?
 
     @Option(name: .customLong("set"), help: "Override a config value, e.g. evaluation.knn_k=10 or evaluation.train_samples=0 (repeatable).")
     var overrides: [String] = []

@@ -174,6 +174,47 @@ final class TrainingConfigTests: XCTestCase {
             }
         }
     }
+
+    /// A preset replaces the defaults; the JSON and the overrides still win; the run's JSON (which names the preset
+    /// and, under a preset, every key) reads back to the same configuration, through `load` and `Codable` alike.
+    func testPresetsStartTheConfigurationAndRoundTrip() throws {
+        XCTAssertEqual(TrainingConfig.preset("official"), TrainingConfig())
+        XCTAssertFalse(TrainingConfig().jsonText().contains("preset"), "the official JSON (and hash) stay as they were")
+        let small = try XCTUnwrap(TrainingConfig.preset("small-images"))
+        XCTAssertEqual(small.meta.preset, "small-images")
+        XCTAssertEqual(small.optimization.varianceWeight, 1)
+        XCTAssertEqual(small.optimization.covarianceWeight, 0.04)
+        XCTAssertEqual(small.optimization.epochs, 5)
+        XCTAssertEqual(small.evaluation.layers, 4)
+        XCTAssertNotEqual(small.trainingHash, TrainingConfig().trainingHash)
+        let spelledOut = try TrainingConfig().applying(["optimization.variance_weight=1", "optimization.covariance_weight=0.04",
+                                                        "optimization.epochs=5"])
+        XCTAssertEqual(small.trainingHash, spelledOut.trainingHash, "the name is not hashed: a run with the same values resumes")
+
+        let loaded = try TrainingConfig.load(path: nil, overrides: ["meta.preset=small-images"])
+        XCTAssertEqual(loaded, small)
+        let file = write("{\"meta\": {\"preset\": \"small-images\"}, \"optimization\": {\"epochs\": 2}}")
+        let fromFile = try TrainingConfig.load(path: file, overrides: ["optimization.covariance_weight=0"])
+        XCTAssertEqual(fromFile.optimization.epochs, 2, "the file wins over the preset")
+        XCTAssertEqual(fromFile.optimization.covarianceWeight, 0, "an override wins over the preset")
+        XCTAssertEqual(fromFile.optimization.varianceWeight, 1, "what neither gives comes from the preset")
+        // The value 0 would be left out under the official preset; under this one it must be written, or the
+        // preset's 0.04 would come back when the run's config is read.
+        XCTAssert(fromFile.jsonText().contains("\"covariance_weight\" : 0"), fromFile.jsonText())
+        XCTAssertEqual(try TrainingConfig.load(text: fromFile.jsonText(), source: "x"), fromFile)
+        XCTAssertEqual(try JSONDecoder().decode(TrainingConfig.self, from: JSONEncoder().encode(fromFile)), fromFile)
+        XCTAssertEqual(try JSONDecoder().decode(TrainingConfig.self, from: Data(fromFile.jsonText().utf8)), fromFile)
+        XCTAssertEqual(try TrainingConfig.load(path: nil, overrides: ["meta.preset=small-images", "meta.preset=official"]),
+                       TrainingConfig(), "the last override names the preset")
+
+        XCTAssertThrowsError(try TrainingConfig.load(path: nil, overrides: ["meta.preset=tiny"])) {
+            XCTAssert("\($0)".contains("meta.preset 'tiny'") && "\($0)".contains("small-images"), "\($0)")
+        }
+        XCTAssertThrowsError(try TrainingConfig.load(path: write("{\"meta\": {\"preset\": 3}}"))) {
+            XCTAssert("\($0)".contains("config.json") && "\($0)".contains("meta.preset must be a string"), "\($0)")
+        }
+        XCTAssertThrowsError(try JSONDecoder().decode(TrainingConfig.self, from: Data("{\"meta\": {\"preset\": \"x\"}}".utf8)))
+    }
 }
 
 final class TrainingRunTests: XCTestCase {
