@@ -20,7 +20,8 @@ quoted at its best. Unless --final is given, the probes are scored on `--validat
 training set (evaluation.validation_samples; the same images for every run) and the test split is never read.
 Rows: variant, seed, epoch, steps, training time (the log's clock: steps only), mean loss of the last 50 steps,
 then per protocol the probe and k-NN accuracy of the three feature sets, and the I-JEPA encoder's effective rank
-and mean per-dimension std (collapse diagnostics). Written to OUT/table.md and OUT/results.jsonl, with the commit and the date.
+and mean per-dimension std (collapse diagnostics). Written to OUT/table.md and OUT/results.jsonl (which also
+keeps each run's wall time, startups included: per epoch with --epochs), with the commit and the date.
 """
 import argparse
 import csv

@@ -11,7 +11,8 @@ extension TrainingConfig {
     /// - "official": the defaults, the official code's recipe (facebookresearch/ijepa, src/train.py) at batch 64.
     /// - "small-images": for 28 px images on a CPU: VICReg's variance (weight 1) and covariance (0.04) terms on the
     ///   context encoder's output (C-JEPA) against the collapse the official loss shows on a 7 x 7 grid, five
-    ///   epochs (about 40 minutes on 2 cores), and the probe on the last four blocks over the whole train split.
+    ///   epochs (under an hour on one core of the 2-core VM of docs/training.md, about 35 minutes on both), and
+    ///   the probe on the last four blocks over the whole train split.
     public static func preset(_ name: String) -> TrainingConfig? {
         var c = TrainingConfig()
         switch name {
