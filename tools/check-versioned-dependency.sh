@@ -2,8 +2,9 @@
 # Proves that an app can depend on this package *by version* (SwiftPM refuses versioned dependencies whose
 # manifest has unsafeFlags) and turn the fast path on from its own command line or a toolset file.
 # Builds a throwaway consumer against a tagged clone of HEAD three times: plain (portable), with
-# -Xcc -mavx2 -Xcc -mfma, and with --toolset tools/avx2-fma-toolset.json; each run checks a GEMM against
-# the reference and prints the compiled SIMD path, which must match the flags.
+# -Xcc -mavx2 -Xcc -mfma, and with --toolset tools/avx2-fma-toolset.json (on an AVX-512 CPU twice more: with
+# -Xcc -mavx512f added, and with tools/avx512-toolset.json); each run checks a GEMM against the reference and
+# prints the compiled SIMD path, which must match the flags.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
@@ -72,6 +73,10 @@ if [ "$(uname -m)" = "x86_64" ]; then
     check "no-fma"
     check "avx2+fma" -Xcc -mavx2 -Xcc -mfma
     check "avx2+fma" --toolset "$root/tools/avx2-fma-toolset.json"
+    if grep -qw avx512f /proc/cpuinfo; then  # the 6x32 tile through a versioned dependency too
+        check "avx512f+fma" -Xcc -mavx2 -Xcc -mfma -Xcc -mavx512f
+        check "avx512f+fma" --toolset "$root/tools/avx512-toolset.json"
+    fi
 else
     check "SIMD path"
 fi

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Quick start, command 2: the whole test suite.
-#  1. all tests, built as users build (release, AVX2 + FMA when the CPU has them);
+#  1. all tests, built as users build (release, AVX2 + FMA when the CPU has them, AVX-512 where it is full width);
 #  2. the kernel tests again in a portable build (no -mavx2/-mfma), which must pass too and must not call
-#     libm's per-lane fmaf (docs/building.md);
+#     libm's per-lane fmaf (docs/building.md), and in an AVX2 build when step 1 built the AVX-512 path;
 #  3. the library consumed as a versioned SwiftPM dependency, without and with the fast-path flags, the
 #     example app (Examples/image-search) built by version through a URL mirror and run on 300 images, and
 #     the DocC documentation of IJEPA built offline with warnings as errors (tools/docs.sh), and the public API
@@ -65,6 +65,12 @@ if nm .build-portable/release/CPUKernels.build/*.o 2>/dev/null | grep -E ' U fma
 fi
 echo "portable build: no fmaf calls in CPUKernels"
 check_inlined .build-portable
+if [[ " ${SWIFT_FLAGS[*]} " == *" -mavx512f "* ]]; then
+    # Step 1 ran the AVX-512 path (6x32 GEMM tile); the AVX2 path (6x16) is what AVX2-only CPUs run.
+    echo "== 2/7 AVX2 build (the main build is AVX-512): kernel tests"
+    swift test -c release --scratch-path .build-avx2 -Xcc -mavx2 -Xcc -mfma --filter CPUKernelsTests 2>&1 | tee "$logs/avx2.log"
+    check_inlined .build-avx2
+fi
 
 echo "== 3/7 versioned-dependency check, example app, documentation"
 FAST_FLAGS="${SWIFT_FLAGS[*]}" bash tools/check-versioned-dependency.sh

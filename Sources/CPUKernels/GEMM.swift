@@ -3,7 +3,7 @@
 /// | param | value | why |
 /// |-------|-------|-----|
 /// | MR    | 6     | rows of the register tile: 6 x 2 accumulators + 2 B vectors + 1 broadcast = 15 of 16 ymm |
-/// | NR    | 16    | columns of the register tile: two SIMD8<Float> per row; 8x8 reached only 54-72 GFLOP/s |
+/// | NR    | 16 / 32 | columns of the register tile: two SIMD8<Float> per row (AVX2), two SIMD16<Float> (AVX-512 builds); 8x8 reached only 54-72 GFLOP/s |
 /// | KC    | 384   | depth of a rank-KC update: B micro-panel 384x16x4 = 24 KiB in L1 (32 KiB), A micro-panel (9 KiB) from L2 |
 /// | MC    | 96    | rows of the packed A block: 96x384x4 = 144 KiB, a third of L2 (512 KiB) with room for B panels |
 /// | NC    | 3072  | columns of the packed B block: 384x3072x4 = 4.5 MiB in L3 (32 MiB shared) |
@@ -15,7 +15,8 @@
 /// change speed only, so results do not depend on the thread count.
 public enum GEMMBlocking {
     public static let MR = 6
-    public static let NR = 16
+    /// Two vectors of the build's widest float vector: 16 on AVX2, 32 on AVX-512 (a compile-time constant).
+    @inlinable public static var NR: Int { SIMDPath.hasAVX512F ? 32 : 16 }
     /// Defaults of the tunable values; a call uses its `KernelContext.blocking`.
     public static let KC = 384
     public static let MC = 96
@@ -64,7 +65,7 @@ public enum GEMMBlocking {
 
 /// Single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C (+ bias) (+ residual)`, row-major with leading dimensions.
 ///
-/// Packs op(A) and op(B) into panels (absorbing the transposes), runs the 6x16 SIMD micro-kernel, and spreads
+/// Packs op(A) and op(B) into panels (absorbing the transposes), runs the 6 x NR SIMD micro-kernel (6x16 on AVX2, 6x32 on AVX-512), and spreads
 /// tiles over the context's threads with its blocking and scratch memory. Results are bit-identical for any
 /// thread count. When beta == 0, C is never read (it may hold NaN). `bias` (n values) is added to every row of C
 /// in the last k block's store, after the alpha/beta expression is rounded: the same bits as a separate
@@ -84,12 +85,33 @@ public func sgemm(
     bPrologue: GEMMPrologue? = nil,                 // applied to each element of B as it is packed (B not transposed)
     context: KernelContext
 ) {
+    sgemm(c: c, ldc: ldc, a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB, m: m, n: n, k: k, alpha: alpha,
+          beta: beta, bias: bias, residual: residual, epilogue: epilogue, aPrologue: aPrologue, bPrologue: bPrologue,
+          packedB: nil, context: context)
+}
+
+/// `sgemm` with op(B) packed ahead (`PackedWeight`: an inference weight packed once), which replaces the
+/// packing of op(B); the bits are the same. `b` and `ldb` still describe op(B) (the argument checks read them).
+package func sgemm(
+    c: UnsafeMutablePointer<Float>, ldc: Int,       // (m, n) row-major, row stride ldc
+    a: UnsafePointer<Float>, lda: Int, transA: Bool, // (m, k), or (k, m) when transA; row stride lda
+    b: UnsafePointer<Float>, ldb: Int, transB: Bool, // (k, n), or (n, k) when transB; row stride ldb
+    m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0, bias: UnsafePointer<Float>? = nil,  // bias: (n) or nil
+    residual: UnsafePointer<Float>? = nil,          // (m, n) row-major, row stride ldc, or nil
+    epilogue: GEMMEpilogue? = nil, aPrologue: GEMMPrologue? = nil, bPrologue: GEMMPrologue? = nil,
+    packedB: GEMMPackedB?,                          // op(B) packed with this context's KC, or nil
+    context: KernelContext
+) {
     if let problem = gemmArgumentProblem(ldc: ldc, lda: lda, transA: transA, ldb: ldb, transB: transB, m: m, n: n, k: k) {
         fatalError("sgemm: \(problem)")
     }
     precondition(residual.map { $0 != UnsafePointer(c) } ?? true, "sgemm: residual must not be C itself")
     precondition(aPrologue == nil || !transA, "sgemm: a prologue on A needs A not transposed")
     precondition(bPrologue == nil || !transB, "sgemm: a prologue on B needs B not transposed")
+    if let packedB {
+        precondition(packedB.k == k && packedB.n == n && packedB.kc == context.blocking.kc && bPrologue == nil,
+                     "sgemm: packed B (\(packedB.k) x \(packedB.n), KC \(packedB.kc)) does not fit (\(k) x \(n), KC \(context.blocking.kc))")
+    }
     if m == 0 || n == 0 { return }
     if k == 0 || alpha == 0 {
         scaleMatrix(c, ldc: ldc, rows: m, cols: n, beta: beta)
@@ -107,7 +129,7 @@ public func sgemm(
     if threads > 1, kBlocks >= P.kSplitMinBlocks, m * n <= P.kSplitMaxFloats, kBlocks * m * n <= P.kSplitMaxPartialFloats {
         sgemmKSplit(c: c, ldc: ldc, a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB, m: m, n: n, k: k,
                     alpha: alpha, beta: beta, bias: bias, residual: residual, epilogue: epilogue, aPrologue: aPrologue,
-                    bPrologue: bPrologue, threads: threads, context: context)
+                    bPrologue: bPrologue, packedB: packedB, threads: threads, context: context)
         return
     }
     let ncMax = min(n, P.NC)
@@ -132,26 +154,34 @@ public func sgemm(
     // up front wrote it through DRAM (a third of the time of 4096x192x768, 192x768x4096); one k block at a
     // time re-read all of C from L3 or DRAM for every block (square 2048 at 0.7x the same-run numpy baseline).
     // On several threads, two packed-B buffers: the next group's op(B) is packed while this group's tasks run.
-    let bBuffers = threads > 1 ? 2 : 1
+    let bBuffers = packedB != nil ? 0 : threads > 1 ? 2 : 1
     context.scratch.withFloats(bBuffers * bFloats + threads * aFloats) { scratch in
         let aStripes = scratch + bBuffers * bFloats  // per worker, at aStripes + worker * aFloats
         let kGroups = (k + kgMax - 1) / kgMax
         let groups = (n + P.NC - 1) / P.NC * kGroups  // jc major, then k0
         func bGroup(_ g: Int) -> GEMMBPack {
             let jc = g / kGroups * P.NC, k0 = g % kGroups * kgMax
-            let nc = min(P.NC, n - jc), kg = min(k - k0, kgMax)
-            return GEMMBPack(b: b, ldb: ldb, transB: transB, prologue: bPrologue, dst: scratch + g % bBuffers * bFloats,
-                             jc: jc, nc: nc, panels: (nc + P.NR - 1) / P.NR, k0: k0, kg: kg, kc: KC,
-                             splits: threads == 1 ? 1 : max(1, 8 / ((kg + KC - 1) / KC)))
+            let nc = min(P.NC, n - jc), kg = min(k - k0, kgMax), panels = (nc + P.NR - 1) / P.NR
+            if let packedB {  // nothing to pack: the group reads its panels where they are
+                return GEMMBPack(b: b, ldb: ldb, transB: transB, prologue: nil,
+                                 dst: UnsafeMutablePointer(mutating: packedB.base + k0 * packedB.rowFloats), jc: jc, nc: nc,
+                                 panels: panels, k0: k0, kg: kg, kc: KC, splits: 0, rowFloats: packedB.rowFloats,
+                                 panel0: jc / P.NR)
+            }
+            return GEMMBPack(b: b, ldb: ldb, transB: transB, prologue: bPrologue, dst: scratch + g % max(1, bBuffers) * bFloats,
+                             jc: jc, nc: nc, panels: panels, k0: k0, kg: kg, kc: KC,
+                             splits: threads == 1 ? 1 : max(1, 8 / ((kg + KC - 1) / KC)), rowFloats: panels * P.NR, panel0: 0)
         }
         var pack = bGroup(0)
         let first = pack
-        context.forEach(tasks: first.tasks, threads: threads) { t, _ in packBTask(first, task: t) }
+        if first.tasks > 0 {
+            context.forEach(tasks: first.tasks, threads: threads) { t, _ in packBTask(first, task: t) }
+        }
         for g in 0..<groups {
             let group = GEMMGroup(c: c, ldc: ldc, a: a, lda: lda, transA: transA, m: m, k: k, alpha: alpha, beta: beta,
                                   bias: bias, residual: residual, epilogue: epilogue, aPrologue: aPrologue,
-                                  bPack: pack.dst, jc: pack.jc, nc: pack.nc, panels: pack.panels, k0: pack.k0, kg: pack.kg,
-                                  kc: KC, maxTileFloats: tuning.maxTileFloats)
+                                  bPack: pack.dst, bRowFloats: pack.rowFloats, bPanel0: pack.panel0, jc: pack.jc, nc: pack.nc,
+                                  panels: pack.panels, k0: pack.k0, kg: pack.kg, kc: KC, maxTileFloats: tuning.maxTileFloats)
             let plan = GEMMTaskPlan(m: m, nc: pack.nc, k: pack.kg, threads: threads, mcMax: mcMax)
             // The next group's op(B) is packed by the same parallel-for, after this group's tasks, into the other
             // buffer (one thread: the same buffer, after the tasks have read it): one barrier a group instead of
@@ -179,7 +209,9 @@ struct GEMMBPack {
     var jc: Int, nc: Int, panels: Int                    // columns jc..<jc+nc of op(B), in `panels` NR-panels
     var k0: Int, kg: Int                                 // rows k0..<k0+kg of op(B)
     var kc: Int                                          // the call's KC
-    var splits: Int
+    var splits: Int                                      // 0: packed ahead (`GEMMPackedB`), nothing to do
+    var rowFloats: Int                                   // floats per k row of a block: panels * NR, or packed ahead
+    var panel0: Int                                      // the group's first panel within a block (packed ahead)
     var tasks: Int { (kg + kc - 1) / kc * splits }
 }
 
@@ -213,7 +245,8 @@ struct GEMMGroup {
     var bias: UnsafePointer<Float>?                      // (n) or nil
     var residual: UnsafePointer<Float>?                  // (m, n), row stride ldc, or nil
     var epilogue: GEMMEpilogue?, aPrologue: GEMMPrologue?
-    var bPack: UnsafeMutablePointer<Float>               // per k block pc, at bPack + pc * panels * NR: panels of (kc, NR)
+    var bPack: UnsafeMutablePointer<Float>               // per k block pc, at bPack + pc * bRowFloats: panels of (kc, NR)
+    var bRowFloats: Int, bPanel0: Int                    // the group's panels: from bPanel0 on in each block
     var jc: Int, nc: Int, panels: Int                    // the group's columns jc..<jc+nc of C, in `panels` NR-panels
     var k0: Int, kg: Int                                 // the group's k range k0..<k0+kg
     var kc: Int, maxTileFloats: Int                      // the call's blocking
@@ -263,7 +296,7 @@ func gemmTask(
             let betaNow: Float = k0 + pc == 0 ? beta : 1
             let lastBlock = k0 + pc + kc == k
             let aBlock = aStripe + pc * mcPad
-            let bBlock = bPack + pc * panels * P.NR
+            let bBlock = bPack + pc * g.bRowFloats + g.bPanel0 * P.NR * kc
             for q in qc..<qe {
                 let j = q * P.NR
                 let nr = min(P.NR, nc - j)
@@ -271,11 +304,16 @@ func gemmTask(
                 let cq = c + i0 * ldc + jc + j
                 var i = 0
                 while i < mc {
-                    microKernel6x16(
-                        c: cq + i * ldc, ldc: ldc, a: UnsafePointer(aBlock + i * kc), b: bp,
-                        kc: kc, mr: min(P.MR, mc - i), nr: nr, alpha: alpha, beta: betaNow,
-                        bias: lastBlock ? bias.map { $0 + jc + j } : nil,
-                        residual: lastBlock ? residual.map { $0 + (i0 + i) * ldc + jc + j } : nil)
+                    let cb = cq + i * ldc, ab = UnsafePointer(aBlock + i * kc), mr = min(P.MR, mc - i)
+                    let bs = lastBlock ? bias.map { $0 + jc + j } : nil
+                    let rs = lastBlock ? residual.map { $0 + (i0 + i) * ldc + jc + j } : nil
+                    if SIMDPath.hasAVX512F {
+                        microKernel6xNR(SIMD16<Float>.self, c: cb, ldc: ldc, a: ab, b: bp, kc: kc, mr: mr, nr: nr,
+                                        alpha: alpha, beta: betaNow, bias: bs, residual: rs)
+                    } else {
+                        microKernel6xNR(SIMD8<Float>.self, c: cb, ldc: ldc, a: ab, b: bp, kc: kc, mr: mr, nr: nr,
+                                        alpha: alpha, beta: betaNow, bias: bs, residual: rs)
+                    }
                     i += P.MR
                 }
             }
@@ -304,7 +342,7 @@ func sgemmKSplit(
     m: Int, n: Int, k: Int, alpha: Float, beta: Float,
     bias: UnsafePointer<Float>?,                    // (n) or nil
     residual: UnsafePointer<Float>?,                // (m, n) row-major, row stride ldc, or nil
-    epilogue: GEMMEpilogue?, aPrologue: GEMMPrologue?, bPrologue: GEMMPrologue?,
+    epilogue: GEMMEpilogue?, aPrologue: GEMMPrologue?, bPrologue: GEMMPrologue?, packedB: GEMMPackedB?,
     threads: Int, context: KernelContext
 ) {
     typealias P = GEMMBlocking
@@ -330,7 +368,8 @@ func sgemmKSplit(
             sgemm(c: partials + q * size + r0 * n, ldc: n, a: transA ? a + p0 * lda + r0 : a + r0 * lda + p0, lda: lda,
                   transA: transA, b: transB ? b + p0 : b + p0 * ldb, ldb: ldb, transB: transB, m: rows, n: n,
                   k: min(KC, k - p0), alpha: alpha, beta: 0, aPrologue: aPrologue?.offset(rows: r0, cols: p0),
-                  bPrologue: bPrologue?.offset(rows: p0, cols: 0), context: serial)
+                  bPrologue: bPrologue?.offset(rows: p0, cols: 0),
+                  packedB: packedB?.rows(from: p0, count: min(KC, k - p0)), context: serial)
         }
         let rowsPerTask = max(1, (m + 4 * threads - 1) / (4 * threads))
         context.forEach(tasks: (m + rowsPerTask - 1) / rowsPerTask, threads: threads) { t, _ in

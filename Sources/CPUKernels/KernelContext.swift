@@ -14,6 +14,8 @@ public struct KernelContext: Sendable {
     }
     /// The GEMM's blocking (`GEMMBlocking`): KC changes where partial sums are rounded (results), the rest speed.
     @_spi(Tuning) public var blocking: GEMMBlocking.Tuning
+    /// The GEMM's KC under this context (what an operand packed ahead must match).
+    package var gemmKC: Int { blocking.kc }
     /// Scratch memory the kernels borrow (packed GEMM panels, per-worker buffers).
     public let scratch: ScratchPool
     /// Parallel regions (`DispatchQueue.concurrentPerform` calls) kernels opened with this context.

@@ -9,24 +9,31 @@ public enum PeakProbe {
         for run in 0..<4 {  // one warm-up run, then the best of three
             let start = DispatchTime.now().uptimeNanoseconds
             if threads <= 1 {
-                sink(fmaChains(iterations: iterations, seed: 1))
+                sink(chains(iterations: iterations, seed: 1))
             } else {
                 DispatchQueue.concurrentPerform(iterations: threads) { t in
-                    sink(fmaChains(iterations: iterations, seed: Float(t + 1)))
+                    sink(chains(iterations: iterations, seed: Float(t + 1)))
                 }
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
             if run > 0 { best = min(best, seconds) }
         }
-        // 12 chains x 8 lanes x 2 FLOP per iteration.
-        let flops = Double(iterations) * 12 * 8 * 2 * Double(max(1, threads))
+        // 12 chains x lanes x 2 FLOP per iteration.
+        let flops = Double(iterations) * 12 * Double(lanes) * 2 * Double(max(1, threads))
         return flops / best / 1e9
+    }
+
+    /// Lanes of the widest vector the kernels use: 16 in an AVX-512 build (its GEMM's peak), else 8.
+    static var lanes: Int { SIMDPath.hasAVX512F ? 16 : 8 }
+
+    static func chains(iterations: Int, seed: Float) -> Float {
+        SIMDPath.hasAVX512F ? fmaChains(SIMD16<Float>.self, iterations: iterations, seed: seed)
+            : fmaChains(SIMD8<Float>.self, iterations: iterations, seed: seed)
     }
 
     /// 12 independent accumulators: FMA latency 4 cycles x 2 pipes needs >= 8 in flight.
     @inline(never)
-    static func fmaChains(iterations: Int, seed: Float) -> Float {
-        typealias V = SIMD8<Float>
+    static func fmaChains<V: SIMD>(_: V.Type, iterations: Int, seed: Float) -> Float where V.Scalar == Float {
         let a = V(repeating: 0.999_999 * seed / seed), b = V(repeating: 1e-7)
         var c0 = V(repeating: seed), c1 = c0 + 1, c2 = c0 + 2, c3 = c0 + 3, c4 = c0 + 4, c5 = c0 + 5
         var c6 = c0 + 6, c7 = c0 + 7, c8 = c0 + 8, c9 = c0 + 9, c10 = c0 + 10, c11 = c0 + 11

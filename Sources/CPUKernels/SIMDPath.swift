@@ -51,6 +51,12 @@ public func fmadd(_ acc: SIMD8<Float>, _ a: SIMD8<Float>, _ b: SIMD8<Float>) -> 
     }
 }
 
+/// `acc + a * b` on a float vector of any width (the GEMM's SIMD8 or SIMD16), fused when the build has FMA.
+@inline(__always)
+func fmadd<V: SIMD>(_ acc: V, _ a: V, _ b: V) -> V where V.Scalar == Float {
+    SIMDPath.hasFMA ? acc.addingProduct(a, b) : acc + a * b
+}
+
 /// Scalar `acc + a * b`, fused when the build has FMA (one rounding), else two roundings.
 @inlinable @inline(__always)
 public func fmadd(_ acc: Float, _ a: Float, _ b: Float) -> Float {

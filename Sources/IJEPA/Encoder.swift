@@ -151,6 +151,7 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
         self.preprocessing = preprocessing
         self.network = network
         self.source = source
+        vit.prepackLinearWeights(kernels: engine.kernels)  // read-only from here on
     }
 
     /// Features of `images`, one row per image, in order (see `Output`); any number of images, processed in
@@ -201,7 +202,8 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
         return out
     }
 
-    /// An encoder around a network already in memory (a training run's, a checkpoint's): shares its weights.
+    /// An encoder around a network already in memory (a training run's, a checkpoint's): shares its weights, so
+    /// it does not pack them ahead (they may still change).
     package init(_ network: VisionTransformer, preprocessing: Preprocessing, source: String) {
         vit = network
         architecture = network.config
@@ -221,6 +223,7 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
                                       std: a.std, resize: .stretch)
         network = .target
         source = "random weights (seed \(seed))"
+        vit.prepackLinearWeights(kernels: engine.kernels)
     }
 
     /// Features of images already preprocessed: `images` (n, C, S, S) as `Preprocessing` would make them (for

@@ -142,6 +142,16 @@ package final class VisionTransformer: ParameterContainer {
     }
 
     /// images (B, C, H, W) -> (B M, K, D) for M masks of K indices each, or (B, N, D) without masks.
+    /// Packs the blocks' Linear weights once as their forward GEMMs read them (`Variable.prepackWeight`), so an
+    /// inference pass does not pack them per call: for a network whose weights no longer change (an `Encoder`).
+    package func prepackLinearWeights(kernels: KernelContext) {
+        for b in blocks {
+            for w in [b.attn.qkv.weight, b.attn.proj.weight, b.mlp.fc1.weight, b.mlp.fc2.weight] {
+                w.prepackWeight(kernels: kernels)
+            }
+        }
+    }
+
     package func callAsFunction(_ images: Variable, masks: [TokenIndices]? = nil, tape: Tape) throws -> Variable {
         let c = config
         guard images.shape.count == 4, images.shape[1] == c.inChannels, images.shape[2] == c.imageSize,

@@ -59,7 +59,16 @@ package final class GradNode {
 /// something flows into it. Parameters keep their gradient buffer across steps; `zeroGrad()` clears it in
 /// place, so a steady-state step does not reallocate it.
 package final class Variable {
-    package var value: Tensor { didSet { node.shape = value.shape } }
+    package var value: Tensor {
+        didSet {
+            node.shape = value.shape
+            packedWeight = nil  // a new value: the packed copy would be stale
+        }
+    }
+    /// This (out, in) weight packed as the GEMM's op(B) for `linear` / `mlp` (`prepackWeight`); the forward
+    /// products then skip packing it. Only for weights that no longer change (an inference encoder); any
+    /// assignment or mutation through `value` drops it.
+    package private(set) var packedWeight: PackedWeight?
     package let node: GradNode
     package internal(set) var grad: Tensor? {
         get { node.grad }
@@ -86,6 +95,23 @@ package final class Variable {
     }
 
     package var shape: [Int] { value.shape }
+
+    /// Packs this (out, in) weight once for the forward GEMMs of `linear`, `layerNormLinear` and `mlp` with
+    /// `kernels`' KC (a call with another KC packs as before). Same bits; the packed copy costs the weight's size
+    /// again (plus padding to the GEMM's panel width).
+    package func prepackWeight(kernels: KernelContext) {
+        guard value.shape.count == 2, value.count > 0 else { return }
+        let (outF, inF) = (value.shape[0], value.shape[1])
+        packedWeight = value.withUnsafeBufferPointer {
+            PackedWeight(b: $0.baseAddress!, ldb: inF, transB: true, k: inF, n: outF, kc: kernels.gemmKC)
+        }
+    }
+
+    /// The packed weight when it fits a forward GEMM with `kernels` (same KC), else nil.
+    package func packedOperand(for kernels: KernelContext) -> PackedWeight? {
+        guard let p = packedWeight, p.operand.kc == kernels.gemmKC else { return nil }
+        return p
+    }
 
     /// Keeps this op output's gradient after the backward pass (PyTorch's `retain_grad()`).
     package func retainGrad() { retainsGrad = true }

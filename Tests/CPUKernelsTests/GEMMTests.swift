@@ -132,6 +132,48 @@ final class GEMMTests: XCTestCase {
         }
     }
 
+    /// op(B) packed ahead (`PackedWeight`, an inference weight) gives the bits of the GEMM that packs it itself,
+    /// with B transposed (a Linear weight) or not, edge panels (n not a multiple of NR), a short last k block,
+    /// several k groups, the k split (small C, long k, on 2 threads), more columns than NC (a group starting
+    /// past the first panel), the bias / residual store and the GELU epilogue, on 1 and 2 threads.
+    func testPackedBEqualsPackingPerCall() {
+        let split = GEMMBlocking.kSplitMinBlocks * GEMMBlocking.KC + 70
+        let cases: [(Int, Int, Int, Bool)] = [(1, 1, 1, true), (7, 17, 5, true), (196, 384, 384, true), (13, 45, 1000, false),
+                                              (37, 21, split, true), (9, GEMMBlocking.NC + 77, 40, true), (300, 200, 2900, true)]
+        for (m, n, k, tb) in cases {
+            var rng = TestRNG(11)
+            let a = rng.floats(m * k), b = rng.floats(k * n), bias = rng.floats(n), residual = rng.floats(m * n)
+            let ldb = tb ? k : n
+            let packed = PackedWeight(b: b, ldb: ldb, transB: tb, k: k, n: n)
+            for threads in [1, 2] {
+                for fused in [false, true] {
+                    var own = [Float](repeating: 0, count: m * n), ahead = own
+                    var hOwn = own, hAhead = own
+                    let context = KernelContext(threads: threads)
+                    bias.withUnsafeBufferPointer { bp in
+                        residual.withUnsafeBufferPointer { rp in
+                            hOwn.withUnsafeMutableBufferPointer { h1 in
+                                hAhead.withUnsafeMutableBufferPointer { h2 in
+                                    let bias = fused ? bp.baseAddress : nil, res = fused ? rp.baseAddress : nil
+                                    sgemm(c: &own, ldc: n, a: a, lda: k, transA: false, b: b, ldb: ldb, transB: tb, m: m, n: n, k: k,
+                                          bias: bias, residual: res, epilogue: fused ? .gelu(output: h1.baseAddress!) : nil,
+                                          context: context)
+                                    withExtendedLifetime(packed) {
+                                        sgemm(c: &ahead, ldc: n, a: a, lda: k, transA: false, b: b, ldb: ldb, transB: tb, m: m, n: n,
+                                              k: k, bias: bias, residual: res, epilogue: fused ? .gelu(output: h2.baseAddress!) : nil,
+                                              packedB: packed.operand, context: context)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    XCTAssertEqual(own.map(\.bitPattern), ahead.map(\.bitPattern), "\(m)x\(n)x\(k) tB \(tb), \(threads) threads, fused \(fused)")
+                    XCTAssertEqual(hOwn.map(\.bitPattern), hAhead.map(\.bitPattern), "GELU output, \(m)x\(n)x\(k)")
+                }
+            }
+        }
+    }
+
     /// MC and the C chunk (TILE) change speed only: the bits of any other values equal the built-in ones
     /// (`bench gemm --ab` relies on comparing like with like; KC, which sets the rounding points, is not varied).
     /// MC below 72 once overran the A buffers on several threads (the task plan's 12-panel floor exceeded MC).

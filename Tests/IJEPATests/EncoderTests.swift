@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 import XCTest
-import IJEPA
+@testable import IJEPA
 import ImageData
 import JEPA
 import TensorCore
@@ -75,6 +75,34 @@ final class EncoderTests: XCTestCase {
             results.withLock { $0[k] = r }
         }
         XCTAssertEqual(results.withLock { $0 }.map { $0 ?? [] }, solo)
+    }
+
+    /// An encoder packs its Linear weights once for inference (`prepackLinearWeights`); its features equal those
+    /// of the same network with the packed copies dropped (any write to a weight's value drops its copy), bit for
+    /// bit, at widths that leave edge panels (40, 120, 160 columns) and on 1 and 2 threads.
+    func testPrepackedWeightsGiveTheUnpackedFeatures() throws {
+        let arch = ViTConfig(imageSize: 32, patchSize: 4, inChannels: 3, embedDim: 40, depth: 2, heads: 2)
+        let packed = try Encoder(randomWeights: arch, seed: 3), plain = try Encoder(randomWeights: arch, seed: 3)
+        for b in plain.vit.blocks {
+            for w in [b.attn.qkv.weight, b.attn.proj.weight, b.mlp.fc1.weight, b.mlp.fc2.weight] {
+                XCTAssertNotNil(w.packedWeight)
+                let same = w.value
+                w.value = same
+                XCTAssertNil(w.packedWeight, "a write to the weight keeps a stale packed copy")
+            }
+        }
+        var values = [Float](repeating: 0, count: 5 * 3 * 32 * 32)
+        for i in values.indices { values[i] = Float((i * 7919) % 263) / 131 - 1 }
+        let images = try Tensor(shape: [5, 3, 32, 32], values: values)
+        for threads in [1, 2] {
+            packed.engine = Engine(threads: threads)
+            plain.engine = Engine(threads: threads)
+            for output in [Encoder.Output.pooled, .patchTokens] {
+                XCTAssertEqual(try packed.embed(preprocessed: images, output: output).scalars.map(\.bitPattern),
+                               try plain.embed(preprocessed: images, output: output).scalars.map(\.bitPattern),
+                               "\(output), \(threads) threads")
+            }
+        }
     }
 
     func testStateDictWithConfigAndBadInputs() throws {
