@@ -2,8 +2,8 @@
 ///
 /// | param | value | why |
 /// |-------|-------|-----|
-/// | MR    | 6     | rows of the register tile: 6 x 2 accumulators + 2 B vectors + 1 broadcast = 15 of 16 ymm |
-/// | NR    | 16 / 32 | columns of the register tile: two SIMD8<Float> per row (AVX2), two SIMD16<Float> (AVX-512 builds); 8x8 reached only 54-72 GFLOP/s |
+/// | MR    | 6 / 12 | rows of the register tile: AVX2 6 x 2 accumulators + 2 B vectors + 1 broadcast = 15 of 16 ymm; AVX-512 12 x 2 + 3 = 27 of 32 zmm |
+/// | NR    | 16 / 32 | columns of the register tile: two SIMD8<Float> per row (AVX2), two SIMD16<Float> (AVX-512); 8x8 reached only 54-72 GFLOP/s |
 /// | KC    | 384   | depth of a rank-KC update: B micro-panel 384x16x4 = 24 KiB in L1 (32 KiB), A micro-panel (9 KiB) from L2 |
 /// | MC    | 96    | rows of the packed A block: 96x384x4 = 144 KiB, a third of L2 (512 KiB) with room for B panels |
 /// | NC    | 3072  | columns of the packed B block: 384x3072x4 = 4.5 MiB in L3 (32 MiB shared) |
@@ -14,8 +14,8 @@
 /// Only KC changes results (it sets where partial sums are rounded into C); MC and NC and the task split
 /// change speed only, so results do not depend on the thread count.
 public enum GEMMBlocking {
-    public static let MR = 6
-    /// Two vectors of the build's widest float vector: 16 on AVX2, 32 on AVX-512 (a compile-time constant).
+    /// Register tile: 6 x 16 on AVX2, 12 x 32 on AVX-512 builds (compile-time constants).
+    @inlinable public static var MR: Int { SIMDPath.hasAVX512F ? 12 : 6 }
     @inlinable public static var NR: Int { SIMDPath.hasAVX512F ? 32 : 16 }
     /// Defaults of the tunable values; a call uses its `KernelContext.blocking`.
     public static let KC = 384
@@ -65,7 +65,7 @@ public enum GEMMBlocking {
 
 /// Single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C (+ bias) (+ residual)`, row-major with leading dimensions.
 ///
-/// Packs op(A) and op(B) into panels (absorbing the transposes), runs the 6 x NR SIMD micro-kernel (6x16 on AVX2, 6x32 on AVX-512), and spreads
+/// Packs op(A) and op(B) into panels (absorbing the transposes), runs the SIMD micro-kernel (6x16 on AVX2, 12x32 on AVX-512), and spreads
 /// tiles over the context's threads with its blocking and scratch memory. Results are bit-identical for any
 /// thread count. When beta == 0, C is never read (it may hold NaN). `bias` (n values) is added to every row of C
 /// in the last k block's store, after the alpha/beta expression is rounded: the same bits as a separate
@@ -308,11 +308,11 @@ func gemmTask(
                     let bs = lastBlock ? bias.map { $0 + jc + j } : nil
                     let rs = lastBlock ? residual.map { $0 + (i0 + i) * ldc + jc + j } : nil
                     if SIMDPath.hasAVX512F {
-                        microKernel6xNR(SIMD16<Float>.self, c: cb, ldc: ldc, a: ab, b: bp, kc: kc, mr: mr, nr: nr,
-                                        alpha: alpha, beta: betaNow, bias: bs, residual: rs)
+                        microKernel12x32(c: cb, ldc: ldc, a: ab, b: bp, kc: kc, mr: mr, nr: nr, alpha: alpha, beta: betaNow,
+                                         bias: bs, residual: rs)
                     } else {
-                        microKernel6xNR(SIMD8<Float>.self, c: cb, ldc: ldc, a: ab, b: bp, kc: kc, mr: mr, nr: nr,
-                                        alpha: alpha, beta: betaNow, bias: bs, residual: rs)
+                        microKernel6x16(c: cb, ldc: ldc, a: ab, b: bp, kc: kc, mr: mr, nr: nr, alpha: alpha, beta: betaNow,
+                                        bias: bs, residual: rs)
                     }
                     i += P.MR
                 }
@@ -407,7 +407,7 @@ func sgemmKSplit(
 /// How a k group of an (m, nc) block of C is cut into tasks: row blocks of `mc` rows (a multiple of MR) times
 /// column blocks of `panelsPerBlock` NR-panels. One thread gets one task per tile; more threads get about 6 tasks each,
 /// so that a thread slowed by another process on the machine delays a small task, not half the work. Rows
-/// are cut first, down to 12 MR (each task packs its own A block, so a column cut packs A again), then
+/// are cut first, down to 72 rows (each task packs its own A block, so a column cut packs A again), then
 /// columns. Speed only: every C element is computed the same way whatever the plan, so results do not depend
 /// on the thread count.
 struct GEMMTaskPlan {
@@ -422,13 +422,14 @@ struct GEMMTaskPlan {
         let panels = (nc + P.NR - 1) / P.NR
         let rowPanels = (m + P.MR - 1) / P.MR
         let wanted = threads <= 1 ? 1 : max(1, min(P.maxTasks, 6 * threads, 2 * m * nc * k / P.flopsPerTask))
-        var mcPanels = min(mcMax / P.MR, rowPanels)
+        var mcPanels = min(max(1, mcMax / P.MR), rowPanels)  // MC below MR (an AVX-512 build with MC 6): one panel
         if (rowPanels + mcPanels - 1) / mcPanels < wanted {
-            // Rows only where that leaves tasks of at least 8 panels; else at least 12 panels a task, and the
-            // columns cut too: a column cut packs A again in each column block (measured: docs/performance.md,
-            // Decisions). Never more than mcMax (the A buffers are sized for it).
+            // Rows only where that leaves tasks of at least 48 rows (8 AVX2 panels); else at least 72 rows a task,
+            // and the columns cut too: a column cut packs A again in each column block (measured with MR 6:
+            // docs/performance.md, Decisions; counted in rows so that the 12-row AVX-512 panels cut alike).
+            // Never more than mcMax (the A buffers are sized for it).
             let rowsOnly = (rowPanels + wanted - 1) / wanted
-            mcPanels = min(mcMax / P.MR, rowsOnly >= 8 ? rowsOnly : min(12, rowPanels))
+            mcPanels = min(max(1, mcMax / P.MR), rowsOnly * P.MR >= 48 ? rowsOnly : min(max(1, 72 / P.MR), rowPanels))
         }
         let mBlocks = (rowPanels + mcPanels - 1) / mcPanels
         var nBlocks = 1

@@ -21,11 +21,21 @@ func packA(
         // front to back, as packB walks B. The panel-by-panel walk read 24 bytes every lda floats (a new line,
         // often a new page, per k). Kept for its access pattern, the one packB's row walk was measured to need;
         // the whole GEMM gains little above the noise (docs/performance.md, Decisions).
-        // Full panels whose 8-float copy stays inside A's row.
-        let full = aColumns - m0 >= 8 ? min(mc / MR, (aColumns - m0 - 8) / MR + 1) : 0
+        // The MR floats of one k as 8-float copies: MR 6, one copy whose 2 extra floats land in the next k's
+        // slot, written after; MR 12, copies of floats 0..<8 and 4..<12 (the same values twice, no spill).
+        @inline(__always) func copyK(_ o: UnsafeMutableRawPointer, _ t: Int, _ src: UnsafeRawPointer, _ x: Int) {
+            o.storeBytes(of: src.loadUnaligned(fromByteOffset: x, as: Float8.self), toByteOffset: t * MR * 4, as: Float8.self)
+            if MR > 8 {
+                o.storeBytes(of: src.loadUnaligned(fromByteOffset: x + (MR - 8) * 4, as: Float8.self),
+                             toByteOffset: (t * MR + MR - 8) * 4, as: Float8.self)
+            }
+        }
+        // Full panels whose copies stay inside A's row.
+        let span = max(MR, 8)
+        let full = aColumns - m0 >= span ? min(mc / MR, (aColumns - m0 - span) / MR + 1) : 0
         if full > 0 {
-            // 8 floats per panel and k: the 2 extra land in the next k's slot, written after; the last k copies
-            // exactly 6 (its 2 extra would land on the next panel's first k, already written).
+            // The last k copies exactly MR floats (an MR 6 copy's 2 extra would land on the next panel's first
+            // k, already written).
             // Eight k rows at a time, so each panel gets 192 bytes (three whole lines) at once: one row at a
             // time wrote 24 bytes per panel, and the panels' 9 KiB stride (kc 384) maps them all to 4 of L1's
             // 64 sets, so the lines were evicted between rows (measured: docs/performance.md, Decisions).
@@ -35,24 +45,14 @@ func packA(
                 let s3 = s2 + 4 * lda, s4 = s3 + 4 * lda, s5 = s4 + 4 * lda, s6 = s5 + 4 * lda, s7 = s6 + 4 * lda
                 for r in 0..<full {
                     let o = UnsafeMutableRawPointer(dst + r * MR * kc + p0 * MR), x = r * MR * 4
-                    o.storeBytes(of: s0.loadUnaligned(fromByteOffset: x, as: Float8.self), as: Float8.self)
-                    o.storeBytes(of: s1.loadUnaligned(fromByteOffset: x, as: Float8.self), toByteOffset: 24, as: Float8.self)
-                    o.storeBytes(of: s2.loadUnaligned(fromByteOffset: x, as: Float8.self), toByteOffset: 48, as: Float8.self)
-                    o.storeBytes(of: s3.loadUnaligned(fromByteOffset: x, as: Float8.self), toByteOffset: 72, as: Float8.self)
-                    o.storeBytes(of: s4.loadUnaligned(fromByteOffset: x, as: Float8.self), toByteOffset: 96, as: Float8.self)
-                    o.storeBytes(of: s5.loadUnaligned(fromByteOffset: x, as: Float8.self), toByteOffset: 120, as: Float8.self)
-                    o.storeBytes(of: s6.loadUnaligned(fromByteOffset: x, as: Float8.self), toByteOffset: 144, as: Float8.self)
-                    o.storeBytes(of: s7.loadUnaligned(fromByteOffset: x, as: Float8.self), toByteOffset: 168, as: Float8.self)
+                    copyK(o, 0, s0, x); copyK(o, 1, s1, x); copyK(o, 2, s2, x); copyK(o, 3, s3, x)
+                    copyK(o, 4, s4, x); copyK(o, 5, s5, x); copyK(o, 6, s6, x); copyK(o, 7, s7, x)
                 }
                 p0 += 8
             }
             for p in p0..<kc - 1 {
                 let src = UnsafeRawPointer(a + (k0 + p) * lda + m0)
-                let out = UnsafeMutableRawPointer(dst + p * MR)
-                for r in 0..<full {
-                    out.storeBytes(of: src.loadUnaligned(fromByteOffset: r * MR * 4, as: Float8.self),
-                                   toByteOffset: r * MR * kc * 4, as: Float8.self)
-                }
+                for r in 0..<full { copyK(UnsafeMutableRawPointer(dst + r * MR * kc + p * MR), 0, src, r * MR * 4) }
             }
             let last = a + (k0 + kc - 1) * lda + m0
             for r in 0..<full {
@@ -72,8 +72,7 @@ func packA(
                 let src = a + (k0 + p) * lda + m0 + i
                 let out = d + p * MR
                 if mr == MR {
-                    out[0] = src[0]; out[1] = src[1]; out[2] = src[2]
-                    out[3] = src[3]; out[4] = src[4]; out[5] = src[5]
+                    for r in 0..<MR { out[r] = src[r] }  // a constant trip count: unrolled
                 } else {
                     for r in 0..<mr { out[r] = src[r] }
                     for r in mr..<MR { out[r] = 0 }
@@ -85,16 +84,10 @@ func packA(
             // float, 3x a plain read of A, and packing cost a third of a 4096x192x768 GEMM.
             if mr == MR {
                 let r0 = a + (m0 + i) * lda + k0
-                let r1 = r0 + lda, r2 = r1 + lda, r3 = r2 + lda, r4 = r3 + lda, r5 = r4 + lda
-                var p = 0
-                while p + 8 <= kc {
-                    transpose6x8(d + p * MR, load8(r0 + p), load8(r1 + p), load8(r2 + p),
-                                 load8(r3 + p), load8(r4 + p), load8(r5 + p))
-                    p += 8
-                }
+                var p = MR == 6 ? packRowsBy8(d, r0, lda: lda, kc: kc) : packTwelveRowsBy8(d, r0, lda: lda, kc: kc)
                 while p < kc {
                     let o = d + p * MR
-                    o[0] = r0[p]; o[1] = r1[p]; o[2] = r2[p]; o[3] = r3[p]; o[4] = r4[p]; o[5] = r5[p]
+                    for r in 0..<MR { o[r] = r0[r * lda + p] }
                     p += 1
                 }
                 panel += 1
@@ -118,6 +111,45 @@ func packA(
         panel += 1
         i += MR
     }
+}
+
+/// Packs columns 0..<8 floor(kc / 8) of six rows (r0, r0 + lda, ...) k-major into `d` (MR 6); returns the
+/// first column left.
+@inline(__always)
+func packRowsBy8(_ d: UnsafeMutablePointer<Float>, _ r0: UnsafePointer<Float>, lda: Int, kc: Int) -> Int {
+    let r1 = r0 + lda, r2 = r1 + lda, r3 = r2 + lda, r4 = r3 + lda, r5 = r4 + lda
+    var p = 0
+    while p + 8 <= kc {
+        transpose6x8(d + p * 6, load8(r0 + p), load8(r1 + p), load8(r2 + p), load8(r3 + p), load8(r4 + p), load8(r5 + p))
+        p += 8
+    }
+    return p
+}
+
+/// `packRowsBy8` for twelve rows (MR 12): each 8-column block as two 6x8 transposes into a small buffer, then
+/// per column 8 floats of each half, overlapping: a column's second copy writes 2 floats into the next column's
+/// slot (written after) or, for the panel's last column, past its end (the next panel's first floats, written
+/// after, or `packASlack`).
+@inline(__always)
+func packTwelveRowsBy8(_ d: UnsafeMutablePointer<Float>, _ r0: UnsafePointer<Float>, lda: Int, kc: Int) -> Int {
+    let r6 = r0 + 6 * lda
+    var p = 0
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 112) { t in
+        let lo = t.baseAddress!, hi = lo + 56  // 48 floats each, 8 more read by the last overlapping copy
+        while p + 8 <= kc {
+            transpose6x8(lo, load8(r0 + p), load8(r0 + lda + p), load8(r0 + 2 * lda + p), load8(r0 + 3 * lda + p),
+                         load8(r0 + 4 * lda + p), load8(r0 + 5 * lda + p))
+            transpose6x8(hi, load8(r6 + p), load8(r6 + lda + p), load8(r6 + 2 * lda + p), load8(r6 + 3 * lda + p),
+                         load8(r6 + 4 * lda + p), load8(r6 + 5 * lda + p))
+            for c in 0..<8 {
+                let o = d + (p + c) * 12
+                store8(o, load8(lo + 6 * c))
+                store8(o + 6, load8(hi + 6 * c))
+            }
+            p += 8
+        }
+    }
+    return p
 }
 
 /// Columns 0, 1, 4, 5 of two rows as 64-bit pairs (x0 y0 | x1 y1 | x4 y4 | x5 y5: the in-lane unpack

@@ -320,7 +320,7 @@ final class GEMMTests: XCTestCase {
             let plan = GEMMTaskPlan(m: m, nc: nc, k: k, threads: threads)
             XCTAssertGreaterThanOrEqual(plan.mBlocks * plan.mc, m)
             XCTAssertLessThan((plan.mBlocks - 1) * plan.mc, m)
-            let panels = (nc + 15) / 16
+            let panels = (nc + GEMMBlocking.NR - 1) / GEMMBlocking.NR
             XCTAssertGreaterThanOrEqual(plan.nBlocks * plan.panelsPerBlock, panels)
             XCTAssertLessThan((plan.nBlocks - 1) * plan.panelsPerBlock, panels)
             XCTAssertLessThanOrEqual(plan.mc, GEMMBlocking.MC)
@@ -330,13 +330,14 @@ final class GEMMTests: XCTestCase {
             XCTAssertLessThanOrEqual(transposed.mc, GEMMBlocking.MCTransposedA)
           }
         }
-        // Where rows alone give enough tasks of >= 8 MR panels, the plan does not cut the columns (a column cut
-        // packs the same rows of A again): vit-tiny.fc1.wgrad's k group, the context encoder's 704 rows.
-        let wgrad = GEMMTaskPlan(m: 768, nc: 192, k: 384, threads: 2, mcMax: GEMMBlocking.MCTransposedA)
+        // Where rows alone give enough tasks of >= 48 rows, the plan does not cut the columns (a column cut
+        // packs the same rows of A again): a weight gradient's k group (864 rows: 12 row blocks of 72 with either
+        // panel height, the 12 tasks wanted on 2 threads), the context encoder's 704 rows.
+        let wgrad = GEMMTaskPlan(m: 864, nc: 192, k: 384, threads: 2, mcMax: GEMMBlocking.MCTransposedA)
         XCTAssertEqual(wgrad.nBlocks, 1)
         XCTAssertGreaterThanOrEqual(wgrad.mBlocks, 12)
         XCTAssertEqual(GEMMTaskPlan(m: 704, nc: 768, k: 192, threads: 2).nBlocks, 1)
-        // Too few rows for that: the columns are cut too, with at least 12 panels a row block.
+        // Too few rows for that: the columns are cut too, with at least 72 rows a row block.
         let narrow = GEMMTaskPlan(m: 192, nc: 768, k: 384, threads: 2, mcMax: GEMMBlocking.MCTransposedA)
         XCTAssertGreaterThan(narrow.nBlocks, 1)
         XCTAssertEqual(narrow.mc, 72)
