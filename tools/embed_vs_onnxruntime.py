@@ -14,6 +14,8 @@ app's feature). Each engine runs in a subprocess of its own (so its peak RSS is 
 - ONNX Runtime: the same module exported with torch.onnx.export (dynamic batch; external data for ViT-H),
   graph optimisation ORT_ENABLE_ALL, intra-op threads N, inter-op threads 1, sequential execution.
 Latency: median of batch-1 calls; throughput: images/s at the best of the batches {8, 16, 32} (ViT-H: {8}).
+`--rounds R` runs the three engines R times in rotating order (a shared machine's load drifts within minutes)
+and reports each engine's medians over the rounds, with the range of the per-round ratios.
 Agreement: the PyTorch weights saved as an official checkpoint, embedded by `ijepa embed --checkpoint
 --tensors` on the same inputs, against PyTorch's and ONNX Runtime's outputs (max |diff| / max |ref|).
 Prints a table of ratios (Swift / other: > 1 means Swift is faster or, for RSS, larger).
@@ -112,6 +114,7 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--cases", default="vit-tiny4-28,vit-s16")
     ap.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per batch size")
+    ap.add_argument("--rounds", type=int, default=1, help="runs of each engine, in rotating order")
     ap.add_argument("--engine", help=argparse.SUPPRESS)
     ap.add_argument("--case", help=argparse.SUPPRESS)
     ap.add_argument("--worker-threads", type=int, help=argparse.SUPPRESS)
@@ -152,29 +155,44 @@ def main():
             print(f"{name}: max|diff|/max|ref| Swift-PyTorch {agree[0]:.1e}, Swift-ORT {agree[1]:.1e}, ORT-PyTorch {agree[2]:.1e}")
             del m
             for t in threads:
-                swift = run_json([args.swift, "bench", "embed", "--json", "--threads", str(t), "--filter", name,
-                                  "--exact", "--batches", ",".join(map(str, [1] + c["batches"])),
-                                  "--min-seconds", str(args.seconds)])
-                peak = swift[0]["peakGflops"]
-                sw = {r["batch"]: r for r in swift[1:]}
-                s_lat = sw[1]["medianMs"]
-                s_thr = max(sw[b]["imagesPerSecond"] for b in c["batches"])
-                s_rss = max(r["peakRSSBytes"] for r in swift[1:])
-                res = {"swift": (s_lat, s_thr, s_rss)}
-                for engine in ("pytorch", "onnxruntime"):
-                    w = run_json([sys.executable, __file__, "--official", args.official, "--engine", engine,
-                                  "--case", name, "--worker-threads", str(t), "--onnx", onnx_path,
-                                  "--seconds", str(args.seconds)])[0]
-                    res[engine] = (w["latencyMs"], max(w["throughput"].values()), w["rss"])
+                runs = {"swift": [], "pytorch": [], "onnxruntime": []}  # per round: (latency ms, img/s, RSS bytes)
+                peaks = []
+                for r in range(args.rounds):
+                    engines = list(runs)
+                    for engine in engines[r % 3:] + engines[:r % 3]:
+                        if engine == "swift":
+                            swift = run_json([args.swift, "bench", "embed", "--json", "--threads", str(t), "--filter",
+                                              name, "--exact", "--batches", ",".join(map(str, [1] + c["batches"])),
+                                              "--min-seconds", str(args.seconds)])
+                            peaks.append(swift[0]["peakGflops"])
+                            sw = {row["batch"]: row for row in swift[1:]}
+                            runs[engine].append((sw[1]["medianMs"], max(sw[b]["imagesPerSecond"] for b in c["batches"]),
+                                                 max(row["peakRSSBytes"] for row in swift[1:])))
+                        else:
+                            w = run_json([sys.executable, __file__, "--official", args.official, "--engine", engine,
+                                          "--case", name, "--worker-threads", str(t), "--onnx", onnx_path,
+                                          "--seconds", str(args.seconds)])[0]
+                            runs[engine].append((w["latencyMs"], max(w["throughput"].values()), w["rss"]))
+                peak = statistics.median(peaks)
+                res = {e: (statistics.median(v[0] for v in rs), statistics.median(v[1] for v in rs), max(v[2] for v in rs))
+                       for e, rs in runs.items()}
+                s_lat, s_thr, s_rss = res["swift"]
                 rows.append((name, t, peak, res, agree))
                 pct = lambda thr: 100 * thr * flops_per_image(c) / 1e9 / (peak * t)  # noqa: E731
-                print(f"{name} {t} thread(s) (peak {peak:.0f} GFLOP/s/core):")
+                print(f"{name} {t} thread(s) (peak {peak:.0f} GFLOP/s/core, {args.rounds} round(s)):")
                 for e, (lat, thr, rss) in res.items():
                     print(f"  {e:12s} batch 1 {lat:8.1f} ms   best throughput {thr:8.1f} img/s ({pct(thr):4.1f} % of peak)"
                           f"   peak RSS {rss / 2**20:7.0f} MiB")
                 for e in ("pytorch", "onnxruntime"):
+                    lat_r = [o[0] / sw_[0] for o, sw_ in zip(runs[e], runs["swift"])]
+                    thr_r = [sw_[1] / o[1] for o, sw_ in zip(runs[e], runs["swift"])]
+                    spread = (f" (rounds: latency {min(lat_r):.2f}-{max(lat_r):.2f}, throughput {min(thr_r):.2f}-"
+                              f"{max(thr_r):.2f})" if args.rounds > 1 else "")
                     print(f"  Swift / {e}: latency {res[e][0] / s_lat:.2f}x, throughput {s_thr / res[e][1]:.2f}x, "
-                          f"RSS {s_rss / res[e][2]:.2f}")
+                          f"RSS {s_rss / res[e][2]:.2f}{spread}")
+                print(json.dumps({"case": name, "threads": t, "peakGflops": peak, "rounds": args.rounds,
+                                  "medians": {e: {"latencyMs": v[0], "imagesPerSecond": v[1], "rssBytes": v[2]}
+                                              for e, v in res.items()}, "agreement": agree}))
                 sys.stdout.flush()
 
 

@@ -23,9 +23,10 @@ package enum EmbedBench {
 
     /// Times `encoder.embed(preprocessed:)` of `batch` random images on `threads` threads: one warm-up run, then
     /// runs until `minSeconds` have passed and at least `minRuns` were made; the median is reported. The peak RSS
-    /// is this case's (weights included).
+    /// is this case's (weights included). With `profiler`, the timed runs are profiled per op (the sum of their
+    /// times is returned as `totalSeconds`).
     package static func run(_ c: Case, encoder: Encoder, batch: Int, threads: Int, peakPerCore: Double,
-                           minRuns: Int = 3, minSeconds: Double = 1) throws -> BenchResult {
+                           minRuns: Int = 3, minSeconds: Double = 1, profiler: OpProfiler? = nil) throws -> BenchResult {
         let saved = encoder.engine
         encoder.engine = saved.with(threads: threads)
         defer { encoder.engine = saved }
@@ -40,12 +41,17 @@ package enum EmbedBench {
             throw TensorError.incompatibleShapes(operation: "embed bench \(c.name): non-finite features", [batch], [])
         }
         var samples: [Double] = []
+        encoder.engine.profiler = profiler
         let start = monotonicSeconds()
         while samples.count < minRuns || monotonicSeconds() - start < minSeconds {
             let t0 = monotonicSeconds()
+            profiler?.startStep()
+            profiler?.begin("embed")
             _ = try encoder.embed(preprocessed: images)
+            profiler?.begin("end")  // closes the last op's glue
             samples.append(monotonicSeconds() - t0)
         }
+        let total = samples.reduce(0, +)
         samples.sort()
         let median = samples[samples.count / 2]
         let gflops = ViTBench.forwardFlopsPerImage(a) * Double(batch) / median / 1e9
@@ -53,6 +59,7 @@ package enum EmbedBench {
             name: "\(c.name).embed", kind: "embed", threads: threads, medianMs: median * 1e3, bestMs: samples[0] * 1e3,
             gflops: gflops, pctPeak: 100 * gflops / (peakPerCore * Double(threads)), gbPerSecond: 0, validationError: 0,
             extra: [("batch", .int(batch)), ("imagesPerSecond", .double(Double(batch) / median)),
-                    ("runs", .int(samples.count)), ("peakRSSBytes", .int(ProcessMemory.peakResidentBytes()))])
+                    ("runs", .int(samples.count)), ("peakRSSBytes", .int(ProcessMemory.peakResidentBytes())),
+                    ("totalSeconds", .double(total))])
     }
 }

@@ -154,6 +154,8 @@ struct Bench: ParsableCommand {
         @OptionGroup var options: BenchOptions
         @Option(help: "Batches to time, comma separated (default: each case's own: 1, 8, 16, 32; ViT-H 1, 8).")
         var batches: String?
+        @Flag(help: "Profile the timed runs per op and print the table after each row (JSON lines with --json).")
+        var profile = false
         func run() throws {
             let cases = options.selected(EmbedBench.standard, name: \.name, quickNames: ["vit-tiny4-28"])
             if options.list { return listModelCases(cases.map { ($0.name, $0.batches.max() ?? 1) }) }
@@ -168,10 +170,16 @@ struct Bench: ParsableCommand {
                 let encoder = try Encoder(randomWeights: c.config)
                 for t in threads {
                     for b in (options.quick ? [1] : chosen ?? c.batches) {
+                        let profiler = profile ? OpProfiler() : nil
                         let r = try EmbedBench.run(c, encoder: encoder, batch: b, threads: t, peakPerCore: peak.perCore,
-                                                   minRuns: options.quick ? 1 : 3, minSeconds: options.quick ? 0 : options.minSeconds)
+                                                   minRuns: options.quick ? 1 : 3, minSeconds: options.quick ? 0 : options.minSeconds,
+                                                   profiler: profiler)
                         printModelBenchRow(r, options: options, threads: t, batch: b,
                                            imagesPerSecond: Double(b) / (r.medianMs / 1e3))
+                        if let profiler {
+                            printProfile(profiler, name: r.name, threads: t, steps: Int(r.extraNumber("runs") ?? 1),
+                                         wallSeconds: r.extraNumber("totalSeconds") ?? 0, json: options.json)
+                        }
                         fflush(stdout)
                     }
                 }
