@@ -18,8 +18,10 @@ public struct KernelContext: Sendable {
     package var gemmKC: Int { blocking.kc }
     /// Scratch memory the kernels borrow (packed GEMM panels, per-worker buffers).
     public let scratch: ScratchPool
-    /// Parallel regions (`DispatchQueue.concurrentPerform` calls) kernels opened with this context.
+    /// Parallel regions kernels opened with this context.
     public let regions: RegionCounter
+    /// The threads that run those regions (shared by copies, like the scratch pool).
+    let workers: WorkerPool
 
     /// A context for `threads` threads (default: every hardware thread) with its own scratch pool and counter.
     public init(threads: Int = Parallel.hardwareThreads) {
@@ -27,6 +29,7 @@ public struct KernelContext: Sendable {
         blocking = GEMMBlocking.Tuning()
         scratch = ScratchPool()
         regions = RegionCounter()
+        workers = WorkerPool()
     }
 
     /// This context on `threads` threads (same scratch pool and counter).
@@ -36,13 +39,17 @@ public struct KernelContext: Sendable {
         return c
     }
 
-    /// `Parallel.forEach` on up to `threads` (default: the context's) workers, counting the region when it
-    /// runs on more than one.
+    /// `Parallel.forEach`'s contract on up to `threads` (default: the context's) workers, run by the context's
+    /// `WorkerPool`, counting the region when it runs on more than one.
     @inline(__always)
     public func forEach(tasks: Int, threads: Int? = nil, _ body: (_ task: Int, _ worker: Int) -> Void) {
         let t = min(threads ?? self.threads, tasks)
-        if t > 1 { regions.add() }
-        Parallel.forEach(tasks: tasks, threads: t, body)
+        if t <= 1 {
+            for i in 0..<tasks { body(i, 0) }
+            return
+        }
+        regions.add()
+        workers.run(tasks: tasks, workers: t, body)
     }
 }
 

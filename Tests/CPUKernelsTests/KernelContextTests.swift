@@ -1,3 +1,4 @@
+import Foundation
 import Dispatch
 import XCTest
 @_spi(Tuning) @testable import CPUKernels
@@ -47,5 +48,35 @@ final class KernelContextTests: XCTestCase {
         XCTAssertEqual(c.regions.count, 1, "copies count in the same counter")
         d.forEach(tasks: 1) { _, _ in }
         XCTAssertEqual(c.regions.count, 1, "a region on one worker runs serially and is not counted")
+    }
+
+    /// The context's worker pool runs every task of a region exactly once, with worker ids below the region's
+    /// worker count, over many back-to-back regions of varying sizes (its threads poll between them, sleep after
+    /// `spinSeconds`, and wake for the next); also from two threads at once on one context and from inside a task
+    /// (those regions take the Dispatch path), and after its threads have gone to sleep.
+    func testWorkerPoolRunsEveryTaskOnceFromAnyCaller() {
+        let context = KernelContext(threads: 3)
+        let lock = NSLock()
+        func region(_ tasks: Int, _ threads: Int, nested: Bool = false) {
+            var seen = [Int](repeating: 0, count: tasks)
+            var badWorker = false
+            context.forEach(tasks: tasks, threads: threads) { t, w in
+                if nested && t == 0 { region(5, 2) }
+                lock.lock()
+                seen[t] += 1
+                if w >= min(threads, tasks) { badWorker = true }
+                lock.unlock()
+            }
+            XCTAssertEqual(seen, [Int](repeating: 1, count: tasks), "\(tasks) tasks on \(threads) threads")
+            XCTAssertFalse(badWorker, "a worker id out of range")
+        }
+        for r in 0..<600 { region(1 + r % 37, 2 + r % 2) }
+        region(40, 3, nested: true)
+        DispatchQueue.concurrentPerform(iterations: 2) { k in
+            for r in 0..<150 { region(1 + (r + k) % 23, 2) }
+        }
+        usleep(UInt32(WorkerPool.spinSeconds * 4e6))  // the pool's threads sleep now
+        region(64, 3)
+        XCTAssertGreaterThan(context.regions.count, 600)
     }
 }
