@@ -10,7 +10,8 @@ package struct GEMMPackedB: @unchecked Sendable {
     /// op(B) is (k, n); packed with KC `kc` and this build's NR.
     package let k: Int, n: Int, kc: Int
     /// Floats per k row of a block: the panels times NR.
-    package var rowFloats: Int { (n + GEMMBlocking.NR - 1) / GEMMBlocking.NR * GEMMBlocking.NR }
+    package var rowFloats: Int { Self.rowFloats(n: n) }
+    static func rowFloats(n: Int) -> Int { (n + GEMMBlocking.NR - 1) / GEMMBlocking.NR * GEMMBlocking.NR }
 
     /// Rows p0..<p0+count of this operand (p0 a multiple of kc): the same layout, for a GEMM over that k range.
     func rows(from p0: Int, count: Int) -> GEMMPackedB {
@@ -28,7 +29,7 @@ package final class PackedWeight: @unchecked Sendable {
     /// k = in), with KC `kc` (a GEMM that uses it must run with the same KC).
     package init(b: UnsafePointer<Float>, ldb: Int, transB: Bool, k: Int, n: Int, kc: Int = GEMMBlocking.KC) {
         precondition(k > 0 && n > 0 && kc > 0, "PackedWeight: empty operand (k \(k), n \(n)) or kc \(kc)")
-        let rowFloats = (n + GEMMBlocking.NR - 1) / GEMMBlocking.NR * GEMMBlocking.NR
+        let rowFloats = GEMMPackedB.rowFloats(n: n)
         let raw = UnsafeMutableRawPointer.allocate(byteCount: k * rowFloats * 4, alignment: 64)
         storage = raw.bindMemory(to: Float.self, capacity: k * rowFloats)
         var p0 = 0
