@@ -27,6 +27,14 @@ public enum GEMMBlocking {
     /// fits L2, yet it was the fastest on the 16 weight-gradient shapes (docs/performance.md, Decisions).
     public static let MCTransposedA = 768
     public static let NC = 3072
+    /// Rows up to which a GEMM's row blocks are one block of all its rows (MC is ignored): AVX-512 builds 264
+    /// (22 panels; A block 264 x 384 x 4 = 396 KiB of the 2 MiB L2 of the Xeons that have full-width AVX-512),
+    /// so that a batch-1 ViT's op(B) (a packed weight, read from memory) streams once instead of once per 96
+    /// rows; AVX2 builds 0 (off: Zen 3's L2 is 512 KiB). The task plan may still cut the rows on more threads.
+    public static let mcWhole = SIMDPath.hasAVX512F ? 264 : 0
+    /// Tile order within a task's column chunk: each A micro-panel (kc x MR) outer, the chunk's B micro-panels
+    /// streaming past it, or the reverse (B panel outer, A panels streaming).
+    public static let aPanelOuter = SIMDPath.hasAVX512F
 
     /// The blocking values `bench gemm --ab` varies, in one process, against these defaults; a kernel context
     /// carries one (`KernelContext.blocking`). A different KC gives different bits.
@@ -35,9 +43,13 @@ public enum GEMMBlocking {
         public var mc = GEMMBlocking.MC
         public var maxTileFloats = GEMMBlocking.maxTileFloats
         public var mcTransposedA = GEMMBlocking.MCTransposedA
+        public var aPanelOuter = GEMMBlocking.aPanelOuter
+        public var mcWhole = GEMMBlocking.mcWhole
         public init() {}
         /// In the form `bench gemm --ab` reads.
-        public var description: String { "KC=\(kc),MC=\(mc),MCT=\(mcTransposedA),TILE=\(maxTileFloats)" }
+        public var description: String {
+            "KC=\(kc),MC=\(mc),MCT=\(mcTransposedA),MCW=\(mcWhole),TILE=\(maxTileFloats),AOUTER=\(aPanelOuter ? 1 : 0)"
+        }
     }
 
     /// Work below which a GEMM runs on one thread: ~50 us at 90 GFLOP/s (Dispatch costs 5-10 us per call).
@@ -126,7 +138,8 @@ package func sgemm(
     let tuning = context.blocking
     let KC = tuning.kc
     let kBlocks = (k + KC - 1) / KC
-    if threads > 1, kBlocks >= P.kSplitMinBlocks, m * n <= P.kSplitMaxFloats, kBlocks * m * n <= P.kSplitMaxPartialFloats {
+    let shortA = !transA && m <= tuning.mcWhole  // on several threads: a shared packed op(A) (below)
+    if threads > 1, !shortA, kBlocks >= P.kSplitMinBlocks, m * n <= P.kSplitMaxFloats, kBlocks * m * n <= P.kSplitMaxPartialFloats {
         sgemmKSplit(c: c, ldc: ldc, a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB, m: m, n: n, k: k,
                     alpha: alpha, beta: beta, bias: bias, residual: residual, epilogue: epilogue, aPrologue: aPrologue,
                     bPrologue: bPrologue, packedB: packedB, threads: threads, context: context)
@@ -138,9 +151,15 @@ package func sgemm(
     // (its rows x the group's depth) under `stripeFloats`, so the stripe stays in L2. On several threads the
     // plan gives a task fewer rows than mcMax, so its groups are deeper: fewer groups, fewer barriers
     // (docs/performance.md: the weight gradients and the context encoder's GEMMs at 2 threads).
-    let mcMax = transA ? tuning.mcTransposedA : tuning.mc
+    let mcMax = transA ? tuning.mcTransposedA : m <= tuning.mcWhole ? (m + P.MR - 1) / P.MR * P.MR : tuning.mc
+    // A short A (m <= mcWhole: a batch-1 ViT's 196 or 256 tokens) on several threads: op(A) is packed once per k
+    // group into a buffer every task reads, and the tasks split the columns only. Cut by rows too, each task
+    // packed its rows again per column block (with the LayerNorm or GELU prologue) and every row block read
+    // all of op(B), a packed weight that comes from memory at batch 1.
+    let sharedA = threads > 1 && shortA
     let bBlocks = max(1, P.packedBFloats / (panelsMax * P.NR * KC))
-    let taskRows = GEMMTaskPlan(m: m, nc: ncMax, k: min(k, bBlocks * KC), threads: threads, mcMax: mcMax).mc
+    let taskRows = GEMMTaskPlan(m: m, nc: ncMax, k: min(k, bBlocks * KC), threads: threads, mcMax: mcMax,
+                                columnsOnly: sharedA).mc
     let groupBlocks = max(1, min(bBlocks, P.stripeFloats / (taskRows * KC)))
     let kgMax = min(k, groupBlocks * KC)
     let mcPadMax = (min(m, mcMax) + P.MR - 1) / P.MR * P.MR
@@ -154,9 +173,11 @@ package func sgemm(
     // up front wrote it through DRAM (a third of the time of 4096x192x768, 192x768x4096); one k block at a
     // time re-read all of C from L3 or DRAM for every block (square 2048 at 0.7x the same-run numpy baseline).
     // On several threads, two packed-B buffers: the next group's op(B) is packed while this group's tasks run.
+    // Shared op(A) likewise: two buffers, the next group's packed with this group's tasks.
     let bBuffers = packedB != nil ? 0 : threads > 1 ? 2 : 1
-    context.scratch.withFloats(bBuffers * bFloats + threads * aFloats) { scratch in
-        let aStripes = scratch + bBuffers * bFloats  // per worker, at aStripes + worker * aFloats
+    let aBuffers = sharedA ? 2 : threads
+    context.scratch.withFloats(bBuffers * bFloats + aBuffers * aFloats) { scratch in
+        let aStripes = scratch + bBuffers * bFloats  // per worker (or per group when shared), at aStripes + i * aFloats
         let kGroups = (k + kgMax - 1) / kgMax
         let groups = (n + P.NC - 1) / P.NC * kGroups  // jc major, then k0
         func bGroup(_ g: Int) -> GEMMBPack {
@@ -172,30 +193,45 @@ package func sgemm(
                              jc: jc, nc: nc, panels: panels, k0: k0, kg: kg, kc: KC,
                              splits: threads == 1 ? 1 : max(1, 8 / ((kg + KC - 1) / KC)), rowFloats: panels * P.NR, panel0: 0)
         }
+        func aGroup(_ g: Int) -> GEMMAPack? {
+            guard sharedA else { return nil }
+            let k0 = g % kGroups * kgMax
+            return GEMMAPack(a: a, lda: lda, prologue: aPrologue, dst: aStripes + g % 2 * aFloats, m: m, k0: k0,
+                             kg: min(k - k0, kgMax), kc: KC, tasks: min((m + P.MR - 1) / P.MR, 2 * threads))
+        }
         var pack = bGroup(0)
-        let first = pack
-        if first.tasks > 0 {
-            context.forEach(tasks: first.tasks, threads: threads) { t, _ in packBTask(first, task: t) }
+        var aPack = aGroup(0)
+        let first = pack, firstA = aPack
+        if first.tasks + (firstA?.tasks ?? 0) > 0 {
+            context.forEach(tasks: first.tasks + (firstA?.tasks ?? 0), threads: threads) { t, _ in
+                if t < first.tasks { packBTask(first, task: t) } else { packATask(firstA!, task: t - first.tasks) }
+            }
         }
         for g in 0..<groups {
             let group = GEMMGroup(c: c, ldc: ldc, a: a, lda: lda, transA: transA, m: m, k: k, alpha: alpha, beta: beta,
                                   bias: bias, residual: residual, epilogue: epilogue, aPrologue: aPrologue,
                                   bPack: pack.dst, bRowFloats: pack.rowFloats, bPanel0: pack.panel0, jc: pack.jc, nc: pack.nc,
-                                  panels: pack.panels, k0: pack.k0, kg: pack.kg, kc: KC, maxTileFloats: tuning.maxTileFloats)
-            let plan = GEMMTaskPlan(m: m, nc: pack.nc, k: pack.kg, threads: threads, mcMax: mcMax)
+                                  panels: pack.panels, k0: pack.k0, kg: pack.kg, kc: KC, maxTileFloats: tuning.maxTileFloats,
+                                  aPanelOuter: tuning.aPanelOuter, aShared: aPack?.dst)
+            let plan = GEMMTaskPlan(m: m, nc: pack.nc, k: pack.kg, threads: threads, mcMax: mcMax, columnsOnly: sharedA)
             // The next group's op(B) is packed by the same parallel-for, after this group's tasks, into the other
             // buffer (one thread: the same buffer, after the tasks have read it): one barrier a group instead of
             // two, and the packing fills the time a thread would wait for the other's last task (measured:
             // docs/performance.md, Decisions).
             let next = g + 1 < groups ? bGroup(g + 1) : nil
-            context.forEach(tasks: plan.tasks + (next?.tasks ?? 0), threads: threads) { task, worker in
+            let nextA = g + 1 < groups ? aGroup(g + 1) : nil
+            let bTasks = next?.tasks ?? 0
+            context.forEach(tasks: plan.tasks + bTasks + (nextA?.tasks ?? 0), threads: threads) { task, worker in
                 if task < plan.tasks {
-                    gemmTask(group, plan: plan, task: task, aStripe: aStripes + worker * aFloats)
-                } else if let next {
-                    packBTask(next, task: task - plan.tasks)
+                    gemmTask(group, plan: plan, task: task, aStripe: group.aShared ?? aStripes + worker * aFloats)
+                } else if task < plan.tasks + bTasks {
+                    packBTask(next!, task: task - plan.tasks)
+                } else {
+                    packATask(nextA!, task: task - plan.tasks - bTasks)
                 }
             }
             if let next { pack = next }
+            aPack = nextA
         }
     }
 }
@@ -237,6 +273,39 @@ func packBTask(_ p: GEMMBPack, task t: Int) {
     }
 }
 
+/// One k group's packing of op(A) into a buffer its tasks share (`sharedA`): all m rows, in `tasks` runs of
+/// whole MR panels.
+struct GEMMAPack {
+    var a: UnsafePointer<Float>, lda: Int                // A (m, k) row-major (not transposed)
+    var prologue: GEMMPrologue?
+    var dst: UnsafeMutablePointer<Float>                 // per k block pc, at dst + pc * mPad: panels of (kc, MR)
+    var m: Int, k0: Int, kg: Int                         // rows 0..<m, the group's k range k0..<k0+kg
+    var kc: Int                                          // the call's KC
+    var tasks: Int
+}
+
+/// Task `task` of a group's shared op(A) packing: its run of panels in every k block of the group. The
+/// panels of different tasks do not overlap (`packTwelveRowsBy8` writes nothing past a panel's end).
+@inline(never)
+func packATask(_ p: GEMMAPack, task t: Int) {
+    typealias P = GEMMBlocking
+    let rowPanels = (p.m + P.MR - 1) / P.MR, mPad = rowPanels * P.MR
+    let per = (rowPanels + p.tasks - 1) / p.tasks
+    let r0 = min(p.m, t * per * P.MR), r1 = min(p.m, (t + 1) * per * P.MR)
+    if r0 >= r1 { return }
+    var pc = 0
+    while pc < p.kg {
+        let kc = min(p.kc, p.kg - pc)
+        let dst = p.dst + pc * mPad + r0 * kc
+        if let prologue = p.prologue {
+            packAPrologue(dst, a: p.a, lda: p.lda, m0: r0, mc: r1 - r0, k0: p.k0 + pc, kc: kc, prologue: prologue)
+        } else {
+            packA(dst, a: p.a, lda: p.lda, transA: false, m0: r0, mc: r1 - r0, k0: p.k0 + pc, kc: kc, aColumns: p.m)
+        }
+        pc += kc
+    }
+}
+
 /// What every task of one k group shares: the call's operands and the group's packed op(B).
 struct GEMMGroup {
     var c: UnsafeMutablePointer<Float>, ldc: Int        // (m, n) row-major, row stride ldc
@@ -250,6 +319,8 @@ struct GEMMGroup {
     var jc: Int, nc: Int, panels: Int                    // the group's columns jc..<jc+nc of C, in `panels` NR-panels
     var k0: Int, kg: Int                                 // the group's k range k0..<k0+kg
     var kc: Int, maxTileFloats: Int                      // the call's blocking
+    var aPanelOuter: Bool                                // tile order: A panels outer (B streams) or B panels outer
+    var aShared: UnsafeMutablePointer<Float>?            // op(A) of all rows packed for the group (`GEMMAPack`), or nil
 }
 
 /// One task of a k group: packs its stripe of op(A) (its rows, the group's k blocks) once, then runs the
@@ -275,7 +346,7 @@ func gemmTask(
     if q0 >= q1 || mc <= 0 { return }
     let mcPad = (mc + P.MR - 1) / P.MR * P.MR
     var pc = 0
-    while pc < kg {
+    while pc < kg && g.aShared == nil {
         let kc = min(g.kc, kg - pc)
         if let aPrologue = g.aPrologue {
             packAPrologue(aStripe + pc * mcPad, a: a, lda: lda, m0: i0, mc: mc, k0: k0 + pc, kc: kc,
@@ -297,24 +368,30 @@ func gemmTask(
             let lastBlock = k0 + pc + kc == k
             let aBlock = aStripe + pc * mcPad
             let bBlock = bPack + pc * g.bRowFloats + g.bPanel0 * P.NR * kc
-            for q in qc..<qe {
+            // One tile: rows i..<i+MR of the task, panel q of the chunk.
+            @inline(__always) func tile(_ i: Int, _ q: Int) {
                 let j = q * P.NR
                 let nr = min(P.NR, nc - j)
                 let bp = UnsafePointer(bBlock + q * P.NR * kc)
-                let cq = c + i0 * ldc + jc + j
+                let cb = c + (i0 + i) * ldc + jc + j, ab = UnsafePointer(aBlock + i * kc), mr = min(P.MR, mc - i)
+                let bs = lastBlock ? bias.map { $0 + jc + j } : nil
+                let rs = lastBlock ? residual.map { $0 + (i0 + i) * ldc + jc + j } : nil
+                microKernel(c: cb, ldc: ldc, a: ab, b: bp, kc: kc, mr: mr, nr: nr, alpha: alpha, beta: betaNow,
+                            bias: bs, residual: rs)
+            }
+            if g.aPanelOuter {
                 var i = 0
                 while i < mc {
-                    let cb = cq + i * ldc, ab = UnsafePointer(aBlock + i * kc), mr = min(P.MR, mc - i)
-                    let bs = lastBlock ? bias.map { $0 + jc + j } : nil
-                    let rs = lastBlock ? residual.map { $0 + (i0 + i) * ldc + jc + j } : nil
-                    if SIMDPath.hasAVX512F {
-                        microKernel12x32(c: cb, ldc: ldc, a: ab, b: bp, kc: kc, mr: mr, nr: nr, alpha: alpha, beta: betaNow,
-                                         bias: bs, residual: rs)
-                    } else {
-                        microKernel6x16(c: cb, ldc: ldc, a: ab, b: bp, kc: kc, mr: mr, nr: nr, alpha: alpha, beta: betaNow,
-                                        bias: bs, residual: rs)
-                    }
+                    for q in qc..<qe { tile(i, q) }
                     i += P.MR
+                }
+            } else {
+                for q in qc..<qe {
+                    var i = 0
+                    while i < mc {
+                        tile(i, q)
+                        i += P.MR
+                    }
                 }
             }
             pc += kc
@@ -417,11 +494,16 @@ struct GEMMTaskPlan {
     var panelsPerBlock: Int
     var tasks: Int { mBlocks * nBlocks }
 
-    init(m: Int, nc: Int, k: Int, threads: Int, mcMax: Int = GEMMBlocking.MC) {
+    init(m: Int, nc: Int, k: Int, threads: Int, mcMax: Int = GEMMBlocking.MC, columnsOnly: Bool = false) {
         typealias P = GEMMBlocking
         let panels = (nc + P.NR - 1) / P.NR
         let rowPanels = (m + P.MR - 1) / P.MR
         let wanted = threads <= 1 ? 1 : max(1, min(P.maxTasks, 6 * threads, 2 * m * nc * k / P.flopsPerTask))
+        if columnsOnly {  // one block of all rows (a shared packed A), the columns cut into `wanted` blocks
+            let per = (panels + min(panels, wanted) - 1) / min(panels, wanted)
+            (mc, mBlocks, panelsPerBlock, nBlocks) = (rowPanels * P.MR, 1, per, (panels + per - 1) / per)
+            return
+        }
         var mcPanels = min(max(1, mcMax / P.MR), rowPanels)  // MC below MR (an AVX-512 build with MC 6): one panel
         if (rowPanels + mcPanels - 1) / mcPanels < wanted {
             // Rows only where that leaves tasks of at least 48 rows (8 AVX2 panels); else at least 72 rows a task,

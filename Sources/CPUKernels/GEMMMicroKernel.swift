@@ -1,3 +1,22 @@
+/// The build's register tile (compile-time choice): `microKernel12x32` in AVX-512 builds, else `microKernel6x16`.
+@inline(__always)
+func microKernel(
+    c: UnsafeMutablePointer<Float>, ldc: Int, // (mr, nr) block of C, row stride ldc
+    a: UnsafePointer<Float>,                  // (kc, MR) packed
+    b: UnsafePointer<Float>,                  // (kc, NR) packed
+    kc: Int, mr: Int, nr: Int, alpha: Float, beta: Float,
+    bias: UnsafePointer<Float>?,              // (nr) values for these columns, or nil
+    residual: UnsafePointer<Float>?           // (mr, nr) block added last, row stride ldc, or nil
+) {
+    if SIMDPath.hasAVX512F {
+        microKernel12x32(c: c, ldc: ldc, a: a, b: b, kc: kc, mr: mr, nr: nr, alpha: alpha, beta: beta, bias: bias,
+                         residual: residual)
+    } else {
+        microKernel6x16(c: c, ldc: ldc, a: a, b: b, kc: kc, mr: mr, nr: nr, alpha: alpha, beta: beta, bias: bias,
+                        residual: residual)
+    }
+}
+
 /// The 6x16 micro-kernel: C[0..<mr, 0..<nr] = alpha * (Ap * Bp) + beta * C (+ bias per column) over one
 /// kc-deep rank update.
 ///

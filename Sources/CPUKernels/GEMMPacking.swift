@@ -128,8 +128,8 @@ func packRowsBy8(_ d: UnsafeMutablePointer<Float>, _ r0: UnsafePointer<Float>, l
 
 /// `packRowsBy8` for twelve rows (MR 12): each 8-column block as two 6x8 transposes into a small buffer, then
 /// per column 8 floats of each half, overlapping: a column's second copy writes 2 floats into the next column's
-/// slot (written after) or, for the panel's last column, past its end (the next panel's first floats, written
-/// after, or `packASlack`).
+/// slot (written after). The panel's last column gets exactly 12 floats, so nothing is written past the panel
+/// (threads pack neighbouring panels of a shared A at once).
 @inline(__always)
 func packTwelveRowsBy8(_ d: UnsafeMutablePointer<Float>, _ r0: UnsafePointer<Float>, lda: Int, kc: Int) -> Int {
     let r6 = r0 + 6 * lda
@@ -144,7 +144,13 @@ func packTwelveRowsBy8(_ d: UnsafeMutablePointer<Float>, _ r0: UnsafePointer<Flo
             for c in 0..<8 {
                 let o = d + (p + c) * 12
                 store8(o, load8(lo + 6 * c))
-                store8(o + 6, load8(hi + 6 * c))
+                if p + c + 1 < kc {
+                    store8(o + 6, load8(hi + 6 * c))
+                } else {
+                    let h = load8(hi + 6 * c)
+                    UnsafeMutableRawPointer(o + 6).storeBytes(of: h.lowHalf, as: SIMD4<Float>.self)
+                    UnsafeMutableRawPointer(o + 10).storeBytes(of: SIMD2(h[4], h[5]), as: SIMD2<Float>.self)
+                }
             }
             p += 8
         }

@@ -1,4 +1,4 @@
-import CPUKernels
+@_spi(Tuning) import CPUKernels
 import Foundation
 import IJEPA
 import JEPA
@@ -61,5 +61,35 @@ package enum EmbedBench {
             extra: [("batch", .int(batch)), ("imagesPerSecond", .double(Double(batch) / median)),
                     ("runs", .int(samples.count)), ("peakRSSBytes", .int(ProcessMemory.peakResidentBytes())),
                     ("totalSeconds", .double(total))])
+    }
+
+    /// Times the built-in GEMM blocking (A) against `variant` (B) on `batch` random images: `rounds` alternating
+    /// single embeddings each (the machine's speed drifts within minutes), after one warm-up of each. Returns
+    /// the medians in ms (A, B) and the largest relative difference of B's features from A's (0 unless KC
+    /// changed: the other values change speed only).
+    package static func runAB(_ c: Case, encoder: Encoder, batch: Int, threads: Int, variant: GEMMBlocking.Tuning,
+                              rounds: Int) throws -> (a: Double, b: Double, maxRelDiff: Double) {
+        let saved = encoder.engine
+        defer { encoder.engine = saved }
+        let base = saved.with(threads: threads)
+        var other = base
+        other.kernels.blocking = variant
+        var rng = RandomGenerator(seed: 2)
+        let a = c.config
+        let images = try rng.normal([batch, a.inChannels, a.imageSize, a.imageSize])
+        encoder.batchSize = batch
+        var times: [[Double]] = [[], []]
+        var features: [[Float]] = [[], []]
+        for r in -1..<rounds {
+            for (slot, engine) in [base, other].enumerated() {
+                encoder.engine = engine
+                let t0 = monotonicSeconds()
+                let f = try encoder.embed(preprocessed: images)
+                if r >= 0 { times[slot].append(monotonicSeconds() - t0) } else { features[slot] = f.scalars }
+            }
+        }
+        let diff = zip(features[0], features[1]).map { abs($0 - $1) / max(abs($0), 1e-6) }.max() ?? 0
+        let median = { (v: [Double]) in v.sorted()[v.count / 2] * 1e3 }
+        return (median(times[0]), median(times[1]), Double(diff))
     }
 }

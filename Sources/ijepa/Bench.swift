@@ -67,7 +67,7 @@ struct Bench: ParsableCommand {
         @Option(help: "Time these shapes instead of the suite, comma separated: MxNxK, optionally :NN, :NT, :TN or :TT (op(A) op(B), default NN), e.g. 5376x288x96:NT.")
         var shape: String?
         @Option(help: ArgumentHelp(
-            "Compare the blocking with these values against the built-in one, e.g. KC=256,MC=144 (keys KC, MC, TILE).",
+            "Compare the blocking with these values against the built-in one, e.g. KC=256,MC=144 (keys KC, MC, MCT, MCW, TILE, AOUTER).",
             discussion: "Both run in one process in alternating single runs (--ab-rounds each); prints the medians and the variant's speed-up per case, then the geometric mean."))
         var ab: String?
         @Option(name: .customLong("ab-rounds"), help: "Alternating rounds per case with --ab.")
@@ -156,6 +156,12 @@ struct Bench: ParsableCommand {
         var batches: String?
         @Flag(help: "Profile the timed runs per op and print the table after each row (JSON lines with --json).")
         var profile = false
+        @Option(help: ArgumentHelp(
+            "Compare the built-in GEMM blocking with these values, e.g. MCW=0 (keys as bench gemm --ab).",
+            discussion: "Alternating single embeddings (--ab-rounds each) per case, thread count and batch; prints the medians, the variant's speed-up and the features' largest relative difference."))
+        var ab: String?
+        @Option(help: "Alternating rounds per row with --ab.")
+        var abRounds = 20
         func run() throws {
             let cases = options.selected(EmbedBench.standard, name: \.name, quickNames: ["vit-tiny4-28"])
             if options.list { return listModelCases(cases.map { ($0.name, $0.batches.max() ?? 1) }) }
@@ -165,6 +171,25 @@ struct Bench: ParsableCommand {
                 return v
             }
             let threads = try options.threadCounts()
+            if let ab {
+                let variant = try parseBlocking(ab)
+                guard abRounds >= 1 else { throw ValidationError("--ab-rounds must be >= 1, got \(abRounds)") }
+                print("A: \(GEMMBlocking.Tuning())  B: \(variant)  (\(abRounds) alternating runs each)")
+                print("name                 thr  batch     A ms      B ms  B/A speed  max rel diff")
+                for c in cases {
+                    let encoder = try Encoder(randomWeights: c.config)
+                    for t in threads {
+                        for b in chosen ?? c.batches {
+                            let r = try EmbedBench.runAB(c, encoder: encoder, batch: b, threads: t, variant: variant,
+                                                         rounds: options.quick ? 2 : abRounds)
+                            print(c.name.padded(to: 20) + String(format: "%4d  %5d  %8.2f  %8.2f  %9.3f  %12.2e", t, b, r.a, r.b,
+                                                                 r.a / r.b, r.maxRelDiff))
+                            fflush(stdout)
+                        }
+                    }
+                }
+                return
+            }
             let peak = printModelBenchHeader(options)
             for c in cases {
                 let encoder = try Encoder(randomWeights: c.config)
@@ -343,13 +368,16 @@ func gemmSuiteCases(_ options: BenchOptions) -> [GEMMCase] {
     options.selected(GEMMSuite.standard, name: \.name, quickNames: ["vit-tiny.qkv", "vit-tiny.fc2.wgrad", "square512"])
 }
 
-/// "KC=384,MC=96,MCT=768,TILE=32768" (any subset): the built-in blocking with these values changed.
+/// "KC=384,MC=96,MCT=768,MCW=264,TILE=32768,AOUTER=1" (any subset): the built-in blocking with these values
+/// changed (MCW: rows up to which one block takes all rows, 0 off; AOUTER: 1 A micro-panels outer, 0 B outer).
 func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
     var t = GEMMBlocking.Tuning()
     for item in text.split(separator: ",") {
         let kv = item.split(separator: "=", omittingEmptySubsequences: false)
-        guard kv.count == 2, let v = Int(kv[1].trimmingCharacters(in: .whitespaces)), v >= 1 else {
-            throw ValidationError("--ab expects KEY=VALUE pairs with positive values separated by commas, got '\(item)'")
+        let key = kv.first?.trimmingCharacters(in: .whitespaces).uppercased()
+        guard kv.count == 2, let v = Int(kv[1].trimmingCharacters(in: .whitespaces)),
+              key == "AOUTER" ? v == 0 || v == 1 : key == "MCW" ? v >= 0 : v >= 1 else {
+            throw ValidationError("--ab expects KEY=VALUE pairs with positive values (MCW >= 0, AOUTER 0 or 1) separated by commas, got '\(item)'")
         }
         switch kv[0].trimmingCharacters(in: .whitespaces).uppercased() {
         case "KC": t.kc = v
@@ -359,8 +387,10 @@ func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
         case "MCT":
             guard v % GEMMBlocking.MR == 0 else { throw ValidationError("--ab: MCT must be a multiple of MR (\(GEMMBlocking.MR)), got \(v)") }
             t.mcTransposedA = v
+        case "MCW": t.mcWhole = v
         case "TILE": t.maxTileFloats = v
-        default: throw ValidationError("--ab: unknown key '\(kv[0])' (use KC, MC, MCT or TILE)")
+        case "AOUTER": t.aPanelOuter = v != 0
+        default: throw ValidationError("--ab: unknown key '\(kv[0])' (use KC, MC, MCT, MCW, TILE or AOUTER)")
         }
     }
     return t

@@ -314,6 +314,53 @@ final class GEMMTests: XCTestCase {
         XCTAssertEqual(overflow?.contains("overflows"), true, overflow ?? "nil")
     }
 
+    /// A short A on several threads (m <= mcWhole: packed once per k group, shared by column tasks) gives the
+    /// bits of one thread: awkward m (a partial last panel), n edge panels, several k groups, the LayerNorm
+    /// prologue on A, bias and residual, 2 and 3 threads (uneven packing runs), in both builds (AVX2 builds set
+    /// mcWhole 0, so the test sets it); and the column-only plan covers every panel once.
+    func testSharedPackedAEqualsOneThread() {
+        for (m, n, k) in [(1, 5, 3), (196, 384, 384), (37, 100, 777), (250, 65, 2000), (13, 1000, 40)] {
+            var rng = TestRNG(21)
+            let a = rng.floats(m * k, scale: 3), b = rng.floats(n * k), bias = rng.floats(n), residual = rng.floats(m * n)
+            let gamma = rng.floats(k, scale: 2), beta = rng.floats(k)
+            var mean = [Float](repeating: 0, count: m), rstd = mean
+            layerNormStatistics(mean: &mean, rstd: &rstd, a, rows: m, dim: k, eps: 1e-6, context: KernelContext(threads: 1))
+            func product(threads: Int, mcWhole: Int, prologue: Bool) -> [UInt32] {
+                var context = KernelContext(threads: threads)
+                context.blocking.mcWhole = mcWhole
+                var c = [Float](repeating: .nan, count: m * n)
+                mean.withUnsafeBufferPointer { mp in
+                    rstd.withUnsafeBufferPointer { rp in
+                        gamma.withUnsafeBufferPointer { gp in
+                            beta.withUnsafeBufferPointer { bp in
+                                let norm = GEMMPrologue.layerNorm(mean: mp.baseAddress!, rstd: rp.baseAddress!, gamma: gp.baseAddress,
+                                                                  beta: bp.baseAddress)
+                                sgemm(c: &c, ldc: n, a: a, lda: k, transA: false, b: b, ldb: k, transB: true, m: m, n: n, k: k,
+                                      bias: bias, residual: residual, aPrologue: prologue ? norm : nil, context: context)
+                            }
+                        }
+                    }
+                }
+                return c.map(\.bitPattern)
+            }
+            for prologue in [false, true] {
+                let reference = product(threads: 1, mcWhole: 0, prologue: prologue)
+                for (threads, mcWhole) in [(1, 300), (2, 300), (3, 300), (2, 0)] {
+                    XCTAssertEqual(product(threads: threads, mcWhole: mcWhole, prologue: prologue), reference,
+                                   "\(m)x\(n)x\(k), prologue \(prologue), \(threads) threads, mcWhole \(mcWhole)")
+                }
+            }
+        }
+        for (m, nc, threads) in [(196, 1536, 2), (1, 16, 2), (250, 65, 3), (13, 1000, 5)] {
+            let plan = GEMMTaskPlan(m: m, nc: nc, k: 384, threads: threads, columnsOnly: true)
+            let panels = (nc + GEMMBlocking.NR - 1) / GEMMBlocking.NR
+            XCTAssertEqual(plan.mBlocks, 1)
+            XCTAssertGreaterThanOrEqual(plan.mc, m)
+            XCTAssertGreaterThanOrEqual(plan.nBlocks * plan.panelsPerBlock, panels)
+            XCTAssertLessThan((plan.nBlocks - 1) * plan.panelsPerBlock, panels)
+        }
+    }
+
     func testTaskPlanCoversEveryRowAndPanel() {
         for (m, nc, k) in [(1, 16, 1), (4096, 576, 192), (768, 192, 4096), (5, 3072, 256), (145, 17, 300)] {
           for threads in [1, 2, 3] {
