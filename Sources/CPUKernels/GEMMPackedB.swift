@@ -45,5 +45,22 @@ package final class PackedWeight: @unchecked Sendable {
     /// Bytes held.
     package var bytes: Int { operand.k * operand.rowFloats * 4 }
 
+    /// Writes the operand back as the (n, k) row-major B it was packed from with `transB` (a Linear weight
+    /// (out, in)): the same floats, for a reader of a weight kept only in packed form.
+    package func unpackTransposed(into dst: UnsafeMutablePointer<Float>) {  // (n, k) row-major
+        let (k, n, kc, rowFloats, NR) = (operand.k, operand.n, operand.kc, operand.rowFloats, GEMMBlocking.NR)
+        var p0 = 0
+        while p0 < k {
+            let depth = min(kc, k - p0)
+            let block = UnsafePointer(storage) + p0 * rowFloats  // panels of (depth, NR), panel q at q * NR * depth
+            for j in 0..<n {
+                let column = block + j / NR * NR * depth + j % NR
+                let out = dst + j * k + p0
+                for p in 0..<depth { out[p] = column[p * NR] }
+            }
+            p0 += depth
+        }
+    }
+
     deinit { storage.deallocate() }
 }

@@ -151,7 +151,7 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
         self.preprocessing = preprocessing
         self.network = network
         self.source = source
-        vit.prepackLinearWeights(kernels: engine.kernels)  // read-only from here on
+        try vit.prepackLinearWeights(kernels: engine.kernels, releasingValues: true)  // read-only from here on
     }
 
     /// Features of `images`, one row per image, in order (see `Output`); any number of images, processed in
@@ -223,7 +223,7 @@ public final class Encoder: @unchecked Sendable {  // immutable after init; forw
                                       std: a.std, resize: .stretch)
         network = .target
         source = "random weights (seed \(seed))"
-        vit.prepackLinearWeights(kernels: engine.kernels)
+        try vit.prepackLinearWeights(kernels: engine.kernels, releasingValues: true)
     }
 
     /// Features of images already preprocessed: `images` (n, C, S, S) as `Preprocessing` would make them (for

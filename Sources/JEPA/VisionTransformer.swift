@@ -144,10 +144,13 @@ package final class VisionTransformer: ParameterContainer {
     /// images (B, C, H, W) -> (B M, K, D) for M masks of K indices each, or (B, N, D) without masks.
     /// Packs the blocks' Linear weights once as their forward GEMMs read them (`Variable.prepackWeight`), so an
     /// inference pass does not pack them per call: for a network whose weights no longer change (an `Encoder`).
-    package func prepackLinearWeights(kernels: KernelContext) {
+    /// `releasingValues`: each weight is then kept in its packed copy only (`releaseValueKeepingPackedCopy`),
+    /// released as soon as it is packed, so the peak holds one weight twice, not all of them.
+    package func prepackLinearWeights(kernels: KernelContext, releasingValues: Bool = false) throws {
         for b in blocks {
             for w in [b.attn.qkv.weight, b.attn.proj.weight, b.mlp.fc1.weight, b.mlp.fc2.weight] {
                 w.prepackWeight(kernels: kernels)
+                if releasingValues { try w.releaseValueKeepingPackedCopy() }
             }
         }
     }

@@ -59,12 +59,17 @@ package final class GradNode {
 /// something flows into it. Parameters keep their gradient buffer across steps; `zeroGrad()` clears it in
 /// place, so a steady-state step does not reallocate it.
 package final class Variable {
+    /// The tensor; empty while the weight lives in its packed copy only (`releaseValueKeepingPackedCopy`):
+    /// read a weight through `withValue`, which unpacks a temporary copy then.
     package var value: Tensor {
         didSet {
             node.shape = value.shape
             packedWeight = nil  // a new value: the packed copy would be stale
+            valueReleased = false
         }
     }
+    /// True after `releaseValueKeepingPackedCopy()` (until `value` is assigned).
+    package private(set) var valueReleased = false
     /// This (out, in) weight packed as the GEMM's op(B) for `linear` / `mlp` (`prepackWeight`); the forward
     /// products then skip packing it. Only for weights that no longer change (an inference encoder); any
     /// assignment or mutation through `value` drops it.
@@ -94,7 +99,7 @@ package final class Variable {
         self.name = name
     }
 
-    package var shape: [Int] { value.shape }
+    package var shape: [Int] { node.shape }  // value's shape, also while the value is released
 
     /// Packs this (out, in) weight once for the forward GEMMs of `linear`, `layerNormLinear` and `mlp` with
     /// `kernels`' KC (a call with another KC packs as before). Same bits; the packed copy costs the weight's size
@@ -107,10 +112,31 @@ package final class Variable {
         }
     }
 
+    /// Frees the value of a prepacked weight (`prepackWeight`): the packed copy, which the forward GEMMs read,
+    /// becomes the only one, so an inference encoder holds its Linear weights once (ViT-H/14: 2.5 GB, not 5).
+    /// `shape` stays; `withValue` unpacks a temporary copy (the backward pass, or a GEMM with another KC).
+    package func releaseValueKeepingPackedCopy() throws {
+        guard let packed = packedWeight, !valueReleased else { return }
+        let shape = value.shape
+        value = try Tensor(zeros: [0])  // clears the packed copy and the flag (didSet): both set again below
+        packedWeight = packed
+        node.shape = shape
+        valueReleased = true
+    }
+
     /// The packed weight when it fits a forward GEMM with `kernels` (same KC), else nil.
     package func packedOperand(for kernels: KernelContext) -> PackedWeight? {
         guard let p = packedWeight, p.operand.kc == kernels.gemmKC else { return nil }
         return p
+    }
+
+    /// Calls `body` with this (out, in) weight as a forward GEMM's op(B): the packed copy when it fits `kernels`
+    /// (the pointer then only describes op(B); its floats are not read), else the values.
+    package func withWeightOperand<R>(for kernels: KernelContext, _ body: (UnsafePointer<Float>, GEMMPackedB?) -> R) -> R {
+        if let packed = packedOperand(for: kernels) {
+            return withExtendedLifetime(packed) { body(packed.operand.base, packed.operand) }
+        }
+        return withValue { body($0, nil) }
     }
 
     /// Keeps this op output's gradient after the backward pass (PyTorch's `retain_grad()`).
@@ -164,8 +190,15 @@ package final class Variable {
     func withGradForWrite(_ body: (UnsafeMutablePointer<Float>, Bool) -> Void) { node.withGradForWrite(body) }
 
     @inline(__always)
-    func withValue<R>(_ body: (UnsafePointer<Float>) -> R) -> R {
-        value.withUnsafeBufferPointer { body($0.baseAddress!) }
+    package func withValue<R>(_ body: (UnsafePointer<Float>) -> R) -> R {
+        if valueReleased, let packed = packedWeight {  // the weight lives in its packed copy: unpack one for this call
+            let count = node.shape.reduce(1, *)
+            return withUnsafeTemporaryAllocation(of: Float.self, capacity: count) { buffer in
+                packed.unpackTransposed(into: buffer.baseAddress!)
+                return body(buffer.baseAddress!)
+            }
+        }
+        return value.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 }
 

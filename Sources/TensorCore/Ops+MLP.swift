@@ -37,29 +37,23 @@ package func mlp(
         ap = mutablePointer(&t)
         a = t
     }
-    let (packed1, packed2) = (w1.packedOperand(for: kernels), w2.packedOperand(for: kernels))
     x.withValue { xp in
-        w1.withValue { wp in
+        w1.withWeightOperand(for: kernels) { wp, packed in
             withOptionalPointer(b1?.value) { bp in
-                withExtendedLifetime(packed1) {
-                    sgemm(c: ap, ldc: max(1, hidden), a: xp, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF),
-                          transB: true, m: rows, n: hidden, k: inF, bias: bp, epilogue: .gelu(output: hp),
-                          packedB: packed1?.operand, context: kernels)
-                }
+                sgemm(c: ap, ldc: max(1, hidden), a: xp, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF),
+                      transB: true, m: rows, n: hidden, k: inF, bias: bp, epilogue: .gelu(output: hp),
+                      packedB: packed, context: kernels)
             }
         }
     }
     // y = h W2^T + b2 (+ r).
     var y = try Tensor(uninitialized: outShape, pool: tape.engine.storage)
     let yp = mutablePointer(&y)
-    w2.withValue { wp in
+    w2.withWeightOperand(for: kernels) { wp, packed in
         withOptionalPointer(b2?.value) { bp in
             withOptionalPointer(r?.value) { rp in
-                withExtendedLifetime(packed2) {
-                    sgemm(c: yp, ldc: max(1, outF), a: hp, lda: max(1, hidden), transA: false, b: wp, ldb: max(1, hidden),
-                          transB: true, m: rows, n: outF, k: hidden, bias: bp, residual: rp, packedB: packed2?.operand,
-                          context: kernels)
-                }
+                sgemm(c: yp, ldc: max(1, outF), a: hp, lda: max(1, hidden), transA: false, b: wp, ldb: max(1, hidden),
+                      transB: true, m: rows, n: outF, k: hidden, bias: bp, residual: rp, packedB: packed, context: kernels)
             }
         }
     }

@@ -102,15 +102,12 @@ func linearProduct(
     bias b: Variable?, residual r: Variable?, rows: Int, kernels: KernelContext
 ) {
     let (outF, inF) = (w.shape[0], w.shape[1])
-    let packed = w.packedOperand(for: kernels)
-    w.withValue { wp in
+    w.withWeightOperand(for: kernels) { wp, packed in
         withOptionalPointer(b?.value) { bp in
             withOptionalPointer(r?.value) { rp in
-                withExtendedLifetime(packed) {
-                    sgemm(c: y, ldc: max(1, outF), a: x, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF),
-                          transB: true, m: rows, n: outF, k: inF, bias: bp, residual: rp, aPrologue: prologue,
-                          packedB: packed?.operand, context: kernels)
-                }
+                sgemm(c: y, ldc: max(1, outF), a: x, lda: max(1, inF), transA: false, b: wp, ldb: max(1, inF),
+                      transB: true, m: rows, n: outF, k: inF, bias: bp, residual: rp, aPrologue: prologue,
+                      packedB: packed, context: kernels)
             }
         }
     }

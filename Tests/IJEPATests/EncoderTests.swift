@@ -1,3 +1,4 @@
+@_spi(Tuning) import CPUKernels
 import Foundation
 import Synchronization
 import XCTest
@@ -77,18 +78,28 @@ final class EncoderTests: XCTestCase {
         XCTAssertEqual(results.withLock { $0 }.map { $0 ?? [] }, solo)
     }
 
-    /// An encoder packs its Linear weights once for inference (`prepackLinearWeights`); its features equal those
-    /// of the same network with the packed copies dropped (any write to a weight's value drops its copy), bit for
-    /// bit, at widths that leave edge panels (40, 120, 160 columns) and on 1 and 2 threads.
+    /// An encoder packs its Linear weights once for inference (`prepackLinearWeights`) and keeps them in the
+    /// packed copy only; unpacked (`withValue`), each weight has the bits of the network's initial one; the
+    /// features equal those of the same network with the unpacked values written back (a write drops the packed
+    /// copy), bit for bit, at widths that leave edge panels (40, 120, 160 columns) and on 1 and 2 threads; and a
+    /// GEMM blocking with another KC (whose products cannot read the packed copy) reads unpacked values.
     func testPrepackedWeightsGiveTheUnpackedFeatures() throws {
         let arch = ViTConfig(imageSize: 32, patchSize: 4, inChannels: 3, embedDim: 40, depth: 2, heads: 2)
         let packed = try Encoder(randomWeights: arch, seed: 3), plain = try Encoder(randomWeights: arch, seed: 3)
-        for b in plain.vit.blocks {
-            for w in [b.attn.qkv.weight, b.attn.proj.weight, b.mlp.fc1.weight, b.mlp.fc2.weight] {
+        var rng = RandomGenerator(seed: 3).stream(.initialisation)
+        let initial = try VisionTransformer(arch, rng: &rng)
+        for (b, b0) in zip(plain.vit.blocks, initial.blocks) {
+            for (w, w0) in zip([b.attn.qkv.weight, b.attn.proj.weight, b.mlp.fc1.weight, b.mlp.fc2.weight],
+                               [b0.attn.qkv.weight, b0.attn.proj.weight, b0.mlp.fc1.weight, b0.mlp.fc2.weight]) {
                 XCTAssertNotNil(w.packedWeight)
-                let same = w.value
-                w.value = same
+                XCTAssertTrue(w.valueReleased)
+                XCTAssertEqual(w.value.count, 0, "the value is kept besides its packed copy")
+                XCTAssertEqual(w.shape, w0.shape)
+                let unpacked = w.withValue { Array(UnsafeBufferPointer(start: $0, count: w0.value.count)) }
+                XCTAssertEqual(unpacked.map(\.bitPattern), w0.value.scalars.map(\.bitPattern), "unpacked weight \(w0.shape)")
+                w.value = try Tensor(shape: w0.shape, values: unpacked)
                 XCTAssertNil(w.packedWeight, "a write to the weight keeps a stale packed copy")
+                XCTAssertFalse(w.valueReleased)
             }
         }
         var values = [Float](repeating: 0, count: 5 * 3 * 32 * 32)
@@ -103,6 +114,14 @@ final class EncoderTests: XCTestCase {
                                "\(output), \(threads) threads")
             }
         }
+        var otherKC = Engine(threads: 2)
+        otherKC.kernels.blocking.kc = 24  // k of 40 / 160 in two blocks: other rounding points, close results
+        packed.engine = otherKC
+        plain.engine = otherKC
+        let viaUnpacked = try packed.embed(preprocessed: images).scalars, reference = try plain.embed(preprocessed: images).scalars
+        XCTAssertEqual(viaUnpacked.map(\.bitPattern), reference.map(\.bitPattern), "KC 24: the unpacked values")
+        XCTAssert(zip(viaUnpacked, try Encoder(randomWeights: arch, seed: 3).embed(preprocessed: images).scalars)
+            .allSatisfy { abs($0 - $1) <= 1e-4 * max(1, abs($1)) }, "KC 24 against the built-in KC")
     }
 
     func testStateDictWithConfigAndBadInputs() throws {
