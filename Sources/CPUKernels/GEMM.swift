@@ -32,6 +32,9 @@ public enum GEMMBlocking {
     /// so that a batch-1 ViT's op(B) (a packed weight, read from memory) streams once instead of once per 96
     /// rows; AVX2 builds 0 (off: Zen 3's L2 is 512 KiB). The task plan may still cut the rows on more threads.
     public static let mcWhole = SIMDPath.hasAVX512F ? 264 : 0
+    /// How far ahead of its B reads the AVX-512 register tile prefetches (bytes; the B panel streams from L2,
+    /// or from memory on a packed weight's first pass).
+    public static let prefetchBytes = 1024
     /// Tile order within a task's column chunk: each A micro-panel (kc x MR) outer, the chunk's B micro-panels
     /// streaming past it, or the reverse (B panel outer, A panels streaming).
     public static let aPanelOuter = SIMDPath.hasAVX512F
@@ -45,10 +48,11 @@ public enum GEMMBlocking {
         public var mcTransposedA = GEMMBlocking.MCTransposedA
         public var aPanelOuter = GEMMBlocking.aPanelOuter
         public var mcWhole = GEMMBlocking.mcWhole
+        public var prefetchBytes = GEMMBlocking.prefetchBytes
         public init() {}
         /// In the form `bench gemm --ab` reads.
         public var description: String {
-            "KC=\(kc),MC=\(mc),MCT=\(mcTransposedA),MCW=\(mcWhole),TILE=\(maxTileFloats),AOUTER=\(aPanelOuter ? 1 : 0)"
+            "KC=\(kc),MC=\(mc),MCT=\(mcTransposedA),MCW=\(mcWhole),TILE=\(maxTileFloats),AOUTER=\(aPanelOuter ? 1 : 0),PF=\(prefetchBytes)"
         }
     }
 
@@ -212,7 +216,7 @@ package func sgemm(
                                   bias: bias, residual: residual, epilogue: epilogue, aPrologue: aPrologue,
                                   bPack: pack.dst, bRowFloats: pack.rowFloats, bPanel0: pack.panel0, jc: pack.jc, nc: pack.nc,
                                   panels: pack.panels, k0: pack.k0, kg: pack.kg, kc: KC, maxTileFloats: tuning.maxTileFloats,
-                                  aPanelOuter: tuning.aPanelOuter, aShared: aPack?.dst)
+                                  aPanelOuter: tuning.aPanelOuter, aShared: aPack?.dst, prefetchBytes: tuning.prefetchBytes)
             let plan = GEMMTaskPlan(m: m, nc: pack.nc, k: pack.kg, threads: threads, mcMax: mcMax, columnsOnly: sharedA)
             // The next group's op(B) is packed by the same parallel-for, after this group's tasks, into the other
             // buffer (one thread: the same buffer, after the tasks have read it): one barrier a group instead of
@@ -321,6 +325,7 @@ struct GEMMGroup {
     var kc: Int, maxTileFloats: Int                      // the call's blocking
     var aPanelOuter: Bool                                // tile order: A panels outer (B streams) or B panels outer
     var aShared: UnsafeMutablePointer<Float>?            // op(A) of all rows packed for the group (`GEMMAPack`), or nil
+    var prefetchBytes: Int                               // the call's blocking
 }
 
 /// One task of a k group: packs its stripe of op(A) (its rows, the group's k blocks) once, then runs the
@@ -377,7 +382,7 @@ func gemmTask(
                 let bs = lastBlock ? bias.map { $0 + jc + j } : nil
                 let rs = lastBlock ? residual.map { $0 + (i0 + i) * ldc + jc + j } : nil
                 microKernel(c: cb, ldc: ldc, a: ab, b: bp, kc: kc, mr: mr, nr: nr, alpha: alpha, beta: betaNow,
-                            bias: bs, residual: rs)
+                            bias: bs, residual: rs, prefetchBytes: g.prefetchBytes)
             }
             if g.aPanelOuter {
                 var i = 0

@@ -6,11 +6,12 @@ func microKernel(
     b: UnsafePointer<Float>,                  // (kc, NR) packed
     kc: Int, mr: Int, nr: Int, alpha: Float, beta: Float,
     bias: UnsafePointer<Float>?,              // (nr) values for these columns, or nil
-    residual: UnsafePointer<Float>?           // (mr, nr) block added last, row stride ldc, or nil
+    residual: UnsafePointer<Float>?,          // (mr, nr) block added last, row stride ldc, or nil
+    prefetchBytes: Int                        // AVX-512 tile: how far ahead of its B reads it prefetches
 ) {
     if SIMDPath.hasAVX512F {
         microKernel12x32(c: c, ldc: ldc, a: a, b: b, kc: kc, mr: mr, nr: nr, alpha: alpha, beta: beta, bias: bias,
-                         residual: residual)
+                         residual: residual, prefetchBytes: prefetchBytes)
     } else {
         microKernel6x16(c: c, ldc: ldc, a: a, b: b, kc: kc, mr: mr, nr: nr, alpha: alpha, beta: beta, bias: bias,
                         residual: residual)
@@ -98,7 +99,8 @@ func microKernel12x32(
     b: UnsafePointer<Float>,                  // (kc, 32) packed
     kc: Int, mr: Int, nr: Int, alpha: Float, beta: Float,
     bias: UnsafePointer<Float>?,              // (nr) values for these columns, or nil
-    residual: UnsafePointer<Float>?           // (mr, nr) block added last, row stride ldc, or nil
+    residual: UnsafePointer<Float>?,          // (mr, nr) block added last, row stride ldc, or nil
+    prefetchBytes: Int                        // B is prefetched this far ahead of each k step's reads (bytes)
 ) {
     typealias V = SIMD16<Float>
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
@@ -107,6 +109,8 @@ func microKernel12x32(
     var pa = UnsafeRawPointer(a)
     var pb = UnsafeRawPointer(b)
     for _ in 0..<kc {
+        prefetch(pb + prefetchBytes)
+        prefetch(pb + prefetchBytes + 64)
         let b0 = pb.loadUnaligned(as: V.self)
         let b1 = pb.loadUnaligned(fromByteOffset: 64, as: V.self)
         @inline(__always) func row(_ r: Int) -> V { V(repeating: pa.load(fromByteOffset: 4 * r, as: Float.self)) }
