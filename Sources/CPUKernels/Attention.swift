@@ -69,9 +69,12 @@ func smallGEMM(
     }
 }
 
-/// `smallGEMM` in AVX-512 builds: 8 rows x 16 columns, one `SIMD16<Float>` accumulator per row (8 of 32 zmm).
-/// Each element is the same fma chain over k followed by alpha (and + C), so the bits equal the AVX2 tile's.
-/// Why: with SIMD8 the attention heads ran at ~40 GFLOP/s, 16 % of a batch-1 ViT-S/16 embedding (profile).
+/// `smallGEMM` in AVX-512 builds: 8 rows x 32 columns (16 `SIMD16<Float>` accumulators of 32 zmm), or 8 x 16
+/// where fewer than 32 padded columns are left. Each element is the same fma chain over k followed by alpha
+/// (and + C), so the bits equal the AVX2 tile's.
+/// Why: with SIMD8 the attention heads ran at ~40 GFLOP/s, 16 % of a batch-1 ViT-S/16 embedding (profile); an
+/// 8 x 16 tile loads a B vector per 8 fused multiply-adds (with the 8 broadcasts, 9 loads for 8 FMAs), 8 x 32 one
+/// per 16 (10 loads for 16).
 @inline(never)
 func smallGEMM8x16(
     c: UnsafeMutablePointer<Float>, ldc: Int,                              // (m, n), row stride ldc
@@ -87,34 +90,54 @@ func smallGEMM8x16(
         let a0 = a + i * rowStride
         @inline(__always) func row(_ r: Int) -> UnsafePointer<Float> { a0 + min(r, rows - 1) * rowStride }
         let (a1, a2, a3, a4, a5, a6, a7) = (row(1), row(2), row(3), row(4), row(5), row(6), row(7))
-        var j = 0
-        while j < n {
+        // Columns j..<j+16 (wide: j..<j+32, the second 16 in the d accumulators); `wide` is a constant at each
+        // call, so the compiler emits two loops without a branch in them.
+        @inline(__always) func tile(_ j: Int, wide: Bool) {
             var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
+            var d0 = V(), d1 = V(), d2 = V(), d3 = V(), d4 = V(), d5 = V(), d6 = V(), d7 = V()
             var pb = UnsafeRawPointer(b + j)
             var o = 0
             for _ in 0..<k {
                 let bv = pb.loadUnaligned(as: V.self)
-                c0 = fmadd(c0, V(repeating: a0[o]), bv); c1 = fmadd(c1, V(repeating: a1[o]), bv)
-                c2 = fmadd(c2, V(repeating: a2[o]), bv); c3 = fmadd(c3, V(repeating: a3[o]), bv)
-                c4 = fmadd(c4, V(repeating: a4[o]), bv); c5 = fmadd(c5, V(repeating: a5[o]), bv)
-                c6 = fmadd(c6, V(repeating: a6[o]), bv); c7 = fmadd(c7, V(repeating: a7[o]), bv)
+                let bw = wide ? pb.loadUnaligned(fromByteOffset: 64, as: V.self) : V()
+                @inline(__always) func step(_ x: inout V, _ y: inout V, _ ar: UnsafePointer<Float>) {
+                    let av = V(repeating: ar[o])
+                    x = fmadd(x, av, bv)
+                    if wide { y = fmadd(y, av, bw) }
+                }
+                step(&c0, &d0, a0); step(&c1, &d1, a1); step(&c2, &d2, a2); step(&c3, &d3, a3)
+                step(&c4, &d4, a4); step(&c5, &d5, a5); step(&c6, &d6, a6); step(&c7, &d7, a7)
                 pb += ldb * 4
                 o += colStride
             }
-            let cols = min(16, n - j), al = V(repeating: alpha)
+            let cols = min(wide ? 32 : 16, n - j), al = V(repeating: alpha)
             let out = c + i * ldc + j
-            @inline(__always) func store(_ r: Int, _ x: V) {
+            @inline(__always) func store(_ r: Int, _ x: V, _ x2: V) {
                 guard r < rows else { return }
-                let y = al * x, d = out + r * ldc
-                if cols == 16 {
-                    let p = UnsafeMutableRawPointer(d)
-                    p.storeBytes(of: accumulate ? y + p.loadUnaligned(as: V.self) : y, as: V.self)
-                } else {
-                    for t in 0..<cols { d[t] = accumulate ? y[t] + d[t] : y[t] }
+                let y = al * x, y2 = al * x2, d = out + r * ldc
+                let p = UnsafeMutableRawPointer(d)
+                if cols >= 16 { p.storeBytes(of: accumulate ? y + p.loadUnaligned(as: V.self) : y, as: V.self) }
+                if cols == 32 {
+                    p.storeBytes(of: accumulate ? y2 + p.loadUnaligned(fromByteOffset: 64, as: V.self) : y2,
+                                 toByteOffset: 64, as: V.self)
+                }
+                for t in (cols >= 16 ? 16 : 0)..<(cols == 32 ? 16 : cols) {
+                    let v = t < 16 ? y[t] : y2[t - 16]
+                    d[t] = accumulate ? v + d[t] : v
                 }
             }
-            store(0, c0); store(1, c1); store(2, c2); store(3, c3); store(4, c4); store(5, c5); store(6, c6); store(7, c7)
-            j += 16
+            store(0, c0, d0); store(1, c1, d1); store(2, c2, d2); store(3, c3, d3)
+            store(4, c4, d4); store(5, c5, d5); store(6, c6, d6); store(7, c7, d7)
+        }
+        var j = 0
+        while j < n {
+            if j + 32 <= ldb && n - j > 16 {
+                tile(j, wide: true)
+                j += 32
+            } else {
+                tile(j, wide: false)
+                j += 16
+            }
         }
         i += 8
     }
