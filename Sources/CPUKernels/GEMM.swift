@@ -35,6 +35,8 @@ public enum GEMMBlocking {
     /// How far ahead of its B reads the AVX-512 register tile prefetches (bytes; the B panel streams from L2,
     /// or from memory on a packed weight's first pass).
     public static let prefetchBytes = 1024
+    /// Whether the AVX-512 tiles after a chunk's first A panel prefetch the B panels the task reads next.
+    public static let farPrefetch = true
     /// Tile order within a task's column chunk: each A micro-panel (kc x MR) outer, the chunk's B micro-panels
     /// streaming past it, or the reverse (B panel outer, A panels streaming).
     public static let aPanelOuter = SIMDPath.hasAVX512F
@@ -49,10 +51,11 @@ public enum GEMMBlocking {
         public var aPanelOuter = GEMMBlocking.aPanelOuter
         public var mcWhole = GEMMBlocking.mcWhole
         public var prefetchBytes = GEMMBlocking.prefetchBytes
+        public var farPrefetch = GEMMBlocking.farPrefetch
         public init() {}
         /// In the form `bench gemm --ab` reads.
         public var description: String {
-            "KC=\(kc),MC=\(mc),MCT=\(mcTransposedA),MCW=\(mcWhole),TILE=\(maxTileFloats),AOUTER=\(aPanelOuter ? 1 : 0),PF=\(prefetchBytes)"
+            "KC=\(kc),MC=\(mc),MCT=\(mcTransposedA),MCW=\(mcWhole),TILE=\(maxTileFloats),AOUTER=\(aPanelOuter ? 1 : 0),PF=\(prefetchBytes),FAR=\(farPrefetch ? 1 : 0)"
         }
     }
 
@@ -216,7 +219,8 @@ package func sgemm(
                                   bias: bias, residual: residual, epilogue: epilogue, aPrologue: aPrologue,
                                   bPack: pack.dst, bRowFloats: pack.rowFloats, bPanel0: pack.panel0, jc: pack.jc, nc: pack.nc,
                                   panels: pack.panels, k0: pack.k0, kg: pack.kg, kc: KC, maxTileFloats: tuning.maxTileFloats,
-                                  aPanelOuter: tuning.aPanelOuter, aShared: aPack?.dst, prefetchBytes: tuning.prefetchBytes)
+                                  aPanelOuter: tuning.aPanelOuter, aShared: aPack?.dst, prefetchBytes: tuning.prefetchBytes,
+                                  farPrefetch: tuning.farPrefetch)
             let plan = GEMMTaskPlan(m: m, nc: pack.nc, k: pack.kg, threads: threads, mcMax: mcMax, columnsOnly: sharedA)
             // The next group's op(B) is packed by the same parallel-for, after this group's tasks, into the other
             // buffer (one thread: the same buffer, after the tasks have read it): one barrier a group instead of
@@ -325,7 +329,7 @@ struct GEMMGroup {
     var kc: Int, maxTileFloats: Int                      // the call's blocking
     var aPanelOuter: Bool                                // tile order: A panels outer (B streams) or B panels outer
     var aShared: UnsafeMutablePointer<Float>?            // op(A) of all rows packed for the group (`GEMMAPack`), or nil
-    var prefetchBytes: Int                               // the call's blocking
+    var prefetchBytes: Int, farPrefetch: Bool            // the call's blocking
 }
 
 /// One task of a k group: packs its stripe of op(A) (its rows, the group's k blocks) once, then runs the
@@ -373,6 +377,20 @@ func gemmTask(
             let lastBlock = k0 + pc + kc == k
             let aBlock = aStripe + pc * mcPad
             let bBlock = bPack + pc * g.bRowFloats + g.bPanel0 * P.NR * kc
+            // The B panels this task reads next (this chunk's next k block, else the next chunk's first): the tiles
+            // after the first A panel's prefetch them one line per k step while they compute on B already in L2,
+            // so that a packed weight's first pass from memory (batch 1) does not wait for each line.
+            var next = UnsafeRawPointer(bBlock), nextBytes = 0
+            if pc + kc < kg {
+                let kn = min(g.kc, kg - pc - kc)
+                next = UnsafeRawPointer(bPack + (pc + kc) * g.bRowFloats + g.bPanel0 * P.NR * kn + qc * P.NR * kn)
+                nextBytes = (qe - qc) * P.NR * kn * 4
+            } else if qe < q1 {
+                let kn = min(g.kc, kg)
+                next = UnsafeRawPointer(bPack + g.bPanel0 * P.NR * kn + qe * P.NR * kn)
+                nextBytes = (min(q1, qe + chunk) - qe) * P.NR * kn * 4
+            }
+            var far = 0  // bytes of `next` handed out to tiles so far
             // One tile: rows i..<i+MR of the task, panel q of the chunk.
             @inline(__always) func tile(_ i: Int, _ q: Int) {
                 let j = q * P.NR
@@ -381,8 +399,14 @@ func gemmTask(
                 let cb = c + (i0 + i) * ldc + jc + j, ab = UnsafePointer(aBlock + i * kc), mr = min(P.MR, mc - i)
                 let bs = lastBlock ? bias.map { $0 + jc + j } : nil
                 let rs = lastBlock ? residual.map { $0 + (i0 + i) * ldc + jc + j } : nil
+                // A tile of a later A panel takes the next kc lines of `next` (64 bytes a k step); otherwise it
+                // re-prefetches its own first line (an L1 hit), so the loop has no branch.
+                let farStep = i > 0 && far < nextBytes ? 64 : 0
+                let farStart = farStep > 0 ? next + far : UnsafeRawPointer(bp)
+                far += farStep * kc
                 microKernel(c: cb, ldc: ldc, a: ab, b: bp, kc: kc, mr: mr, nr: nr, alpha: alpha, beta: betaNow,
-                            bias: bs, residual: rs, prefetchBytes: g.prefetchBytes)
+                            bias: bs, residual: rs, prefetchBytes: g.prefetchBytes, farPrefetch: farStart,
+                            farStep: g.farPrefetch ? farStep : 0)
             }
             if g.aPanelOuter {
                 var i = 0

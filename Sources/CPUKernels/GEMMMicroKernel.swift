@@ -7,11 +7,12 @@ func microKernel(
     kc: Int, mr: Int, nr: Int, alpha: Float, beta: Float,
     bias: UnsafePointer<Float>?,              // (nr) values for these columns, or nil
     residual: UnsafePointer<Float>?,          // (mr, nr) block added last, row stride ldc, or nil
-    prefetchBytes: Int                        // AVX-512 tile: how far ahead of its B reads it prefetches
+    prefetchBytes: Int,                       // AVX-512 tile: how far ahead of its B reads it prefetches
+    farPrefetch: UnsafeRawPointer, farStep: Int // AVX-512 tile: a second stream it prefetches, farStep bytes a k step
 ) {
     if SIMDPath.hasAVX512F {
         microKernel12x32(c: c, ldc: ldc, a: a, b: b, kc: kc, mr: mr, nr: nr, alpha: alpha, beta: beta, bias: bias,
-                         residual: residual, prefetchBytes: prefetchBytes)
+                         residual: residual, prefetchBytes: prefetchBytes, farPrefetch: farPrefetch, farStep: farStep)
     } else {
         microKernel6x16(c: c, ldc: ldc, a: a, b: b, kc: kc, mr: mr, nr: nr, alpha: alpha, beta: beta, bias: bias,
                         residual: residual)
@@ -100,7 +101,9 @@ func microKernel12x32(
     kc: Int, mr: Int, nr: Int, alpha: Float, beta: Float,
     bias: UnsafePointer<Float>?,              // (nr) values for these columns, or nil
     residual: UnsafePointer<Float>?,          // (mr, nr) block added last, row stride ldc, or nil
-    prefetchBytes: Int                        // B is prefetched this far ahead of each k step's reads (bytes)
+    prefetchBytes: Int,                       // B is prefetched this far ahead of each k step's reads (bytes)
+    farPrefetch: UnsafeRawPointer,            // a second stream: one line a k step from here (data read later)
+    farStep: Int                              // bytes the second stream advances a k step (0: it stays put)
 ) {
     typealias V = SIMD16<Float>
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
@@ -108,9 +111,12 @@ func microKernel12x32(
     var c80 = V(), c81 = V(), c90 = V(), c91 = V(), ca0 = V(), ca1 = V(), cb0 = V(), cb1 = V()
     var pa = UnsafeRawPointer(a)
     var pb = UnsafeRawPointer(b)
+    var far = farPrefetch
     for _ in 0..<kc {
         prefetch(pb + prefetchBytes)
         prefetch(pb + prefetchBytes + 64)
+        prefetch(far)
+        far += farStep
         let b0 = pb.loadUnaligned(as: V.self)
         let b1 = pb.loadUnaligned(fromByteOffset: 64, as: V.self)
         @inline(__always) func row(_ r: Int) -> V { V(repeating: pa.load(fromByteOffset: 4 * r, as: Float.self)) }

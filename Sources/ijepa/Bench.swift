@@ -376,8 +376,8 @@ func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
         let kv = item.split(separator: "=", omittingEmptySubsequences: false)
         let key = kv.first?.trimmingCharacters(in: .whitespaces).uppercased()
         guard kv.count == 2, let v = Int(kv[1].trimmingCharacters(in: .whitespaces)),
-              key == "AOUTER" ? v == 0 || v == 1 : key == "MCW" || key == "PF" ? v >= 0 : v >= 1 else {
-            throw ValidationError("--ab expects KEY=VALUE pairs with positive values (MCW and PF >= 0, AOUTER 0 or 1) separated by commas, got '\(item)'")
+              key == "AOUTER" || key == "FAR" ? v == 0 || v == 1 : key == "MCW" || key == "PF" ? v >= 0 : v >= 1 else {
+            throw ValidationError("--ab expects KEY=VALUE pairs with positive values (MCW and PF >= 0, AOUTER and FAR 0 or 1) separated by commas, got '\(item)'")
         }
         switch kv[0].trimmingCharacters(in: .whitespaces).uppercased() {
         case "KC": t.kc = v
@@ -389,9 +389,10 @@ func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
             t.mcTransposedA = v
         case "MCW": t.mcWhole = v
         case "PF": t.prefetchBytes = v
+        case "FAR": t.farPrefetch = v != 0
         case "TILE": t.maxTileFloats = v
         case "AOUTER": t.aPanelOuter = v != 0
-        default: throw ValidationError("--ab: unknown key '\(kv[0])' (use KC, MC, MCT, MCW, TILE, AOUTER or PF)")
+        default: throw ValidationError("--ab: unknown key '\(kv[0])' (use KC, MC, MCT, MCW, TILE, AOUTER, PF or FAR)")
         }
     }
     return t
