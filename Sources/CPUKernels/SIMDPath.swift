@@ -67,12 +67,8 @@ public func fmadd(_ acc: Float, _ a: Float, _ b: Float) -> Float {
     }
 }
 
-/// LLVM's prefetch intrinsic, bound by its name: Swift has no API for the x86 prefetch hint, and C is kept to
-/// reaching system libraries. Arguments: address, 0 (read), locality 3 (all cache levels), 1 (data).
-@_silgen_name("llvm.prefetch.p0")
-func llvmPrefetch(_ address: UnsafeRawPointer, _ write: Int32, _ locality: Int32, _ data: Int32)
-
-/// Asks for the cache line at `address` (prefetcht0) ahead of its use. A hint: it never faults, so it may
-/// point past the end of a buffer.
+/// Asks for the cache line at `address` (prefetcht0) ahead of its use, through the C header's inline
+/// `ijepa_prefetch` (`__builtin_prefetch`): Swift has no API for the hint. It never faults, so it may point past
+/// the end of a buffer.
 @inline(__always)
-func prefetch(_ address: UnsafeRawPointer) { llvmPrefetch(address, 0, 3, 1) }
+func prefetch(_ address: UnsafeRawPointer) { ijepa_prefetch(address) }

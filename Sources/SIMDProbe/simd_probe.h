@@ -28,4 +28,10 @@
 #else
 #define IJEPA_SIMD_HAS_NEON 0
 #endif
+// Swift has no API for the prefetch hint either (and LLVM's intrinsic bound by name with @_silgen_name broke
+// ThreadSanitizer builds: the sanitizer turns calls into invokes, which LLVM refuses for intrinsics). A read
+// prefetch into all cache levels (x86 prefetcht0), inlined into the Swift caller; a hint, it never faults.
+static inline __attribute__((always_inline)) void ijepa_prefetch(const void *address) {
+    __builtin_prefetch(address, 0, 3);
+}
 #endif
