@@ -332,8 +332,9 @@ struct GEMMGroup {
     var prefetchBytes: Int, farPrefetch: Bool            // the call's blocking
 }
 
-/// One task of a k group: packs its stripe of op(A) (its rows, the group's k blocks) once, then runs the
-/// micro-kernel over its columns in chunks whose C block stays in L2 across the k blocks.
+/// One task of a k group: packs its stripe of op(A) (its rows, the group's k blocks) once, unless the group's
+/// op(A) is packed and shared (`GEMMAPack`, a short A on several threads), then runs the micro-kernel over its
+/// columns in chunks whose C block stays in L2 across the k blocks.
 ///
 /// Out of line on purpose: inlined into `sgemm`'s closure, a few more lines elsewhere in `sgemm` pushed it
 /// past the optimizer's inlining budget, the stdlib's unaligned SIMD loads became calls, and every GEMM ran

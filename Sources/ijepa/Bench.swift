@@ -67,7 +67,7 @@ struct Bench: ParsableCommand {
         @Option(help: "Time these shapes instead of the suite, comma separated: MxNxK, optionally :NN, :NT, :TN or :TT (op(A) op(B), default NN), e.g. 5376x288x96:NT.")
         var shape: String?
         @Option(help: ArgumentHelp(
-            "Compare the blocking with these values against the built-in one, e.g. KC=256,MC=144 (keys KC, MC, MCT, MCW, TILE, AOUTER).",
+            "Compare the blocking with these values against the built-in one, e.g. KC=256,MC=144 (keys KC, MC, MCT, MCW, TILE, AOUTER, PF, FAR).",
             discussion: "Both run in one process in alternating single runs (--ab-rounds each); prints the medians and the variant's speed-up per case, then the geometric mean."))
         var ab: String?
         @Option(name: .customLong("ab-rounds"), help: "Alternating rounds per case with --ab.")
@@ -368,8 +368,9 @@ func gemmSuiteCases(_ options: BenchOptions) -> [GEMMCase] {
     options.selected(GEMMSuite.standard, name: \.name, quickNames: ["vit-tiny.qkv", "vit-tiny.fc2.wgrad", "square512"])
 }
 
-/// "KC=384,MC=96,MCT=768,MCW=264,TILE=32768,AOUTER=1" (any subset): the built-in blocking with these values
-/// changed (MCW: rows up to which one block takes all rows, 0 off; AOUTER: 1 A micro-panels outer, 0 B outer).
+/// "KC=384,MC=96,MCT=768,MCW=264,TILE=32768,AOUTER=1,PF=1024,FAR=1" (any subset): the built-in blocking with these
+/// values changed (MCW: rows up to which one block takes all rows, 0 off; AOUTER: 1 A micro-panels outer, 0 B
+/// outer; PF: the AVX-512 tile's prefetch distance in bytes; FAR: 1 the tiles prefetch the next B panels, 0 not).
 func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
     var t = GEMMBlocking.Tuning()
     for item in text.split(separator: ",") {
@@ -379,7 +380,7 @@ func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
               key == "AOUTER" || key == "FAR" ? v == 0 || v == 1 : key == "MCW" || key == "PF" ? v >= 0 : v >= 1 else {
             throw ValidationError("--ab expects KEY=VALUE pairs with positive values (MCW and PF >= 0, AOUTER and FAR 0 or 1) separated by commas, got '\(item)'")
         }
-        switch kv[0].trimmingCharacters(in: .whitespaces).uppercased() {
+        switch key {
         case "KC": t.kc = v
         case "MC":
             guard v % GEMMBlocking.MR == 0 else { throw ValidationError("--ab: MC must be a multiple of MR (\(GEMMBlocking.MR)), got \(v)") }
