@@ -8,14 +8,20 @@
 For each case (the architectures of `ijepa bench embed`: vit-tiny4-28 = the main job's encoder, 28 px gray,
 patch 4, 6 blocks; vit-s16 and vit-h14 at 224 px) the official `VisionTransformer` (src/models/vision_transformer.py
 of the checkout given) is built with its random init and wrapped to return the average-pooled output (the
-app's feature). Each engine runs in a subprocess of its own (so its peak RSS is its own):
-- Swift: `ijepa bench embed --json` (random weights of the same architecture);
+app's feature). Each engine runs in a persistent worker process of its own (its peak RSS is its own: VmHWM, the
+process's largest resident set since its start, weights and runtime included):
+- Swift: `ijepa bench embed --serve` (random weights of the same architecture);
 - PyTorch: torch.inference_mode, torch.set_num_threads(N);
 - ONNX Runtime: the same module exported with torch.onnx.export (dynamic batch; external data for ViT-H),
-  graph optimisation ORT_ENABLE_ALL, intra-op threads N, inter-op threads 1, sequential execution.
-Latency: median of batch-1 calls; throughput: images/s at the best of the batches {8, 16, 32} (ViT-H: {8}).
-`--rounds R` runs the three engines R times in rotating order (a shared machine's load drifts within minutes)
-and reports each engine's medians over the rounds, with the range of the per-round ratios.
+  graph optimisation ORT_ENABLE_ALL, intra-op threads N, inter-op threads 1, sequential execution (numpy only:
+  its worker does not import torch).
+Each worker warms up every batch, then the harness alternates the engines call by call: a round is one call of
+each engine on the same batch size, in rotating order, so that the shared machine's drift (its speed moves
+20-40 % within minutes) hits all three alike; each call starts after `--gap` idle seconds, so that the previous
+engine's spinning pool threads do not take a core from it. `--rounds R` rounds per batch size. Latency: the median of the
+batch-1 calls; throughput: images/s at the best of the batches {8, 16, 32} (ViT-H: {8}) by median call time.
+The ratios are medians of the per-round ratios (each round's calls ran within seconds of each other), with
+their range.
 Agreement: the PyTorch weights saved as an official checkpoint, embedded by `ijepa embed --checkpoint
 --tensors` on the same inputs, against PyTorch's and ONNX Runtime's outputs (max |diff| / max |ref|).
 Prints a table of ratios (Swift / other: > 1 means Swift is faster or, for RSS, larger).
@@ -23,7 +29,6 @@ Prints a table of ratios (Swift / other: > 1 means Swift is faster or, for RSS, 
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -56,36 +61,49 @@ def model(official, c):
     return Pooled().eval()
 
 
-def timings(call, make_input, batches, seconds):
-    """Median seconds per call at batch 1, and images/s per throughput batch."""
-    out = {}
-    for b in [1] + batches:
-        x = make_input(b)
-        call(x)  # warm-up
-        samples, t_end = [], time.time() + seconds
-        while len(samples) < 3 or time.time() < t_end:
-            t0 = time.perf_counter()
-            call(x)
-            samples.append(time.perf_counter() - t0)
-        out[b] = statistics.median(samples)
-    return out
+def peak_rss():
+    """This process's largest resident set since its start (VmHWM), bytes. Not ru_maxrss: a child started by a
+    parent holding gigabytes inherits the parent's maximum there (the harness holds the exported model)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
+def emit(obj):
+    print(json.dumps(obj), flush=True)
+
+
+def serve(call, inputs):
+    """Warm up each batch, say ready, then time one call per batch size read from stdin (the Swift worker's
+    protocol: `ijepa bench embed --serve`)."""
+    for x in inputs.values():
+        call(x)
+    emit({"ready": True, "peakRSSBytes": peak_rss()})
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        b = int(line)
+        t0 = time.perf_counter()
+        call(inputs[b])
+        emit({"batch": b, "seconds": time.perf_counter() - t0, "peakRSSBytes": peak_rss()})
 
 
 def worker(args):
-    """One engine, one case, one thread count, in this process; prints one JSON line."""
+    """One engine, one case, one thread count, in this process, serving timed calls."""
     import numpy as np
-    import torch
     c = CASES[args.case]
     n = args.worker_threads
-    torch.set_num_threads(n)
     shape = lambda b: (b, c["chans"], c["img"], c["img"])  # noqa: E731
+    batches = [1] + c["batches"]
     if args.engine == "pytorch":
+        import torch
+        torch.set_num_threads(n)
         m = model(args.official, c)
 
         def call(x):
             with torch.inference_mode():
                 return m(x)
-        t = timings(call, lambda b: torch.randn(*shape(b)), c["batches"], args.seconds)
+        torch.manual_seed(1)
+        serve(call, {b: torch.randn(*shape(b)) for b in batches})
     else:
         import onnxruntime as ort
         so = ort.SessionOptions()
@@ -94,10 +112,42 @@ def worker(args):
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         sess = ort.InferenceSession(args.onnx, so, providers=["CPUExecutionProvider"])
-        t = timings(lambda x: sess.run(None, {"images": x}),
-                    lambda b: np.random.randn(*shape(b)).astype(np.float32), c["batches"], args.seconds)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"latencyMs": t[1] * 1e3, "throughput": {str(b): b / t[b] for b in c["batches"]}, "rss": rss}))
+        rng = np.random.default_rng(1)
+        serve(lambda x: sess.run(None, {"images": x}),
+              {b: rng.standard_normal(shape(b), dtype=np.float32) for b in batches})
+
+
+class Worker:
+    """A serving engine process: `call(b)` times one call at batch b inside it (seconds), `rss` its peak RSS."""
+
+    def __init__(self, name, cmd):
+        self.name, self.cmd = name, cmd
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, bufsize=1)
+
+    def reply(self):
+        while True:
+            line = self.p.stdout.readline()
+            if not line:
+                self.p.wait()
+                sys.exit(f"{self.name} worker stopped ({self.p.returncode}): {' '.join(self.cmd)}\n"
+                         f"{self.p.stderr.read()[-3000:]}")
+            if line.startswith("{"):
+                r = json.loads(line)
+                self.rss = r["peakRSSBytes"]
+                return r
+
+    def call(self, b):
+        self.p.stdin.write(f"{b}\n")
+        self.p.stdin.flush()
+        r = self.reply()
+        assert r["batch"] == b, (self.name, r)
+        return r["seconds"]
+
+    def close(self):
+        self.p.stdin.close()
+        if self.p.wait() != 0:
+            sys.exit(f"{self.name} worker failed ({self.p.returncode}):\n{self.p.stderr.read()[-3000:]}")
 
 
 def run_json(cmd):
@@ -113,8 +163,11 @@ def main():
     ap.add_argument("--swift", default=".build/release/ijepa")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--cases", default="vit-tiny4-28,vit-s16")
-    ap.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per batch size")
-    ap.add_argument("--rounds", type=int, default=1, help="runs of each engine, in rotating order")
+    ap.add_argument("--rounds", type=int, default=7, help="rounds per batch size (one call of each engine)")
+    ap.add_argument("--gap", type=float, default=0.5,
+                    help="idle seconds before each call: ONNX Runtime's and OpenMP's pool threads spin after a call, "
+                         "and without a pause they took a core from the next engine (Swift at 2 threads, batch 1: "
+                         "93.5 ms in the harness, 59.7 ms alone)")
     ap.add_argument("--engine", help=argparse.SUPPRESS)
     ap.add_argument("--case", help=argparse.SUPPRESS)
     ap.add_argument("--worker-threads", type=int, help=argparse.SUPPRESS)
@@ -127,7 +180,6 @@ def main():
     import torch
     from safetensors.torch import load_file, save_file
     threads = [int(t) for t in args.threads.split(",")]
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases.split(","):
             c = CASES[name]
@@ -153,46 +205,53 @@ def main():
             rel = lambda a, b: float(np.abs(a - b).max() / np.abs(b).max())  # noqa: E731
             agree = (rel(swift_out, ref), rel(swift_out, onnx_out), rel(onnx_out, ref))
             print(f"{name}: max|diff|/max|ref| Swift-PyTorch {agree[0]:.1e}, Swift-ORT {agree[1]:.1e}, ORT-PyTorch {agree[2]:.1e}")
-            del m
+            del m, ref, onnx_out
+            import gc
+            gc.collect()
             for t in threads:
-                runs = {"swift": [], "pytorch": [], "onnxruntime": []}  # per round: (latency ms, img/s, RSS bytes)
-                peaks = []
-                for r in range(args.rounds):
-                    engines = list(runs)
-                    for engine in engines[r % 3:] + engines[:r % 3]:
-                        if engine == "swift":
-                            swift = run_json([args.swift, "bench", "embed", "--json", "--threads", str(t), "--filter",
-                                              name, "--exact", "--batches", ",".join(map(str, [1] + c["batches"])),
-                                              "--min-seconds", str(args.seconds)])
-                            peaks.append(swift[0]["peakGflops"])
-                            sw = {row["batch"]: row for row in swift[1:]}
-                            runs[engine].append((sw[1]["medianMs"], max(sw[b]["imagesPerSecond"] for b in c["batches"]),
-                                                 max(row["peakRSSBytes"] for row in swift[1:])))
-                        else:
-                            w = run_json([sys.executable, __file__, "--official", args.official, "--engine", engine,
-                                          "--case", name, "--worker-threads", str(t), "--onnx", onnx_path,
-                                          "--seconds", str(args.seconds)])[0]
-                            runs[engine].append((w["latencyMs"], max(w["throughput"].values()), w["rss"]))
-                peak = statistics.median(peaks)
-                res = {e: (statistics.median(v[0] for v in rs), statistics.median(v[1] for v in rs), max(v[2] for v in rs))
-                       for e, rs in runs.items()}
-                s_lat, s_thr, s_rss = res["swift"]
-                rows.append((name, t, peak, res, agree))
-                pct = lambda thr: 100 * thr * flops_per_image(c) / 1e9 / (peak * t)  # noqa: E731
-                print(f"{name} {t} thread(s) (peak {peak:.0f} GFLOP/s/core, {args.rounds} round(s)):")
-                for e, (lat, thr, rss) in res.items():
-                    print(f"  {e:12s} batch 1 {lat:8.1f} ms   best throughput {thr:8.1f} img/s ({pct(thr):4.1f} % of peak)"
-                          f"   peak RSS {rss / 2**20:7.0f} MiB")
+                peaks = [run_json([args.swift, "bench", "peak", "--json", "--threads", str(t)])[0]["peakGflops"]]
+                batches = [1] + c["batches"]
+                workers = {"swift": Worker("swift", [args.swift, "bench", "embed", "--serve", "--filter", name, "--exact",
+                                                     "--threads", str(t), "--batches", ",".join(map(str, batches))])}
                 for e in ("pytorch", "onnxruntime"):
-                    lat_r = [o[0] / sw_[0] for o, sw_ in zip(runs[e], runs["swift"])]
-                    thr_r = [sw_[1] / o[1] for o, sw_ in zip(runs[e], runs["swift"])]
-                    spread = (f" (rounds: latency {min(lat_r):.2f}-{max(lat_r):.2f}, throughput {min(thr_r):.2f}-"
-                              f"{max(thr_r):.2f})" if args.rounds > 1 else "")
-                    print(f"  Swift / {e}: latency {res[e][0] / s_lat:.2f}x, throughput {s_thr / res[e][1]:.2f}x, "
-                          f"RSS {s_rss / res[e][2]:.2f}{spread}")
+                    workers[e] = Worker(e, [sys.executable, __file__, "--official", args.official, "--engine", e,
+                                            "--case", name, "--worker-threads", str(t), "--onnx", onnx_path])
+                for w in workers.values():
+                    w.reply()  # ready: loaded and warmed up
+                times = {e: {b: [] for b in batches} for e in workers}  # seconds per call, round by round
+                engines = list(workers)
+                for b in batches:
+                    for r in range(args.rounds):
+                        for e in engines[r % 3:] + engines[:r % 3]:
+                            time.sleep(args.gap)  # the last engine's pool threads stop spinning
+                            times[e][b].append(workers[e].call(b))
+                for w in workers.values():
+                    w.close()
+                peaks.append(run_json([args.swift, "bench", "peak", "--json", "--threads", str(t)])[0]["peakGflops"])
+                peak = statistics.median(peaks)
+                med = {e: {b: statistics.median(v) for b, v in tb.items()} for e, tb in times.items()}
+                best = {e: max(c["batches"], key=lambda b: b / med[e][b]) for e in workers}  # each at its best batch
+                res = {e: (med[e][1] * 1e3, best[e] / med[e][best[e]], workers[e].rss) for e in workers}
+                s_lat, s_thr, s_rss = res["swift"]
+                pct = lambda thr: 100 * thr * flops_per_image(c) / 1e9 / (peak * t)  # noqa: E731
+                print(f"{name} {t} thread(s) (peak {peak:.0f} GFLOP/s/core, {args.rounds} rounds per batch, "
+                      f"engines alternating call by call):")
+                for e, (lat, thr, rss) in res.items():
+                    print(f"  {e:12s} batch 1 {lat:8.1f} ms   best throughput {thr:8.1f} img/s at batch {best[e]:2d} "
+                          f"({pct(thr):4.1f} % of peak)   peak RSS {rss / 2**20:7.0f} MiB")
+                ratios = {}
+                for e in ("pytorch", "onnxruntime"):
+                    lat_r = [o / sw for o, sw in zip(times[e][1], times["swift"][1])]
+                    thr_r = [(best["swift"] / sw) / (best[e] / o) for o, sw in zip(times[e][best[e]], times["swift"][best["swift"]])]
+                    ratios[e] = {"latency": statistics.median(lat_r), "throughput": statistics.median(thr_r),
+                                 "rss": s_rss / res[e][2]}
+                    print(f"  Swift / {e}: latency {ratios[e]['latency']:.2f}x (rounds {min(lat_r):.2f}-{max(lat_r):.2f}), "
+                          f"throughput {ratios[e]['throughput']:.2f}x (rounds {min(thr_r):.2f}-{max(thr_r):.2f}), "
+                          f"RSS {ratios[e]['rss']:.2f}")
                 print(json.dumps({"case": name, "threads": t, "peakGflops": peak, "rounds": args.rounds,
-                                  "medians": {e: {"latencyMs": v[0], "imagesPerSecond": v[1], "rssBytes": v[2]}
-                                              for e, v in res.items()}, "agreement": agree}))
+                                  "medians": {e: {"latencyMs": v[0], "imagesPerSecond": v[1], "bestBatch": best[e],
+                                                  "rssBytes": v[2]} for e, v in res.items()},
+                                  "ratios": ratios, "agreement": agree}))
                 sys.stdout.flush()
 
 

@@ -63,6 +63,43 @@ package enum EmbedBench {
                     ("totalSeconds", .double(total))])
     }
 
+    /// Serves timed single calls to a harness that alternates engines call by call (tools/embed_vs_onnxruntime.py):
+    /// prepares random images for each of `batches` and embeds each once (warm-up), prints `{"ready":true,...}`,
+    /// then for every line of `input` that holds one of those batches embeds it once and prints
+    /// `{"batch":B,"seconds":S,"peakRSSBytes":R}` (R: the process's peak since its start, weights included). Stops
+    /// at the end of `input`; an empty line is ignored, any other line is an error.
+    package static func serve(_ c: Case, encoder: Encoder, batches: [Int], threads: Int,
+                              input: () -> String?, output: (String) -> Void) throws {
+        encoder.engine = encoder.engine.with(threads: threads)
+        var rng = RandomGenerator(seed: 2)
+        let a = c.config
+        var images: [Int: Tensor] = [:]
+        for b in batches {
+            images[b] = try rng.normal([b, a.inChannels, a.imageSize, a.imageSize])
+            encoder.batchSize = b
+            _ = try encoder.embed(preprocessed: images[b]!)
+        }
+        output(#"{"ready":true,"case":"\#(c.name)","threads":\#(threads),"peakRSSBytes":\#(ProcessMemory.peakResidentBytes())}"#)
+        while let line = input() {
+            let text = line.trimmingCharacters(in: .whitespaces)
+            if text.isEmpty { continue }
+            guard let b = Int(text), let x = images[b] else {
+                throw ServeInputError(message: "bench embed --serve: expected one of the batches \(batches) on stdin, got '\(text)'")
+            }
+            encoder.batchSize = b
+            let t0 = monotonicSeconds()
+            _ = try encoder.embed(preprocessed: x)
+            let seconds = monotonicSeconds() - t0
+            output(#"{"batch":\#(b),"seconds":\#(seconds),"peakRSSBytes":\#(ProcessMemory.peakResidentBytes())}"#)
+        }
+    }
+
+    /// A line on `serve`'s input that is not one of its batches.
+    package struct ServeInputError: Error, CustomStringConvertible {
+        package var message: String
+        package var description: String { message }
+    }
+
     /// Times the built-in GEMM blocking (A) against `variant` (B) on `batch` random images: `rounds` alternating
     /// single embeddings each (the machine's speed drifts within minutes), after one warm-up of each. Returns
     /// the medians in ms (A, B) and the largest relative difference of B's features from A's (0 unless KC

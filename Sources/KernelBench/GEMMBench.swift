@@ -5,9 +5,12 @@ package struct GEMMCase: Sendable {
     package var name: String
     package var m: Int, n: Int, k: Int
     package var transA: Bool, transB: Bool
+    /// op(B) packed once ahead of the timed calls (`PackedWeight`), as the Encoder's Linear weights.
+    package var packedB: Bool
 
-    package init(_ name: String, m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false) {
+    package init(_ name: String, m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false, packedB: Bool = false) {
         (self.name, self.m, self.n, self.k, self.transA, self.transB) = (name, m, n, k, transA, transB)
+        self.packedB = packedB
     }
 }
 
@@ -63,6 +66,8 @@ final class GEMMOperands {
     let c: GEMMCase
     let lda: Int, ldb: Int
     let a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
+    /// With `c.packedB`: op(B) packed for each KC a run has used (an A/B comparison may use two).
+    private var packed: [Int: PackedWeight] = [:]
 
     init(_ c: GEMMCase, seed: UInt64 = 1) {
         self.c = c
@@ -83,8 +88,16 @@ final class GEMMOperands {
     deinit { a.deallocate(); b.deallocate(); out.deallocate() }
 
     func run(_ context: KernelContext) {
-        sgemm(c: out, ldc: c.n, a: a, lda: lda, transA: c.transA, b: b, ldb: ldb, transB: c.transB,
-              m: c.m, n: c.n, k: c.k, context: context)
+        var operand: GEMMPackedB?
+        if c.packedB {
+            let kc = context.blocking.kc
+            if packed[kc] == nil { packed[kc] = PackedWeight(b: b, ldb: ldb, transB: c.transB, k: c.k, n: c.n, kc: kc) }
+            operand = packed[kc]!.operand
+        }
+        withExtendedLifetime(packed) {
+            sgemm(c: out, ldc: c.n, a: a, lda: lda, transA: c.transA, b: b, ldb: ldb, transB: c.transB,
+                  m: c.m, n: c.n, k: c.k, packedB: operand, context: context)
+        }
     }
 
     /// Max error of 256 sampled elements of C relative to the GEMM bound k eps sum |a b| (<= 2 passes).
@@ -126,7 +139,7 @@ package func benchmarkGEMM(
         gflops: gflops, pctPeak: 100 * gflops / (peakPerCore * Double(threads)),
         gbPerSecond: cost.bytes / stats.median / 1e9, validationError: worst,
         extra: [("m", .int(m)), ("n", .int(n)), ("k", .int(k)), ("transA", .bool(c.transA)), ("transB", .bool(c.transB)),
-                ("bestGflops", .double(cost.flops / stats.best / 1e9))])
+                ("packedB", .bool(c.packedB)), ("bestGflops", .double(cost.flops / stats.best / 1e9))])
 }
 
 /// `bench gemm --ab`: the current blocking (A) against `variant` (B) on one case, in one process, in

@@ -64,7 +64,7 @@ struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "GEMM on ViT-Tiny / ViT-S/16 layer shapes (forward NT, input-gradient NN, weight-gradient TN) and squares.")
         @OptionGroup var options: BenchOptions
-        @Option(help: "Time these shapes instead of the suite, comma separated: MxNxK, optionally :NN, :NT, :TN or :TT (op(A) op(B), default NN), e.g. 5376x288x96:NT.")
+        @Option(help: "Time these shapes instead of the suite, comma separated: MxNxK, optionally :NN, :NT, :TN or :TT (op(A) op(B), default NN), e.g. 5376x288x96:NT; a P after them packs op(B) once ahead, as the Encoder's weights (256x5120x1280:NTP).")
         var shape: String?
         @Option(help: ArgumentHelp(
             "Compare the blocking with these values against the built-in one, e.g. KC=256,MC=144 (keys KC, MC, MCT, MCW, TILE, AOUTER, PF, FAR).",
@@ -162,6 +162,10 @@ struct Bench: ParsableCommand {
         var ab: String?
         @Option(help: "Alternating rounds per row with --ab.")
         var abRounds = 20
+        @Flag(help: ArgumentHelp(
+            "Serve single timed calls for a harness that alternates engines (one case, one thread count).",
+            discussion: "Warms up each of --batches, prints a JSON line {\"ready\":true,...}, then for each batch size read from stdin (one per line) embeds once and prints {\"batch\":B,\"seconds\":S,\"peakRSSBytes\":R}; stops at the end of stdin. tools/embed_vs_onnxruntime.py drives it."))
+        var serve = false
         func run() throws {
             let cases = options.selected(EmbedBench.standard, name: \.name, quickNames: ["vit-tiny4-28"])
             if options.list { return listModelCases(cases.map { ($0.name, $0.batches.max() ?? 1) }) }
@@ -171,6 +175,15 @@ struct Bench: ParsableCommand {
                 return v
             }
             let threads = try options.threadCounts()
+            if serve {
+                guard cases.count == 1, threads.count == 1, ab == nil, !profile else {
+                    throw ValidationError("--serve needs one case (--filter NAME --exact) and one thread count, without --ab or --profile")
+                }
+                let c = cases[0]
+                try EmbedBench.serve(c, encoder: try Encoder(randomWeights: c.config), batches: chosen ?? c.batches,
+                                     threads: threads[0], input: { readLine() }, output: { print($0); fflush(stdout) })
+                return
+            }
             if let ab {
                 let variant = try parseBlocking(ab)
                 guard abRounds >= 1 else { throw ValidationError("--ab-rounds must be >= 1, got \(abRounds)") }
@@ -436,16 +449,18 @@ func runBlockingAB(_ cases: [GEMMCase], variant: GEMMBlocking.Tuning, rounds: In
     }
 }
 
-/// "MxNxK[:XY]" with X, Y in {N, T}: a GEMM case named after its shape.
+/// "MxNxK[:XY[P]]" with X, Y in {N, T}, P: op(B) packed ahead: a GEMM case named after its shape.
 func parseGEMMShape(_ text: String) throws -> GEMMCase {
     let parts = text.trimmingCharacters(in: .whitespaces).split(separator: ":", omittingEmptySubsequences: false)
     let dims = parts[0].split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
-    let ops = parts.count > 1 ? String(parts[1]).uppercased() : "NN"
+    var ops = parts.count > 1 ? String(parts[1]).uppercased() : "NN"
+    let packedB = ops.count == 3 && ops.hasSuffix("P")
+    if packedB { ops.removeLast() }
     guard parts.count <= 2, dims.count == 3, dims.allSatisfy({ ($0 ?? 0) >= 1 }), ["NN", "NT", "TN", "TT"].contains(ops) else {
-        throw ValidationError("--shape expects MxNxK with positive sizes and an optional :NN, :NT, :TN or :TT, got '\(text)'")
+        throw ValidationError("--shape expects MxNxK with positive sizes and an optional :NN, :NT, :TN or :TT (+ P: B packed ahead), got '\(text)'")
     }
-    return GEMMCase("\(dims[0]!)x\(dims[1]!)x\(dims[2]!).\(ops)", m: dims[0]!, n: dims[1]!, k: dims[2]!,
-                    transA: ops.first == "T", transB: ops.last == "T")
+    return GEMMCase("\(dims[0]!)x\(dims[1]!)x\(dims[2]!).\(ops)\(packedB ? "P" : "")", m: dims[0]!, n: dims[1]!, k: dims[2]!,
+                    transA: ops.first == "T", transB: ops.last == "T", packedB: packedB)
 }
 
 func runSuites(_ options: BenchOptions, gemm: Bool, kernels: Bool, gemmCases: [GEMMCase]? = nil) throws {
