@@ -105,7 +105,32 @@ func microKernel12x32(
     farPrefetch: UnsafeRawPointer,            // a second stream: one line a k step from here (data read later)
     farStep: Int                              // bytes the second stream advances a k step (0: it stays put)
 ) {
+    if mr <= 4 {
+        tile12x32(FourRows.self, c: c, ldc: ldc, a: a, b: b, kc: kc, mr: mr, nr: nr, alpha: alpha, beta: beta, bias: bias,
+                  residual: residual, prefetchBytes: prefetchBytes, farPrefetch: farPrefetch, farStep: farStep)
+    } else {
+        tile12x32(TwelveRows.self, c: c, ldc: ldc, a: a, b: b, kc: kc, mr: mr, nr: nr, alpha: alpha, beta: beta, bias: bias,
+                  residual: residual, prefetchBytes: prefetchBytes, farPrefetch: farPrefetch, farStep: farStep)
+    }
+}
+
+/// The rows a `tile12x32` computes, a constant once specialised: 12, or 4 for the last panel of a GEMM whose
+/// rows leave 4 (196 = 16 x 12 + 4 and 256 = 21 x 12 + 4: a batch-1 ViT-S/16 or ViT-H/14), which otherwise
+/// ran 12 rows' fused multiply-adds for 4 rows of C (a 17th or 22nd of the GEMM's time).
+protocol TileRowCount { static var rows: Int { get } }
+enum TwelveRows: TileRowCount { static var rows: Int { 12 } }
+enum FourRows: TileRowCount { static var rows: Int { 4 } }
+
+/// `microKernel12x32`'s body for the first `R.rows` rows of the (kc, 12) A panel (mr <= R.rows); each element
+/// is the same fma chain as in the full tile, so the bits do not depend on which body computed it.
+@inline(__always)
+private func tile12x32<R: TileRowCount>(
+    _: R.Type, c: UnsafeMutablePointer<Float>, ldc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+    kc: Int, mr: Int, nr: Int, alpha: Float, beta: Float, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?,
+    prefetchBytes: Int, farPrefetch: UnsafeRawPointer, farStep: Int
+) {
     typealias V = SIMD16<Float>
+    let full = R.rows > 4
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
     var c40 = V(), c41 = V(), c50 = V(), c51 = V(), c60 = V(), c61 = V(), c70 = V(), c71 = V()
     var c80 = V(), c81 = V(), c90 = V(), c91 = V(), ca0 = V(), ca1 = V(), cb0 = V(), cb1 = V()
@@ -124,19 +149,21 @@ func microKernel12x32(
         av = row(1); c10 = fmadd(c10, av, b0); c11 = fmadd(c11, av, b1)
         av = row(2); c20 = fmadd(c20, av, b0); c21 = fmadd(c21, av, b1)
         av = row(3); c30 = fmadd(c30, av, b0); c31 = fmadd(c31, av, b1)
-        av = row(4); c40 = fmadd(c40, av, b0); c41 = fmadd(c41, av, b1)
-        av = row(5); c50 = fmadd(c50, av, b0); c51 = fmadd(c51, av, b1)
-        av = row(6); c60 = fmadd(c60, av, b0); c61 = fmadd(c61, av, b1)
-        av = row(7); c70 = fmadd(c70, av, b0); c71 = fmadd(c71, av, b1)
-        av = row(8); c80 = fmadd(c80, av, b0); c81 = fmadd(c81, av, b1)
-        av = row(9); c90 = fmadd(c90, av, b0); c91 = fmadd(c91, av, b1)
-        av = row(10); ca0 = fmadd(ca0, av, b0); ca1 = fmadd(ca1, av, b1)
-        av = row(11); cb0 = fmadd(cb0, av, b0); cb1 = fmadd(cb1, av, b1)
+        if full {
+            av = row(4); c40 = fmadd(c40, av, b0); c41 = fmadd(c41, av, b1)
+            av = row(5); c50 = fmadd(c50, av, b0); c51 = fmadd(c51, av, b1)
+            av = row(6); c60 = fmadd(c60, av, b0); c61 = fmadd(c61, av, b1)
+            av = row(7); c70 = fmadd(c70, av, b0); c71 = fmadd(c71, av, b1)
+            av = row(8); c80 = fmadd(c80, av, b0); c81 = fmadd(c81, av, b1)
+            av = row(9); c90 = fmadd(c90, av, b0); c91 = fmadd(c91, av, b1)
+            av = row(10); ca0 = fmadd(ca0, av, b0); ca1 = fmadd(ca1, av, b1)
+            av = row(11); cb0 = fmadd(cb0, av, b0); cb1 = fmadd(cb1, av, b1)
+        }
         pa += 48
         pb += 128
     }
     let al = V(repeating: alpha)
-    if mr == 12 && nr == 32 {
+    if mr == R.rows && nr == 32 {
         let hasBias = bias != nil
         let b0 = hasBias ? UnsafeRawPointer(bias!).loadUnaligned(as: V.self) : V()
         let b1 = hasBias ? UnsafeRawPointer(bias!).loadUnaligned(fromByteOffset: 64, as: V.self) : V()
@@ -145,8 +172,10 @@ func microKernel12x32(
             storeRow(c + r * ldc, x0, x1, scaled, al, beta, hasBias, b0, b1, residual.map { $0 + r * ldc })
         }
         store(0, c00, c01); store(1, c10, c11); store(2, c20, c21); store(3, c30, c31)
-        store(4, c40, c41); store(5, c50, c51); store(6, c60, c61); store(7, c70, c71)
-        store(8, c80, c81); store(9, c90, c91); store(10, ca0, ca1); store(11, cb0, cb1)
+        if full {
+            store(4, c40, c41); store(5, c50, c51); store(6, c60, c61); store(7, c70, c71)
+            store(8, c80, c81); store(9, c90, c91); store(10, ca0, ca1); store(11, cb0, cb1)
+        }
         return
     }
     withUnsafeTemporaryAllocation(of: V.self, capacity: 24) { t in

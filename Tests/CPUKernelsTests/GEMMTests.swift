@@ -116,6 +116,32 @@ final class GEMMTests: XCTestCase {
     /// The same bits for 1 and 2 threads (and for the task split chosen for either). The last three shapes have a
     /// small C and at least 4 KC blocks: on several threads they take the k split (`sgemmKSplit`), whose
     /// partial products are added in k order, with a k that is not a multiple of KC and an n that is not one of 8.
+    /// A row of C has the same bits whichever register tile computed it: the last, partial row panel (AVX-512
+    /// builds compute up to 4 rows with a 4-row body of the 12x32 tile) against the same rows inside full panels.
+    func testEdgePanelRowsHaveTheFullPanelsBits() {
+        let MR = GEMMBlocking.MR
+        for (rows, k, n, fused) in [(4, 384, 64, false), (3, 700, 45, true), (2, 33, 32, true), (MR - 1, 384, 96, false), (1, 5, 7, false)] {
+            var rng = TestRNG(5)
+            let m = 2 * MR  // two full panels; the edge GEMM takes `rows` rows from the second
+            let a = rng.floats(m * k), b = rng.floats(n * k), bias = rng.floats(n), residual = rng.floats(m * n)
+            var full = [Float](repeating: 0, count: m * n), edge = [Float](repeating: 0, count: rows * n)
+            let context = KernelContext(threads: 1)
+            bias.withUnsafeBufferPointer { bp in
+                residual.withUnsafeBufferPointer { rp in
+                    sgemm(c: &full, ldc: n, a: a, lda: k, transA: false, b: b, ldb: k, transB: true, m: m, n: n, k: k,
+                          bias: fused ? bp.baseAddress : nil, residual: fused ? rp.baseAddress : nil, context: context)
+                    Array(a[MR * k..<(MR + rows) * k]).withUnsafeBufferPointer { ap in
+                        sgemm(c: &edge, ldc: n, a: ap.baseAddress!, lda: k, transA: false, b: b, ldb: k, transB: true,
+                              m: rows, n: n, k: k, bias: fused ? bp.baseAddress : nil,
+                              residual: fused ? rp.baseAddress! + MR * n : nil, context: context)
+                    }
+                }
+            }
+            XCTAssertEqual(edge.map(\.bitPattern), full[MR * n..<(MR + rows) * n].map(\.bitPattern),
+                           "rows \(rows), k \(k), n \(n), bias and residual \(fused)")
+        }
+    }
+
     func testThreadCountDoesNotChangeBits() {
         let split = GEMMBlocking.kSplitMinBlocks * GEMMBlocking.KC  // k from here on takes the k split (small C)
         for (m, n, k, ta, tb) in [(300, 200, 600, false, true), (768, 192, 1100, true, false), (97, 700, 300, false, false),
