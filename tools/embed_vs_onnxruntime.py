@@ -237,7 +237,7 @@ def main():
                 print(f"{name} {t} thread(s) (peak {peak:.0f} GFLOP/s/core, {args.rounds} rounds per batch, "
                       f"engines alternating call by call):")
                 for e, (lat, thr, rss) in res.items():
-                    print(f"  {e:12s} batch 1 {lat:8.1f} ms   best throughput {thr:8.1f} img/s at batch {best[e]:2d} "
+                    print(f"  {e:12s} batch 1 {lat:8.1f} ms   best throughput {thr:8.3g} img/s at batch {best[e]:2d} "
                           f"({pct(thr):4.1f} % of peak)   peak RSS {rss / 2**20:7.0f} MiB")
                 ratios = {}
                 for e in ("pytorch", "onnxruntime"):
