@@ -119,6 +119,10 @@ expect "export into a non-empty folder" "not empty" -- "$bin" export-png --split
 expect "unknown GEMM blocking key" "unknown key 'XC'" -- "$bin" bench gemm --quick --ab XC=3
 expect "unknown step variant" "unknown variant 'fused'.*separate-inputs" -- "$bin" bench ijepa --quick --ab fused
 expect "step variant changing the bits" "KC changes the results' bits" -- "$bin" bench ijepa --quick --ab gemm:KC=256
+expect "GEMM shape with a bad operation suffix" "optional :NN.*P: B packed ahead.*4x4x4:NQP" -- "$bin" bench gemm --shape 4x4x4:NQP
+expect "embed --serve over several cases" "needs one case" -- "$bin" bench embed --serve --threads 1
+expect "embed --serve asked for a batch it did not prepare" "expected one of the batches \[1\] on stdin, got '3'" -- \
+    bash -c 'printf "1\n3\n" | "$0" bench embed --serve --filter vit-tiny4-28 --exact --threads 1 --batches 1' "$bin"
 
 echo "bad inputs: $fails failed"
 [ "$fails" -eq 0 ]

@@ -18,10 +18,10 @@ process's largest resident set since its start, weights and runtime included):
 Each worker warms up every batch, then the harness alternates the engines call by call: a round is one call of
 each engine on the same batch size, in rotating order, so that the shared machine's drift (its speed moves
 20-40 % within minutes) hits all three alike; each call starts after `--gap` idle seconds, so that the previous
-engine's spinning pool threads do not take a core from it. `--rounds R` rounds per batch size. Latency: the median of the
-batch-1 calls; throughput: images/s at the best of the batches {8, 16, 32} (ViT-H: {8}) by median call time.
-The ratios are medians of the per-round ratios (each round's calls ran within seconds of each other), with
-their range.
+engine's spinning pool threads do not take a core from it. `--rounds R` rounds per batch size. Latency: the
+median of the batch-1 calls; throughput: images/s at the best of the batches {8, 16, 32} (ViT-H: {8}) by median
+call time. The ratios are medians of the per-round ratios (each round's calls ran within seconds of each
+other), with their range.
 Agreement: the PyTorch weights saved as an official checkpoint, embedded by `ijepa embed --checkpoint
 --tensors` on the same inputs, against PyTorch's and ONNX Runtime's outputs (max |diff| / max |ref|).
 Prints a table of ratios (Swift / other: > 1 means Swift is faster or, for RSS, larger).
