@@ -190,8 +190,19 @@ final class Prefetcher: @unchecked Sendable {
 
     func start() {
         let t = Thread { [self] in
-            // Named from inside: on Linux, Foundation passes the name to the OS only for the current thread.
-            Thread.current.name = "ijepa-prefetch"  // Linux keeps 15 characters
+            // Named from inside, through the OS: on Linux, Foundation's `Thread.current.name` passes the name on
+            // only when it takes the calling thread for this Thread, and once in a loaded full run (2026-12-07)
+            // the thread kept the process's name for the test's whole 5 s poll (BatchLoaderTests).
+            #if os(Linux)
+            // pthread_setname_np is a GNU extension Swift's Glibc module does not offer; this is what it does.
+            let fd = open("/proc/thread-self/comm", O_WRONLY)  // the calling thread's name (Linux keeps 15 characters)
+            if fd >= 0 {
+                _ = "ijepa-prefetch".withCString { write(fd, $0, strlen($0)) }
+                close(fd)
+            }
+            #else
+            Thread.current.name = "ijepa-prefetch"
+            #endif
             run()
         }
         t.start()
