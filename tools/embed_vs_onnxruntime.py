@@ -122,8 +122,14 @@ class Worker:
 
     def __init__(self, name, cmd):
         self.name, self.cmd = name, cmd
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # stderr into a file, not a pipe: a worker's warnings could fill a pipe nobody reads until it fails.
+        self.err = tempfile.TemporaryFile(mode="w+")
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
                                   text=True, bufsize=1)
+
+    def stderr(self):
+        self.err.seek(0)
+        return self.err.read()[-3000:]
 
     def reply(self):
         while True:
@@ -131,7 +137,7 @@ class Worker:
             if not line:
                 self.p.wait()
                 sys.exit(f"{self.name} worker stopped ({self.p.returncode}): {' '.join(self.cmd)}\n"
-                         f"{self.p.stderr.read()[-3000:]}")
+                         f"{self.stderr()}")
             if line.startswith("{"):
                 r = json.loads(line)
                 self.rss = r["peakRSSBytes"]
@@ -147,7 +153,7 @@ class Worker:
     def close(self):
         self.p.stdin.close()
         if self.p.wait() != 0:
-            sys.exit(f"{self.name} worker failed ({self.p.returncode}):\n{self.p.stderr.read()[-3000:]}")
+            sys.exit(f"{self.name} worker failed ({self.p.returncode}):\n{self.stderr()}")
 
 
 def run_json(cmd):
