@@ -82,65 +82,83 @@ func smallGEMM8x16(
     b: UnsafePointer<Float>, ldb: Int,                                      // (k, ldb), ldb % 16 == 0
     m: Int, n: Int, k: Int, alpha: Float, accumulate: Bool
 ) {
-    typealias V = SIMD16<Float>
     var i = 0
     while i < m {
         let rows = min(8, m - i)
-        // Rows past m repeat the last real row (computed, never stored), so the loop body has no branches.
-        let a0 = a + i * rowStride
-        @inline(__always) func row(_ r: Int) -> UnsafePointer<Float> { a0 + min(r, rows - 1) * rowStride }
-        let (a1, a2, a3, a4, a5, a6, a7) = (row(1), row(2), row(3), row(4), row(5), row(6), row(7))
-        // Columns j..<j+16 (wide: j..<j+32, the second 16 in the d accumulators); `wide` is a constant at each
-        // call, so the compiler emits two loops without a branch in them.
-        @inline(__always) func tile(_ j: Int, wide: Bool) {
-            var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
-            var d0 = V(), d1 = V(), d2 = V(), d3 = V(), d4 = V(), d5 = V(), d6 = V(), d7 = V()
-            var pb = UnsafeRawPointer(b + j)
-            var o = 0
-            for _ in 0..<k {
-                let bv = pb.loadUnaligned(as: V.self)
-                let bw = wide ? pb.loadUnaligned(fromByteOffset: 64, as: V.self) : V()
-                @inline(__always) func step(_ x: inout V, _ y: inout V, _ ar: UnsafePointer<Float>) {
-                    let av = V(repeating: ar[o])
-                    x = fmadd(x, av, bv)
-                    if wide { y = fmadd(y, av, bw) }
-                }
-                step(&c0, &d0, a0); step(&c1, &d1, a1); step(&c2, &d2, a2); step(&c3, &d3, a3)
-                step(&c4, &d4, a4); step(&c5, &d5, a5); step(&c6, &d6, a6); step(&c7, &d7, a7)
-                pb += ldb * 4
-                o += colStride
-            }
-            let cols = min(wide ? 32 : 16, n - j), al = V(repeating: alpha)
-            let out = c + i * ldc + j
-            @inline(__always) func store(_ r: Int, _ x: V, _ x2: V) {
-                guard r < rows else { return }
-                let y = al * x, y2 = al * x2, d = out + r * ldc
-                let p = UnsafeMutableRawPointer(d)
-                if cols >= 16 { p.storeBytes(of: accumulate ? y + p.loadUnaligned(as: V.self) : y, as: V.self) }
-                if cols == 32 {
-                    p.storeBytes(of: accumulate ? y2 + p.loadUnaligned(fromByteOffset: 64, as: V.self) : y2,
-                                 toByteOffset: 64, as: V.self)
-                }
-                for t in (cols >= 16 ? 16 : 0)..<(cols == 32 ? 16 : cols) {
-                    let v = t < 16 ? y[t] : y2[t - 16]
-                    d[t] = accumulate ? v + d[t] : v
-                }
-            }
-            store(0, c0, d0); store(1, c1, d1); store(2, c2, d2); store(3, c3, d3)
-            store(4, c4, d4); store(5, c5, d5); store(6, c6, d6); store(7, c7, d7)
-        }
         var j = 0
         while j < n {
+            let out = c + i * ldc + j
             if j + 32 <= ldb && n - j > 16 {
-                tile(j, wide: true)
+                smallTile8(SmallTile32.self, c: out, ldc: ldc, a: a + i * rowStride, rowStride: rowStride,
+                           colStride: colStride, rows: rows, b: b + j, ldb: ldb, cols: min(32, n - j), k: k, alpha: alpha,
+                           accumulate: accumulate)
                 j += 32
             } else {
-                tile(j, wide: false)
+                smallTile8(SmallTile16.self, c: out, ldc: ldc, a: a + i * rowStride, rowStride: rowStride,
+                           colStride: colStride, rows: rows, b: b + j, ldb: ldb, cols: min(16, n - j), k: k, alpha: alpha,
+                           accumulate: accumulate)
                 j += 16
             }
         }
         i += 8
     }
+}
+
+/// The columns a `smallTile8` computes, a constant once specialised: 32 (two vectors a row) or 16.
+/// Why a type: as a Bool argument of a local function, the width stayed a run-time value inside the k loop (the
+/// function was not inlined), and the loop ran eight branches per step beside its 16 fused multiply-adds.
+protocol SmallTileColumns { static var wide: Bool { get } }
+enum SmallTile32: SmallTileColumns { static var wide: Bool { true } }
+enum SmallTile16: SmallTileColumns { static var wide: Bool { false } }
+
+/// One 8-row tile of `smallGEMM8x16`: C rows 0..<rows, columns 0..<cols (cols <= 16 or 32 by `W`) of the
+/// block at `c`, from A's rows 0..<rows (rows past them repeat the last one, computed, never stored, so the
+/// loop body has no branches) and B's columns from `b`.
+@inline(__always)
+private func smallTile8<W: SmallTileColumns>(
+    _: W.Type, c: UnsafeMutablePointer<Float>, ldc: Int,                   // (rows, cols), row stride ldc
+    a a0: UnsafePointer<Float>, rowStride: Int, colStride: Int, rows: Int,  // (rows, k) through strides
+    b: UnsafePointer<Float>, ldb: Int, cols: Int, k: Int,                   // (k, ldb) row-major
+    alpha: Float, accumulate: Bool
+) {
+    typealias V = SIMD16<Float>
+    let wide = W.wide
+    @inline(__always) func row(_ r: Int) -> UnsafePointer<Float> { a0 + min(r, rows - 1) * rowStride }
+    let (a1, a2, a3, a4, a5, a6, a7) = (row(1), row(2), row(3), row(4), row(5), row(6), row(7))
+    var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
+    var d0 = V(), d1 = V(), d2 = V(), d3 = V(), d4 = V(), d5 = V(), d6 = V(), d7 = V()
+    var pb = UnsafeRawPointer(b)
+    var o = 0
+    for _ in 0..<k {
+        let bv = pb.loadUnaligned(as: V.self)
+        let bw = wide ? pb.loadUnaligned(fromByteOffset: 64, as: V.self) : V()
+        @inline(__always) func step(_ x: inout V, _ y: inout V, _ ar: UnsafePointer<Float>) {
+            let av = V(repeating: ar[o])
+            x = fmadd(x, av, bv)
+            if wide { y = fmadd(y, av, bw) }
+        }
+        step(&c0, &d0, a0); step(&c1, &d1, a1); step(&c2, &d2, a2); step(&c3, &d3, a3)
+        step(&c4, &d4, a4); step(&c5, &d5, a5); step(&c6, &d6, a6); step(&c7, &d7, a7)
+        pb += ldb * 4
+        o += colStride
+    }
+    let al = V(repeating: alpha)
+    @inline(__always) func store(_ r: Int, _ x: V, _ x2: V) {
+        guard r < rows else { return }
+        let y = al * x, y2 = al * x2, d = c + r * ldc
+        let p = UnsafeMutableRawPointer(d)
+        if cols >= 16 { p.storeBytes(of: accumulate ? y + p.loadUnaligned(as: V.self) : y, as: V.self) }
+        if cols == 32 {
+            p.storeBytes(of: accumulate ? y2 + p.loadUnaligned(fromByteOffset: 64, as: V.self) : y2,
+                         toByteOffset: 64, as: V.self)
+        }
+        for t in (cols >= 16 ? 16 : 0)..<(cols == 32 ? 16 : cols) {
+            let v = t < 16 ? y[t] : y2[t - 16]
+            d[t] = accumulate ? v + d[t] : v
+        }
+    }
+    store(0, c0, d0); store(1, c1, d1); store(2, c2, d2); store(3, c3, d3)
+    store(4, c4, d4); store(5, c5, d5); store(6, c6, d6); store(7, c7, d7)
 }
 
 @inline(__always)
