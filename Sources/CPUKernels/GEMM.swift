@@ -40,6 +40,13 @@ public enum GEMMBlocking {
     /// Tile order within a task's column chunk: each A micro-panel (kc x MR) outer, the chunk's B micro-panels
     /// streaming past it, or the reverse (B panel outer, A panels streaming).
     public static let aPanelOuter = SIMDPath.hasAVX512F
+    /// How a short A (m <= mcWhole: a batch-1 ViT's 196 or 256 tokens) is cut on several threads: true, one block
+    /// of rows per thread, each task packing its own rows and reading all of op(B); false, the columns only, op(A)
+    /// packed once per k group in a shared buffer (a region of its own before the first group's tasks).
+    /// Rows: batch-1 embeddings on 2 threads 1.05-1.07x faster (ViT-S/16), 1.05x (ViT-H/14) (`bench embed --ab
+    /// ROWS=0`); each thread's rows of a layer's output stay in its own L2 for the next GEMM's packing, and a
+    /// GEMM opens one parallel region instead of two (the shared packing had its own).
+    public static let shortARows = true
 
     /// The blocking values `bench gemm --ab` varies, in one process, against these defaults; a kernel context
     /// carries one (`KernelContext.blocking`). A different KC gives different bits.
@@ -52,10 +59,11 @@ public enum GEMMBlocking {
         public var mcWhole = GEMMBlocking.mcWhole
         public var prefetchBytes = GEMMBlocking.prefetchBytes
         public var farPrefetch = GEMMBlocking.farPrefetch
+        public var shortARows = GEMMBlocking.shortARows
         public init() {}
         /// In the form `bench gemm --ab` reads.
         public var description: String {
-            "KC=\(kc),MC=\(mc),MCT=\(mcTransposedA),MCW=\(mcWhole),TILE=\(maxTileFloats),AOUTER=\(aPanelOuter ? 1 : 0),PF=\(prefetchBytes),FAR=\(farPrefetch ? 1 : 0)"
+            "KC=\(kc),MC=\(mc),MCT=\(mcTransposedA),MCW=\(mcWhole),TILE=\(maxTileFloats),AOUTER=\(aPanelOuter ? 1 : 0),PF=\(prefetchBytes),FAR=\(farPrefetch ? 1 : 0),ROWS=\(shortARows ? 1 : 0)"
         }
     }
 
@@ -159,14 +167,15 @@ package func sgemm(
     // plan gives a task fewer rows than mcMax, so its groups are deeper: fewer groups, fewer barriers
     // (docs/performance.md: the weight gradients and the context encoder's GEMMs at 2 threads).
     let mcMax = transA ? tuning.mcTransposedA : m <= tuning.mcWhole ? (m + P.MR - 1) / P.MR * P.MR : tuning.mc
-    // A short A (m <= mcWhole: a batch-1 ViT's 196 or 256 tokens) on several threads: op(A) is packed once per k
-    // group into a buffer every task reads, and the tasks split the columns only. Cut by rows too, each task
-    // packed its rows again per column block (with the LayerNorm or GELU prologue) and every row block read
-    // all of op(B), a packed weight that comes from memory at batch 1.
-    let sharedA = threads > 1 && shortA
+    // A short A (m <= mcWhole: a batch-1 ViT's 196 or 256 tokens) on several threads (`shortARows`): one row
+    // block per thread, or the columns only with op(A) packed once per k group into a buffer every task reads.
+    // Never rows and columns: each task packed its rows again per column block (with the LayerNorm or GELU
+    // prologue).
+    let sharedA = threads > 1 && shortA && !tuning.shortARows
+    let rowsPerThread = threads > 1 && shortA && tuning.shortARows
     let bBlocks = max(1, P.packedBFloats / (panelsMax * P.NR * KC))
     let taskRows = GEMMTaskPlan(m: m, nc: ncMax, k: min(k, bBlocks * KC), threads: threads, mcMax: mcMax,
-                                columnsOnly: sharedA).mc
+                                columnsOnly: sharedA, rowsPerThread: rowsPerThread).lastRows
     let groupBlocks = max(1, min(bBlocks, P.stripeFloats / (taskRows * KC)))
     let kgMax = min(k, groupBlocks * KC)
     let mcPadMax = (min(m, mcMax) + P.MR - 1) / P.MR * P.MR
@@ -221,7 +230,8 @@ package func sgemm(
                                   panels: pack.panels, k0: pack.k0, kg: pack.kg, kc: KC, maxTileFloats: tuning.maxTileFloats,
                                   aPanelOuter: tuning.aPanelOuter, aShared: aPack?.dst, prefetchBytes: tuning.prefetchBytes,
                                   farPrefetch: tuning.farPrefetch)
-            let plan = GEMMTaskPlan(m: m, nc: pack.nc, k: pack.kg, threads: threads, mcMax: mcMax, columnsOnly: sharedA)
+            let plan = GEMMTaskPlan(m: m, nc: pack.nc, k: pack.kg, threads: threads, mcMax: mcMax, columnsOnly: sharedA,
+                                    rowsPerThread: rowsPerThread)
             // The next group's op(B) is packed by the same parallel-for, after this group's tasks, into the other
             // buffer (one thread: the same buffer, after the tasks have read it): one barrier a group instead of
             // two, and the packing fills the time a thread would wait for the other's last task (measured:
@@ -350,7 +360,7 @@ func gemmTask(
     let (bPack, jc, nc, panels, k0, kg) = (g.bPack, g.jc, g.nc, g.panels, g.k0, g.kg)
     let mi = task / plan.nBlocks, ni = task % plan.nBlocks
     let i0 = mi * plan.mc
-    let mc = min(plan.mc, m - i0)
+    let mc = mi == plan.mBlocks - 1 ? m - i0 : min(plan.mc, m - i0)  // the last block takes the rest (`lastRows`)
     let q0 = ni * plan.panelsPerBlock
     let q1 = min(panels, q0 + plan.panelsPerBlock)
     if q0 >= q1 || mc <= 0 { return }
@@ -522,16 +532,30 @@ struct GEMMTaskPlan {
     var mBlocks: Int
     var nBlocks: Int
     var panelsPerBlock: Int
+    /// Rows of the last row block: m - (mBlocks - 1) mc, which may exceed mc (`rowsPerThread`).
+    var lastRows: Int
     var tasks: Int { mBlocks * nBlocks }
 
-    init(m: Int, nc: Int, k: Int, threads: Int, mcMax: Int = GEMMBlocking.MC, columnsOnly: Bool = false) {
+    init(m: Int, nc: Int, k: Int, threads: Int, mcMax: Int = GEMMBlocking.MC, columnsOnly: Bool = false,
+         rowsPerThread: Bool = false) {
         typealias P = GEMMBlocking
         let panels = (nc + P.NR - 1) / P.NR
         let rowPanels = (m + P.MR - 1) / P.MR
+        if rowsPerThread && threads > 1 {
+            // One block of all columns per thread; blocks of whole panels as near m / threads rows as they come
+            // (196 rows on 2 threads: 96 + 100, the last block taking the rest with its 4-row panel).
+            let blocks = min(threads, rowPanels)
+            var per = max(1, Int((Double(m) / Double(blocks * P.MR)).rounded()))
+            if blocks > 1 { per = min(per, (rowPanels - 1) / (blocks - 1)) }  // the last block keeps >= 1 row
+            (mc, mBlocks, panelsPerBlock, nBlocks) = (per * P.MR, blocks, panels, 1)
+            lastRows = m - (blocks - 1) * mc
+            return
+        }
         let wanted = threads <= 1 ? 1 : max(1, min(P.maxTasks, 6 * threads, 2 * m * nc * k / P.flopsPerTask))
         if columnsOnly {  // one block of all rows (a shared packed A), the columns cut into `wanted` blocks
             let per = (panels + min(panels, wanted) - 1) / min(panels, wanted)
             (mc, mBlocks, panelsPerBlock, nBlocks) = (rowPanels * P.MR, 1, per, (panels + per - 1) / per)
+            lastRows = m
             return
         }
         var mcPanels = min(max(1, mcMax / P.MR), rowPanels)  // MC below MR (an AVX-512 build with MC 6): one panel
@@ -551,6 +575,7 @@ struct GEMMTaskPlan {
         self.mBlocks = mBlocks
         self.panelsPerBlock = per
         self.nBlocks = (panels + per - 1) / per
+        lastRows = m - (mBlocks - 1) * mc
     }
 }
 

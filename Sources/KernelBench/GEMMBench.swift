@@ -7,10 +7,14 @@ package struct GEMMCase: Sendable {
     package var transA: Bool, transB: Bool
     /// op(B) packed once ahead of the timed calls (`PackedWeight`), as the Encoder's Linear weights.
     package var packedB: Bool
+    /// With `packedB`: how many packed copies of op(B) the calls use in turn (each call the next), so that a
+    /// copy comes from L3 or memory as a model's per-layer weights do in an embedding, not from L2.
+    package var packedCopies: Int
 
-    package init(_ name: String, m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false, packedB: Bool = false) {
+    package init(_ name: String, m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false, packedB: Bool = false,
+                 packedCopies: Int = 1) {
         (self.name, self.m, self.n, self.k, self.transA, self.transB) = (name, m, n, k, transA, transB)
-        self.packedB = packedB
+        (self.packedB, self.packedCopies) = (packedB, packedCopies)
     }
 }
 
@@ -66,8 +70,10 @@ final class GEMMOperands {
     let c: GEMMCase
     let lda: Int, ldb: Int
     let a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
-    /// With `c.packedB`: op(B) packed for each KC a run has used (an A/B comparison may use two).
-    private var packed: [Int: PackedWeight] = [:]
+    /// With `c.packedB`: `c.packedCopies` copies of op(B) packed for each KC a run has used (an A/B comparison
+    /// may use two), and the copy the next call uses.
+    private var packed: [Int: [PackedWeight]] = [:]
+    private var nextCopy = 0
 
     init(_ c: GEMMCase, seed: UInt64 = 1) {
         self.c = c
@@ -91,8 +97,13 @@ final class GEMMOperands {
         var operand: GEMMPackedB?
         if c.packedB {
             let kc = context.blocking.kc
-            if packed[kc] == nil { packed[kc] = PackedWeight(b: b, ldb: ldb, transB: c.transB, k: c.k, n: c.n, kc: kc) }
-            operand = packed[kc]!.operand
+            if packed[kc] == nil {
+                packed[kc] = (0..<c.packedCopies).map { _ in
+                    PackedWeight(b: b, ldb: ldb, transB: c.transB, k: c.k, n: c.n, kc: kc)
+                }
+            }
+            operand = packed[kc]![nextCopy % c.packedCopies].operand
+            nextCopy += 1
         }
         withExtendedLifetime(packed) {
             sgemm(c: out, ldc: c.n, a: a, lda: lda, transA: c.transA, b: b, ldb: ldb, transB: c.transB,

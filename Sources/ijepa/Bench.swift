@@ -64,10 +64,10 @@ struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "GEMM on ViT-Tiny / ViT-S/16 layer shapes (forward NT, input-gradient NN, weight-gradient TN) and squares.")
         @OptionGroup var options: BenchOptions
-        @Option(help: "Time these shapes instead of the suite, comma separated: MxNxK, optionally :NN, :NT, :TN or :TT (op(A) op(B), default NN), e.g. 5376x288x96:NT; a P after them packs op(B) once ahead, as the Encoder's weights (256x5120x1280:NTP).")
+        @Option(help: "Time these shapes instead of the suite, comma separated: MxNxK, optionally :NN, :NT, :TN or :TT (op(A) op(B), default NN), e.g. 5376x288x96:NT; a P after them packs op(B) once ahead, as the Encoder's weights (256x5120x1280:NTP), and a count after the P uses that many packed copies in turn, so that op(B) comes from L3 or memory as a model's layers' weights do (:NTP24).")
         var shape: String?
         @Option(help: ArgumentHelp(
-            "Compare the blocking with these values against the built-in one, e.g. KC=256,MC=144 (keys KC, MC, MCT, MCW, TILE, AOUTER, PF, FAR).",
+            "Compare the blocking with these values against the built-in one, e.g. KC=256,MC=144 (keys KC, MC, MCT, MCW, TILE, AOUTER, PF, FAR, ROWS).",
             discussion: "Both run in one process in alternating single runs (--ab-rounds each); prints the medians and the variant's speed-up per case, then the geometric mean."))
         var ab: String?
         @Option(name: .customLong("ab-rounds"), help: "Alternating rounds per case with --ab.")
@@ -383,15 +383,16 @@ func gemmSuiteCases(_ options: BenchOptions) -> [GEMMCase] {
 
 /// "KC=384,MC=96,MCT=768,MCW=264,TILE=32768,AOUTER=1,PF=1024,FAR=1" (any subset): the built-in blocking with these
 /// values changed (MCW: rows up to which one block takes all rows, 0 off; AOUTER: 1 A micro-panels outer, 0 B
-/// outer; PF: the AVX-512 tile's prefetch distance in bytes; FAR: 1 the tiles prefetch the next B panels, 0 not).
+/// outer; PF: the AVX-512 tile's prefetch distance in bytes; FAR: 1 the tiles prefetch the next B panels, 0 not;
+/// ROWS: 1 a short A is cut into one row block per thread, 0 its columns are cut).
 func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
     var t = GEMMBlocking.Tuning()
     for item in text.split(separator: ",") {
         let kv = item.split(separator: "=", omittingEmptySubsequences: false)
         let key = kv.first?.trimmingCharacters(in: .whitespaces).uppercased()
         guard kv.count == 2, let v = Int(kv[1].trimmingCharacters(in: .whitespaces)),
-              key == "AOUTER" || key == "FAR" ? v == 0 || v == 1 : key == "MCW" || key == "PF" ? v >= 0 : v >= 1 else {
-            throw ValidationError("--ab expects KEY=VALUE pairs with positive values (MCW and PF >= 0, AOUTER and FAR 0 or 1) separated by commas, got '\(item)'")
+              key == "AOUTER" || key == "FAR" || key == "ROWS" ? v == 0 || v == 1 : key == "MCW" || key == "PF" ? v >= 0 : v >= 1 else {
+            throw ValidationError("--ab expects KEY=VALUE pairs with positive values (MCW and PF >= 0, AOUTER, FAR and ROWS 0 or 1) separated by commas, got '\(item)'")
         }
         switch key {
         case "KC": t.kc = v
@@ -406,7 +407,8 @@ func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
         case "FAR": t.farPrefetch = v != 0
         case "TILE": t.maxTileFloats = v
         case "AOUTER": t.aPanelOuter = v != 0
-        default: throw ValidationError("--ab: unknown key '\(kv[0])' (use KC, MC, MCT, MCW, TILE, AOUTER, PF or FAR)")
+        case "ROWS": t.shortARows = v != 0
+        default: throw ValidationError("--ab: unknown key '\(kv[0])' (use KC, MC, MCT, MCW, TILE, AOUTER, PF, FAR or ROWS)")
         }
     }
     return t
@@ -449,18 +451,26 @@ func runBlockingAB(_ cases: [GEMMCase], variant: GEMMBlocking.Tuning, rounds: In
     }
 }
 
-/// "MxNxK[:XY[P]]" with X, Y in {N, T}, P: op(B) packed ahead: a GEMM case named after its shape.
+/// "MxNxK[:XY[P[copies]]]" with X, Y in {N, T}, P: op(B) packed ahead (in `copies` copies used in turn, 1 to
+/// 1000): a GEMM case named after its shape.
 func parseGEMMShape(_ text: String) throws -> GEMMCase {
     let parts = text.trimmingCharacters(in: .whitespaces).split(separator: ":", omittingEmptySubsequences: false)
     let dims = parts[0].split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
     var ops = parts.count > 1 ? String(parts[1]).uppercased() : "NN"
-    let packedB = ops.count == 3 && ops.hasSuffix("P")
-    if packedB { ops.removeLast() }
-    guard parts.count <= 2, dims.count == 3, dims.allSatisfy({ ($0 ?? 0) >= 1 }), ["NN", "NT", "TN", "TT"].contains(ops) else {
-        throw ValidationError("--shape expects MxNxK with positive sizes and an optional :NN, :NT, :TN or :TT (+ P: B packed ahead), got '\(text)'")
+    var copies: Int? = 1
+    let packedB = ops.count >= 3 && Array(ops)[2] == "P"
+    if packedB {
+        let count = ops.dropFirst(3)
+        copies = count.isEmpty ? 1 : Int(count)
+        ops = String(ops.prefix(2))
     }
-    return GEMMCase("\(dims[0]!)x\(dims[1]!)x\(dims[2]!).\(ops)\(packedB ? "P" : "")", m: dims[0]!, n: dims[1]!, k: dims[2]!,
-                    transA: ops.first == "T", transB: ops.last == "T", packedB: packedB)
+    guard parts.count <= 2, dims.count == 3, dims.allSatisfy({ ($0 ?? 0) >= 1 }), ["NN", "NT", "TN", "TT"].contains(ops),
+          let copies, (1...1000).contains(copies) else {
+        throw ValidationError("--shape expects MxNxK with positive sizes and an optional :NN, :NT, :TN or :TT (+ P: B packed ahead, + a count 1-1000: that many packed copies used in turn), got '\(text)'")
+    }
+    let suffix = packedB ? "P" + (copies > 1 ? String(copies) : "") : ""
+    return GEMMCase("\(dims[0]!)x\(dims[1]!)x\(dims[2]!).\(ops)\(suffix)", m: dims[0]!, n: dims[1]!, k: dims[2]!,
+                    transA: ops.first == "T", transB: ops.last == "T", packedB: packedB, packedCopies: copies)
 }
 
 func runSuites(_ options: BenchOptions, gemm: Bool, kernels: Bool, gemmCases: [GEMMCase]? = nil) throws {

@@ -340,10 +340,11 @@ final class GEMMTests: XCTestCase {
         XCTAssertEqual(overflow?.contains("overflows"), true, overflow ?? "nil")
     }
 
-    /// A short A on several threads (m <= mcWhole: packed once per k group, shared by column tasks) gives the
-    /// bits of one thread: awkward m (a partial last panel), n edge panels, several k groups, the LayerNorm
-    /// prologue on A, bias and residual, 2 and 3 threads (uneven packing runs), in both builds (AVX2 builds set
-    /// mcWhole 0, so the test sets it); and the column-only plan covers every panel once.
+    /// A short A on several threads (m <= mcWhole: one row block per thread, or packed once per k group and
+    /// shared by column tasks, `shortARows`) gives the bits of one thread: awkward m (a partial last panel), n
+    /// edge panels, several k groups, the LayerNorm prologue on A, bias and residual, 2 and 3 threads (uneven
+    /// packing runs and row blocks), in both builds (AVX2 builds set mcWhole 0, so the test sets it); and both
+    /// plans cover every row and panel once.
     func testSharedPackedAEqualsOneThread() {
         for (m, n, k) in [(1, 5, 3), (196, 384, 384), (37, 100, 777), (250, 65, 2000), (13, 1000, 40)] {
             var rng = TestRNG(21)
@@ -351,9 +352,10 @@ final class GEMMTests: XCTestCase {
             let gamma = rng.floats(k, scale: 2), beta = rng.floats(k)
             var mean = [Float](repeating: 0, count: m), rstd = mean
             layerNormStatistics(mean: &mean, rstd: &rstd, a, rows: m, dim: k, eps: 1e-6, context: KernelContext(threads: 1))
-            func product(threads: Int, mcWhole: Int, prologue: Bool) -> [UInt32] {
+            func product(threads: Int, mcWhole: Int, prologue: Bool, rows: Bool = true) -> [UInt32] {
                 var context = KernelContext(threads: threads)
                 context.blocking.mcWhole = mcWhole
+                context.blocking.shortARows = rows
                 var c = [Float](repeating: .nan, count: m * n)
                 mean.withUnsafeBufferPointer { mp in
                     rstd.withUnsafeBufferPointer { rp in
@@ -372,8 +374,10 @@ final class GEMMTests: XCTestCase {
             for prologue in [false, true] {
                 let reference = product(threads: 1, mcWhole: 0, prologue: prologue)
                 for (threads, mcWhole) in [(1, 300), (2, 300), (3, 300), (2, 0)] {
-                    XCTAssertEqual(product(threads: threads, mcWhole: mcWhole, prologue: prologue), reference,
-                                   "\(m)x\(n)x\(k), prologue \(prologue), \(threads) threads, mcWhole \(mcWhole)")
+                    for rows in [false, true] {
+                        XCTAssertEqual(product(threads: threads, mcWhole: mcWhole, prologue: prologue, rows: rows), reference,
+                                       "\(m)x\(n)x\(k), prologue \(prologue), \(threads) threads, mcWhole \(mcWhole), rows \(rows)")
+                    }
                 }
             }
         }
@@ -384,6 +388,20 @@ final class GEMMTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(plan.mc, m)
             XCTAssertGreaterThanOrEqual(plan.nBlocks * plan.panelsPerBlock, panels)
             XCTAssertLessThan((plan.nBlocks - 1) * plan.panelsPerBlock, panels)
+        }
+        // One row block per thread: whole panels, the last block the rest (at least one row), all columns each.
+        for (m, threads) in [(196, 2), (256, 2), (1, 2), (13, 3), (37, 3), (72, 4), (250, 3), (264, 2), (25, 8)] {
+            let plan = GEMMTaskPlan(m: m, nc: 1536, k: 384, threads: threads, mcMax: m, rowsPerThread: true)
+            XCTAssertEqual(plan.nBlocks, 1)
+            XCTAssertGreaterThanOrEqual(plan.panelsPerBlock * GEMMBlocking.NR, 1536)
+            XCTAssertLessThanOrEqual(plan.mBlocks, threads)
+            XCTAssertEqual(plan.mc % GEMMBlocking.MR, 0)
+            XCTAssertEqual((plan.mBlocks - 1) * plan.mc + plan.lastRows, m, "\(m) rows, \(threads) threads")
+            XCTAssertGreaterThan(plan.lastRows, 0, "\(m) rows, \(threads) threads")
+        }
+        if GEMMBlocking.MR == 12 {  // a batch-1 ViT-S/16 and ViT-H/14 on 2 threads: near-even halves
+            XCTAssertEqual(GEMMTaskPlan(m: 196, nc: 384, k: 384, threads: 2, mcMax: 196, rowsPerThread: true).lastRows, 100)
+            XCTAssertEqual(GEMMTaskPlan(m: 256, nc: 384, k: 384, threads: 2, mcMax: 256, rowsPerThread: true).lastRows, 124)
         }
     }
 
