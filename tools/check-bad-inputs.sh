@@ -120,6 +120,8 @@ expect "unknown GEMM blocking key" "unknown key 'XC'" -- "$bin" bench gemm --qui
 expect "unknown step variant" "unknown variant 'fused'.*separate-inputs" -- "$bin" bench ijepa --quick --ab fused
 expect "step variant changing the bits" "KC changes the results' bits" -- "$bin" bench ijepa --quick --ab gemm:KC=256
 expect "GEMM shape with a bad operation suffix" "optional :NN.*P: B packed ahead.*4x4x4:NQP" -- "$bin" bench gemm --shape 4x4x4:NQP
+expect "GEMM shape with a packed-copies count of 0" "a count 1-1000.*4x4x4:NTP0" -- "$bin" bench gemm --shape 4x4x4:NTP0
+expect "GEMM shape with a packed-copies count that is not a number" "a count 1-1000.*4x4x4:NTPx" -- "$bin" bench gemm --shape 4x4x4:NTPx
 expect "embed --serve over several cases" "needs one case" -- "$bin" bench embed --serve --threads 1
 expect "embed --serve asked for a batch it did not prepare" "expected one of the batches \[1\] on stdin, got '3'" -- \
     bash -c 'printf "1\n3\n" | "$0" bench embed --serve --filter vit-tiny4-28 --exact --threads 1 --batches 1' "$bin"
