@@ -174,8 +174,9 @@ package func sgemm(
     let sharedA = threads > 1 && shortA && !tuning.shortARows
     let rowsPerThread = threads > 1 && shortA && tuning.shortARows
     let bBlocks = max(1, P.packedBFloats / (panelsMax * P.NR * KC))
-    let taskRows = GEMMTaskPlan(m: m, nc: ncMax, k: min(k, bBlocks * KC), threads: threads, mcMax: mcMax,
-                                columnsOnly: sharedA, rowsPerThread: rowsPerThread).lastRows
+    let taskPlan = GEMMTaskPlan(m: m, nc: ncMax, k: min(k, bBlocks * KC), threads: threads, mcMax: mcMax,
+                                columnsOnly: sharedA, rowsPerThread: rowsPerThread)
+    let taskRows = max(taskPlan.mc, taskPlan.lastRows)  // the largest row block (the last one may be the larger)
     let groupBlocks = max(1, min(bBlocks, P.stripeFloats / (taskRows * KC)))
     let kgMax = min(k, groupBlocks * KC)
     let mcPadMax = (min(m, mcMax) + P.MR - 1) / P.MR * P.MR
