@@ -36,6 +36,8 @@ import tempfile
 import time
 from functools import partial
 
+from peak_rss import peak_rss
+
 CASES = {"vit-tiny4-28": dict(img=28, patch=4, chans=1, dim=192, depth=6, heads=3, batches=[8, 16, 32]),
          "vit-s16": dict(img=224, patch=16, chans=3, dim=384, depth=12, heads=6, batches=[8, 16, 32]),
          "vit-h14": dict(img=224, patch=14, chans=3, dim=1280, depth=32, heads=16, batches=[8])}
@@ -59,13 +61,6 @@ def model(official, c):
 
     torch.manual_seed(0)
     return Pooled().eval()
-
-
-def peak_rss():
-    """This process's largest resident set since its start (VmHWM), bytes. Not ru_maxrss: a child started by a
-    parent holding gigabytes inherits the parent's maximum there (the harness holds the exported model)."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
 def emit(obj):

@@ -33,7 +33,7 @@ here by a re-implementation of the official multi-block rule (src/masks/multiblo
 bench, 10 at 224 px) with its own RNG: same distribution, not the same masks as Swift; every line then says so.
 
 Timing: torch.set_num_threads(T) (and OMP_NUM_THREADS=T) in a fresh process per (config, threads), so that the peak
-RSS (resource.getrusage ru_maxrss: the whole process, Python and torch included; importRSSBytes is the peak right
+RSS (VmHWM: the whole process, Python and torch included, not what the parent held; importRSSBytes is the peak right
 after the imports, before any model) is per case; `--warmup` (2) steps, then the median of `--steps` (10) timed
 steps. imagesPerSecond = batch / median step seconds. gflops = the FLOPs of the timed steps by the formula of
 step_flops below (with each step's actual Kc and Kp; matmuls only, backward = 2x forward for
@@ -52,12 +52,13 @@ import copy
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from peak_rss import peak_rss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -222,7 +223,7 @@ def torch_worker(name, threads, steps, warmup, masks_path):
     import torch.nn.functional as F
     from make_parity_fixtures import Encoder, Predictor, apply_masks, repeat_interleave_batch
     from make_step_fixtures import ema_update, init_opt
-    import_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Python + torch before any model
+    import_rss = peak_rss()  # Python + torch before any model
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     c = CASES[name]
@@ -277,7 +278,7 @@ def torch_worker(name, threads, steps, warmup, masks_path):
     print(json.dumps({
         "name": name, "engine": "pytorch", "threads": threads, "batch": b, "imagesPerSecond": b / med,
         "gflops": sum(flops) / sum(times) / 1e9, "pctPeak": None,
-        "peakRSSBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "medianMs": med * 1e3,
+        "peakRSSBytes": peak_rss(), "medianMs": med * 1e3,
         "torchVersion": torch.__version__, "importRSSBytes": import_rss, "bestMs": min(times) * 1e3,
         "imagesPerSecondMean": b * len(times) / sum(times), "meanContextTokens": sum(kcs) / len(kcs),
         "meanTargetTokens": sum(kps) / len(kps), "steps": steps, "warmup": warmup, "masks": source}))

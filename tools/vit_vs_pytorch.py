@@ -12,10 +12,11 @@ configuration. Prints images/s, GFLOP/s and peak RSS (medians and maxima over ro
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
+
+from peak_rss import peak_rss
 
 CASES = {
     "tiny32": dict(image=32, patch=4, channels=3, dim=192, depth=12, heads=3, batch=64),
@@ -60,7 +61,7 @@ def torch_worker(name, threads, training, steps):
         times.append(time.perf_counter() - t)
     times.sort()
     med = times[len(times) // 2]
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = peak_rss()  # VmHWM: ru_maxrss would include what the parent held
     print(json.dumps({"imagesPerSecond": c["batch"] / med, "medianMs": med * 1e3, "peakRSSBytes": rss,
                       "gflops": flops_per_image(c) * c["batch"] * (3 if training else 1) / med / 1e9}))
 
