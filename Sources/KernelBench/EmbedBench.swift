@@ -102,9 +102,8 @@ package enum EmbedBench {
 
     /// Times the built-in GEMM blocking (A) against `variant` (B) on `batch` random images: `rounds` alternating
     /// single embeddings each, in turn A first and B first (the machine's speed drifts within minutes), after
-    /// one warm-up of each. Returns
-    /// the medians in ms (A, B) and the largest relative difference of B's features from A's (0 unless KC
-    /// changed: the other values change speed only).
+    /// one warm-up of each. Returns the medians in ms (A, B) and the largest relative difference of B's features
+    /// from A's (0 unless KC changed: the other values change speed only).
     package static func runAB(_ c: Case, encoder: Encoder, batch: Int, threads: Int, variant: GEMMBlocking.Tuning,
                               rounds: Int) throws -> (a: Double, b: Double, maxRelDiff: Double) {
         let saved = encoder.engine
@@ -122,8 +121,7 @@ package enum EmbedBench {
             // A then B, then B then A: with A always first, the same change measured 1.036-1.072x as B and
             // 0.98x as A (ViT-S/16, 2 threads), a bias of ~3 % towards the second call of each pair.
             for slot in r % 2 == 0 ? [0, 1] : [1, 0] {
-                let engine = slot == 0 ? base : other
-                encoder.engine = engine
+                encoder.engine = slot == 0 ? base : other
                 let t0 = monotonicSeconds()
                 let f = try encoder.embed(preprocessed: images)
                 if r >= 0 { times[slot].append(monotonicSeconds() - t0) } else { features[slot] = f.scalars }
