@@ -128,6 +128,37 @@ final class RowKernelTests: XCTestCase {
         XCTAssertEqual(y, [0.5, 0.5, 0])
     }
 
+    /// softmaxRows takes rows eight at a time (their tail vectors first, built from scalars): each row must get
+    /// the bits of that row alone, in place or not, whatever its tail (cols % 8), with -inf entries giving 0 and a
+    /// NaN anywhere in a row making all of it NaN.
+    func testSoftmaxRowsGroupedEqualRowsAlone() {
+        var rng = TestRNG(71)
+        for cols in [1, 3, 7, 8, 13, 196, 197] {
+            let rows = 11
+            var x = rng.floats(rows * cols, scale: 4)
+            x[2 * cols + cols - 1] = -.infinity                                 // a -inf in a tail (or the only value)
+            if cols > 1 { x[3 * cols] = -.infinity }
+            x[5 * cols + cols / 2] = .nan
+            var grouped = [Float](repeating: 0, count: rows * cols)
+            softmaxRows(&grouped, x, rows: rows, cols: cols, scale: 0.7)
+            var inPlace = x
+            inPlace.withUnsafeMutableBufferPointer { softmaxRows($0.baseAddress!, $0.baseAddress!, rows: rows, cols: cols, scale: 0.7) }
+            for r in 0..<rows {
+                var alone = [Float](repeating: 0, count: cols)
+                softmaxRows(&alone, Array(x[r * cols..<(r + 1) * cols]), rows: 1, cols: cols, scale: 0.7)
+                let g = Array(grouped[r * cols..<(r + 1) * cols]), p = Array(inPlace[r * cols..<(r + 1) * cols])
+                if r == 5 || (r == 2 && cols == 1) {
+                    XCTAssertTrue(g.allSatisfy(\.isNaN) && p.allSatisfy(\.isNaN), "row \(r) of \(cols): \(g)")
+                    continue
+                }
+                XCTAssertEqual(g.map(\.bitPattern), alone.map(\.bitPattern), "row \(r) of width \(cols) grouped")
+                XCTAssertEqual(p.map(\.bitPattern), alone.map(\.bitPattern), "row \(r) of width \(cols) in place")
+                if r == 2 { XCTAssertEqual(g[cols - 1], 0) }
+                if r == 3 && cols > 1 { XCTAssertEqual(g[0], 0) }
+            }
+        }
+    }
+
     func testBiasAndResidualWithGradients() {
         var rng = TestRNG(8)
         for (rows, cols) in shapes {
