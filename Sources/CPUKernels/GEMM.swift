@@ -37,6 +37,12 @@ public enum GEMMBlocking {
     public static let prefetchBytes = 1024
     /// Whether the AVX-512 tiles after a chunk's first A panel prefetch the B panels the task reads next.
     public static let farPrefetch = true
+    /// Whether, with op(B) packed ahead (an inference weight), a k group's last chunk prefetches the next
+    /// group's first B panels as the chunks before it prefetch their successors (otherwise each group's first
+    /// chunk, 3 of a batch-1 ViT-H/14 fc2's 40 panels in each of its 14 groups, came from memory a line at a
+    /// time). ViT-H/14 batch-1 embedding at 1 thread 1.03x and 1.07x faster, at 2 threads 0.96x and 1.00x;
+    /// ViT-S/16 0.97-1.01x, noise (`bench embed --ab FARG=0`, 12-80 rounds, 2026-12-07).
+    public static let farPrefetchAcrossGroups = true
     /// Tile order within a task's column chunk: each A micro-panel (kc x MR) outer, the chunk's B micro-panels
     /// streaming past it, or the reverse (B panel outer, A panels streaming).
     public static let aPanelOuter = SIMDPath.hasAVX512F
@@ -59,11 +65,12 @@ public enum GEMMBlocking {
         public var mcWhole = GEMMBlocking.mcWhole
         public var prefetchBytes = GEMMBlocking.prefetchBytes
         public var farPrefetch = GEMMBlocking.farPrefetch
+        public var farAcrossGroups = GEMMBlocking.farPrefetchAcrossGroups
         public var shortARows = GEMMBlocking.shortARows
         public init() {}
         /// In the form `bench gemm --ab` reads.
         public var description: String {
-            "KC=\(kc),MC=\(mc),MCT=\(mcTransposedA),MCW=\(mcWhole),TILE=\(maxTileFloats),AOUTER=\(aPanelOuter ? 1 : 0),PF=\(prefetchBytes),FAR=\(farPrefetch ? 1 : 0),ROWS=\(shortARows ? 1 : 0)"
+            "KC=\(kc),MC=\(mc),MCT=\(mcTransposedA),MCW=\(mcWhole),TILE=\(maxTileFloats),AOUTER=\(aPanelOuter ? 1 : 0),PF=\(prefetchBytes),FAR=\(farPrefetch ? 1 : 0),FARG=\(farAcrossGroups ? 1 : 0),ROWS=\(shortARows ? 1 : 0)"
         }
     }
 
@@ -225,7 +232,7 @@ package func sgemm(
             }
         }
         for g in 0..<groups {
-            let group = GEMMGroup(c: c, ldc: ldc, a: a, lda: lda, transA: transA, m: m, k: k, alpha: alpha, beta: beta,
+            var group = GEMMGroup(c: c, ldc: ldc, a: a, lda: lda, transA: transA, m: m, k: k, alpha: alpha, beta: beta,
                                   bias: bias, residual: residual, epilogue: epilogue, aPrologue: aPrologue,
                                   bPack: pack.dst, bRowFloats: pack.rowFloats, bPanel0: pack.panel0, jc: pack.jc, nc: pack.nc,
                                   panels: pack.panels, k0: pack.k0, kg: pack.kg, kc: KC, maxTileFloats: tuning.maxTileFloats,
@@ -239,6 +246,12 @@ package func sgemm(
             // docs/performance.md, Decisions).
             let next = g + 1 < groups ? bGroup(g + 1) : nil
             let nextA = g + 1 < groups ? aGroup(g + 1) : nil
+            if let next, packedB != nil, tuning.farAcrossGroups {
+                let kn = min(KC, next.kg)
+                group.nextB = UnsafePointer(next.dst + next.panel0 * P.NR * kn)
+                group.nextKc = kn
+                group.nextPanels = next.panels
+            }
             let bTasks = next?.tasks ?? 0
             context.forEach(tasks: plan.tasks + bTasks + (nextA?.tasks ?? 0), threads: threads) { task, worker in
                 if task < plan.tasks {
@@ -341,6 +354,9 @@ struct GEMMGroup {
     var aPanelOuter: Bool                                // tile order: A panels outer (B streams) or B panels outer
     var aShared: UnsafeMutablePointer<Float>?            // op(A) of all rows packed for the group (`GEMMAPack`), or nil
     var prefetchBytes: Int, farPrefetch: Bool            // the call's blocking
+    // The next group's first k block when op(B) is packed ahead (nil otherwise: its packing has not run yet):
+    // panel 0 of its columns, its depth and panel count. The group's last chunk prefetches from there.
+    var nextB: UnsafePointer<Float>? = nil, nextKc = 0, nextPanels = 0
 }
 
 /// One task of a k group: packs its stripe of op(A) (its rows, the group's k blocks) once, unless the group's
@@ -401,6 +417,10 @@ func gemmTask(
                 let kn = min(g.kc, kg)
                 next = UnsafeRawPointer(bPack + g.bPanel0 * P.NR * kn + qe * P.NR * kn)
                 nextBytes = (min(q1, qe + chunk) - qe) * P.NR * kn * 4
+            } else if let nextB = g.nextB, q0 < g.nextPanels {
+                // The group's last block of its last chunk: the next group's first chunk of the same panels.
+                next = UnsafeRawPointer(nextB + q0 * P.NR * g.nextKc)
+                nextBytes = (min(g.nextPanels, q0 + chunk) - q0) * P.NR * g.nextKc * 4
             }
             var far = 0  // bytes of `next` handed out to tiles so far
             // One tile: rows i..<i+MR of the task, panel q of the chunk.

@@ -67,7 +67,7 @@ struct Bench: ParsableCommand {
         @Option(help: "Time these shapes instead of the suite, comma separated: MxNxK, optionally :NN, :NT, :TN or :TT (op(A) op(B), default NN), e.g. 5376x288x96:NT; a P after them packs op(B) once ahead, as the Encoder's weights (256x5120x1280:NTP), and a count after the P uses that many packed copies in turn, so that op(B) comes from L3 or memory as a model's layers' weights do (:NTP24).")
         var shape: String?
         @Option(help: ArgumentHelp(
-            "Compare the blocking with these values against the built-in one, e.g. KC=256,MC=144 (keys KC, MC, MCT, MCW, TILE, AOUTER, PF, FAR, ROWS).",
+            "Compare the blocking with these values against the built-in one, e.g. KC=256,MC=144 (keys KC, MC, MCT, MCW, TILE, AOUTER, PF, FAR, FARG, ROWS).",
             discussion: "Both run in one process in alternating single runs (--ab-rounds each); prints the medians and the variant's speed-up per case, then the geometric mean."))
         var ab: String?
         @Option(name: .customLong("ab-rounds"), help: "Alternating rounds per case with --ab.")
@@ -384,6 +384,7 @@ func gemmSuiteCases(_ options: BenchOptions) -> [GEMMCase] {
 /// "KC=384,MC=96,MCT=768,MCW=264,TILE=32768,AOUTER=1,PF=1024,FAR=1" (any subset): the built-in blocking with these
 /// values changed (MCW: rows up to which one block takes all rows, 0 off; AOUTER: 1 A micro-panels outer, 0 B
 /// outer; PF: the AVX-512 tile's prefetch distance in bytes; FAR: 1 the tiles prefetch the next B panels, 0 not;
+/// FARG: 1 with op(B) packed ahead that prefetch reaches into the next k group, 0 it stops at the group's end;
 /// ROWS: 1 a short A is cut into one row block per thread, 0 its columns are cut).
 func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
     var t = GEMMBlocking.Tuning()
@@ -391,8 +392,8 @@ func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
         let kv = item.split(separator: "=", omittingEmptySubsequences: false)
         let key = kv.first?.trimmingCharacters(in: .whitespaces).uppercased()
         guard kv.count == 2, let v = Int(kv[1].trimmingCharacters(in: .whitespaces)),
-              key == "AOUTER" || key == "FAR" || key == "ROWS" ? v == 0 || v == 1 : key == "MCW" || key == "PF" ? v >= 0 : v >= 1 else {
-            throw ValidationError("--ab expects KEY=VALUE pairs with positive values (MCW and PF >= 0, AOUTER, FAR and ROWS 0 or 1) separated by commas, got '\(item)'")
+              key == "AOUTER" || key == "FAR" || key == "FARG" || key == "ROWS" ? v == 0 || v == 1 : key == "MCW" || key == "PF" ? v >= 0 : v >= 1 else {
+            throw ValidationError("--ab expects KEY=VALUE pairs with positive values (MCW and PF >= 0, AOUTER, FAR, FARG and ROWS 0 or 1) separated by commas, got '\(item)'")
         }
         switch key {
         case "KC": t.kc = v
@@ -405,10 +406,11 @@ func parseBlocking(_ text: String) throws -> GEMMBlocking.Tuning {
         case "MCW": t.mcWhole = v
         case "PF": t.prefetchBytes = v
         case "FAR": t.farPrefetch = v != 0
+        case "FARG": t.farAcrossGroups = v != 0
         case "TILE": t.maxTileFloats = v
         case "AOUTER": t.aPanelOuter = v != 0
         case "ROWS": t.shortARows = v != 0
-        default: throw ValidationError("--ab: unknown key '\(kv[0])' (use KC, MC, MCT, MCW, TILE, AOUTER, PF, FAR or ROWS)")
+        default: throw ValidationError("--ab: unknown key '\(kv[0])' (use KC, MC, MCT, MCW, TILE, AOUTER, PF, FAR, FARG or ROWS)")
         }
     }
     return t
