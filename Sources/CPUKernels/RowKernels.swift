@@ -310,36 +310,24 @@ public func softmaxRows(
             let m4 = vmax4(m8.lowHalf, m8.highHalf)
             mx[t] = max(max(m4[0], m4[1]), max(m4[2], m4[3]))
         }
-        // The rows' tail vectors first, all eight together: one exp per row on its own, after the row's loop,
-        // was a dependency chain the loop could not hide (16 % of the softmax's samples on one instruction of
-        // a batch-1 ViT-S/16 embedding, 196 tokens). Rows of a multiple of 8 (ViT-Tiny's 64) skip it.
-        var tails = (Float8(), Float8(), Float8(), Float8(), Float8(), Float8(), Float8(), Float8())
-        if tail > 0 {
-            withUnsafeMutableBytes(of: &tails) { raw in
-                let et = raw.baseAddress!.assumingMemoryBound(to: Float8.self)
-                for t in 0..<nb {
-                    let xr = x + (r0 + t) * cols, yr = y + (r0 + t) * cols
-                    let xt = tailVector(xr + c8, count: tail)  // the lanes past the row are replaced by 0 below
-                    et[t] = vexp(fmadd(-splat(scale * mx[t]), xt, s8)).replacing(with: 0, where: .!live)
-                    for u in 0..<tail { yr[c8 + u] = et[t][u] }
-                }
+        for t in 0..<nb {
+            let xr = x + (r0 + t) * cols, yr = y + (r0 + t) * cols
+            let sm = splat(scale * mx[t])
+            var acc = Float8()
+            var j = 0
+            while j < c8 {
+                let e = vexp(fmadd(-sm, load8(xr + j), s8))
+                store8(yr + j, e)
+                acc += e
+                j += 8
             }
-        }
-        withUnsafeBytes(of: &tails) { raw in
-            let et = raw.baseAddress!.assumingMemoryBound(to: Float8.self)
-            for t in 0..<nb {
-                let xr = x + (r0 + t) * cols, yr = y + (r0 + t) * cols
-                let sm = splat(scale * mx[t])
-                var acc = Float8()
-                var j = 0
-                while j < c8 {
-                    let e = vexp(fmadd(-sm, load8(xr + j), s8))
-                    store8(yr + j, e)
-                    acc += e
-                    j += 8
-                }
-                inv[t] = 1 / hsum(acc + et[t])  // the tail last, as in a row alone (zero when there is none)
+            if tail > 0 {  // rows of a multiple of 8 (ViT-Tiny's 64 tokens) skip the padded vector's exp
+                let xt = tailVector(xr + c8, count: tail)  // its lanes past the row get 0 after the exp
+                let et = vexp(fmadd(-sm, xt, s8)).replacing(with: 0, where: .!live)
+                acc += et
+                for u in 0..<tail { yr[c8 + u] = et[u] }
             }
+            inv[t] = 1 / hsum(acc)
         }
         for t in 0..<nb {
             let yr = y + (r0 + t) * cols
