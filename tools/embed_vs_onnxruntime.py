@@ -21,7 +21,8 @@ each engine on the same batch size, in rotating order, so that the shared machin
 engine's spinning pool threads do not take a core from it. `--rounds R` rounds per batch size. Latency: the
 median of the batch-1 calls; throughput: images/s at the best of the batches {8, 16, 32} (ViT-H: {8}) by median
 call time. The ratios are medians of the per-round ratios (each round's calls ran within seconds of each
-other), with their range.
+other), with their range, and beside them the ratios of the engines' median times (% of peak for both: the forward
+FLOPs over the probe's peak, `bench peak`, run before and after each thread count).
 Agreement: the PyTorch weights saved as an official checkpoint, embedded by `ijepa embed --checkpoint
 --tensors` on the same inputs, against PyTorch's and ONNX Runtime's outputs (max |diff| / max |ref|).
 Prints a table of ratios (Swift / other: > 1 means Swift is faster or, for RSS, larger).
@@ -238,19 +239,25 @@ def main():
                 print(f"{name} {t} thread(s) (peak {peak:.0f} GFLOP/s/core, {args.rounds} rounds per batch, "
                       f"engines alternating call by call):")
                 for e, (lat, thr, rss) in res.items():
-                    print(f"  {e:12s} batch 1 {lat:8.1f} ms   best throughput {thr:8.3g} img/s at batch {best[e]:2d} "
-                          f"({pct(thr):4.1f} % of peak)   peak RSS {rss / 2**20:7.0f} MiB")
+                    print(f"  {e:12s} batch 1 {lat:8.1f} ms ({pct(1e3 / lat):4.1f} % of peak)   best throughput {thr:8.3g} "
+                          f"img/s at batch {best[e]:2d} ({pct(thr):4.1f} % of peak)   peak RSS {rss / 2**20:7.0f} MiB")
                 ratios = {}
                 for e in ("pytorch", "onnxruntime"):
                     lat_r = [o / sw for o, sw in zip(times[e][1], times["swift"][1])]
                     thr_r = [(best["swift"] / sw) / (best[e] / o) for o, sw in zip(times[e][best[e]], times["swift"][best["swift"]])]
+                    # The medians' ratios as a second estimate: with few rounds the median per-round ratio can
+                    # differ from them by 0.1 (vit-h14, 5 rounds: 0.96x against 1.10x).
                     ratios[e] = {"latency": statistics.median(lat_r), "throughput": statistics.median(thr_r),
+                                 "latencyOfMedians": res[e][0] / s_lat, "throughputOfMedians": s_thr / res[e][1],
                                  "rss": s_rss / res[e][2]}
-                    print(f"  Swift / {e}: latency {ratios[e]['latency']:.2f}x (rounds {min(lat_r):.2f}-{max(lat_r):.2f}), "
-                          f"throughput {ratios[e]['throughput']:.2f}x (rounds {min(thr_r):.2f}-{max(thr_r):.2f}), "
+                    print(f"  Swift / {e}: latency {ratios[e]['latency']:.2f}x (rounds {min(lat_r):.2f}-{max(lat_r):.2f}; "
+                          f"medians {ratios[e]['latencyOfMedians']:.2f}x), throughput {ratios[e]['throughput']:.2f}x "
+                          f"(rounds {min(thr_r):.2f}-{max(thr_r):.2f}; medians {ratios[e]['throughputOfMedians']:.2f}x), "
                           f"RSS {ratios[e]['rss']:.2f}")
                 print(json.dumps({"case": name, "threads": t, "peakGflops": peak, "rounds": args.rounds,
                                   "medians": {e: {"latencyMs": v[0], "imagesPerSecond": v[1], "bestBatch": best[e],
+                                                  "latencyPercentOfPeak": pct(1e3 / v[0]),
+                                                  "throughputPercentOfPeak": pct(v[1]),
                                                   "rssBytes": v[2]} for e, v in res.items()},
                                   "ratios": ratios, "agreement": agree}))
                 sys.stdout.flush()
