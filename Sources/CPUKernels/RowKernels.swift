@@ -315,6 +315,10 @@ public func softmaxRows(
             let sm = splat(scale * mx[t])
             var acc = Float8()
             var j = 0
+            if SIMDPath.hasAVX512F {
+                j = cols & ~15
+                acc = softmaxExp16(yr, xr, count: j, scale: scale, shift: scale * mx[t])
+            }
             while j < c8 {
                 let e = vexp(fmadd(-sm, load8(xr + j), s8))
                 store8(yr + j, e)
@@ -338,6 +342,27 @@ public func softmaxRows(
         }
         r0 += nb
     }
+}
+
+/// y[j] = e^(scale x[j] - shift) for j in 0..<count (a multiple of 16), 16 lanes at a time through `vexp16`, and
+/// the sum of the values in the 8-lane loop's order: lanes 0..<8 of acc16 add each block's low half, then its high
+/// half (its other lanes are not used). The same bits as 8 lanes. Out of line, and the halves added through a
+/// half-swapped copy: inlined into `softmaxRows`, or adding `lowHalf` and `highHalf`, LLVM split the whole exp
+/// into 256-bit halves.
+@inline(never)
+func softmaxExp16(
+    _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float  // (count)
+) -> Float8 {
+    let sm = SIMD16<Float>(repeating: shift), s = SIMD16<Float>(repeating: scale)
+    var acc = SIMD16<Float>()
+    var j = 0
+    while j < count {
+        let e = vexp16(fmadd(-sm, UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self), s))
+        UnsafeMutableRawPointer(y + j).storeBytes(of: e, as: SIMD16<Float>.self)
+        acc = (acc + e) + SIMD16<Float>(lowHalf: e.highHalf, highHalf: e.lowHalf)
+        j += 16
+    }
+    return acc.lowHalf
 }
 
 /// The `count` (1...7) floats at `p` in lanes 0..<count, the last of them repeated in the lanes after (no read

@@ -53,6 +53,45 @@ public func vexp(_ x: Float8) -> Float8 {
     return y.replacing(with: x, where: x .!= x)
 }
 
+/// e^x on 16 lanes, `vexp`'s arithmetic lane for lane (the same bits), for AVX-512 builds. The clamp and the NaN
+/// test compare the bit patterns as integers: in Swift 6.3 a comparison of two `SIMD16<Float>` compiles to 16 scalar
+/// compares, one of two `SIMD16<Int32>` to a zmm `vpmaxsd` / `vpcmpgtd`. `key` orders non-NaN floats as integers
+/// (negative patterns reversed); a NaN leaves the clamp as a bound and is put back at the end, as in `vexp`.
+/// A change to either exp must go to both: `testExp16EqualsExpBitForBit` compares them over 1M bit patterns.
+@_transparent
+func vexp16(_ x: SIMD16<Float>) -> SIMD16<Float> {
+    typealias I16 = SIMD16<Int32>
+    @_transparent func key(_ b: I16) -> I16 { b ^ ((b &>> 31) & 0x7fff_ffff) }  // its own inverse
+    let bits = unsafeBitCast(x, to: I16.self)
+    let lo = key(I16(repeating: Int32(bitPattern: Float(-104).bitPattern)))
+    let hi = key(I16(repeating: Int32(bitPattern: Float(89).bitPattern)))
+    var k = key(bits)
+    k = k.replacing(with: lo, where: k .< lo)
+    k = k.replacing(with: hi, where: k .> hi)
+    let xc = unsafeBitCast(key(k), to: SIMD16<Float>.self)
+    typealias F16 = SIMD16<Float>
+    let magic = F16(repeating: VM.roundMagic)
+    let t = fmadd(magic, xc, F16(repeating: VM.log2e))
+    let n = t - magic
+    var r = fmadd(xc, n, F16(repeating: -VM.ln2Hi))
+    r = fmadd(r, n, F16(repeating: -VM.ln2Lo))
+    let c = VM.expP
+    var p = fmadd(F16(repeating: c.1), F16(repeating: c.0), r)
+    p = fmadd(F16(repeating: c.2), p, r)
+    p = fmadd(F16(repeating: c.3), p, r)
+    p = fmadd(F16(repeating: c.4), p, r)
+    p = fmadd(F16(repeating: c.5), p, r)
+    p = fmadd(r + 1, p, r * r)
+    let ni = unsafeBitCast(t, to: I16.self) &- unsafeBitCast(magic, to: I16.self)
+    let n1 = ni &>> 1
+    let n2 = ni &- n1
+    let s1 = unsafeBitCast((n1 &+ 127) &<< 23, to: F16.self)
+    let s2 = unsafeBitCast((n2 &+ 127) &<< 23, to: F16.self)
+    let y = unsafeBitCast(p * s1 * s2, to: I16.self)
+    let isNaN = (bits & 0x7fff_ffff) .> I16(repeating: 0x7f80_0000)
+    return unsafeBitCast(y.replacing(with: bits, where: isNaN), to: F16.self)
+}
+
 /// erf(x), 8 lanes: x P(x^2) below |x| = 1, 1 - e^{-x^2} Q(1/|x|) above (erf rounds to +-1 past 3.92).
 @_transparent
 public func verf(_ x: Float8) -> Float8 {

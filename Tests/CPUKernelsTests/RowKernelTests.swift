@@ -159,6 +159,28 @@ final class RowKernelTests: XCTestCase {
         }
     }
 
+    /// The AVX-512 builds' 16-lane softmax exponentials (`softmaxExp16`) give the values and the running sum of the
+    /// 8-lane loop they replace, bit for bit (so softmax rows keep their bits whatever the build's vector width).
+    func testSoftmaxExp16EqualsTheEightLaneLoop() {
+        var rng = TestRNG(72)
+        for count in [0, 16, 32, 176, 192, 256] {
+            var x = rng.floats(count, scale: 60)  // reaches past exp's clamp once scaled
+            if count > 0 { x[count - 1] = .nan; x[0] = -.infinity }
+            if count > 16 { x[17] = .infinity; x[3] = -0.0; x[4] = Float.leastNonzeroMagnitude }
+            let scale: Float = 1.3, shift: Float = 2.5
+            var y16 = [Float](repeating: 7, count: count), y8 = y16
+            let acc16 = softmaxExp16(&y16, x, count: count, scale: scale, shift: shift)
+            var acc8 = Float8()
+            for j in stride(from: 0, to: count, by: 8) {
+                let e = vexp(fmadd(-splat(shift), Float8(x[j..<j + 8]), splat(scale)))
+                for l in 0..<8 { y8[j + l] = e[l] }
+                acc8 += e
+            }
+            XCTAssertEqual(y16.map(\.bitPattern), y8.map(\.bitPattern), "values, count \(count)")
+            for l in 0..<8 { XCTAssertEqual(acc16[l].bitPattern, acc8[l].bitPattern, "sum lane \(l), count \(count)") }
+        }
+    }
+
     func testBiasAndResidualWithGradients() {
         var rng = TestRNG(8)
         for (rows, cols) in shapes {

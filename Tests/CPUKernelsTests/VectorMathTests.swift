@@ -49,6 +49,36 @@ final class VectorMathTests: XCTestCase {
         }
     }
 
+    /// The 16-lane exp (AVX-512 builds' softmax) gives `vexp`'s bits on every lane: bit patterns spread over all
+    /// 2^32 (NaNs with payloads and both signs, infinities, subnormals), and the clamp's bounds and neighbours.
+    func testExp16EqualsExpBitForBit() {
+        var patterns: [UInt32] = [0, 0x8000_0000, 0x7f80_0000, 0xff80_0000, 0x7fc0_0000, 0xffc0_0001, 0x7f80_0001, 1,
+                                  0x8000_0001, 0x7f7f_ffff, 0xff7f_ffff]
+        for bound: Float in [-104, 89, -87.3, 88.72, 0] {
+            for d in -3...3 { patterns.append(UInt32(bitPattern: Int32(bitPattern: bound.bitPattern) &+ Int32(d))) }
+        }
+        var b: UInt32 = 0
+        while true {
+            patterns.append(b)
+            let (next, overflow) = b.addingReportingOverflow(4093)
+            if overflow { break }
+            b = next
+        }
+        while patterns.count % 16 != 0 { patterns.append(0x3f80_0000) }
+        var mismatches = 0, first = ""
+        for i in stride(from: 0, to: patterns.count, by: 16) {
+            var x = SIMD16<Float>()
+            for l in 0..<16 { x[l] = Float(bitPattern: patterns[i + l]) }
+            let y16 = vexp16(x), y8 = (vexp(x.lowHalf), vexp(x.highHalf))
+            for l in 0..<16 where y16[l].bitPattern != (l < 8 ? y8.0[l] : y8.1[l - 8]).bitPattern {
+                if mismatches == 0 { first = "x = \(x[l]) (0x\(String(patterns[i + l], radix: 16)))" }
+                mismatches += 1
+            }
+        }
+        XCTAssertEqual(mismatches, 0, "vexp16 differs from vexp on \(mismatches) of \(patterns.count) inputs, first \(first)")
+        XCTAssertGreaterThan(patterns.count, 1_000_000)
+    }
+
     func testErfWithinThreeUlps() {
         let e = sweep(-5, 5, n: 2_000_000, verf, Foundation.erf)
         XCTAssertLessThanOrEqual(e.ulps, 3, "erf: \(e.ulps) ulps at x = \(e.at)")
