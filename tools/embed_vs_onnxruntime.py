@@ -246,7 +246,7 @@ def main():
                     lat_r = [o / sw for o, sw in zip(times[e][1], times["swift"][1])]
                     thr_r = [(best["swift"] / sw) / (best[e] / o) for o, sw in zip(times[e][best[e]], times["swift"][best["swift"]])]
                     # The medians' ratios as a second estimate: with few rounds the median per-round ratio can
-                    # differ from them by 0.1 (vit-h14, 5 rounds: 0.96x against 1.10x).
+                    # differ from them by more than 0.1 (vit-h14, 5 rounds: 0.96x against 1.10x).
                     ratios[e] = {"latency": statistics.median(lat_r), "throughput": statistics.median(thr_r),
                                  "latencyOfMedians": res[e][0] / s_lat, "throughputOfMedians": s_thr / res[e][1],
                                  "rss": s_rss / res[e][2]}
